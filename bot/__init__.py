@@ -1,0 +1,1 @@
+"""The Slack adapter: a Bolt app on top of :mod:`segmentation`."""
