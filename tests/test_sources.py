@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+
+import reference
+from conftest import run_cli
+from segmentation.errors import DataError
+from segmentation.sources import OlistSource, load_rfm, source_from_spec
+
+
+def _frame(table) -> pd.DataFrame:
+    return table.frame[["customer_id", "recency", "frequency", "monetary"]].reset_index(drop=True)
+
+
+def _assert_same(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+    ref = ref[["customer_id", "recency", "frequency", "monetary"]]
+    pdt.assert_frame_equal(
+        ours.astype({"customer_id": object, "recency": "int64", "frequency": "int64"}),
+        ref.astype({"customer_id": object, "recency": "int64", "frequency": "int64"}),
+        check_exact=True,
+    )
+
+
+# -- Olist layout -------------------------------------------------------------------------
+
+def test_olist_rfm_equals_pandas_reference(sample_folder):
+    table = load_rfm(OlistSource(sample_folder))
+    _assert_same(_frame(table), reference.olist_rfm(sample_folder))
+    orders = pd.read_csv(sample_folder / "olist_orders_dataset.csv", dtype=str)
+    assert table.excluded["not_delivered"] == (orders["order_status"] != "delivered").sum()
+    assert table.snapshot_date == table.latest_purchase + dt.timedelta(days=1)
+    assert table.frame["recency"].min() == 1
+
+
+def test_olist_gzipped_and_as_of(sample_folder, tmp_path):
+    for f in sample_folder.glob("*.csv"):
+        with open(f, "rb") as src, gzip.open(tmp_path / (f.name + ".gz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    as_of = dt.date(2024, 6, 30)
+    table = load_rfm(OlistSource(tmp_path), as_of=as_of)
+    _assert_same(_frame(table), reference.olist_rfm(sample_folder, as_of=as_of))
+    assert table.snapshot_date == as_of
+    assert table.excluded["after_as_of"] > 0
+    assert table.latest_purchase <= as_of
+
+
+def _copy_olist(src: Path, dst: Path) -> dict[str, pd.DataFrame]:
+    dst.mkdir(exist_ok=True)
+    return {
+        key: pd.read_csv(src / f"olist_{name}_dataset.csv", dtype=str, keep_default_na=False)
+        for key, name in (("orders", "orders"), ("payments", "order_payments"), ("customers", "customers"))
+    }
+
+
+def _write_olist(frames: dict[str, pd.DataFrame], dst: Path) -> None:
+    for key, name in (("orders", "orders"), ("payments", "order_payments"), ("customers", "customers")):
+        frames[key].to_csv(dst / f"olist_{name}_dataset.csv", index=False)
+
+
+def test_olist_orders_without_payment_and_bad_dates_are_counted(sample_folder, tmp_path):
+    frames = _copy_olist(sample_folder, tmp_path)
+    delivered = frames["orders"][frames["orders"]["order_status"] == "delivered"]["order_id"]
+    no_pay = set(delivered.iloc[:5])
+    frames["payments"] = frames["payments"][~frames["payments"]["order_id"].isin(no_pay)]
+    bad_date_ids = list(delivered.iloc[10:13])
+    frames["orders"].loc[frames["orders"]["order_id"].isin(bad_date_ids), "order_purchase_timestamp"] = "soon"
+    _write_olist(frames, tmp_path)
+
+    table = load_rfm(OlistSource(tmp_path))
+    baseline = load_rfm(OlistSource(sample_folder))
+    assert table.excluded["without_payment"] == baseline.excluded.get("without_payment", 0) + 5
+    assert table.excluded["bad_date"] == 3
+    assert table.orders == baseline.orders - 8
+
+
+def test_olist_missing_file_and_column(sample_folder, tmp_path):
+    frames = _copy_olist(sample_folder, tmp_path)
+    _write_olist(frames, tmp_path)
+    (tmp_path / "olist_order_payments_dataset.csv").unlink()
+    with pytest.raises(DataError, match="missing olist_order_payments_dataset.csv"):
+        load_rfm(OlistSource(tmp_path))
+
+    _write_olist({**frames, "customers": frames["customers"].drop(columns=["customer_unique_id"])}, tmp_path)
+    with pytest.raises(DataError, match=r"olist_customers_dataset.csv: no column 'customer_unique_id'"):
+        load_rfm(OlistSource(tmp_path))
+
+
+def test_olist_nothing_delivered(sample_folder, tmp_path):
+    frames = _copy_olist(sample_folder, tmp_path)
+    frames["orders"]["order_status"] = "canceled"
+    _write_olist(frames, tmp_path)
+    with pytest.raises(DataError, match=r"no usable orders left after filtering .*orders not delivered"):
+        load_rfm(OlistSource(tmp_path))
+
+
+# -- generic transactions ---------------------------------------------------------------------
+
+def _lines(seed: int = 3, n_orders: int = 800) -> pd.DataFrame:
+    """Order lines with the mess real exports have."""
+    rng = np.random.default_rng(seed)
+    customers = [f"C{i:04d}" for i in range(250)]
+    rows = []
+    start = dt.datetime(2024, 1, 1)
+    for o in range(n_orders):
+        cust = customers[int(rng.integers(0, len(customers)))]
+        when = start + dt.timedelta(minutes=int(rng.integers(0, 60 * 24 * 365)))
+        for _ in range(int(rng.integers(1, 4))):
+            rows.append(
+                {
+                    "customer": cust,
+                    "order": f"O{o:05d}",
+                    "date": when.strftime("%Y-%m-%d %H:%M:%S") if o % 7 else when.strftime("%Y-%m-%d"),
+                    "qty": int(rng.integers(1, 4)),
+                    "price_cents": int(rng.integers(100, 20_000)),
+                }
+            )
+    df = pd.DataFrame(rows)
+    df.loc[df.index[3:9], "customer"] = None          # rows without a customer id
+    df.loc[df.index[20:24], "date"] = "not a date"     # unparseable dates
+    returns = df["order"].isin(["O00100", "O00101"])   # refunds: negative lines
+    df.loc[returns, "qty"] = -1
+    df["cents"] = df["qty"] * df["price_cents"]
+    df["price"] = df["price_cents"] / 100
+    df["amount"] = df["cents"] / 100
+    return df
+
+
+def _expected_exclusions(df: pd.DataFrame) -> dict[str, int]:
+    no_customer = df["customer"].isna()
+    bad_date = ~no_customer & (df["date"] == "not a date")
+    return {"without_customer": int(no_customer.sum()), "bad_date": int(bad_date.sum())}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_transactions_lines_equal_reference(tmp_path, fmt):
+    df = _lines()
+    path = tmp_path / f"sales.{fmt}"
+    export = df[["customer", "order", "date", "qty", "price", "amount"]]
+    if fmt == "csv":
+        export.to_csv(path, index=False)
+    else:
+        export.to_parquet(path, index=False)
+    src = source_from_spec(path, customer_col="customer", order_col="order", date_col="date",
+                           quantity_col="qty", price_col="price")
+    table = load_rfm(src)
+    _assert_same(_frame(table), reference.lines_rfm(df))
+    expected = _expected_exclusions(df)
+    assert table.excluded["without_customer"] == expected["without_customer"]
+    assert table.excluded["bad_date"] == expected["bad_date"]
+    assert table.excluded["nonpositive_total"] == 2
+
+    by_amount = load_rfm(source_from_spec(path, customer_col="Customer", order_col="order",
+                                          date_col="date", amount_col="amount"))
+    _assert_same(_frame(by_amount), reference.lines_rfm(df))
+
+
+def test_transactions_without_order_column_each_row_is_an_order(tmp_path):
+    df = _lines(seed=5, n_orders=300)
+    df = df[df["qty"] > 0].copy()
+    path = tmp_path / "rows.csv"
+    df[["customer", "date", "amount"]].to_csv(path, index=False)
+    table = load_rfm(source_from_spec(path, customer_col="customer", date_col="date", amount_col="amount"))
+    ref = reference.lines_rfm(df.assign(order=[f"row{i}" for i in range(len(df))]))
+    _assert_same(_frame(table), ref)
+
+
+def test_transactions_date_format(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("who,when,total\na,31/12/2024,10.50\na,01/12/2024,\"4,50\"\nb,15/06/2024,3\n")
+    table = load_rfm(source_from_spec(path, customer_col="who", date_col="when", amount_col="total",
+                                      date_format="%d/%m/%Y"))
+    f = table.frame.set_index("customer_id")
+    assert table.snapshot_date == dt.date(2025, 1, 1)
+    assert f.loc["a", "recency"] == 1 and f.loc["a", "frequency"] == 1  # "4,50" is not a number
+    assert table.excluded["bad_amount"] == 1
+    assert f.loc["b", "recency"] == (dt.date(2025, 1, 1) - dt.date(2024, 6, 15)).days
+
+
+@pytest.mark.parametrize(
+    "content, flags, message",
+    [
+        ("c,d,a\n", dict(customer_col="c", date_col="d", amount_col="a"), "no usable orders left"),
+        ("c,d,a\nx,2024-01-01,-5\n", dict(customer_col="c", date_col="d", amount_col="a"),
+         "1 order whose total is not positive"),
+        ("c,d,a\nx,2024-01-01,5\n", dict(customer_col="cust", date_col="d", amount_col="a"),
+         "no column 'cust' \\(columns are: c, d, a\\)"),
+        ("c,d,a\nx,2024-01-01,5\n", dict(customer_col="c", date_col="d"), "give --amount-col"),
+        ("c,d,a\nx,2024-01-01,5\n", dict(date_col="d", amount_col="a"), "--customer-col"),
+        ("c,d,a\nx,yesterday,5\n", dict(customer_col="c", date_col="d", amount_col="a"),
+         "1 row with an unparseable date"),
+    ],
+)
+def test_transactions_bad_inputs(tmp_path, content, flags, message):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as info:
+        load_rfm(source_from_spec(path, **flags))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_paths_and_types(tmp_path):
+    with pytest.raises(DataError, match="no such file or folder"):
+        source_from_spec(tmp_path / "nope.csv")
+    (tmp_path / "x.xlsx").write_text("")
+    with pytest.raises(DataError, match="unsupported file type"):
+        source_from_spec(tmp_path / "x.xlsx", customer_col="a", date_col="b", amount_col="c")
+    with pytest.raises(DataError, match="missing olist_orders_dataset.csv"):
+        load_rfm(source_from_spec(tmp_path))
+
+
+def test_cli_bad_data_is_one_line(tmp_path):
+    (tmp_path / "t.csv").write_text("c,d,a\n")
+    r = run_cli("--artifacts", str(tmp_path / "a"), "-q", "train", "--data", str(tmp_path / "t.csv"),
+                "--customer-col", "c", "--date-col", "d", "--amount-col", "a")
+    assert r.code == 1
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err
+    assert "t.csv: no usable orders left" in r.err
