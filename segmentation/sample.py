@@ -1,0 +1,201 @@
+"""Synthetic order history in the Olist layout, with the structure real shops have.
+
+About 97% of people buy once; a repeat tail places 2–15 orders; order values are lognormal;
+some orders are paid in several payment rows; about 3% are not delivered; two years of
+purchases with growth; every order has a fresh ``customer_id`` (the person is
+``customer_unique_id``). Output is deterministic for a seed and written in chunks, so 10M
+orders take minutes and bounded memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .errors import InputError
+from .sources import OLIST_FILES
+
+START = dt.datetime(2023, 1, 1)
+DAYS = 730
+CHUNK_CUSTOMERS = 250_000
+REPEAT_SHARE = 0.03
+NOT_DELIVERED_SHARE = 0.03
+SPLIT_PAYMENT_SHARE = 0.04
+NO_PAYMENT_SHARE = 0.00005
+OTHER_STATUSES = np.array(["shipped", "canceled", "unavailable", "invoiced", "processing"])
+PAYMENT_TYPES = np.array(["credit_card", "boleto", "voucher", "debit_card"])
+PAYMENT_TYPE_P = np.array([0.74, 0.19, 0.05, 0.02])
+STATES = np.array(["SP", "RJ", "MG", "RS", "PR", "SC", "BA", "DF", "GO", "ES"])
+STATE_P = np.array([0.42, 0.13, 0.12, 0.06, 0.05, 0.04, 0.03, 0.02, 0.02, 0.11])
+MAX_ORDERS = 500_000_000
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex_ids(rng: np.random.Generator, n: int) -> pa.Array:
+    """n random 32-character hex ids, vectorised."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    chars = np.empty((n, 32), dtype=np.uint8)
+    chars[:, 0::2] = _HEX[raw >> 4]
+    chars[:, 1::2] = _HEX[raw & 15]
+    return pa.array(chars.view("S32").ravel(), type=pa.binary()).cast(pa.string())
+
+
+def _orders_per_customer(rng: np.random.Generator, n: int) -> np.ndarray:
+    k = np.ones(n, dtype=np.int64)
+    repeat = rng.random(n) < REPEAT_SHARE
+    k[repeat] = 2 + np.minimum(rng.geometric(0.55, size=int(repeat.sum())) - 1, 13)
+    return k
+
+
+def _purchase_times(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
+    """Seconds since START for every order, grouped by customer."""
+    n = len(k)
+    # First purchase: density grows linearly (x3 over the two years): inverse CDF of (t+t^2)/2.
+    u = rng.random(n)
+    first = (-1.0 + np.sqrt(1.0 + 8.0 * u)) / 2.0
+    owner = np.repeat(np.arange(n), k)
+    gaps = rng.exponential(60.0 / DAYS, size=len(owner))
+    starts = np.cumsum(k) - k
+    gaps[starts] = 0.0
+    cum = np.cumsum(gaps)
+    cum -= np.repeat(cum[starts], k)
+    t = np.repeat(first, k) + cum
+    last = t[starts + k - 1]
+    t -= np.repeat(np.maximum(last - 1.0, 0.0), k)  # keep every order inside the window
+    t = np.clip(t, 0.0, 1.0 - 1e-9)
+    return (t * DAYS * 86400).astype(np.int64)
+
+
+def _chunk(rng: np.random.Generator, n_customers: int, max_orders: int) -> dict[str, pa.Table]:
+    k = _orders_per_customer(rng, n_customers)
+    total = np.cumsum(k)
+    if total[-1] > max_orders:  # trim the last chunk to the exact order count
+        keep = int(np.searchsorted(total, max_orders, side="left")) + 1
+        k = k[:keep]
+        k[-1] -= int(total[keep - 1] - max_orders)
+        k = k[k > 0]
+    n_orders = int(k.sum())
+    n_people = len(k)
+
+    person_ids = _hex_ids(rng, n_people)
+    owner = np.repeat(np.arange(n_people), k)
+    seconds = _purchase_times(rng, k)
+    purchase = np.datetime64(START, "s") + seconds.astype("timedelta64[s]")
+    taste = rng.lognormal(0.0, 0.35, size=n_people)[owner]
+    value = np.maximum(np.round(rng.lognormal(4.55, 0.75, size=n_orders) * taste, 2), 5.0)
+
+    status = np.full(n_orders, "delivered", dtype=object)
+    undelivered = rng.random(n_orders) < NOT_DELIVERED_SHARE
+    status[undelivered] = rng.choice(OTHER_STATUSES, size=int(undelivered.sum()))
+
+    order_ids = _hex_ids(rng, n_orders)
+    customer_ids = _hex_ids(rng, n_orders)
+
+    # Payments: most orders one row; some split in 2-4 rows summing to the order value.
+    rows = np.ones(n_orders, dtype=np.int64)
+    split = rng.random(n_orders) < SPLIT_PAYMENT_SHARE
+    rows[split] = rng.integers(2, 5, size=int(split.sum()))
+    rows[rng.random(n_orders) < NO_PAYMENT_SHARE] = 0
+    pay_order = np.repeat(np.arange(n_orders), rows)
+    starts = np.cumsum(rows) - rows
+    seq = np.arange(len(pay_order)) - np.repeat(starts, rows) + 1
+    weights = rng.random(len(pay_order)) + 0.2
+    wsum = np.bincount(pay_order, weights, minlength=n_orders)
+    cents = np.round(value * 100).astype(np.int64)
+    part = np.floor(weights / wsum[pay_order] * cents[pay_order]).astype(np.int64)
+    last_row = starts + rows - 1
+    has_rows = rows > 0
+    part_sum = np.bincount(pay_order, part, minlength=n_orders).astype(np.int64)
+    part[last_row[has_rows]] += (cents - part_sum)[has_rows]
+    ptype = rng.choice(PAYMENT_TYPES, size=len(pay_order), p=PAYMENT_TYPE_P)
+    ptype[(seq > 1) & (rng.random(len(pay_order)) < 0.7)] = "voucher"
+    installments = np.where(ptype == "credit_card", rng.integers(1, 11, size=len(pay_order)), 1)
+
+    return {
+        "orders": pa.table(
+            {
+                "order_id": order_ids,
+                "customer_id": customer_ids,
+                "order_status": pa.array(status, type=pa.string()),
+                "order_purchase_timestamp": pa.array(purchase, type=pa.timestamp("s")),
+            }
+        ),
+        "payments": pa.table(
+            {
+                "order_id": order_ids.take(pa.array(pay_order)),
+                "payment_sequential": pa.array(seq),
+                "payment_type": pa.array(ptype, type=pa.string()),
+                "payment_installments": pa.array(installments),
+                "payment_value": pa.array(part / 100.0),
+            }
+        ),
+        "customers": pa.table(
+            {
+                "customer_id": customer_ids,
+                "customer_unique_id": person_ids.take(pa.array(owner)),
+                "customer_state": pa.array(
+                    rng.choice(STATES, size=n_people, p=STATE_P)[owner], type=pa.string()
+                ),
+            }
+        ),
+    }
+
+
+def write_sample(
+    out: str | os.PathLike,
+    orders: int = 100_000,
+    seed: int = 42,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write ``orders`` orders in the Olist layout into ``out`` (created; files replaced)."""
+    if not 1 <= orders <= MAX_ORDERS:
+        raise InputError(f"--orders must be between 1 and {MAX_ORDERS:,}; got {orders:,}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=out))
+    try:
+        writers: dict[str, pacsv.CSVWriter] = {}
+        written = 0
+        chunk_no = 0
+        seeds = np.random.SeedSequence(seed)
+        while written < orders:
+            rng = np.random.default_rng(seeds.spawn(1)[0])
+            tables = _chunk(rng, CHUNK_CUSTOMERS, orders - written)
+            for key, table in tables.items():
+                if key not in writers:
+                    writers[key] = pacsv.CSVWriter(tmp / f"{OLIST_FILES[key]}.csv", table.schema)
+                writers[key].write_table(table)
+            written += tables["orders"].num_rows
+            chunk_no += 1
+            if progress:
+                progress(written, orders)
+        for w in writers.values():
+            w.close()
+        for key in OLIST_FILES:
+            name = f"{OLIST_FILES[key]}.csv"
+            gz = out / f"{name}.gz"
+            if gz.exists():  # a stale gzipped copy would shadow nothing but confuse people
+                gz.unlink()
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def ensure_default_sample(root: Path, orders: int = 100_000, seed: int = 42) -> Path:
+    """The embedded default data set: generated once under ``root`` and reused."""
+    folder = root / f"sample-{orders}-seed{seed}"
+    marker = folder / ".complete"
+    if not marker.exists():
+        write_sample(folder, orders=orders, seed=seed)
+        marker.write_text(f"orders={orders} seed={seed}\n")
+    return folder

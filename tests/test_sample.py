@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from segmentation.sample import write_sample
+from segmentation.sources import OlistSource, load_rfm
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.csv"))}
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = write_sample(tmp_path / "a", orders=3_000, seed=11)
+    b = write_sample(tmp_path / "b", orders=3_000, seed=11)
+    c = write_sample(tmp_path / "c", orders=3_000, seed=12)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_structure_of_real_shops(tmp_path):
+    folder = write_sample(tmp_path, orders=60_000, seed=5)
+    orders = pd.read_csv(folder / "olist_orders_dataset.csv")
+    payments = pd.read_csv(folder / "olist_order_payments_dataset.csv")
+    customers = pd.read_csv(folder / "olist_customers_dataset.csv")
+
+    assert len(orders) == 60_000 and orders["order_id"].is_unique
+    # a fresh customer_id for every order; the person is customer_unique_id
+    assert orders["customer_id"].is_unique and len(customers) == len(orders)
+    per_person = customers["customer_unique_id"].value_counts()
+    assert 0.955 <= (per_person == 1).mean() <= 0.985
+    assert 2 <= per_person[per_person > 1].min() and per_person.max() <= 15
+    assert 0.02 <= (orders["order_status"] != "delivered").mean() <= 0.04
+    rows = payments.groupby("order_id").size()
+    assert (rows > 1).sum() > 0.02 * len(orders)
+    ts = pd.to_datetime(orders["order_purchase_timestamp"])
+    assert 700 <= (ts.max() - ts.min()).days <= 731
+    first, second = ts[ts < ts.min() + (ts.max() - ts.min()) / 2], ts[ts >= ts.min() + (ts.max() - ts.min()) / 2]
+    assert len(second) > 1.3 * len(first)  # growth
+    totals = payments.groupby("order_id")["payment_value"].sum()
+    logs = np.log(totals)
+    assert abs(pd.Series(logs).skew()) < 0.5  # lognormal: log of the value is roughly symmetric
+
+    table = load_rfm(OlistSource(folder))
+    assert table.customers == customers.merge(orders[orders["order_status"] == "delivered"], on="customer_id")[
+        "customer_unique_id"].nunique() - _people_only_without_payment(orders, payments, customers)
+
+
+def _people_only_without_payment(orders, payments, customers) -> int:
+    delivered = orders[orders["order_status"] == "delivered"].merge(customers, on="customer_id")
+    paid = delivered["order_id"].isin(payments["order_id"])
+    with_paid = set(delivered.loc[paid, "customer_unique_id"])
+    return len(set(delivered.loc[~paid, "customer_unique_id"]) - with_paid)
