@@ -1,0 +1,160 @@
+"""Answers from the served model: predict, look up a customer, list and export segments.
+
+The CLI and the Slack bot both call this; neither reimplements it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import playbook as playbook_mod
+from .errors import InputError
+from .inputs import RFM
+from .model import SegmentModel
+from .store import Assignments, ModelStore
+
+
+@dataclass(frozen=True)
+class Prediction:
+    segment: str
+    cluster: int
+    base: str
+    description: str
+    actions: tuple[str, ...]
+    recency: float
+    frequency: float
+    monetary: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment,
+            "cluster": self.cluster,
+            "description": self.description,
+            "actions": list(self.actions),
+            "recency": self.recency,
+            "frequency": self.frequency,
+            "monetary": self.monetary,
+        }
+
+
+@dataclass(frozen=True)
+class CustomerAnswer(Prediction):
+    customer_id: str = ""
+    model_version: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"customer_id": self.customer_id, **super().as_json(), "model_version": self.model_version}
+
+
+def default_artifacts() -> Path:
+    return Path(os.environ.get("SEGMENT_ARTIFACTS", "artifacts"))
+
+
+class SegmentService:
+    """Holds the served model in memory and reloads it when the current version changes."""
+
+    def __init__(self, store: ModelStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self._bundle: dict[str, Any] | None = None
+
+    # -- the served bundle --------------------------------------------------------------
+    @property
+    def bundle(self) -> dict[str, Any]:
+        current = self.store.current_version()
+        b = self._bundle
+        if b is None or b["version"] != current:
+            with self._lock:
+                b = self._bundle
+                if b is None or b["version"] != self.store.current_version():
+                    b = self._bundle = self.store.load()
+        return b
+
+    def reload(self) -> dict[str, Any]:
+        with self._lock:
+            self._bundle = self.store.load()
+            return self._bundle
+
+    @property
+    def version(self) -> str:
+        return self.bundle["version"]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.bundle["metadata"]
+
+    def _segment_by_cluster(self, bundle: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        return {s["cluster"]: s for s in bundle["segments"]}
+
+    def _answer(self, bundle: dict[str, Any], cluster: int, r: float, f: float, m: float) -> dict[str, Any]:
+        seg = self._segment_by_cluster(bundle)[cluster]
+        play = _play(seg)
+        return dict(
+            segment=seg["name"], cluster=cluster, base=seg["base"],
+            description=play[0], actions=play[1], recency=r, frequency=f, monetary=m,
+        )
+
+    # -- questions ----------------------------------------------------------------------
+    def predict(self, rfm: RFM) -> Prediction:
+        bundle = self.bundle
+        model: SegmentModel = bundle["model"]
+        cluster = model.predict_one(*rfm.as_tuple())
+        return Prediction(**self._answer(bundle, cluster, *rfm.as_tuple()))
+
+    def customer(self, customer_id: str) -> CustomerAnswer:
+        bundle = self.bundle
+        cid = customer_id.strip()
+        row = Assignments(self.store.assignments_path(bundle["version"])).get(cid)
+        if row is None:
+            raise InputError(
+                f"No customer '{cid}' in model {bundle['version']} "
+                f"({bundle['metadata']['customers']:,} customers from {bundle['metadata']['source']}). "
+                "Check the id (for Olist data it is the customer_unique_id)."
+            )
+        _, r, f, m, cluster = row
+        return CustomerAnswer(
+            **self._answer(bundle, cluster, r, f, m), customer_id=cid, model_version=bundle["version"]
+        )
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment with its size at training time and the playbook's current advice."""
+        out = []
+        for s in self.bundle["segments"]:
+            description, actions = _play(s)
+            out.append({**s, "description": description, "actions": list(actions)})
+        return out
+
+    def resolve_segment(self, query: str) -> list[dict[str, Any]]:
+        """Segments matching ``query``: an exact name, or every cluster of a base name."""
+        q = " ".join(query.split()).casefold().replace(" - ", " — ")
+        segs = self.bundle["segments"]
+        exact = [s for s in segs if s["name"].casefold() == q]
+        if exact:
+            return exact
+        by_base = [s for s in segs if s["base"].casefold() == q]
+        if by_base:
+            return by_base
+        names = ", ".join(s["name"] for s in segs)
+        raise InputError(f"No segment '{query.strip()}' in model {self.version}. Segments: {names}")
+
+    def export(self, query: str, out: str | os.PathLike) -> tuple[list[str], int]:
+        """Write the customers of a segment (or of all clusters sharing a base name) as CSV."""
+        matched = self.resolve_segment(query)
+        names = {s["cluster"]: s["name"] for s in matched}
+        n = Assignments(self.store.assignments_path(self.version)).write_csv(
+            list(names), names, Path(out)
+        )
+        return list(names.values()), n
+
+
+def _play(segment: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The playbook's current text for a segment; the copy saved at training if it is gone."""
+    try:
+        play = playbook_mod.load().play(segment["base"])
+        return play.description, play.actions
+    except (KeyError, playbook_mod.PlaybookError):
+        return segment["description"], tuple(segment["actions"])

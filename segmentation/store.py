@@ -1,0 +1,322 @@
+"""Versioned model bundles on disk.
+
+    <root>/models/v0007.joblib               the bundle (joblib pickle)
+    <root>/models/v0007.assignments.sqlite   every customer's R, F, M and cluster
+    <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle, metadata;
+                                             written last, so a version without one is incomplete
+    <root>/models/CURRENT                    the served version
+
+Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
+old file or the new one. ``CURRENT`` moves only after the new version has been read back and
+verified. A bundle is only unpickled after its bytes match the SHA-256 in the manifest: a
+pickle is code, and a changed or truncated file is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from .errors import ModelIntegrityError, ModelNotFoundError, SegmentationError
+
+SCHEMA_VERSION = 1
+KEEP_VERSIONS = 10
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+def fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path to build a file at; renamed over ``path`` if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    manifest: dict[str, Any]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.manifest.get("metadata", {})
+
+
+class ModelStore:
+    def __init__(self, root: str | os.PathLike, keep: int = KEEP_VERSIONS):
+        self.root = Path(root)
+        self.models = self.root / "models"
+        self.keep = max(5, keep)
+
+    # -- paths -------------------------------------------------------------------------
+    def _bundle_path(self, version: str) -> Path:
+        return self.models / f"{version}.joblib"
+
+    def _manifest_path(self, version: str) -> Path:
+        return self.models / f"{version}.json"
+
+    def assignments_path(self, version: str) -> Path:
+        return self.models / f"{version}.assignments.sqlite"
+
+    @property
+    def _current_path(self) -> Path:
+        return self.models / "CURRENT"
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.models.mkdir(parents=True, exist_ok=True)
+        with open(self.models / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- reading -----------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Complete versions (those with a manifest), oldest first."""
+        if not self.models.is_dir():
+            return []
+        found = []
+        for p in self.models.glob("v*.json"):
+            m = _VERSION_RE.match(p.stem)
+            if m:
+                found.append((int(m.group(1)), p.stem))
+        return [v for _, v in sorted(found)]
+
+    def current_version(self) -> str | None:
+        try:
+            v = self._current_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return v or None
+
+    def info(self, version: str) -> VersionInfo:
+        try:
+            manifest = json.loads(self._manifest_path(version).read_text())
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"No model version {version} in {self.models}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelIntegrityError(
+                f"{self._manifest_path(version)} is damaged; refusing to load {version}"
+            ) from None
+        return VersionInfo(version, manifest)
+
+    def load(self, version: str | None = None) -> dict[str, Any]:
+        """The bundle of ``version`` (default: current), after checking its SHA-256."""
+        version = version or self.current_version()
+        if version is None:
+            raise ModelNotFoundError("No model yet: run 'segment train' first.")
+        info = self.info(version)
+        path = self._bundle_path(version)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelIntegrityError(f"{path} is missing; refusing to serve {version}") from None
+        expected = info.manifest.get("sha256")
+        if not expected or sha256_hex(data) != expected or len(data) != info.manifest.get("bytes"):
+            raise ModelIntegrityError(
+                f"{path} does not match the checksum recorded when it was saved "
+                f"(changed or truncated); refusing to load it. Retrain, or roll back to an earlier version."
+            )
+        bundle = joblib.load(io.BytesIO(data))
+        if not isinstance(bundle, dict) or bundle.get("schema_version") != SCHEMA_VERSION:
+            raise ModelIntegrityError(
+                f"{path} was written by an incompatible version of this software; retrain the model."
+            )
+        bundle["version"] = version
+        return bundle
+
+    # -- writing -----------------------------------------------------------------------
+    def save(self, bundle: dict[str, Any], assignments: pd.DataFrame, activate: bool = True) -> str:
+        """Write a new version; make it current only once it is fully written and verified."""
+        with self._lock():
+            existing = [int(_VERSION_RE.match(v).group(1)) for v in self.versions()]
+            leftovers = [
+                int(m.group(1))
+                for p in self.models.glob("v*.joblib")
+                if (m := _VERSION_RE.match(p.stem))
+            ]
+            version = f"v{max(existing + leftovers, default=0) + 1:04d}"
+            buf = io.BytesIO()
+            joblib.dump({**bundle, "schema_version": SCHEMA_VERSION}, buf, compress=3)
+            data = buf.getvalue()
+            atomic_write_bytes(self._bundle_path(version), data)
+            with atomic_path(self.assignments_path(version)) as tmp:
+                write_assignments(tmp, assignments)
+            manifest = {
+                "version": version,
+                "schema_version": SCHEMA_VERSION,
+                "sha256": sha256_hex(data),
+                "bytes": len(data),
+                "metadata": bundle.get("metadata", {}),
+            }
+            atomic_write_bytes(
+                self._manifest_path(version), json.dumps(manifest, indent=2, default=str).encode()
+            )
+            self.load(version)  # read back and verify before anyone is served from it
+            if activate:
+                self._set_current(version)
+            self._prune()
+            return version
+
+    def _set_current(self, version: str) -> None:
+        atomic_write_bytes(self._current_path, f"{version}\n".encode())
+
+    def activate(self, version: str) -> None:
+        with self._lock():
+            self.load(version)
+            self._set_current(version)
+
+    def rollback(self) -> tuple[str, str]:
+        """Serve the version before the current one. Returns (from, to)."""
+        with self._lock():
+            current = self.current_version()
+            if current is None:
+                raise ModelNotFoundError("No model yet: nothing to roll back.")
+            older = [v for v in self.versions() if _num(v) < _num(current)]
+            for candidate in reversed(older):
+                try:
+                    self.load(candidate)
+                except SegmentationError:
+                    continue  # skip a damaged version rather than serve it
+                self._set_current(candidate)
+                return current, candidate
+            raise ModelNotFoundError(f"No earlier version than {current} to roll back to.")
+
+    def _prune(self) -> None:
+        versions = self.versions()
+        current = self.current_version()
+        for v in versions[: -self.keep]:
+            if v == current:
+                continue
+            for p in (self._manifest_path(v), self._bundle_path(v), self.assignments_path(v)):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+
+def _num(version: str) -> int:
+    return int(_VERSION_RE.match(version).group(1))
+
+
+# -- per-customer assignments -------------------------------------------------------------
+
+ASSIGNMENT_COLUMNS = ("customer_id", "recency", "frequency", "monetary", "cluster")
+
+
+def write_assignments(path: Path, frame: pd.DataFrame) -> None:
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute(
+            "CREATE TABLE assignments (customer_id TEXT PRIMARY KEY, recency INTEGER NOT NULL, "
+            "frequency INTEGER NOT NULL, monetary REAL NOT NULL, cluster INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        con.execute("CREATE INDEX assignments_cluster ON assignments (cluster, monetary)")
+        rows = zip(
+            frame["customer_id"].astype(str).tolist(),
+            frame["recency"].astype(np.int64).tolist(),
+            frame["frequency"].astype(np.int64).tolist(),
+            frame["monetary"].astype(float).tolist(),
+            frame["cluster"].astype(np.int64).tolist(),
+        )
+        con.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?)", rows)
+        con.commit()
+    finally:
+        con.close()
+
+
+class Assignments:
+    """Read-only view of one version's per-customer table."""
+
+    def __init__(self, path: Path):
+        if not path.exists():
+            raise ModelNotFoundError(f"{path} is missing: retrain to rebuild the customer table.")
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+
+    def get(self, customer_id: str) -> tuple[str, int, int, float, int] | None:
+        with contextlib.closing(self._connect()) as con:
+            return con.execute(
+                "SELECT customer_id, recency, frequency, monetary, cluster FROM assignments "
+                "WHERE customer_id = ?",
+                (customer_id,),
+            ).fetchone()
+
+    def members(self, clusters: Sequence[int]) -> Iterator[tuple[str, int, int, float, int]]:
+        marks = ",".join("?" * len(clusters))
+        with contextlib.closing(self._connect()) as con:
+            yield from con.execute(
+                "SELECT customer_id, recency, frequency, monetary, cluster FROM assignments "
+                f"WHERE cluster IN ({marks}) ORDER BY monetary DESC, customer_id",
+                list(clusters),
+            )
+
+    def write_csv(self, clusters: Sequence[int], names: dict[int, str], out: Path) -> int:
+        n = 0
+        with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["customer_id", "segment", "recency_days", "frequency", "monetary"])
+            for cid, r, f, m, c in self.members(clusters):
+                w.writerow([cid, names[c], r, f, f"{m:.2f}"])
+                n += 1
+        return n

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from segmentation import store as store_mod
+from segmentation.errors import ModelIntegrityError, ModelNotFoundError
+from segmentation.inputs import parse_rfm
+from segmentation.service import SegmentService
+from segmentation.sources import OlistSource, load_rfm
+from segmentation.store import ModelStore
+from segmentation.training import fit_bundle
+
+
+@pytest.fixture(scope="module")
+def fitted(sample_folder):
+    table = load_rfm(OlistSource(sample_folder))
+    return fit_bundle(table, k=6)
+
+
+def _fresh(tmp_path, fitted, n=1) -> ModelStore:
+    store = ModelStore(tmp_path)
+    for _ in range(n):
+        store.save(*fitted)
+    return store
+
+
+def test_save_and_load_round_trip(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted, 2)
+    assert store.versions() == ["v0001", "v0002"] and store.current_version() == "v0002"
+    bundle = store.load()
+    assert bundle["version"] == "v0002" and bundle["metadata"]["k"] == 6
+    info = store.info("v0002")
+    assert info.manifest["sha256"] == store_mod.sha256_hex((tmp_path / "models" / "v0002.joblib").read_bytes())
+    assert not list((tmp_path / "models").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "replace"])
+def test_checksum_mismatch_is_refused(tmp_path, fitted, damage):
+    store = _fresh(tmp_path, fitted)
+    path = tmp_path / "models" / "v0001.joblib"
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) - 10]
+    else:  # a perfectly valid pickle that is not the one that was saved
+        import io, joblib
+        buf = io.BytesIO()
+        joblib.dump({"schema_version": 1, "evil": True}, buf)
+        data = buf.getvalue()
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
+        store.load()
+    r = run_cli("--artifacts", str(tmp_path), "predict", "30", "2", "150")
+    assert r.code == 1 and "refusing to load" in r.err and "Traceback" not in r.err
+
+
+def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch):
+    store = _fresh(tmp_path, fitted)
+    service = SegmentService(store)
+    before = service.predict(parse_rfm("30 2 150"))
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_mod, "write_assignments", crash)
+    with pytest.raises(OSError):
+        store.save(*fitted)
+    monkeypatch.undo()
+    assert store.current_version() == "v0001"
+    assert store.versions() == ["v0001"]  # the half-written version has no manifest
+    assert service.predict(parse_rfm("30 2 150")) == before
+    assert not list((tmp_path / "models").glob(".*.tmp"))
+    # the next save does not reuse the number of the broken attempt's leftovers
+    assert store.save(*fitted) == "v0003"
+
+
+def test_crash_before_rename_keeps_old_file(tmp_path):
+    target = tmp_path / "f.bin"
+    store_mod.atomic_write_bytes(target, b"old")
+
+    real_replace = os.replace
+
+    def boom(src, dst):
+        raise KeyboardInterrupt  # the process dies between write and rename
+
+    os.replace = boom
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store_mod.atomic_write_bytes(target, b"new" * 1000)
+    finally:
+        os.replace = real_replace
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_rollback_and_retention(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted, 7)
+    assert store.versions() == [f"v{n:04d}" for n in range(1, 8)]  # nothing pruned below 10
+    store.keep = 5
+    store.save(*fitted)
+    assert store.versions() == [f"v{n:04d}" for n in range(4, 9)]
+    assert store.rollback() == ("v0008", "v0007")
+    assert store.load()["version"] == "v0007"
+    # a damaged older version is skipped, never served
+    (tmp_path / "models" / "v0006.joblib").write_bytes(b"junk")
+    assert store.rollback() == ("v0007", "v0005")
+    store.rollback()
+    with pytest.raises(ModelNotFoundError, match="No earlier version"):
+        store.rollback()
+
+
+def test_no_model_yet(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="run 'segment train' first"):
+        ModelStore(tmp_path).load()
+
+
+def test_assignments_answer_customers_and_export(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted)
+    _, assignments = fitted
+    service = SegmentService(store)
+    row = assignments.iloc[17]
+    ans = service.customer(row["customer_id"])
+    assert (ans.recency, ans.frequency, ans.monetary) == (row["recency"], row["frequency"], row["monetary"])
+    assert ans.cluster == row["cluster"]
+    seg = next(s for s in service.segments() if s["cluster"] == row["cluster"])
+    assert ans.segment == seg["name"]
+    out = tmp_path / "seg.csv"
+    names, n = service.export(seg["name"], out)
+    assert n == (assignments["cluster"] == row["cluster"]).sum() == seg["customers"]
+    assert out.read_text().splitlines()[0] == "customer_id,segment,recency_days,frequency,monetary"
+    shutil.rmtree(tmp_path / "models")
