@@ -1,0 +1,55 @@
+"""Prediction latency with the model in memory: direct NumPy path vs KMeans.predict.
+
+Usage: python bench/bench_predict.py [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+from segmentation.inputs import parse_rfm
+from segmentation.sample import write_sample
+from segmentation.service import SegmentService
+from segmentation.sources import OlistSource
+from segmentation.store import ModelStore
+from segmentation.training import train
+
+
+def per_call(fn, points) -> np.ndarray:
+    out = np.empty(len(points))
+    for i, p in enumerate(points):
+        t = time.perf_counter_ns()
+        fn(p)
+        out[i] = time.perf_counter_ns() - t
+    return out / 1e3  # microseconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=20_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_sample(os.path.join(tmp, "data"), orders=100_000)
+        store = ModelStore(os.path.join(tmp, "art"))
+        train(OlistSource(folder), store)
+        service = SegmentService(store)
+        model = service.bundle["model"]
+        rng = np.random.default_rng(0)
+        pts = np.column_stack([rng.uniform(0, 700, args.calls), rng.integers(1, 10, args.calls), rng.uniform(1, 2000, args.calls)])
+        direct = per_call(lambda p: model.predict_one(*p), pts)
+        sk = per_call(lambda p: model.kmeans_.predict(model.scaler_.transform(np.log1p(p.reshape(1, -1)))), pts[:2000])
+        full = per_call(lambda p: service.predict(parse_rfm([str(v) for v in p])), pts[:5000])
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    for name, t in (("predict_one (NumPy)", direct), ("scaler+KMeans.predict", sk), ("service.predict incl. parsing", full)):
+        print(f"{name:30s} p50 {np.median(t):8.1f} µs  p99 {np.percentile(t, 99):8.1f} µs  ({len(t):,} calls)")
+    print(f"speed-up of the direct path at p50: {np.median(sk) / np.median(direct):.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import run_cli
+
+PREDICT_KEYS = {"segment", "cluster", "description", "actions", "recency", "frequency", "monetary"}
+SEGMENT_KEYS = {"name", "cluster", "customers", "share", "recency_median", "frequency_mean", "monetary_median"}
+
+
+def cli(root, *argv):
+    return run_cli("--artifacts", str(root), "-q", *argv)
+
+
+def test_train_json(tmp_path, sample_folder):
+    r = cli(tmp_path, "train", "--data", str(sample_folder), "--k", "8", "--json")
+    assert r.code == 0, r.err
+    d = json.loads(r.out)
+    assert d["model_version"] == "v0001"
+    assert isinstance(d["excluded"], dict) and d["excluded"]["not_delivered"] > 0
+    assert len(d["segments"]) == 8
+    for s in d["segments"]:
+        assert SEGMENT_KEYS <= set(s)
+    assert sum(s["customers"] for s in d["segments"]) == d["customers"]
+    assert abs(sum(s["share"] for s in d["segments"]) - 1) < 1e-9
+    assert len({s["name"] for s in d["segments"]}) == 8
+    rb = d["rule_based"]["segments"]
+    assert all({"name", "customers"} <= set(s) for s in rb)
+    assert sum(s["customers"] for s in rb) == d["customers"]
+
+
+def test_train_text_and_default_sample(tmp_path, monkeypatch):
+    import segmentation.cli as cli_mod
+    import segmentation.sample as sample_mod
+
+    real = sample_mod.ensure_default_sample
+    monkeypatch.setattr(sample_mod, "ensure_default_sample", lambda root: real(root, orders=4_000))
+    r = run_cli("--artifacts", str(tmp_path), "train")
+    assert r.code == 0, r.err
+    assert "Generating the built-in sample" in r.err and "Clustering" in r.err
+    assert "Trained model v0001" in r.out and "Rule-based quantile segments" in r.out
+    assert list((tmp_path / "samples").glob("*/.complete"))
+    r2 = run_cli("--artifacts", str(tmp_path), "train")
+    assert "Generating" not in r2.err and "Trained model v0002" in r2.out
+    assert cli_mod is not None
+
+
+def test_predict_json_and_text(trained):
+    r = cli(trained, "predict", "30", "2", "150", "--json")
+    assert r.code == 0, r.err
+    d = json.loads(r.out)
+    assert PREDICT_KEYS <= set(d)
+    assert (d["recency"], d["frequency"], d["monetary"]) == (30, 2, 150)
+    assert 2 <= len(d["actions"]) <= 4
+    segs = json.loads(cli(trained, "segments", "--json").out)["segments"]
+    assert d["segment"] in {s["name"] for s in segs}
+    # other spellings give the same answer
+    for spelling in (["r=30", "f=2", "m=150"], ["30d", "2", "$150"], ["m=150,00", "30", "2"]):
+        assert json.loads(cli(trained, "predict", *spelling, "--json").out)["segment"] == d["segment"]
+    text = cli(trained, "predict", "30", "2", "150")
+    assert text.out.startswith(d["segment"] + ":") and "Recommended actions" in text.out
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (["30", "2"], "exactly three values"),
+        (["30", "2", "150", "4"], "exactly three values"),
+        (["abc", "2", "150"], "recency must be a number, not 'abc'"),
+        (["-5", "2", "150"], "recency must be between 0 and 36,500 days"),
+        (["30", "0", "150"], "frequency must be between 1"),
+        (["30", "2.5", "150"], "whole number"),
+        (["30", "2", "nan"], "finite number"),
+        (["30", "2", "inf"], "finite number"),
+        (["30", "2", "1e300"], "monetary must be between"),
+        (["99999999", "2", "150"], "recency must be between"),
+    ],
+)
+def test_predict_bad_arguments(trained, values, message):
+    r = cli(trained, "predict", *values)
+    assert r.code == 2
+    assert message in r.err
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err and r.out == ""
+
+
+def test_customer_lookup(trained, sample_folder):
+    segs = json.loads(cli(trained, "segments", "--json").out)
+    assert segs["model_version"] == "v0001"
+    assert all(SEGMENT_KEYS | {"description", "actions"} <= set(s) for s in segs["segments"])
+    out = trained / "any.csv"
+    first = segs["segments"][0]["name"]
+    r = cli(trained, "export", first, "--out", str(out))
+    assert r.code == 0, r.err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == segs["segments"][0]["customers"]
+    cid = rows[0]["customer_id"]
+    d = json.loads(cli(trained, "customer", cid, "--json").out)
+    assert d["customer_id"] == cid and d["segment"] == first
+    assert PREDICT_KEYS <= set(d)
+    assert str(d["recency"]) == rows[0]["recency_days"]
+    r = cli(trained, "customer", "no-such-person")
+    assert r.code == 2 and "No customer 'no-such-person'" in r.err and r.err.count("\n") == 1
+
+
+def test_export_unknown_segment_and_base_names(trained, tmp_path):
+    r = cli(trained, "export", "VIPs", "--out", str(tmp_path / "x.csv"))
+    assert r.code == 2 and "No segment 'VIPs'" in r.err and "Segments:" in r.err
+    assert not (tmp_path / "x.csv").exists()
+    segs = json.loads(cli(trained, "segments", "--json").out)["segments"]
+    qualified = [s for s in segs if " — " in s["name"]]
+    if qualified:  # a base name exports every cluster that carries it
+        base = qualified[0]["name"].split(" — ")[0]
+        r = cli(trained, "export", base.lower(), "--out", str(tmp_path / "b.csv"))
+        total = sum(s["customers"] for s in segs if s["name"].split(" — ")[0] == base)
+        assert r.code == 0 and f"Wrote {total:,} customers" in r.out
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    for argv in (["train", "--k", "x"], ["frobnicate"], ["train", "--as-of", "yesterday"], ["export", "Lost"]):
+        r = cli(tmp_path, *argv)
+        assert r.code == 2, argv
+        assert r.err.count("\n") == 1 and "Traceback" not in r.err
+    r = cli(tmp_path, "predict", "30", "2", "150")
+    assert r.code == 1 and "run 'segment train' first" in r.err
+
+
+def test_model_listing_and_rollback(tmp_path, sample_folder):
+    for _ in range(2):
+        assert cli(tmp_path, "train", "--data", str(sample_folder), "--k", "5").code == 0
+    listing = json.loads(cli(tmp_path, "model", "--json").out)
+    assert listing["current"] == "v0002" and len(listing["versions"]) == 2
+    r = cli(tmp_path, "rollback")
+    assert r.code == 0 and "now serving v0001 (was v0002)" in r.out
+    assert json.loads(cli(tmp_path, "predict", "1", "1", "1", "--json").out)["segment"]
+    assert json.loads(cli(tmp_path, "model", "--json").out)["current"] == "v0001"
+
+
+def test_sample_data_command(tmp_path):
+    r = cli(tmp_path, "sample-data", "--orders", "1500", "--out", str(tmp_path / "s"), "--seed", "3")
+    assert r.code == 0 and "Wrote 1,500 orders" in r.out
+    assert (tmp_path / "s" / "olist_orders_dataset.csv").exists()
+    r = cli(tmp_path, "sample-data", "--orders", "0", "--out", str(tmp_path / "s"))
+    assert r.code == 2 and r.err.count("\n") == 1
