@@ -134,6 +134,35 @@ def resolve_source(args: argparse.Namespace):
     ), str(data)
 
 
+def add_column_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--customer-col", help="transactions file: customer id column")
+    p.add_argument("--order-col", help="transactions file: order id column (default: each row is an order)")
+    p.add_argument("--date-col", help="transactions file: order date column")
+    p.add_argument("--amount-col", help="transactions file: amount column")
+    p.add_argument("--quantity-col", help="transactions file: quantity column (with --price-col)")
+    p.add_argument("--price-col", help="transactions file: unit price column (with --quantity-col)")
+    p.add_argument("--date-format", help="strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)")
+
+
+def source_from_data_spec(spec: str | None, artifacts: str | os.PathLike, name: str = "SEGMENT_DATA"):
+    """A source from a one-line spec, as ``--data`` and the column flags would give it.
+
+    ``spec`` is e.g. ``sales.csv --customer-col email --date-col created_at --amount-col total``;
+    empty means the built-in sample. Returns (source, the data reference for the metadata).
+    """
+    import shlex
+
+    p = FriendlyParser(prog=name, add_help=False)
+    p.add_argument("data", nargs="?")
+    add_column_options(p)
+    try:
+        args = p.parse_args(shlex.split(spec or ""))
+    except (InputError, ValueError) as exc:
+        raise InputError(f"{name}: {exc}") from None
+    args.artifacts, args.quiet = str(artifacts), True
+    return resolve_source(args)
+
+
 def train_json(bundle: dict[str, Any]) -> dict[str, Any]:
     meta = bundle["metadata"]
     return {
@@ -336,13 +365,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument("--data", help="Olist folder, or a CSV/Parquet transactions file (default: the built-in sample)")
     p.add_argument("--k", type=int, default=11, help="number of segments (default 11)")
     p.add_argument("--as-of", type=parse_date, help="snapshot date YYYY-MM-DD (default: day after the latest purchase)")
-    p.add_argument("--customer-col", help="transactions file: customer id column")
-    p.add_argument("--order-col", help="transactions file: order id column (default: each row is an order)")
-    p.add_argument("--date-col", help="transactions file: order date column")
-    p.add_argument("--amount-col", help="transactions file: amount column")
-    p.add_argument("--quantity-col", help="transactions file: quantity column (with --price-col)")
-    p.add_argument("--price-col", help="transactions file: unit price column (with --quantity-col)")
-    p.add_argument("--date-format", help="strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)")
+    add_column_options(p)
     p.add_argument("--trained-by", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_train)

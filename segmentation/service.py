@@ -143,12 +143,31 @@ class SegmentService:
 
     def export(self, query: str, out: str | os.PathLike) -> tuple[list[str], int]:
         """Write the customers of a segment (or of all clusters sharing a base name) as CSV."""
-        matched = self.resolve_segment(query)
-        names = {s["cluster"]: s["name"] for s in matched}
-        n = Assignments(self.store.assignments_path(self.version)).write_csv(
-            list(names), names, Path(out)
-        )
+        return self.export_segments(self.resolve_segment(query), out)
+
+    def export_segments(self, segments: list[dict[str, Any]], out: str | os.PathLike) -> tuple[list[str], int]:
+        names = {s["cluster"]: s["name"] for s in segments}
+        n = Assignments(self.store.assignments_path(self.version)).write_csv(list(names), names, Path(out))
         return list(names.values()), n
+
+    def at_risk(self) -> dict[str, Any]:
+        """Customers and revenue (their total spend) per at-risk segment, as the playbook declares them."""
+        book = playbook_mod.load()
+        segs = [s for s in self.bundle["segments"] if book.is_at_risk(s["base"])]
+        totals = Assignments(self.store.assignments_path(self.version)).totals([s["cluster"] for s in segs]) if segs else {}
+        rows = [
+            {"name": s["name"], "cluster": s["cluster"], "base": s["base"],
+             "customers": totals.get(s["cluster"], (0, 0.0))[0], "revenue": totals.get(s["cluster"], (0, 0.0))[1]}
+            for s in segs
+        ]
+        return {
+            "model_version": self.version,
+            "at_risk_names": list(book.at_risk),
+            "segments": rows,
+            "customers": sum(r["customers"] for r in rows),
+            "revenue": sum(r["revenue"] for r in rows),
+            "all_customers": self.metadata["customers"],
+        }
 
 
 def _play(segment: dict[str, Any]) -> tuple[str, tuple[str, ...]]:

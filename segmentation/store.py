@@ -311,6 +311,17 @@ class Assignments:
                 list(clusters),
             )
 
+    def totals(self, clusters: Sequence[int]) -> dict[int, tuple[int, float]]:
+        """Customers and their total spend per cluster."""
+        marks = ",".join("?" * len(clusters))
+        with contextlib.closing(self._connect()) as con:
+            rows = con.execute(
+                f"SELECT cluster, COUNT(*), COALESCE(SUM(monetary), 0) FROM assignments "
+                f"WHERE cluster IN ({marks}) GROUP BY cluster",
+                list(clusters),
+            ).fetchall()
+        return {c: (int(n), float(total)) for c, n, total in rows}
+
     def write_csv(self, clusters: Sequence[int], names: dict[int, str], out: Path) -> int:
         n = 0
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
