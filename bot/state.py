@@ -1,0 +1,146 @@
+"""The bot's state database (SQLAlchemy Core): audit log and leases.
+
+``DATABASE_URL`` picks the database: SQLite by default, PostgreSQL (``postgresql+psycopg://``)
+for a shared deployment. Times are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from segmentation.errors import SegmentationError
+
+metadata = sa.MetaData()
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("command", sa.String(64), nullable=False),
+    sa.Column("args", sa.Text, nullable=False, default=""),
+    sa.Column("allowed", sa.Boolean, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    sa.Column("channel_id", sa.String(64), nullable=True),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+)
+
+
+class StateError(SegmentationError):
+    pass
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    holder: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+    detail: dict[str, Any]
+
+
+class StateDB:
+    def __init__(self, url: str, engine: Engine | None = None):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.url = url
+        try:
+            self.engine = engine or sa.create_engine(url, **kwargs)
+            metadata.create_all(self.engine)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StateError(f"DATABASE_URL: cannot open the state database ({_one_line(exc)})") from None
+
+    # -- audit --------------------------------------------------------------------------
+    def audit(self, user_id: str, command: str, args: str, allowed: bool, result: str, channel_id: str | None = None) -> None:
+        with self.engine.begin() as con:
+            con.execute(
+                audit_log.insert().values(
+                    at=utcnow(), user_id=user_id, command=command, args=args[:500],
+                    allowed=allowed, result=result[:2000], channel_id=channel_id,
+                )
+            )
+
+    def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.engine.connect() as con:
+            rows = con.execute(audit_log.select().order_by(audit_log.c.id.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- leases -------------------------------------------------------------------------
+    def try_acquire(self, name: str, holder: str, ttl: dt.timedelta, detail: dict[str, Any] | None = None) -> tuple[bool, Lease | None]:
+        """Take the lease ``name`` unless someone else holds an unexpired one.
+
+        Returns (True, lease) when taken (or already ours, then renewed), else (False, holder's lease).
+        """
+        now = utcnow()
+        with self.engine.begin() as con:
+            con.execute(leases.delete().where(leases.c.name == name, leases.c.expires_at < now))
+            con.execute(
+                leases.update()
+                .where(leases.c.name == name, leases.c.holder == holder)
+                .values(expires_at=now + ttl)
+            )
+        try:
+            with self.engine.begin() as con:
+                con.execute(
+                    leases.insert().values(
+                        name=name, holder=holder, acquired_at=now, expires_at=now + ttl,
+                        detail=json.dumps(detail or {}),
+                    )
+                )
+        except IntegrityError:
+            current = self.lease(name)
+            return (current is not None and current.holder == holder), current
+        return True, self.lease(name)
+
+    def renew(self, name: str, holder: str, ttl: dt.timedelta) -> bool:
+        with self.engine.begin() as con:
+            n = con.execute(
+                leases.update()
+                .where(leases.c.name == name, leases.c.holder == holder)
+                .values(expires_at=utcnow() + ttl)
+            ).rowcount
+        return n == 1
+
+    def release(self, name: str, holder: str) -> None:
+        with self.engine.begin() as con:
+            con.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
+
+    def lease(self, name: str) -> Lease | None:
+        with self.engine.connect() as con:
+            row = con.execute(leases.select().where(leases.c.name == name)).mappings().first()
+        if row is None:
+            return None
+        return Lease(row["name"], row["holder"], row["acquired_at"], row["expires_at"], json.loads(row["detail"] or "{}"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
