@@ -1,0 +1,72 @@
+"""The Bolt app factory: settings, model store, state database and Web API client are passed in."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+
+from segmentation.service import SegmentService
+from segmentation.store import ModelStore
+
+from .context import BotContext
+from .listeners import register_listeners
+from .retrain import Retrainer, TrainFn
+from .settings import Settings
+from .state import StateDB
+
+_TOKEN = re.compile(r"xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps Slack tokens out of logs, whatever a library decides to log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if _TOKEN.search(msg):
+            record.msg, record.args = _TOKEN.sub("xox…redacted", msg), None
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
+    logging.getLogger("slack_sdk").setLevel(max(level, logging.INFO))
+
+
+def make_client(settings: Settings) -> WebClient:
+    """A Web API client that retries rate limits (429 + Retry-After) and dropped connections."""
+    kwargs = {"base_url": settings.api_url} if settings.api_url else {}
+    return WebClient(
+        token=settings.bot_token,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3, interval_calculator=BackoffRetryIntervalCalculator()),
+        ],
+        **kwargs,
+    )
+
+
+def build_context(settings: Settings, *, store: ModelStore | None = None, state: StateDB | None = None,
+                  train_fn: TrainFn | None = None) -> BotContext:
+    store = store or ModelStore(settings.artifacts)
+    state = state or StateDB(settings.database_url)
+    service = SegmentService(store)
+    kwargs = {"train_fn": train_fn} if train_fn else {}
+    return BotContext(settings, store, service, state, Retrainer(settings, store, service, state, **kwargs))
+
+
+def create_app(ctx: BotContext, client: WebClient | None = None, *, process_before_response: bool = False) -> App:
+    settings = ctx.settings
+    app = App(
+        signing_secret=settings.signing_secret,
+        client=client or make_client(settings),  # carries the token and SLACK_API_URL
+        process_before_response=process_before_response,
+    )
+    register_listeners(app, ctx)
+    return app

@@ -1,0 +1,98 @@
+"""The ``segment`` command with the bot's subcommands: ``bot`` and ``chat``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from segmentation.cli import Command
+from segmentation.cli import main as segmentation_main
+from segmentation.errors import ModelNotFoundError
+
+log = logging.getLogger("bot")
+
+
+def _ensure_model(ctx) -> None:
+    """A bot with no model yet trains one on SEGMENT_DATA first, so it can answer at once."""
+    from segmentation.cli import source_from_data_spec
+    from segmentation.training import train
+
+    try:
+        ctx.store.load()
+    except ModelNotFoundError:
+        source, ref = source_from_data_spec(ctx.settings.data, ctx.store.root)
+        log.info("No model yet: training on %s", source.describe())
+        train(source, ctx.store, trained_by="startup", data_ref=ref)
+
+
+def run_bot(args: argparse.Namespace) -> int:
+    from . import settings as settings_mod
+    from .app import build_context, configure_logging, create_app
+
+    configure_logging()
+    os.environ["SEGMENT_ARTIFACTS"] = args.artifacts  # --artifacts wins over .env
+    settings = settings_mod.load()
+    ctx = build_context(settings)
+    _ensure_model(ctx)
+    app = create_app(ctx)
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        log.info("Starting in Socket Mode (model %s)", ctx.store.current_version())
+        SocketModeHandler(app, settings.app_token).start()
+        return 0
+    from .server import HttpServer
+
+    server = HttpServer(app, port=settings.port)
+    log.info("Listening on %s (model %s)", server.url, ctx.store.current_version())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from . import settings as settings_mod
+    from .app import build_context, create_app
+    from .console import Console
+
+    logging.basicConfig(level=logging.WARNING)
+    os.environ["SEGMENT_ARTIFACTS"] = args.artifacts
+    base = settings_mod.load(require_slack=False)
+    ctx_holder = {}
+
+    def factory(s):
+        ctx = build_context(s)
+        ctx_holder["ctx"] = ctx
+        return create_app(ctx, process_before_response=True)
+
+    console = Console(factory, base, user_id=args.user)
+    try:
+        _ensure_model(ctx_holder["ctx"])
+        console.loop()
+    finally:
+        ctx_holder["ctx"].retrainer.join(timeout=600)
+        console.close()
+    return 0
+
+
+def _configure_chat(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", default="U0CONSOLE", help="Slack user id to act as (the console user is an admin)")
+
+
+COMMANDS = [
+    Command("bot", "run the Slack bot (Socket Mode with SLACK_APP_TOKEN, else HTTP on PORT)", lambda p: None, run_bot),
+    Command("chat", "try the bot in this terminal, no Slack workspace needed", _configure_chat, run_chat),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return segmentation_main(argv, extra=COMMANDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

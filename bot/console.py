@@ -1,0 +1,142 @@
+"""``segment chat``: try the bot in a terminal, without a Slack workspace.
+
+Every line is sent as a signed slash-command request through the same Bolt app and listeners
+as in Slack; the bot's Web API calls go to a local emulator that prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import replace
+from typing import IO, Any
+
+from slack_bolt import App, BoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from .emulator import Call, SlackEmulator
+from .render import render
+from .settings import Settings
+
+CHANNEL = "C0CONSOLE"
+TEAM = "T0LOCAL"
+
+
+class Console:
+    def __init__(self, app_factory: Callable[[Settings], App], settings: Settings, user_id: str = "U0CONSOLE",
+                 out: IO[str] = sys.stdout):
+        self.out = out
+        self.user_id = user_id
+        self._print_lock = threading.Lock()
+        self.buttons: list[dict[str, Any]] = []
+        self.emulator = SlackEmulator(on_call=self._on_call).start()
+        self.secret = secrets.token_hex(16)
+        self.settings = replace(
+            settings, bot_token="xoxb-local-console", signing_secret=self.secret, app_token="",
+            api_url=self.emulator.api_url, admin_user_ids=settings.admin_user_ids | {user_id},
+        )
+        self.app = app_factory(self.settings)
+        self.verifier = SignatureVerifier(self.secret)
+
+    def close(self) -> None:
+        self.emulator.stop()
+
+    # -- output -------------------------------------------------------------------------
+    def _print(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+    def _on_call(self, call: Call) -> None:
+        if call.kind == "api" and call.method == "chat.postMessage":
+            self._print(f"\n[bot → #{call.args.get('channel')}]\n" + render(call.args, self.buttons))
+        elif call.kind == "response_url":
+            where = "channel" if call.args.get("response_type") == "in_channel" else "only you"
+            self._print(f"\n[bot → {where}]\n" + render(call.args, self.buttons))
+        elif call.kind == "api" and call.method == "files.completeUploadExternal":
+            files = call.args.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            for f in files:
+                data = self.emulator.uploads.get(f["id"], b"")
+                rows = max(data.count(b"\n") - 1, 0)
+                self._print(f"\n[bot uploaded a file to your DM: {f.get('title')} ({rows:,} rows, {len(data):,} bytes)]")
+
+    # -- input --------------------------------------------------------------------------
+    def _signed(self, body: str) -> BoltRequest:
+        ts = str(int(time.time()))
+        headers = {
+            "content-type": ["application/x-www-form-urlencoded"],
+            "x-slack-request-timestamp": [ts],
+            "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)],
+        }
+        return BoltRequest(body=body, headers=headers)
+
+    def command(self, text: str) -> str:
+        body = urllib.parse.urlencode({
+            "token": "local", "team_id": TEAM, "team_domain": "local", "channel_id": CHANNEL,
+            "channel_name": "console", "user_id": self.user_id, "user_name": "you", "command": "/segment",
+            "text": text, "api_app_id": "A0LOCAL", "response_url": self.emulator.response_url(),
+            "trigger_id": secrets.token_hex(8),
+        })
+        return self._reply(self.app.dispatch(self._signed(body)))
+
+    def click(self, n: int) -> str:
+        if not 1 <= n <= len(self.buttons):
+            return f"There is no button [{n}]." if self.buttons else "There are no buttons yet."
+        button = self.buttons[n - 1]
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM}, "user": {"id": self.user_id, "name": "you"},
+            "api_app_id": "A0LOCAL", "channel": {"id": CHANNEL, "name": "console"},
+            "container": {"type": "message", "channel_id": CHANNEL}, "trigger_id": secrets.token_hex(8),
+            "response_url": self.emulator.response_url(),
+            "actions": [{"type": "button", "action_id": button["action_id"], "block_id": "b",
+                         "value": button.get("value", ""), "text": button["text"], "action_ts": str(time.time())}],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        return self._reply(self.app.dispatch(self._signed(body)))
+
+    def _reply(self, response) -> str:
+        if response.status != 200:
+            return f"(the bot answered HTTP {response.status})"
+        if not response.body:
+            return ""
+        try:
+            return render(json.loads(response.body), self.buttons)
+        except ValueError:
+            return response.body
+
+    def handle_line(self, line: str) -> str | None:
+        """The text to show for one typed line; None to quit."""
+        line = line.strip()
+        if line in {"quit", "exit", "/quit", "/exit"}:
+            return None
+        if not line:
+            return ""
+        if line.startswith("click"):
+            arg = line[5:].strip()
+            return self.click(int(arg)) if arg.isdigit() else "Type click and a button number, e.g. click 1"
+        if line.startswith("/segment"):
+            line = line[len("/segment"):]
+        elif line.startswith("/"):
+            return "Only /segment is known here. Try /segment help"
+        return self.command(line.strip())
+
+    def loop(self, stdin: IO[str] = sys.stdin) -> None:
+        self._print("Local console: type /segment commands (e.g. /segment 30 2 150, /segment at-risk), "
+                    "click N for a button, quit to leave.")
+        while True:
+            if stdin.isatty():
+                self.out.write("> ")
+                self.out.flush()
+            line = stdin.readline()
+            if not line:
+                break
+            text = self.handle_line(line)
+            if text is None:
+                break
+            if text:
+                self._print(text)

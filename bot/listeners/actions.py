@@ -1,0 +1,60 @@
+"""Button clicks: share a prediction in the channel, export the at-risk customers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from segmentation.errors import SegmentationError
+from segmentation.inputs import parse_rfm
+
+from .. import blocks
+from ..context import BotContext
+from ..exports import send_segments_csv
+
+log = logging.getLogger(__name__)
+
+
+def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) -> None:
+    value = json.loads(body["actions"][0]["value"])
+    rfm = parse_rfm([f"r={value['r']}", f"f={value['f']}", f"m={value['m']}"])  # re-checked, never trusted
+    p = ctx.service.predict(rfm)
+    respond(response_type="in_channel", replace_original=False,
+            **blocks.prediction(p, ctx.service.version, shareable=False, asked_by=body["user"]["id"]))
+
+
+def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
+    summary = ctx.service.at_risk()
+    at_risk = [s for s in ctx.service.segments() if s["cluster"] in {r["cluster"] for r in summary["segments"]}]
+    if not at_risk:
+        respond(response_type="ephemeral", replace_original=False, **blocks.plain("No customers are at risk in this model."))
+        return
+    line = send_segments_csv(client, ctx.service, body["user"]["id"], at_risk, "at-risk")
+    respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
+
+
+def _guard(respond: Respond, fn, *args: Any) -> None:
+    try:
+        fn(*args)
+    except SegmentationError as exc:
+        respond(response_type="ephemeral", replace_original=False, **blocks.error_line(str(exc)))
+    except Exception as exc:  # noqa: BLE001
+        log.exception("action failed")
+        respond(response_type="ephemeral", replace_original=False,
+                **blocks.error_line(f"That did not work ({type(exc).__name__}); the details are in the bot's log."))
+
+
+def register(app: App, ctx: BotContext) -> None:
+    @app.action("share_prediction")
+    def on_share(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        _guard(respond, share_prediction, body, respond, ctx)
+
+    @app.action("export_at_risk")
+    def on_export(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        _guard(respond, export_at_risk, body, respond, client, ctx)

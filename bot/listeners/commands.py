@@ -1,0 +1,175 @@
+"""The /segment command and its subcommands.
+
+Every subcommand returns the message to acknowledge with (ephemeral) and, optionally, work to
+do after the acknowledgement (uploads). Answers go in the ack itself: no second round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from segmentation.errors import InputError, SegmentationError
+from segmentation.inputs import parse_rfm
+
+from .. import blocks
+from ..context import BotContext
+from ..exports import send_segments_csv
+
+COMMAND = "/segment"
+log = logging.getLogger(__name__)
+After = Callable[[], None]
+
+
+@dataclass
+class Request:
+    ctx: BotContext
+    args: str
+    user_id: str
+    channel_id: str
+    client: WebClient
+    respond: Respond
+
+
+Reply = tuple[blocks.Message, After | None]
+
+
+def do_predict(req: Request) -> Reply:
+    rfm = parse_rfm(req.args)
+    service = req.ctx.service
+    return blocks.prediction(service.predict(rfm), service.version), None
+
+
+def do_customer(req: Request) -> Reply:
+    if not req.args.strip():
+        raise InputError("Which customer? Example: /segment customer 861eff4711a542e4b93843c6dd7febb0")
+    return blocks.customer(req.ctx.service.customer(req.args.strip())), None
+
+
+def do_segments(req: Request) -> Reply:
+    s = req.ctx.service
+    return blocks.segments(s.segments(), s.version, s.metadata), None
+
+
+def do_at_risk(req: Request) -> Reply:
+    return blocks.at_risk(req.ctx.service.at_risk()), None
+
+
+def do_export(req: Request) -> Reply:
+    if not req.args.strip():
+        raise InputError('Which segment? Example: /segment export At Risk  (see /segment segments for names)')
+    matched = req.ctx.service.resolve_segment(req.args)
+    label = req.args.strip()
+
+    def upload() -> None:
+        line = send_segments_csv(req.client, req.ctx.service, req.user_id, matched, label)
+        req.respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
+
+    names = ", ".join(s["name"] for s in matched)
+    return blocks.plain(f"Preparing the export of {names}… I'll send the CSV in a direct message."), upload
+
+
+def do_model(req: Request) -> Reply:
+    s = req.ctx.service
+    return blocks.model_info(s.version, s.metadata), None
+
+
+def _refuse(req: Request, command: str) -> Reply | None:
+    if req.ctx.settings.is_admin(req.user_id):
+        return None
+    req.ctx.state.audit(req.user_id, command, req.args, False, "refused: not an admin", req.channel_id)
+    return blocks.error_line(
+        f"Only admins can {command}. Ask one of them, or have your user id added to SEGMENT_ADMIN_USER_IDS."
+    ), None
+
+
+def do_retrain(req: Request) -> Reply:
+    refused = _refuse(req, "retrain")
+    if refused:
+        return refused
+    line = req.ctx.retrainer.request(req.user_id, req.channel_id, req.client, req.respond)
+    return blocks.plain(line), None
+
+
+def do_rollback(req: Request) -> Reply:
+    refused = _refuse(req, "rollback")
+    if refused:
+        return refused
+    try:
+        old, new = req.ctx.store.rollback()
+    except SegmentationError as exc:
+        req.ctx.state.audit(req.user_id, "rollback", "", True, f"failed: {exc}", req.channel_id)
+        raise
+    req.ctx.state.audit(req.user_id, "rollback", "", True, f"succeeded: {old} -> {new}", req.channel_id)
+    return blocks.plain(f"Rolled back: now serving model {new} (was {old})."), None
+
+
+def do_help(req: Request) -> Reply:
+    return blocks.help_message(), None
+
+
+SUBCOMMANDS: dict[str, Callable[[Request], Reply]] = {
+    "help": do_help,
+    "customer": do_customer,
+    "segments": do_segments,
+    "at-risk": do_at_risk,
+    "atrisk": do_at_risk,
+    "at_risk": do_at_risk,
+    "export": do_export,
+    "model": do_model,
+    "retrain": do_retrain,
+    "rollback": do_rollback,
+}
+
+
+def route(text: str) -> tuple[Callable[[Request], Reply] | None, str]:
+    """The subcommand for ``text`` and its arguments; (None, word) when unrecognised."""
+    text = " ".join(text.split())
+    if not text:
+        return do_help, ""
+    word, _, rest = text.partition(" ")
+    handler = SUBCOMMANDS.get(word.lower())
+    if handler:
+        return handler, rest
+    if any(ch.isdigit() for ch in word) or "=" in word:
+        return do_predict, text
+    return None, word
+
+
+def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
+    handler, args = route(command.get("text") or "")
+    if handler is None:
+        ack(**blocks.help_message(f"I don't know `{args}`."))
+        return
+    req = Request(ctx, args, command.get("user_id", ""), command.get("channel_id", ""), client, respond)
+    after: After | None = None
+    try:
+        message, after = handler(req)
+    except InputError as exc:
+        message = blocks.error_line(str(exc))
+    except SegmentationError as exc:
+        message = blocks.error_line(str(exc))
+    except Exception:  # noqa: BLE001 - never a traceback at a user
+        log.exception("/segment %s failed", handler.__name__)
+        message = blocks.error_line("Something went wrong on our side; the details are in the bot's log. Please try again.")
+    ack(response_type="ephemeral", **message)
+    if after is not None:
+        try:
+            after()
+        except SegmentationError as exc:
+            respond(response_type="ephemeral", replace_original=False, **blocks.error_line(str(exc)))
+        except Exception as exc:  # noqa: BLE001
+            log.exception("/segment follow-up failed")
+            respond(response_type="ephemeral", replace_original=False,
+                    **blocks.error_line(f"That did not work ({type(exc).__name__}); the details are in the bot's log."))
+
+
+def register(app: App, ctx: BotContext) -> None:
+    @app.command(COMMAND)
+    def segment_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        handle_segment(ack, command, respond, client, ctx)

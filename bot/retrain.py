@@ -1,0 +1,112 @@
+"""Admin retraining: one at a time (a lease in the state database), off the request thread.
+
+The new model becomes current only once the store has written and verified it; on failure
+the error is posted and the previous model keeps serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from segmentation.cli import source_from_data_spec
+from segmentation.errors import ModelNotFoundError, SegmentationError
+from segmentation.service import SegmentService
+from segmentation.store import ModelStore
+from segmentation.training import train
+
+from . import blocks
+from .settings import Settings
+from .state import StateDB
+
+log = logging.getLogger(__name__)
+LEASE = "retrain"
+LEASE_TTL = dt.timedelta(hours=6)
+
+TrainFn = Callable[..., dict[str, Any]]
+
+
+class Retrainer:
+    def __init__(self, settings: Settings, store: ModelStore, service: SegmentService, state: StateDB,
+                 train_fn: TrainFn = train):
+        self.settings = settings
+        self.store = store
+        self.service = service
+        self.state = state
+        self.train_fn = train_fn
+        self._threads: list[threading.Thread] = []
+
+    def source_label(self) -> str:
+        return self.settings.data or "the built-in sample data"
+
+    def request(self, user_id: str, channel_id: str, client: WebClient,
+                respond: Callable[..., Any] | None = None) -> str:
+        """Start a retrain unless one is running. Returns the line to acknowledge with."""
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        ok, lease = self.state.try_acquire(
+            LEASE, holder, LEASE_TTL,
+            {"user_id": user_id, "channel_id": channel_id, "started_at": dt.datetime.now(dt.timezone.utc).isoformat()},
+        )
+        if not ok:
+            since = lease.acquired_at.strftime("%Y-%m-%d %H:%M UTC") if lease else "a moment ago"
+            who = f"<@{lease.detail.get('user_id')}>" if lease and lease.detail.get("user_id") else "someone"
+            self.state.audit(user_id, "retrain", "", True, f"busy: running since {since}", channel_id)
+            return f"A retrain is already running, started by {who} since {since}. I'll post its result when it's done."
+        self.state.audit(user_id, "retrain", self.source_label(), True, "started", channel_id)
+        t = threading.Thread(
+            target=self._run, args=(holder, user_id, channel_id, client, respond), name="retrain", daemon=True
+        )
+        self._threads.append(t)
+        t.start()
+        return f"Retraining on {self.source_label()}… I'll post the result here."
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in list(self._threads):
+            t.join(timeout)
+
+    def _run(self, holder: str, user_id: str, channel_id: str, client: WebClient,
+             respond: Callable[..., Any] | None) -> None:
+        try:
+            try:
+                previous = self.store.load()
+            except ModelNotFoundError:
+                previous = None
+            source, data_ref = source_from_data_spec(self.settings.data, self.store.root)
+            bundle = self.train_fn(source, self.store, trained_by=user_id, data_ref=data_ref)
+            message = blocks.retrain_result(bundle, previous)
+            result = f"succeeded: {bundle['version']}"
+        except SegmentationError as exc:
+            serving = self.store.current_version()
+            still = f" Still serving {serving}." if serving else ""
+            message = blocks.error_line(f"Retrain failed: {exc}.{still}".replace("..", "."))
+            result = f"failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - reported to the admin, logged with traceback
+            log.exception("retrain failed")
+            serving = self.store.current_version()
+            message = blocks.error_line(
+                f"Retrain failed unexpectedly ({type(exc).__name__}); the details are in the bot's log."
+                + (f" Still serving {serving}." if serving else "")
+            )
+            result = f"failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.state.release(LEASE, holder)
+        self.state.audit(user_id, "retrain", self.source_label(), True, result, channel_id)
+        self._post(client, channel_id, message, respond)
+
+    @staticmethod
+    def _post(client: WebClient, channel_id: str, message: dict[str, Any], respond: Callable[..., Any] | None) -> None:
+        try:
+            client.chat_postMessage(channel=channel_id, **message)
+        except SlackApiError as exc:
+            log.warning("could not post the retrain result to %s: %s", channel_id, exc.response.get("error"))
+            if respond is not None:  # not in that channel: answer through the command's response URL
+                respond(response_type="ephemeral", replace_original=False, **message)

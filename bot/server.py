@@ -1,0 +1,39 @@
+"""HTTP mode: the Bolt app behind waitress, a production WSGI server (Bolt's own is for development)."""
+
+from __future__ import annotations
+
+import threading
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress.server import create_server
+
+PATH = "/slack/events"
+
+
+class HttpServer:
+    def __init__(self, app: App, host: str = "0.0.0.0", port: int = 3000, threads: int = 8):
+        self.server = create_server(SlackRequestHandler(app, path=PATH), host=host, port=port, threads=threads,
+                                    ident="segment-bot")
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.effective_port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.effective_host}:{self.port}{PATH}"
+
+    def serve_forever(self) -> None:
+        self.server.run()
+
+    def start(self) -> HttpServer:
+        self._thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+        if self._thread:
+            self._thread.join(5)
