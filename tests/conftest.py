@@ -41,3 +41,46 @@ def trained(tmp_path_factory, sample_folder) -> Path:
     r = run_cli("--artifacts", str(root), "-q", "train", "--data", str(sample_folder))
     assert r.code == 0, r.err
     return root
+
+
+# -- state database: SQLite always, PostgreSQL too when TEST_DATABASE_URL is set -------------
+
+def _db_params():
+    import os
+
+    params = ["sqlite"]
+    if os.environ.get("TEST_DATABASE_URL"):
+        params.append("postgresql")
+    return params
+
+
+@pytest.fixture(params=_db_params())
+def state_db(request, tmp_path):
+    """A fresh, empty state database (a private schema on PostgreSQL)."""
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+
+    from bot.state import StateDB
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+        db = StateDB(url)
+        yield db
+        db.dispose()
+        return
+    url = os.environ["TEST_DATABASE_URL"]
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as con:
+        con.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True)
+    db = StateDB(url, engine=engine)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with admin.begin() as con:
+            con.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

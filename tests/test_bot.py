@@ -1,0 +1,299 @@
+"""The Slack bot through the real protocol: signed HTTP requests to the running app, its Web API
+calls and response_url posts going to a local stand-in that records them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from bot.emulator import SlackEmulator
+from segmentation.inputs import parse_rfm
+from slackkit import ADMIN, CHANNEL, USER, GatedTrain, buttons, copy_artifacts, start_bot
+
+
+@pytest.fixture
+def slack():
+    with SlackEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bot(slack, trained, tmp_path, state_db):
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db)
+    yield running
+    running.stop()
+
+
+def _response(slack, key_prefix: str = ""):
+    return slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url" and c.method.startswith(key_prefix)])
+
+
+def test_startup_talks_to_the_configured_api_url_only(bot, slack):
+    # Bolt verifies the token at start-up: the call went to SLACK_API_URL, not slack.com.
+    auth = slack.api_calls("auth.test")
+    assert auth and auth[0].headers.get("Authorization") == "Bearer xoxb-test-token"
+
+
+def test_predict_answers_in_the_ack_with_block_kit(bot, slack):
+    r = bot.command("30 2 150")
+    assert r.status == 200
+    d = r.json
+    expected = bot.ctx.service.predict(parse_rfm("30 2 150"))
+    assert d["response_type"] == "ephemeral"
+    assert d["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": expected.segment, "emoji": True}}
+    assert expected.description in r.text
+    for action in expected.actions:
+        assert action in r.text
+    assert "*Recency*\n30 days" in r.text and "*Frequency*\n2 orders" in r.text and "*Monetary*\n150.00" in r.text
+    assert not slack.responses()  # no second round trip
+    for spelling in ("r=30 f=2 m=150", "30d 2 $150", "m=150,00 r=30 f=2", "30 2 150,0"):
+        assert bot.command(spelling).json["blocks"][0]["text"]["text"] == expected.segment, spelling
+
+    share = buttons(d)[0]
+    assert share["action_id"] == "share_prediction"
+    assert bot.click(share).status == 200
+    posted = _response(slack, "act")[0].args
+    assert posted["response_type"] == "in_channel" and posted["replace_original"] is False
+    assert posted["blocks"][0]["text"]["text"] == expected.segment
+    assert f"<@{USER}>" in json.dumps(posted["blocks"])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("30 2", "Give exactly three values"),
+        ("30 2 abc", "monetary must be a number, not 'abc'"),
+        ("30 -2 150", "frequency must be between 1"),
+        ("30 2 nan", "finite number"),
+        ("1e9 2 150", "recency must be between"),
+        ("customer", "Which customer?"),
+        ("customer nobody-here", "No customer 'nobody-here'"),
+        ("export", "Which segment?"),
+        ("export VIPs", "No segment 'VIPs'"),
+    ],
+)
+def test_wrong_arguments_get_one_friendly_line(bot, text, message):
+    r = bot.command(text)
+    assert r.status == 200
+    d = r.json
+    assert d["response_type"] == "ephemeral"
+    assert len(d["blocks"]) == 1 and message in d["text"]
+    assert "Traceback" not in r.body
+
+
+@pytest.mark.parametrize("text", ["", "help", "frobnicate now"])
+def test_help(bot, text):
+    r = bot.command(text)
+    assert "/segment 30 2 150" in r.text and "/segment at-risk" in r.text
+    if text == "frobnicate now":
+        assert "I don't know `frobnicate`" in r.text
+
+
+def test_customer_segments_and_model(bot):
+    service = bot.ctx.service
+    segs = service.segments()
+    r = bot.command("segments")
+    for s in segs:
+        assert f"*{s['name']}* · {s['customers']:,} customers ({s['share']:.1%})" in r.text
+        assert s["actions"][0] in r.text
+    import sqlite3
+
+    con = sqlite3.connect(bot.ctx.store.assignments_path(service.version))
+    cid, rec, freq, mon, cluster = con.execute("SELECT * FROM assignments LIMIT 1 OFFSET 7").fetchone()
+    con.close()
+    r = bot.command(f"customer {cid}")
+    name = next(s["name"] for s in segs if s["cluster"] == cluster)
+    assert r.json["blocks"][0]["text"]["text"] == name
+    assert f"`{cid}`" in r.text and f"*Recency*\n{rec:,} days" in r.text and f"*Frequency*\n{freq} orders" in r.text
+    r = bot.command("model")
+    meta = service.metadata
+    assert "Model v0001" in r.text and f"{meta['customers']:,}" in r.text and f"*K*\n{meta['k']}" in r.text
+    assert meta["source"] in r.text and "*Silhouette*" in r.text
+
+
+def _csv_rows(slack, file_id: str) -> list[dict[str, str]]:
+    data = slack.wait_for(lambda calls: slack.uploads.get(file_id))
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+def test_at_risk_and_its_export_button(bot, slack):
+    summary = bot.ctx.service.at_risk()
+    r = bot.command("at-risk")
+    assert f"*Total at risk:* {summary['customers']:,} customers" in r.text
+    assert f"{summary['revenue']:,.2f}" in r.text
+    for row in summary["segments"]:
+        assert f"*{row['name']}*: {row['customers']:,} customers" in r.text
+    if not summary["segments"]:
+        pytest.skip("this sample has no at-risk cluster")
+    button = buttons(r.json)[0]
+    assert button["action_id"] == "export_at_risk"
+    bot.click(button)
+    complete = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"])[0]
+    dm = slack.api_calls("conversations.open")[0]
+    assert dm.args["users"] == USER
+    assert complete.args["channel_id"].startswith("D")  # a DM for the person who clicked
+    file_id = complete.args["files"][0]["id"]
+    rows = _csv_rows(slack, file_id)
+    assert len(rows) == summary["customers"]
+    assert {row["segment"] for row in rows} == {s["name"] for s in summary["segments"]}
+    assert "in a direct message" in _response(slack, "act")[0].args["text"]
+
+
+def test_export_uploads_a_csv_for_the_person_who_asked(bot, slack):
+    seg = bot.ctx.service.segments()[0]
+    r = bot.command(f"export {seg['name'].lower()}")
+    assert "Preparing the export" in r.text
+    complete = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"])[0]
+    rows = _csv_rows(slack, complete.args["files"][0]["id"])
+    assert len(rows) == seg["customers"] and rows[0]["segment"] == seg["name"]
+    assert slack.api_calls("conversations.open")[0].args["users"] == USER
+    get_url = slack.api_calls("files.getUploadURLExternal")[0]
+    assert get_url.args["filename"].endswith(".csv")
+    assert "in a direct message" in _response(slack, "cmd")[0].args["text"]
+
+
+# -- the protocol's security ---------------------------------------------------------------
+
+def test_bad_signatures_are_rejected_before_any_listener(bot, slack):
+    body = bot.command_body("retrain", user=ADMIN)
+    good = bot.signed_headers(body)
+    cases = {
+        "forged": {**good, "X-Slack-Signature": "v0=" + "0" * 64},
+        "wrong secret": bot.signed_headers(body, secret="not-the-secret"),
+        "old timestamp": bot.signed_headers(body, timestamp=int(time.time()) - 6 * 60),
+        "no headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        "no signature": {k: v for k, v in good.items() if k != "X-Slack-Signature"},
+    }
+    before = len(slack.calls)
+    for name, headers in cases.items():
+        r = bot.post(body, headers)
+        assert r.status == 401, name
+    tampered = body.replace("retrain", "rollback")
+    assert bot.post(tampered, good).status == 401
+    time.sleep(0.2)
+    assert len(slack.calls) == before  # nothing was posted
+    assert bot.ctx.state.audit_entries() == []  # no listener ran
+    assert bot.ctx.state.lease("retrain") is None
+
+
+# -- admins and audit ---------------------------------------------------------------------
+
+def test_non_admins_are_refused_and_audited(bot):
+    for cmd in ("retrain", "rollback"):
+        r = bot.command(cmd, user=USER)
+        assert f"Only admins can {cmd}" in r.text
+    entries = bot.ctx.state.audit_entries()
+    assert [(e["user_id"], e["command"], e["allowed"], e["result"]) for e in reversed(entries)] == [
+        (USER, "retrain", False, "refused: not an admin"),
+        (USER, "rollback", False, "refused: not an admin"),
+    ]
+    assert bot.ctx.store.current_version() == "v0001"
+
+
+def test_nobody_is_admin_by_default(slack, trained, tmp_path, state_db):
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "a"), state_db, admins=frozenset())
+    try:
+        assert "Only admins" in running.command("retrain", user=ADMIN).text
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def gated(slack, trained, sample_folder, tmp_path, state_db):
+    gate = GatedTrain()
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db,
+                        data=str(sample_folder), train_fn=gate)
+    yield running, gate
+    gate.gate.set()
+    running.stop()
+
+
+def test_retrain_acks_at_once_and_serves_meanwhile(gated, slack):
+    bot, gate = gated
+    expected = {t: bot.ctx.service.predict(parse_rfm(t)).segment for t in ("30 2 150", "400 1 20", "5 6 900")}
+    r = bot.command("retrain", user=ADMIN)
+    assert r.seconds < 3 and "Retraining on" in r.text and "I'll post the result here" in r.text
+    assert gate.started.wait(5)
+    lease = bot.ctx.state.lease("retrain")
+    assert lease is not None and lease.detail["user_id"] == ADMIN  # training still running after the ack
+    for _ in range(5):  # answers keep coming, and correct, while training runs
+        for text, segment in expected.items():
+            reply = bot.command(text)
+            assert reply.status == 200 and reply.json["blocks"][0]["text"]["text"] == segment
+    assert not slack.api_calls("chat.postMessage")
+    gate.gate.set()
+    posted = slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)[0]
+    assert posted.args["channel"] == CHANNEL
+    assert "Retrained: model v0002 is now serving" in posted.args["text"]
+    table = json.dumps(posted.args["blocks"], ensure_ascii=False)
+    for s in bot.ctx.store.load()["segments"]:
+        assert s["name"] in table
+    assert "compared with v0001" in table
+    assert bot.ctx.store.current_version() == "v0002"
+    assert bot.ctx.service.version == "v0002"
+    results = [(e["command"], e["result"]) for e in reversed(bot.ctx.state.audit_entries())]
+    assert results == [("retrain", "started"), ("retrain", "succeeded: v0002")]
+
+    r = bot.command("rollback", user=ADMIN)
+    assert "now serving model v0001 (was v0002)" in r.text
+    assert bot.ctx.service.version == "v0001"
+    assert bot.ctx.state.audit_entries()[0]["result"] == "succeeded: v0002 -> v0001"
+
+
+def test_two_retrains_at_once_run_one_training(gated, slack):
+    bot, gate = gated
+    replies = []
+    threads = [threading.Thread(target=lambda: replies.append(bot.command("retrain", user=ADMIN))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    texts = sorted(r.text for r in replies)
+    assert sum("Retraining on" in t for t in texts) == 1
+    busy = next(t for t in texts if "already running" in t)
+    assert f"<@{ADMIN}>" in busy and "UTC" in busy
+    gate.gate.set()
+    slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)
+    bot.ctx.retrainer.join(30)
+    assert gate.calls == 1
+    assert bot.ctx.store.versions() == ["v0001", "v0002"]
+    # and once it is over, a new retrain may start
+    assert bot.ctx.state.lease("retrain") is None
+
+
+def test_failed_retrain_posts_the_error_and_keeps_serving(slack, trained, tmp_path, state_db):
+    bot = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(tmp_path / "missing"))
+    try:
+        before = bot.command("30 2 150").json["blocks"][0]
+        r = bot.command("retrain", user=ADMIN)
+        assert "Retraining on" in r.text
+        posted = slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=30)[0]
+        assert "Retrain failed" in posted.args["text"] and "no such file or folder" in posted.args["text"]
+        assert "Still serving v0001" in posted.args["text"]
+        assert bot.command("30 2 150").json["blocks"][0] == before
+        assert bot.ctx.store.current_version() == "v0001"
+        assert bot.ctx.state.audit_entries()[0]["result"].startswith("failed: ")
+        assert bot.ctx.state.lease("retrain") is None
+    finally:
+        bot.stop()
+
+
+def test_retrain_result_falls_back_to_response_url_outside_the_channel(gated, slack):
+    bot, gate = gated
+    slack.fail("chat.postMessage", "not_in_channel")
+    gate.gate.set()
+    bot.command("retrain", user=ADMIN)
+    posted = slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"], timeout=60)[0]
+    assert "Retrained: model v0002" in posted.args["text"]
+
+
+def test_url_encoded_body_is_what_slack_sends(bot):
+    body = bot.command_body("30 2 150")
+    fields = dict(urllib.parse.parse_qsl(body))
+    assert fields["command"] == "/segment" and fields["text"] == "30 2 150"

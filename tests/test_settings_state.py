@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from bot import settings as settings_mod
+from bot.app import RedactTokens
+from bot.settings import SettingsError
+
+BASE = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": "s3cret"}
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_BOT_TOKEN": "abc"}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET"),
+        ({**BASE, "SLACK_APP_TOKEN": "xoxb-wrong"}, "SLACK_APP_TOKEN"),
+        ({**BASE, "PORT": "eighty"}, "PORT"),
+        ({**BASE, "PORT": "70000"}, "PORT"),
+        ({**BASE, "SLACK_API_URL": "localhost:9"}, "SLACK_API_URL"),
+        ({**BASE, "SEGMENT_ADMIN_USER_IDS": "U123ABC, bob"}, "SEGMENT_ADMIN_USER_IDS"),
+        ({**BASE, "DATABASE_URL": "postgres"}, "DATABASE_URL"),
+    ],
+)
+def test_bad_settings_name_the_variable(env, variable):
+    with pytest.raises(SettingsError) as info:
+        settings_mod.load(env)
+    assert str(info.value).startswith(variable) and "\n" not in str(info.value)
+
+
+def test_settings_defaults_and_parsing():
+    s = settings_mod.load({**BASE, "SEGMENT_ADMIN_USER_IDS": "U01ABC, W02DEF ,", "SLACK_API_URL": "http://127.0.0.1:9/api"})
+    assert s.admin_user_ids == {"U01ABC", "W02DEF"} and s.is_admin("U01ABC") and not s.is_admin("U99")
+    assert s.api_url == "http://127.0.0.1:9/api/" and s.port == 3000 and not s.socket_mode
+    assert s.database_url == "sqlite:///artifacts/segment.db"
+    assert settings_mod.load(BASE).admin_user_ids == frozenset()  # nobody by default
+    socket = settings_mod.load({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"})
+    assert socket.socket_mode  # Socket Mode needs no signing secret
+    assert "xoxb" not in repr(s) and "s3cret" not in repr(s)
+
+
+def test_cli_bot_without_settings_is_one_line(tmp_path, monkeypatch):
+    import io
+    from contextlib import redirect_stderr
+
+    import bot.cli
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for k in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = bot.cli.main(["--artifacts", str(tmp_path), "bot"])
+    assert code == 1 and err.getvalue().startswith("segment: SLACK_BOT_TOKEN is not set")
+
+
+def test_log_filter_redacts_tokens():
+    import logging
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling with %s", ("xoxb-123-456-abcdef",), None)
+    RedactTokens().filter(record)
+    assert "xoxb-123" not in record.getMessage()
+
+
+def test_leases_are_exclusive_and_expire(state_db):
+    ttl = dt.timedelta(minutes=5)
+    ok, lease = state_db.try_acquire("job", "a", ttl, {"user_id": "U1"})
+    assert ok and lease.holder == "a" and lease.detail == {"user_id": "U1"}
+    ok, lease = state_db.try_acquire("job", "b", ttl)
+    assert not ok and lease.holder == "a"
+    assert state_db.try_acquire("job", "a", ttl)[0]  # the holder renews
+    state_db.release("job", "b")  # not b's to release
+    assert state_db.lease("job").holder == "a"
+    state_db.release("job", "a")
+    assert state_db.try_acquire("job", "b", ttl)[0]
+    # an expired lease (its holder died) is taken over
+    assert state_db.try_acquire("other", "x", dt.timedelta(seconds=-1))[0]
+    ok, lease = state_db.try_acquire("other", "y", ttl)
+    assert ok and lease.holder == "y"
+    assert not state_db.renew("other", "x", ttl) and state_db.renew("other", "y", ttl)
+
+
+def test_audit_log_round_trip(state_db):
+    state_db.audit("U1", "retrain", "data.csv", True, "started", "C1")
+    state_db.audit("U2", "rollback", "", False, "refused: not an admin", "C1")
+    entries = state_db.audit_entries()
+    assert [(e["user_id"], e["command"], e["allowed"]) for e in entries] == [("U2", "rollback", False), ("U1", "retrain", True)]
+    assert isinstance(entries[0]["at"], dt.datetime)
