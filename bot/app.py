@@ -61,7 +61,10 @@ def build_context(settings: Settings, *, store: ModelStore | None = None, state:
     return BotContext(settings, store, service, state, Retrainer(settings, store, service, state, **kwargs))
 
 
-def create_app(ctx: BotContext, client: WebClient | None = None, *, process_before_response: bool = False) -> App:
+def create_app(ctx: BotContext, client: WebClient | None = None, *, process_before_response: bool = True) -> App:
+    """The Bolt app. Listeners run before the response is sent (``process_before_response``):
+    they are all quick, slow work goes to ``ctx.follow_ups`` or the retrainer, and Bolt's
+    deferred-ack mode would add a 10 ms polling delay to every answer."""
     settings = ctx.settings
     app = App(
         signing_secret=settings.signing_secret,

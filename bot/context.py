@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from segmentation.service import SegmentService
 from segmentation.store import ModelStore
 
+from .followup import FollowUps
 from .retrain import Retrainer
 from .settings import Settings
 from .state import StateDB
@@ -19,3 +20,4 @@ class BotContext:
     service: SegmentService
     state: StateDB
     retrainer: Retrainer
+    follow_ups: FollowUps = field(default_factory=FollowUps)

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from segmentation.errors import SegmentationError
 from segmentation.inputs import parse_rfm
 
 from .. import blocks
 from ..context import BotContext
 from ..exports import send_segments_csv
-
-log = logging.getLogger(__name__)
+from ..followup import guarded
 
 
 def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) -> None:
@@ -37,24 +34,13 @@ def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ct
     respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
 
-def _guard(respond: Respond, fn, *args: Any) -> None:
-    try:
-        fn(*args)
-    except SegmentationError as exc:
-        respond(response_type="ephemeral", replace_original=False, **blocks.error_line(str(exc)))
-    except Exception as exc:  # noqa: BLE001
-        log.exception("action failed")
-        respond(response_type="ephemeral", replace_original=False,
-                **blocks.error_line(f"That did not work ({type(exc).__name__}); the details are in the bot's log."))
-
-
 def register(app: App, ctx: BotContext) -> None:
     @app.action("share_prediction")
     def on_share(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        _guard(respond, share_prediction, body, respond, ctx)
+        guarded(respond, share_prediction, body, respond, ctx)
 
     @app.action("export_at_risk")
     def on_export(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
-        _guard(respond, export_at_risk, body, respond, client, ctx)
+        ctx.follow_ups.submit(respond, export_at_risk, body, respond, client, ctx)

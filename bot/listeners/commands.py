@@ -159,14 +159,7 @@ def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: 
         message = blocks.error_line("Something went wrong on our side; the details are in the bot's log. Please try again.")
     ack(response_type="ephemeral", **message)
     if after is not None:
-        try:
-            after()
-        except SegmentationError as exc:
-            respond(response_type="ephemeral", replace_original=False, **blocks.error_line(str(exc)))
-        except Exception as exc:  # noqa: BLE001
-            log.exception("/segment follow-up failed")
-            respond(response_type="ephemeral", replace_original=False,
-                    **blocks.error_line(f"That did not work ({type(exc).__name__}); the details are in the bot's log."))
+        ctx.follow_ups.submit(respond, after)
 
 
 def register(app: App, ctx: BotContext) -> None:
