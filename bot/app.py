@@ -53,22 +53,41 @@ def make_client(settings: Settings) -> WebClient:
 
 
 def build_context(settings: Settings, *, store: ModelStore | None = None, state: StateDB | None = None,
-                  train_fn: TrainFn | None = None) -> BotContext:
+                  train_fn: TrainFn | None = None, client: WebClient | None = None) -> BotContext:
+    from .digests import Digests
+
     store = store or ModelStore(settings.artifacts)
     state = state or StateDB(settings.database_url)
     service = SegmentService(store)
     kwargs = {"train_fn": train_fn} if train_fn else {}
-    return BotContext(settings, store, service, state, Retrainer(settings, store, service, state, **kwargs))
+    client = client or make_client(settings)
+    ctx = BotContext(settings, store, service, state, Retrainer(settings, store, service, state, **kwargs), client)
+    ctx.digests = Digests(ctx, client)
+    return ctx
 
 
-def create_app(ctx: BotContext, client: WebClient | None = None, *, process_before_response: bool = True) -> App:
+def start_scheduler(ctx: BotContext, **kwargs) -> None:
+    """Schedule digests (if this process wins the lease), after adding the default subscription."""
+    from .schedule_spec import parse
+    from .scheduling import DigestScheduler
+
+    s = ctx.settings
+    if s.digest_channel and s.digest_cron:
+        schedule = parse(s.digest_cron, s.timezone)
+        current = ctx.digests.subscription(s.digest_channel)
+        if not current or (current["cron"], current["timezone"]) != (schedule.cron, schedule.timezone):
+            ctx.digests.subscribe(s.digest_channel, schedule, "DIGEST_CHANNEL")
+    ctx.scheduler = DigestScheduler(ctx.digests, **kwargs).start()
+
+
+def create_app(ctx: BotContext, *, process_before_response: bool = True) -> App:
     """The Bolt app. Listeners run before the response is sent (``process_before_response``):
     they are all quick, slow work goes to ``ctx.follow_ups`` or the retrainer, and Bolt's
     deferred-ack mode would add a 10 ms polling delay to every answer."""
     settings = ctx.settings
     app = App(
         signing_secret=settings.signing_secret,
-        client=client or make_client(settings),  # carries the token and SLACK_API_URL
+        client=ctx.client,  # carries the token and SLACK_API_URL
         process_before_response=process_before_response,
     )
     register_listeners(app, ctx)

@@ -18,6 +18,7 @@ HELP_EXAMPLES = [
     ("/segment at-risk", "customers and revenue at risk of churning, with an export button"),
     ("/segment export <segment>", "a CSV of a segment's customers, sent to you"),
     ("/segment model", "the model being served"),
+    ("/segment digest subscribe daily 09:00", "a digest of segments and churn risk in this channel; also `list`, `unsubscribe`, `now`"),
     ("/segment retrain", "retrain on the latest data (admins)"),
     ("/segment rollback", "serve the previous model (admins)"),
 ]

@@ -30,7 +30,7 @@ def _ensure_model(ctx) -> None:
 
 def run_bot(args: argparse.Namespace) -> int:
     from . import settings as settings_mod
-    from .app import build_context, configure_logging, create_app
+    from .app import build_context, configure_logging, create_app, start_scheduler
 
     configure_logging()
     os.environ["SEGMENT_ARTIFACTS"] = args.artifacts  # --artifacts wins over .env
@@ -38,6 +38,7 @@ def run_bot(args: argparse.Namespace) -> int:
     ctx = build_context(settings)
     _ensure_model(ctx)
     app = create_app(ctx)
+    start_scheduler(ctx)
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -52,12 +53,14 @@ def run_bot(args: argparse.Namespace) -> int:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        ctx.scheduler.stop()
     return 0
 
 
 def run_chat(args: argparse.Namespace) -> int:
     from . import settings as settings_mod
-    from .app import build_context, create_app
+    from .app import build_context, create_app, start_scheduler
     from .console import Console
 
     logging.basicConfig(level=logging.WARNING)
@@ -73,9 +76,14 @@ def run_chat(args: argparse.Namespace) -> int:
     console = Console(factory, base, user_id=args.user)
     try:
         _ensure_model(ctx_holder["ctx"])
+        start_scheduler(ctx_holder["ctx"])
         console.loop()
     finally:
-        ctx_holder["ctx"].retrainer.join(timeout=600)
+        ctx = ctx_holder["ctx"]
+        ctx.retrainer.join(timeout=600)
+        if ctx.scheduler:
+            ctx.scheduler.stop()
+        ctx.follow_ups.shutdown()
         console.close()
     return 0
 

@@ -63,7 +63,10 @@ class Console:
             for f in files:
                 data = self.emulator.uploads.get(f["id"], b"")
                 rows = max(data.count(b"\n") - 1, 0)
-                self._print(f"\n[bot uploaded a file to your DM: {f.get('title')} ({rows:,} rows, {len(data):,} bytes)]")
+                channel = call.args.get("channel_id", "")
+                where = "your DM" if channel.startswith("D") else f"#{channel}"
+                kind = "an image" if data.startswith(b"\x89PNG") else f"a file ({rows:,} rows)"
+                self._print(f"\n[bot uploaded {kind} to {where}: {f.get('title')}, {len(data):,} bytes]")
 
     # -- input --------------------------------------------------------------------------
     def _signed(self, body: str) -> BoltRequest:

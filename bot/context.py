@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from slack_sdk import WebClient
 
 from segmentation.service import SegmentService
 from segmentation.store import ModelStore
@@ -12,6 +15,10 @@ from .retrain import Retrainer
 from .settings import Settings
 from .state import StateDB
 
+if TYPE_CHECKING:
+    from .digests import Digests
+    from .scheduling import DigestScheduler
+
 
 @dataclass
 class BotContext:
@@ -20,4 +27,10 @@ class BotContext:
     service: SegmentService
     state: StateDB
     retrainer: Retrainer
+    client: WebClient
     follow_ups: FollowUps = field(default_factory=FollowUps)
+    digests: Digests | None = None
+    scheduler: DigestScheduler | None = None
+
+    def can_manage_digests(self, user_id: str) -> bool:
+        return not self.settings.digest_admin_only or self.settings.is_admin(user_id)

@@ -8,13 +8,14 @@ from typing import Any
 _BOLD = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)\*(?![\w*])")
 _ITALIC = re.compile(r"(?<![\w_])_(?!\s)([^_\n]+?)_(?![\w_])")
 _MENTION = re.compile(r"<@([A-Z0-9]+)>")
+_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def _mrkdwn(text: str) -> str:
     text = text.replace("```", "").replace(":warning:", "⚠")
     text = _BOLD.sub(r"\1", text)
     text = _ITALIC.sub(r"\1", text)
-    return _MENTION.sub(r"@\1", text)
+    return _CHANNEL.sub(r"#\1", _MENTION.sub(r"@\1", text))
 
 
 def render(message: dict[str, Any], buttons: list[dict[str, Any]] | None = None) -> str:

@@ -29,6 +29,10 @@ class Settings:
     admin_user_ids: frozenset[str] = field(default_factory=frozenset)
     database_url: str = "sqlite:///artifacts/segment.db"
     artifacts: Path = Path("artifacts")
+    timezone: str = "UTC"
+    digest_admin_only: bool = False
+    digest_channel: str | None = None
+    digest_cron: str | None = None
 
     @property
     def socket_mode(self) -> bool:
@@ -96,7 +100,35 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
     if "://" not in database_url:
         raise SettingsError(f"DATABASE_URL must be a database URL such as sqlite:///artifacts/segment.db, not '{_redact(database_url)}'")
 
+    timezone = get("SEGMENT_TIMEZONE") or "UTC"
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(timezone)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError for odd strings
+        raise SettingsError(f"SEGMENT_TIMEZONE must be a time zone name like Europe/Berlin, not '{timezone}'") from None
+    admin_only_text = get("SEGMENT_DIGEST_ADMIN_ONLY").lower() or "false"
+    if admin_only_text not in {"true", "false", "1", "0", "yes", "no"}:
+        raise SettingsError(f"SEGMENT_DIGEST_ADMIN_ONLY must be true or false, not '{admin_only_text}'")
+    digest_channel, digest_cron = get("DIGEST_CHANNEL") or None, get("DIGEST_CRON") or None
+    if bool(digest_channel) != bool(digest_cron):
+        missing = "DIGEST_CRON" if digest_channel else "DIGEST_CHANNEL"
+        raise SettingsError(f"{missing} is not set: a default digest needs both DIGEST_CHANNEL and DIGEST_CRON")
+    if digest_cron:
+        from segmentation.errors import InputError
+
+        from .schedule_spec import parse
+
+        try:
+            parse(digest_cron, timezone)
+        except InputError as exc:
+            raise SettingsError(f"DIGEST_CRON: {exc}") from None
+
     return Settings(
+        timezone=timezone,
+        digest_admin_only=admin_only_text in {"true", "1", "yes"},
+        digest_channel=digest_channel,
+        digest_cron=digest_cron,
         bot_token=bot_token,
         signing_secret=secret,
         app_token=app_token,

@@ -44,6 +44,38 @@ leases = sa.Table(
 )
 
 
+subscriptions = sa.Table(
+    "digest_subscriptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("channel_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("cron", sa.String(128), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("schedule_text", sa.String(200), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+digest_runs = sa.Table(
+    "digest_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("channel_id", sa.String(64), nullable=False),
+    sa.Column("scheduled_for", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),  # running, ok, failed, skipped
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("latest_order", sa.Date, nullable=True),
+    sa.Column("customers", sa.Integer, nullable=True),
+    sa.Column("counts", sa.Text, nullable=True),  # JSON {segment name: customers}
+    sa.Column("at_risk_ids", sa.LargeBinary, nullable=True),  # zlib of sorted, newline-joined ids
+    sa.Column("message_ts", sa.String(32), nullable=True),
+    sa.UniqueConstraint("channel_id", "scheduled_for", name="digest_runs_once"),
+)
+
+
 class StateError(SegmentationError):
     pass
 

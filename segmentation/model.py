@@ -48,8 +48,13 @@ class SegmentModel:
         on ties) in plain NumPy, and the tests check it agrees with ``KMeans.predict``.
         """
         Z = self.transform(np.atleast_2d(X))
-        d = ((Z[:, None, :] - self.kmeans_.cluster_centers_[None, :, :]) ** 2).sum(axis=2)
-        return d.argmin(axis=1)
+        centers = self.kmeans_.cluster_centers_
+        out = np.empty(len(Z), dtype=np.int64)
+        for start in range(0, len(Z), 65_536):  # bounded memory for millions of rows
+            z = Z[start : start + 65_536]
+            d = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+            out[start : start + len(z)] = d.argmin(axis=1)
+        return out
 
     def predict_one(self, r: float, f: float, m: float) -> int:
         z0 = (np.log1p(r) - self.scaler_.mean_[0]) / self.scaler_.scale_[0]

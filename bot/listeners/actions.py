@@ -34,7 +34,17 @@ def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ct
     respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
 
+def show_segments(respond: Respond, ctx: BotContext) -> None:
+    s = ctx.service
+    respond(response_type="ephemeral", replace_original=False, **blocks.segments(s.segments(), s.version, s.metadata))
+
+
 def register(app: App, ctx: BotContext) -> None:
+    @app.action("show_segments")
+    def on_segments(ack: Ack, respond: Respond) -> None:
+        ack()
+        guarded(respond, show_segments, respond, ctx)
+
     @app.action("share_prediction")
     def on_share(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()

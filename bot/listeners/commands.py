@@ -6,18 +6,22 @@ do after the acknowledgement (uploads). Answers go in the ack itself: no second 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import InputError, SegmentationError
 from segmentation.inputs import parse_rfm
 
-from .. import blocks
+from .. import blocks, schedule_spec
+from .. import digests as digests_mod
 from ..context import BotContext
 from ..exports import send_segments_csv
 
@@ -109,6 +113,83 @@ def do_rollback(req: Request) -> Reply:
     return blocks.plain(f"Rolled back: now serving model {new} (was {old})."), None
 
 
+DIGEST_HELP = (
+    "`/segment digest subscribe daily 09:00` (or `weekly mon 09:00`, or a cron line such as "
+    "`0 9 * * 1-5`, optionally followed by a time zone like `Europe/Berlin`) · `/segment digest list` · "
+    "`/segment digest unsubscribe` · `/segment digest now`"
+)
+
+
+def _when(t: dt.datetime | None, tz: str) -> str:
+    if t is None:
+        return "paused"
+    return t.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M ") + tz
+
+
+def _check_channel(req: Request) -> str | None:
+    """Why the bot can't post here, or None if it can."""
+    try:
+        info = req.client.conversations_info(channel=req.channel_id)["channel"]
+    except SlackApiError as exc:
+        if exc.response.get("error") in {"channel_not_found", "not_in_channel"}:
+            return ("I can't see this channel. If it is private, invite me first with `/invite @segment`, "
+                    "then subscribe again.")
+        raise
+    if not info.get("is_im") and not info.get("is_member", True):
+        return "I'm not a member of this channel yet: invite me with `/invite @segment`, then subscribe again."
+    return None
+
+
+def do_digest(req: Request) -> Reply:
+    ctx = req.ctx
+    word, _, rest = req.args.strip().partition(" ")
+    word = word.lower()
+    if word in {"subscribe", "unsubscribe", "now"} and not ctx.can_manage_digests(req.user_id):
+        return blocks.error_line("Only admins manage digests here (SEGMENT_DIGEST_ADMIN_ONLY is on)."), None
+    if word == "subscribe":
+        schedule = schedule_spec.parse(rest, ctx.settings.timezone)
+        problem = _check_channel(req)
+        if problem:
+            return blocks.error_line(problem), None
+        ctx.digests.subscribe(req.channel_id, schedule, req.user_id)
+        if ctx.scheduler:
+            ctx.scheduler.changed()
+        nxt = schedule.trigger().get_next_fire_time(None, dt.datetime.now(dt.timezone.utc))
+        return blocks.plain(f"Subscribed <#{req.channel_id}> to the digest {schedule.text}. "
+                            f"Next one: {_when(nxt, schedule.timezone)}."), None
+    if word == "unsubscribe":
+        removed = ctx.digests.unsubscribe(req.channel_id)
+        if ctx.scheduler:
+            ctx.scheduler.changed()
+        return blocks.plain("Unsubscribed: no more digests here." if removed
+                            else "This channel has no digest subscription."), None
+    if word == "list":
+        subs = ctx.digests.subscriptions()
+        if not subs:
+            return blocks.plain("No digest subscriptions yet. " + DIGEST_HELP), None
+        next_runs = ctx.scheduler.next_runs() if ctx.scheduler else {}
+        now = dt.datetime.now(dt.timezone.utc)
+        lines = []
+        for sub in subs:
+            nxt = next_runs.get(sub["channel_id"]) or schedule_spec.make_trigger(
+                sub["cron"], sub["timezone"]).get_next_fire_time(None, now)
+            last = sub["last_run"]
+            status = "no digest yet" if last is None else (
+                f"{last['status']}" + (f" ({last['error']})" if last["error"] else "")
+                + f" at {last['scheduled_for']:%d %b %H:%M} UTC")
+            lines.append(f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {_when(nxt, sub['timezone'])} · last: {status}")
+        return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
+    if word == "now":
+        def post() -> None:
+            outcome = ctx.digests.run(req.channel_id)
+            if outcome.status == "failed":
+                hint = digests_mod.CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
+                req.respond(response_type="ephemeral", replace_original=False,
+                            **blocks.error_line(f"The digest could not be posted: {hint}."))
+        return blocks.plain("Building the digest for this channel…"), post
+    return blocks.help_message("*Digests*: " + DIGEST_HELP), None
+
+
 def do_help(req: Request) -> Reply:
     return blocks.help_message(), None
 
@@ -124,6 +205,8 @@ SUBCOMMANDS: dict[str, Callable[[Request], Reply]] = {
     "model": do_model,
     "retrain": do_retrain,
     "rollback": do_rollback,
+    "digest": do_digest,
+    "digests": do_digest,
 }
 
 

@@ -1,0 +1,192 @@
+"""Digest scheduling: APScheduler 3 with its SQLAlchemy job store on the state database.
+
+- Jobs have stable ids (``digest:<channel>``) and are only replaced when their schedule changes,
+  so a restart keeps each job's stored next run time: a bot down at 09:00 and back within the
+  grace period posts the missed digest once (``coalesce``); later than that, the run is skipped,
+  logged and shown in ``/segment digest list``.
+- One scheduler per database: every bot process answers commands, but only the holder of the
+  ``digest-scheduler`` lease runs jobs; it renews the lease on a heartbeat, and another process
+  takes over when it stops renewing.
+- The subscriptions table is the truth; the leader reconciles its jobs with it on every beat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+
+import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.base import run_job
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from .digests import Digests
+from .schedule_spec import make_trigger
+
+log = logging.getLogger(__name__)
+LEASE = "digest-scheduler"
+JOB_PREFIX = "digest:"
+MISFIRE_GRACE = dt.timedelta(hours=1)
+
+_current = threading.local()
+
+
+def digest_job(channel_id: str) -> None:
+    """The stored job's function: post the digest of ``channel_id`` for the run time being executed."""
+    owner: DigestScheduler = _current.owner
+    owner.digests.run(channel_id, scheduled_for=_current.run_time)
+
+
+class _DigestExecutor(ThreadPoolExecutor):
+    """Runs jobs with their owner and scheduled run time at hand (APScheduler 3 does not pass it)."""
+
+    def __init__(self, owner: DigestScheduler, max_workers: int = 2):
+        super().__init__(max_workers)
+        self.owner = owner
+
+    def _do_submit_job(self, job, run_times):
+        def call():
+            _current.owner, _current.run_time = self.owner, run_times[-1]
+            try:
+                return run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            finally:
+                _current.owner = _current.run_time = None
+
+        def callback(f):
+            exc = f.exception()
+            if exc:
+                self._run_job_error(job.id, exc, getattr(exc, "__traceback__", None))
+            else:
+                self._run_job_success(job.id, f.result())
+
+        self._pool.submit(call).add_done_callback(callback)
+
+
+class DigestScheduler:
+    def __init__(self, digests: Digests, *, lease_ttl: float = 30.0, heartbeat: float = 10.0,
+                 misfire_grace: dt.timedelta = MISFIRE_GRACE):
+        self.digests = digests
+        self.state = digests.state
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_ttl = dt.timedelta(seconds=lease_ttl)
+        self.heartbeat = heartbeat
+        self.misfire_grace = misfire_grace
+        self.scheduler: BackgroundScheduler | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def leading(self) -> bool:
+        return self.scheduler is not None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> DigestScheduler:
+        self.beat()
+        self._thread = threading.Thread(target=self._loop, name="digest-scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, release: bool = True) -> None:
+        """Stop; ``release=False`` leaves the lease to expire, as a crashed process would."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(10)
+        with self._lock:
+            self._stop_scheduler()
+        if release:
+            self.state.release(LEASE, self.holder)
+
+    def changed(self) -> None:
+        """Subscriptions changed: reconcile now if this process leads (others catch up on their beat)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.heartbeat)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a database hiccup must not kill the heartbeat
+                log.exception("digest scheduler heartbeat failed")
+
+    def beat(self) -> None:
+        with self._lock:
+            ok, _ = self.state.try_acquire(LEASE, self.holder, self.lease_ttl, {"pid": os.getpid()})
+            if ok and not self.leading:
+                self._start_scheduler()
+            elif not ok and self.leading:
+                log.warning("lost the digest scheduler lease; another process schedules now")
+                self._stop_scheduler()
+            if self.leading:
+                self.sync()
+
+    def _start_scheduler(self) -> None:
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.state.engine, tablename="apscheduler_jobs")},
+            executors={"default": _DigestExecutor(self)},
+            job_defaults={"coalesce": True, "misfire_grace_time": int(self.misfire_grace.total_seconds()),
+                          "max_instances": 1},
+            timezone=dt.timezone.utc,
+        )
+        scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        scheduler.start(paused=True)  # reconcile against the stored jobs before anything runs
+        self.scheduler = scheduler
+        self.sync()
+        scheduler.resume()
+        log.info("this process schedules the digests (%s)", self.holder)
+
+    def _stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            try:
+                self.scheduler.shutdown(wait=True)
+            except Exception:  # noqa: BLE001
+                log.exception("scheduler shutdown failed")
+            self.scheduler = None
+
+    # -- jobs ---------------------------------------------------------------------------
+    def sync(self) -> None:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        wanted = {JOB_PREFIX + s["channel_id"]: s for s in self.digests.subscriptions()}
+        existing = {j.id: j for j in scheduler.get_jobs()}
+        for job_id in existing.keys() - wanted.keys():
+            scheduler.remove_job(job_id)
+        for job_id, sub in wanted.items():
+            spec = f"{sub['cron']}|{sub['timezone']}"
+            job = existing.get(job_id)
+            if job is not None and job.name == spec:
+                continue  # unchanged: keep its stored next run time (missed runs are caught up)
+            scheduler.add_job(digest_job, make_trigger(sub["cron"], sub["timezone"]), args=[sub["channel_id"]],
+                              id=job_id, name=spec, replace_existing=True)
+
+    def next_runs(self) -> dict[str, dt.datetime | None]:
+        """Next run per channel, from the stored jobs (what will really happen), without unpickling them."""
+        try:
+            with self.state.engine.connect() as con:
+                rows = con.execute(sa.text("SELECT id, next_run_time FROM apscheduler_jobs")).all()
+        except SQLAlchemyError:  # no leader has created the table yet
+            return {}
+        return {
+            job_id.removeprefix(JOB_PREFIX): (
+                None if t is None else dt.datetime.fromtimestamp(float(t), dt.timezone.utc)
+            )
+            for job_id, t in rows
+        }
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        channel = event.job_id.removeprefix(JOB_PREFIX)
+        late = dt.datetime.now(dt.timezone.utc) - event.scheduled_run_time
+        self.digests.record_missed(channel, event.scheduled_run_time, late)
