@@ -67,6 +67,7 @@ def state_db(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
         db = StateDB(url)
+        db.clone = lambda: StateDB(url)  # another process's connection to the same database
         yield db
         db.dispose()
         return
@@ -75,8 +76,12 @@ def state_db(request, tmp_path):
     admin = sa.create_engine(url)
     with admin.begin() as con:
         con.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True)
-    db = StateDB(url, engine=engine)
+    def connect():
+        engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True)
+        return StateDB(url, engine=engine)
+
+    db = connect()
+    db.clone = connect
     try:
         yield db
     finally:

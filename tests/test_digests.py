@@ -1,0 +1,352 @@
+"""Digests: content, changes, exactly-once, restarts, two processes, Slack refusing.
+
+The scheduler is driven by moving stored run times (never by waiting for the clock); the Web API
+is the recording stand-in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+from bot.app import build_context, start_scheduler
+from bot.emulator import SlackEmulator
+from bot.schedule_spec import parse
+from bot.scheduling import DigestScheduler
+from bot.settings import Settings
+from bot.state import digest_runs
+from segmentation import playbook
+from segmentation.sources import OlistSource, load_rfm
+from slackkit import ADMIN, USER, buttons, copy_artifacts, start_bot
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def slack():
+    with SlackEmulator() as emulator:
+        yield emulator
+
+
+def make_ctx(slack, artifacts, state, data, **overrides):
+    settings = Settings(bot_token="xoxb-test", signing_secret="s", api_url=slack.api_url, data=str(data),
+                        artifacts=artifacts, database_url=state.url, admin_user_ids=frozenset({ADMIN}), **overrides)
+    return build_context(settings, state=state)
+
+
+@pytest.fixture
+def ctx(slack, trained, sample_folder, tmp_path, state_db):
+    return make_ctx(slack, copy_artifacts(trained, tmp_path / "art"), state_db, sample_folder)
+
+
+def posts(slack, channel=None):
+    return [c for c in slack.api_calls("chat.postMessage") if channel is None or c.args["channel"] == channel]
+
+
+def expected_counts(ctx, folder, as_of):
+    table = load_rfm(OlistSource(folder), as_of=as_of)
+    bundle = ctx.service.bundle
+    labels = bundle["model"].predict(table.frame[["recency", "frequency", "monetary"]].to_numpy(float))
+    names = {s["cluster"]: s["name"] for s in bundle["segments"]}
+    book = playbook.load()
+    risky = {s["cluster"] for s in bundle["segments"] if book.is_at_risk(s["base"])}
+    at_risk_ids = set(table.frame["customer_id"][np.isin(labels, list(risky))])
+    counts = {names[c]: int((labels == c).sum()) for c in names}
+    return table, counts, at_risk_ids
+
+
+def text_of(call) -> str:
+    return json.dumps(call.args["blocks"], ensure_ascii=False)
+
+
+# -- content --------------------------------------------------------------------------------
+
+def test_digest_content_and_chart(ctx, slack, sample_folder):
+    when = dt.datetime(2025, 1, 5, 9, 0, tzinfo=UTC)
+    outcome = ctx.digests.run("C1", scheduled_for=when)
+    assert outcome.status == "ok"
+    post = posts(slack, "C1")[0]
+    body = text_of(post)
+    table, counts, at_risk_ids = expected_counts(ctx, sample_folder, dt.date(2025, 1, 5))
+    assert "Customer digest · Sun 05 Jan 2025" in body
+    assert f"Data up to {table.latest_purchase:%a %d %b %Y} (latest order)" in body
+    assert f"*{table.customers:,} customers*" in body
+    for name, n in counts.items():
+        assert f"*{name}*: {n:,} ({n / table.customers:.1%})" in body
+    assert "*Churn risk*" in body and f"*Total at risk:* {len(at_risk_ids):,} customers" in body
+    revenue = table.frame.set_index("customer_id").loc[sorted(at_risk_ids), "monetary"].sum()
+    assert f"revenue {revenue:,.2f}" in body
+    assert "▲" not in body and "▼" not in body and "moved into" not in body  # nothing to compare with yet
+    assert [b["action_id"] for b in buttons(post.args)] == ["export_at_risk", "show_segments"]
+    # the chart: a PNG in the digest's thread
+    done = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"])[0]
+    assert done.args["channel_id"] == "C1" and done.args["thread_ts"]
+    png = slack.uploads[done.args["files"][0]["id"]]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
+
+
+def test_changes_between_two_digests(ctx, slack, sample_folder):
+    first, second = dt.date(2025, 1, 5), dt.date(2025, 3, 20)
+    ctx.digests.run("C1", dt.datetime.combine(first, dt.time(9), UTC))
+    ctx.digests.run("C1", dt.datetime.combine(second, dt.time(9), UTC))
+    _, before, risk_before = expected_counts(ctx, sample_folder, first)
+    _, after, risk_after = expected_counts(ctx, sample_folder, second)
+    body = text_of(posts(slack, "C1")[1])
+    for name in after:
+        d = after[name] - before[name]
+        marker = "=" if d == 0 else f"{'▲' if d > 0 else '▼'}{abs(d):,}"
+        assert f"*{name}*: {after[name]:,} ({after[name] / sum(after.values()):.1%}) · {marker}" in body
+    moved = len(risk_after - risk_before)
+    assert f"*{moved:,}* customers moved into an at-risk segment since 05 Jan" in body
+    assert moved > 0  # customers age into risk between the two dates
+    # another channel's history is its own
+    ctx.digests.run("C2", dt.datetime.combine(second, dt.time(9), UTC))
+    assert "moved into" not in text_of(posts(slack, "C2")[0])
+
+
+def test_stale_data_is_flagged(ctx, slack):
+    ctx.digests.run("C1", dt.datetime(2026, 6, 1, 9, tzinfo=UTC))
+    assert "is SEGMENT_DATA up to date?" in text_of(posts(slack)[0])
+
+
+# -- exactly once -----------------------------------------------------------------------------
+
+def test_same_scheduled_time_posts_once_even_from_two_processes(ctx, slack, state_db, trained, sample_folder, tmp_path):
+    other = make_ctx(slack, copy_artifacts(trained, tmp_path / "art2"), state_db.clone(), sample_folder)
+    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
+    outcomes = []
+    threads = [threading.Thread(target=lambda c=c: outcomes.append(c.digests.run("C1", when))) for c in (ctx, other, ctx)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.status for o in outcomes) == ["duplicate", "duplicate", "ok"]
+    assert len(posts(slack)) == 1
+
+
+# -- Slack saying no ----------------------------------------------------------------------------
+
+def test_rate_limited_post_is_retried(ctx, slack):
+    slack.fail("chat.postMessage", "ratelimited", status=429, headers={"Retry-After": "1"})
+    outcome = ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
+    assert outcome.status == "ok"
+    assert len(posts(slack)) == 2  # refused once, then posted
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived", "token_revoked"])
+def test_refusals_are_recorded_and_shown(ctx, slack, error):
+    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    slack.fail("chat.postMessage", error)
+    outcome = ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
+    assert (outcome.status, outcome.error) == ("failed", error)
+    last = ctx.digests.subscriptions()[0]["last_run"]
+    assert (last["status"], last["error"]) == ("failed", error)
+
+
+class _StoreOwner:
+    """Just enough of a scheduler to open the job store directly (no scheduler may run meanwhile)."""
+
+    timezone = UTC
+
+    def _create_lock(self):
+        return threading.RLock()
+
+
+def set_next_run(state, channel, when):
+    """Move a stored job's next run time, as if the bot had been down when it came."""
+    store = SQLAlchemyJobStore(engine=state.engine, tablename="apscheduler_jobs")
+    store.start(_StoreOwner(), "default")
+    job = store.lookup_job(f"digest:{channel}")
+    job._modify(next_run_time=when)
+    store.update_job(job)
+
+
+def fast(digests) -> DigestScheduler:
+    return DigestScheduler(digests, lease_ttl=1.0, heartbeat=0.1)
+
+
+def test_failed_digest_does_not_stop_the_others(ctx, slack):
+    for ch in ("C1", "C2"):
+        ctx.digests.subscribe(ch, parse("daily 09:00"), USER)
+    sched = fast(ctx.digests).start()
+    try:
+        sched.stop(release=True)
+        now = dt.datetime.now(UTC)
+        set_next_run(ctx.state, "C1", now - dt.timedelta(minutes=1))
+        set_next_run(ctx.state, "C2", now - dt.timedelta(minutes=1))
+        slack.fail("chat.postMessage", "is_archived")
+        sched = fast(ctx.digests).start()
+        slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 2)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            statuses = {s["channel_id"]: s["last_run"] and s["last_run"]["status"] for s in ctx.digests.subscriptions()}
+            if None not in statuses.values() and "running" not in statuses.values():
+                break
+            time.sleep(0.05)
+        assert sorted(statuses.values()) == ["failed", "ok"]
+        assert sched.leading  # still scheduling
+    finally:
+        sched.stop()
+
+
+# -- restarts -----------------------------------------------------------------------------------
+
+def _runs(state):
+    with state.engine.connect() as con:
+        return [dict(r) for r in con.execute(sa.select(digest_runs).order_by(digest_runs.c.id)).mappings()]
+
+
+def test_restart_inside_grace_posts_exactly_once(ctx, slack):
+    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    first = fast(ctx.digests).start()
+    assert first.leading and first.next_runs()["C1"] > dt.datetime.now(UTC)
+    first.stop()
+    due = (dt.datetime.now(UTC) - dt.timedelta(minutes=20)).replace(microsecond=0)
+    set_next_run(ctx.state, "C1", due)  # it came while we were down
+    second = fast(ctx.digests).start()
+    try:
+        slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"])
+    finally:
+        second.stop()
+    third = fast(ctx.digests).start()  # and another restart does not post it again
+    time.sleep(0.5)
+    third.stop()
+    assert len(posts(slack)) == 1
+    runs = _runs(ctx.state)
+    assert [(r["status"], r["scheduled_for"]) for r in runs] == [("ok", due.replace(tzinfo=None))]
+    assert third.next_runs()["C1"] > dt.datetime.now(UTC)
+
+
+def test_restart_outside_grace_posts_nothing_and_says_so(ctx, slack, caplog):
+    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    fast(ctx.digests).start().stop()
+    due = (dt.datetime.now(UTC) - dt.timedelta(hours=3)).replace(microsecond=0)
+    set_next_run(ctx.state, "C1", due)
+    with caplog.at_level(logging.WARNING):
+        sched = fast(ctx.digests).start()
+        deadline = time.monotonic() + 5
+        while not _runs(ctx.state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sched.stop()
+    assert posts(slack) == []
+    runs = _runs(ctx.state)
+    assert [(r["status"], r["scheduled_for"]) for r in runs] == [("skipped", due.replace(tzinfo=None))]
+    assert "bot was down" in runs[0]["error"]
+    assert any("skipped the digest for C1" in r.getMessage() for r in caplog.records)
+    assert ctx.digests.subscriptions()[0]["last_run"]["status"] == "skipped"
+
+
+def test_two_processes_one_scheduler_and_takeover(ctx, slack, state_db, trained, sample_folder, tmp_path):
+    other = make_ctx(slack, copy_artifacts(trained, tmp_path / "art2"), state_db.clone(), sample_folder)
+    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    a, b = fast(ctx.digests).start(), fast(other.digests).start()
+    try:
+        assert [a.leading, b.leading].count(True) == 1
+        leader, follower = (a, b) if a.leading else (b, a)
+        leader.scheduler.modify_job("digest:C1", next_run_time=dt.datetime.now(UTC))
+        slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"])
+        time.sleep(0.5)
+        assert len(posts(slack)) == 1
+        # a subscription made through the follower is scheduled by the leader
+        other.digests.subscribe("C9", parse("weekly mon 08:00"), USER)
+        follower.changed()
+        deadline = time.monotonic() + 3
+        while "C9" not in leader.next_runs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "C9" in leader.next_runs()
+        leader.stop(release=False)  # dies without a word: the lease expires, the other takes over
+        deadline = time.monotonic() + 5
+        while not follower.leading and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert follower.leading
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_default_subscription_from_the_environment(slack, trained, sample_folder, tmp_path, state_db):
+    ctx = make_ctx(slack, copy_artifacts(trained, tmp_path / "art"), state_db, sample_folder,
+                   digest_channel="CDEFAULT", digest_cron="30 8 * * 1", timezone="Europe/Berlin")
+    start_scheduler(ctx, lease_ttl=1.0, heartbeat=0.1)
+    try:
+        sub = ctx.digests.subscription("CDEFAULT")
+        assert (sub["cron"], sub["timezone"], sub["created_by"]) == ("30 8 * * 1", "Europe/Berlin", "DIGEST_CHANNEL")
+        nxt = ctx.scheduler.next_runs()["CDEFAULT"].astimezone(dt.timezone(dt.timedelta(hours=1)))
+        assert nxt.weekday() == 0  # Monday, in the standard cron numbering
+    finally:
+        ctx.scheduler.stop()
+
+
+# -- the commands, through signed requests ----------------------------------------------------
+
+@pytest.fixture
+def bot(slack, trained, sample_folder, tmp_path, state_db):
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder))
+    yield running
+    running.stop()
+
+
+def test_digest_commands(bot, slack):
+    r = bot.command("digest subscribe weekly mon 09:00 Europe/Berlin")
+    assert "Subscribed <#C0MARKETING> to the digest every Mon at 09:00 Europe/Berlin" in r.text
+    assert slack.api_calls("conversations.info")[0].args["channel"] == "C0MARKETING"
+    r = bot.command("digest list")
+    assert "<#C0MARKETING> every Mon at 09:00 Europe/Berlin · next Mon" in r.text and "last: no digest yet" in r.text
+    r = bot.command("digest now")
+    assert "Building the digest" in r.text
+    slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"])
+    deadline = time.monotonic() + 5
+    while "last: ok" not in bot.command("digest list").text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "last: ok" in bot.command("digest list").text
+    assert "Unsubscribed" in bot.command("digest unsubscribe").text
+    assert "No digest subscriptions yet" in bot.command("digest list").text
+    assert "has no digest subscription" in bot.command("digest unsubscribe").text
+    assert "I can't read the schedule 'hourly'" in bot.command("digest subscribe hourly").text
+    assert "Unknown time zone 'Mars/Base'" in bot.command("digest subscribe daily 09:00 Mars/Base").text
+    assert "Digests" in bot.command("digest").text
+
+
+def test_private_channel_without_the_bot_says_how_to_invite(bot, slack):
+    slack.channels["GPRIVATE"] = {"id": "GPRIVATE", "is_private": True, "is_member": False}
+    r = bot.command("digest subscribe daily 09:00", channel="GPRIVATE")
+    assert "/invite @segment" in r.text
+    slack.fail("conversations.info", "channel_not_found")
+    r = bot.command("digest subscribe daily 09:00", channel="GHIDDEN")
+    assert "If it is private, invite me first with `/invite @segment`" in r.text
+    assert bot.ctx.digests.subscriptions() == []
+
+
+def test_digest_now_reports_a_refusal(bot, slack):
+    slack.fail("chat.postMessage", "not_in_channel")
+    bot.command("digest now")
+    reply = slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"])[0]
+    assert "The digest could not be posted: I'm not in the channel: /invite @segment." in reply.args["text"]
+
+
+def test_all_segments_button(bot, slack):
+    bot.ctx.digests.run("C0MARKETING", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
+    button = [b for b in buttons(posts(slack)[0].args) if b["action_id"] == "show_segments"][0]
+    bot.click(button)
+    reply = slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"])[0]
+    assert reply.args["text"].startswith("Segments:") and reply.args["response_type"] == "ephemeral"
+
+
+def test_admin_only_digests(slack, trained, sample_folder, tmp_path, state_db):
+    from dataclasses import replace
+
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder))
+    running.ctx.settings = replace(running.ctx.settings, digest_admin_only=True)
+    try:
+        assert "Only admins manage digests" in running.command("digest subscribe daily 09:00", user=USER).text
+        assert "Subscribed" in running.command("digest subscribe daily 09:00", user=ADMIN).text
+        assert "Digest subscriptions" in running.command("digest list", user=USER).text
+    finally:
+        running.stop()
