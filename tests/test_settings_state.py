@@ -89,3 +89,26 @@ def test_audit_log_round_trip(state_db):
     entries = state_db.audit_entries()
     assert [(e["user_id"], e["command"], e["allowed"]) for e in entries] == [("U2", "rollback", False), ("U1", "retrain", True)]
     assert isinstance(entries[0]["at"], dt.datetime)
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({**BASE, "SEGMENT_TIMEZONE": "Mars/Base"}, "SEGMENT_TIMEZONE"),
+        ({**BASE, "SEGMENT_DIGEST_ADMIN_ONLY": "maybe"}, "SEGMENT_DIGEST_ADMIN_ONLY"),
+        ({**BASE, "DIGEST_CHANNEL": "C1"}, "DIGEST_CRON"),
+        ({**BASE, "DIGEST_CRON": "0 9 * * *"}, "DIGEST_CHANNEL"),
+        ({**BASE, "DIGEST_CHANNEL": "C1", "DIGEST_CRON": "every day"}, "DIGEST_CRON"),
+    ],
+)
+def test_bad_digest_settings(env, variable):
+    with pytest.raises(SettingsError) as info:
+        settings_mod.load(env)
+    assert str(info.value).startswith(variable)
+
+
+def test_digest_settings():
+    s = settings_mod.load({**BASE, "SEGMENT_TIMEZONE": "Europe/Berlin", "SEGMENT_DIGEST_ADMIN_ONLY": "true",
+                           "DIGEST_CHANNEL": "C1", "DIGEST_CRON": "0 9 * * 1"})
+    assert (s.timezone, s.digest_admin_only, s.digest_channel, s.digest_cron) == ("Europe/Berlin", True, "C1", "0 9 * * 1")
+    assert settings_mod.load(BASE).timezone == "UTC"
