@@ -16,6 +16,7 @@ class HttpServer:
         self.server = create_server(SlackRequestHandler(app, path=PATH), host=host, port=port, threads=threads,
                                     ident="segment-bot")
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -28,12 +29,21 @@ class HttpServer:
     def serve_forever(self) -> None:
         self.server.run()
 
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            if not self._stopping:  # closing the socket under select() is how waitress stops
+                raise
+
     def start(self) -> HttpServer:
-        self._thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        self._stopping = True
+        self.server.task_dispatcher.shutdown()
         self.server.close()
         if self._thread:
             self._thread.join(5)
