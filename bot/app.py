@@ -7,7 +7,11 @@ import re
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 
 from segmentation.service import SegmentService
@@ -40,12 +44,13 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def make_client(settings: Settings) -> WebClient:
-    """A Web API client that retries rate limits (429 + Retry-After) and dropped connections."""
+    """A Web API client that retries rate limits (429 + Retry-After), 5xx answers and dropped connections."""
     kwargs = {"base_url": settings.api_url} if settings.api_url else {}
     return WebClient(
         token=settings.bot_token,
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
             RateLimitErrorRetryHandler(max_retry_count=3, interval_calculator=BackoffRetryIntervalCalculator()),
         ],
         **kwargs,

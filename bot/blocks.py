@@ -118,7 +118,8 @@ def at_risk(summary: dict[str, Any]) -> Message:
         _section(lines),
         _section(f"*Total at risk:* {summary['customers']:,} customers ({share:.1%} of all), "
                  f"revenue {money(summary['revenue'])}"),
-        _context(f"Model {summary['model_version']} · revenue is the customers' total spend · "
+        _context(f"Model {summary['model_version']}, data as of {summary['snapshot_date']} · "
+                 "revenue is the customers' total spend · "
                  f"at-risk segments: {', '.join(summary['at_risk_names'])}"),
         {"type": "actions", "elements": [_button("Export at-risk customers", "export_at_risk", style="primary")]},
     ]

@@ -128,6 +128,22 @@ def compute(service, rfm_table, previous: PreviousRun | None, run_date: dt.date)
     )
 
 
+def write_at_risk_as_of(ctx, as_of: dt.date, path) -> tuple[list[str], int]:
+    """The at-risk customers of the current data scored as of ``as_of``: the digest's own list."""
+    source, _ = source_from_data_spec(ctx.settings.data, ctx.store.root)
+    frame = load_rfm(source, as_of=as_of).frame
+    bundle = ctx.service.bundle
+    book = playbook_mod.load()
+    names = {s["cluster"]: s["name"] for s in bundle["segments"] if book.is_at_risk(s["base"])}
+    labels = bundle["model"].predict(frame[["recency", "frequency", "monetary"]].to_numpy(np.float64))
+    risky = np.isin(labels, list(names))
+    out = frame[risky].assign(segment=[names[c] for c in labels[risky]])
+    out = out.sort_values(["monetary", "customer_id"], ascending=[False, True])
+    out = out.rename(columns={"recency": "recency_days"})[["customer_id", "segment", "recency_days", "frequency", "monetary"]]
+    out.to_csv(path, index=False, float_format="%.2f")
+    return sorted(set(out["segment"])) or list(names.values()), len(out)
+
+
 def _change(s: dict[str, Any]) -> str:
     if s["new"]:
         return " · new"
@@ -158,7 +174,8 @@ def message(data: DigestData) -> blocks.Message:
                         + f"\n*Total at risk:* {data.at_risk_customers:,} customers, revenue "
                           f"{blocks.money(data.at_risk_revenue)}" + moved),
         {"type": "actions", "elements": [
-            blocks._button("Export at-risk customers", "export_at_risk", style="primary"),
+            blocks._button("Export at-risk customers", "export_at_risk",
+                           json.dumps({"as_of": data.run_date.isoformat()}), style="primary"),
             blocks._button("All segments", "show_segments"),
         ]},
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "segment"
 
 
-def send_segments_csv(client: WebClient, service: SegmentService, user_id: str,
-                      segments: list[dict[str, Any]], label: str) -> str:
-    """Write the customers of ``segments`` as CSV and upload it to ``user_id``'s DM."""
-    version = service.version
-    filename = f"{_slug(label)}-{version}.csv"
+def send_csv(client: WebClient, user_id: str, filename: str, title: str,
+             write: Callable[[Path], tuple[list[str], int]], source_note: str) -> str:
+    """Build a CSV with ``write`` (returns segment names and row count) and upload it to the user's DM."""
     dm = client.conversations_open(users=user_id)["channel"]["id"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / filename
-        names, n = service.export_segments(segments, path)
-        client.files_upload_v2(
-            channel=dm,
-            file=str(path),
-            filename=filename,
-            title=f"{label} customers ({version})",
-            initial_comment=f"{n:,} customers of {', '.join(names)} from model {version}.",
-        )
+        names, n = write(path)
+        client.files_upload_v2(channel=dm, file=str(path), filename=filename, title=title,
+                               initial_comment=f"{n:,} customers of {', '.join(names)} {source_note}.")
     return f"Sent you `{filename}` ({n:,} customers) in a direct message."
+
+
+def send_segments_csv(client: WebClient, service: SegmentService, user_id: str,
+                      segments: list[dict[str, Any]], label: str) -> str:
+    """The customers of ``segments`` as assigned at training time."""
+    version = service.version
+    return send_csv(client, user_id, f"{_slug(label)}-{version}.csv", f"{label} customers ({version})",
+                    lambda path: service.export_segments(segments, path), f"from model {version}")

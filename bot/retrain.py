@@ -30,7 +30,10 @@ from .state import StateDB
 
 log = logging.getLogger(__name__)
 LEASE = "retrain"
-LEASE_TTL = dt.timedelta(hours=6)
+# The lease is renewed while training runs, so a process that dies mid-training blocks the next
+# retrain for at most LEASE_TTL, not for hours.
+LEASE_TTL = dt.timedelta(minutes=2)
+RENEW_EVERY = 30.0
 
 TrainFn = Callable[..., dict[str, Any]]
 
@@ -73,8 +76,17 @@ class Retrainer:
         for t in list(self._threads):
             t.join(timeout)
 
+    def _keep_lease(self, holder: str, done: threading.Event) -> None:
+        while not done.wait(RENEW_EVERY):
+            try:
+                self.state.renew(LEASE, holder, LEASE_TTL)
+            except Exception:  # noqa: BLE001 - a database hiccup; the next beat tries again
+                log.warning("could not renew the retrain lease", exc_info=True)
+
     def _run(self, holder: str, user_id: str, channel_id: str, client: WebClient,
              respond: Callable[..., Any] | None) -> None:
+        done = threading.Event()
+        threading.Thread(target=self._keep_lease, args=(holder, done), name="retrain-lease", daemon=True).start()
         try:
             try:
                 previous = self.store.load()
@@ -98,6 +110,7 @@ class Retrainer:
             )
             result = f"failed: {type(exc).__name__}: {exc}"
         finally:
+            done.set()
             self.state.release(LEASE, holder)
         self.state.audit(user_id, "retrain", self.source_label(), True, result, channel_id)
         self._post(client, channel_id, message, respond)

@@ -167,6 +167,7 @@ class SegmentService:
             "customers": sum(r["customers"] for r in rows),
             "revenue": sum(r["revenue"] for r in rows),
             "all_customers": self.metadata["customers"],
+            "snapshot_date": self.metadata["snapshot_date"],
         }
 
 

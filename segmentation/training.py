@@ -18,7 +18,7 @@ from .errors import DataError
 from .model import DEFAULT_K, SegmentModel, rule_based_segments, silhouette
 from .naming import name_clusters, vocabulary_rank
 from .sources import RFMTable, Source, load_rfm
-from .store import ModelStore
+from .store import SCHEMA_VERSION, ModelStore
 
 Progress = Callable[[str], None]
 MAX_K = 30
@@ -159,6 +159,7 @@ def fit_bundle(
         "silhouette": sil,
         "silhouette_sample": int(min(5_000, len(X))),
         "library_versions": _library_versions(),
+        "schema_version": SCHEMA_VERSION,
     }
     bundle = {
         "model": model,

@@ -135,6 +135,7 @@ class RunningBot:
 
     def stop(self) -> None:
         self.ctx.retrainer.join(timeout=60)
+        self.ctx.follow_ups.shutdown()  # uploads still under way finish while the stand-in listens
         self.server.stop()
 
 

@@ -297,3 +297,21 @@ def test_url_encoded_body_is_what_slack_sends(bot):
     body = bot.command_body("30 2 150")
     fields = dict(urllib.parse.parse_qsl(body))
     assert fields["command"] == "/segment" and fields["text"] == "30 2 150"
+
+
+def test_retrain_lease_is_renewed_while_training(gated, monkeypatch):
+    import datetime as dt
+
+    import bot.retrain as retrain_mod
+
+    monkeypatch.setattr(retrain_mod, "RENEW_EVERY", 0.1)
+    monkeypatch.setattr(retrain_mod, "LEASE_TTL", dt.timedelta(seconds=2))
+    running, gate = gated
+    running.command("retrain", user=ADMIN)
+    assert gate.started.wait(5)
+    first = running.ctx.state.lease("retrain").expires_at
+    time.sleep(0.5)
+    assert running.ctx.state.lease("retrain").expires_at > first  # a dead process would stop renewing
+    gate.gate.set()
+    running.ctx.retrainer.join(60)
+    assert running.ctx.state.lease("retrain") is None

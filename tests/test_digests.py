@@ -350,3 +350,27 @@ def test_admin_only_digests(slack, trained, sample_folder, tmp_path, state_db):
         assert "Digest subscriptions" in running.command("digest list", user=USER).text
     finally:
         running.stop()
+
+
+def test_server_errors_are_retried(ctx, slack):
+    slack.fail("chat.postMessage", "internal_error", status=500)
+    assert ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC)).status == "ok"
+    assert len(posts(slack)) == 2
+
+
+def test_digest_export_button_exports_the_digests_own_customers(bot, slack, sample_folder):
+    import csv
+    import io
+
+    bot.ctx.digests.run("C0MARKETING", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
+    digest = posts(slack)[0]
+    _, _, at_risk_ids = expected_counts(bot.ctx, sample_folder, dt.date(2025, 1, 5))
+    assert f"*Total at risk:* {len(at_risk_ids):,} customers" in text_of(digest)
+    button = [b for b in buttons(digest.args) if b["action_id"] == "export_at_risk"][0]
+    assert json.loads(button["value"]) == {"as_of": "2025-01-05"}
+    bot.click(button)
+    done = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"
+                                         and c.args["channel_id"].startswith("D")])[0]
+    rows = list(csv.DictReader(io.StringIO(slack.uploads[done.args["files"][0]["id"]].decode())))
+    assert {r["customer_id"] for r in rows} == at_risk_ids
+    assert "2025-01-05" in done.args["initial_comment"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -12,7 +13,8 @@ from segmentation.inputs import parse_rfm
 
 from .. import blocks
 from ..context import BotContext
-from ..exports import send_segments_csv
+from ..digests import write_at_risk_as_of
+from ..exports import send_csv, send_segments_csv
 from ..followup import guarded
 
 
@@ -25,6 +27,16 @@ def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) ->
 
 
 def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
+    value = body["actions"][0].get("value") or ""
+    if value:  # from a digest: the customers that digest counted, scored as of its date
+        as_of = dt.date.fromisoformat(json.loads(value)["as_of"])
+        version = ctx.service.version
+        line = send_csv(client, body["user"]["id"], f"at-risk-{as_of}-{version}.csv",
+                        f"At-risk customers as of {as_of} ({version})",
+                        lambda path: write_at_risk_as_of(ctx, as_of, path),
+                        f"scored as of {as_of} with model {version}")
+        respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
+        return
     summary = ctx.service.at_risk()
     at_risk = [s for s in ctx.service.segments() if s["cluster"] in {r["cluster"] for r in summary["segments"]}]
     if not at_risk:
