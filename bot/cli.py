@@ -25,6 +25,7 @@ def _ensure_model(ctx) -> None:
     except ModelNotFoundError:
         source, ref = source_from_data_spec(ctx.settings.data, ctx.store.root)
         log.info("No model yet: training on %s", source.describe())
+        print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
         train(source, ctx.store, trained_by="startup", data_ref=ref)
 
 
