@@ -72,6 +72,8 @@ def prediction(p: Prediction, model_version: str, shareable: bool = True, asked_
         _section(_actions_text(p.actions)),
         _context(f"Model {model_version}" + (f" · asked by <@{asked_by}>" if asked_by else "")),
     ]
+    if p.note:
+        blocks.insert(4, _context(f":information_source: {p.note}"))
     if shareable:
         value = json.dumps({"r": p.recency, "f": p.frequency, "m": p.monetary})
         blocks.append({"type": "actions", "elements": [_button("Share in channel", "share_prediction", value)]})

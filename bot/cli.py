@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from segmentation.cli import Command
 from segmentation.cli import main as segmentation_main
@@ -67,6 +69,11 @@ def run_chat(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     os.environ["SEGMENT_ARTIFACTS"] = args.artifacts
     base = settings_mod.load(require_slack=False)
+    # The console keeps its own state (audit, subscriptions, schedule) so it can never take over
+    # the real bot's digest scheduler or write subscriptions for channels that only exist here.
+    # Models are shared: a retrain or rollback typed here is as real as `segment train`.
+    base = dataclasses.replace(base, database_url=f"sqlite:///{Path(args.artifacts) / 'console.db'}",
+                               digest_channel=None, digest_cron=None)
     ctx_holder = {}
 
     def factory(s):

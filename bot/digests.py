@@ -128,11 +128,15 @@ def compute(service, rfm_table, previous: PreviousRun | None, run_date: dt.date)
     )
 
 
-def write_at_risk_as_of(ctx, as_of: dt.date, path) -> tuple[list[str], int]:
-    """The at-risk customers of the current data scored as of ``as_of``: the digest's own list."""
+def write_at_risk_as_of(ctx, as_of: dt.date, path, version: str | None = None) -> tuple[list[str], int]:
+    """The at-risk customers of the current data scored as of ``as_of`` with model ``version``
+    (the digest's own list; the served model if that version is no longer kept)."""
     source, _ = source_from_data_spec(ctx.settings.data, ctx.store.root)
     frame = load_rfm(source, as_of=as_of).frame
-    bundle = ctx.service.bundle
+    try:
+        bundle = ctx.store.load(version) if version else ctx.service.bundle
+    except SegmentationError:
+        bundle = ctx.service.bundle
     book = playbook_mod.load()
     names = {s["cluster"]: s["name"] for s in bundle["segments"] if book.is_at_risk(s["base"])}
     labels = bundle["model"].predict(frame[["recency", "frequency", "monetary"]].to_numpy(np.float64))
@@ -175,7 +179,8 @@ def message(data: DigestData) -> blocks.Message:
                           f"{blocks.money(data.at_risk_revenue)}" + moved),
         {"type": "actions", "elements": [
             blocks._button("Export at-risk customers", "export_at_risk",
-                           json.dumps({"as_of": data.run_date.isoformat()}), style="primary"),
+                           json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
+                           style="primary"),
             blocks._button("All segments", "show_segments"),
         ]},
     ]
@@ -254,10 +259,11 @@ class Digests:
         return dict(row) if row else None
 
     # -- runs ---------------------------------------------------------------------------
-    def _previous(self, con, channel_id: str, run_id: int) -> PreviousRun | None:
+    def _previous(self, con, channel_id: str, before: dt.datetime) -> PreviousRun | None:
         row = con.execute(
             sa.select(digest_runs.c.scheduled_for, digest_runs.c.counts, digest_runs.c.at_risk_ids)
-            .where(digest_runs.c.channel_id == channel_id, digest_runs.c.status == "ok", digest_runs.c.id != run_id)
+            .where(digest_runs.c.channel_id == channel_id, digest_runs.c.status == "ok",
+                   digest_runs.c.scheduled_for < before)
             .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc()).limit(1)
         ).mappings().first()
         if row is None:
@@ -300,7 +306,7 @@ class Digests:
             source, _ = source_from_data_spec(self.ctx.settings.data, self.ctx.store.root)
             table = load_rfm(source, as_of=run_date)
             with self.state.engine.connect() as con:
-                previous = self._previous(con, channel_id, run_id)
+                previous = self._previous(con, channel_id, when)
             data = compute(self.ctx.service, table, previous, run_date)
             posted = self.client.chat_postMessage(channel=channel_id, **message(data))
             ts = posted.get("ts")
@@ -325,6 +331,16 @@ class Digests:
         except SlackApiError as exc:
             log.warning("digest chart for %s not uploaded: %s", channel_id, exc.response.get("error"))
         return RunOutcome("ok", None, run_id)
+
+    def mark_interrupted(self, older_than: dt.timedelta = dt.timedelta(minutes=10)) -> int:
+        """Runs left "running" by a process that died: say so. They are not posted again (the
+        crash may have come after the post), so a crash in that window loses at most one digest."""
+        with self.state.engine.begin() as con:
+            return con.execute(
+                digest_runs.update()
+                .where(digest_runs.c.status == "running", digest_runs.c.started_at < utcnow() - older_than)
+                .values(status="failed", finished_at=utcnow(), error="interrupted: the bot stopped while posting")
+            ).rowcount
 
     def record_missed(self, channel_id: str, scheduled_for: dt.datetime, late_by: dt.timedelta) -> None:
         when = scheduled_for.astimezone(dt.timezone.utc).replace(tzinfo=None)

@@ -30,8 +30,7 @@ def send_csv(client: WebClient, user_id: str, filename: str, title: str,
 
 
 def send_segments_csv(client: WebClient, service: SegmentService, user_id: str,
-                      segments: list[dict[str, Any]], label: str) -> str:
-    """The customers of ``segments`` as assigned at training time."""
-    version = service.version
+                      segments: list[dict[str, Any]], label: str, version: str) -> str:
+    """The customers of ``segments`` as model ``version`` assigned them at training time."""
     return send_csv(client, user_id, f"{_slug(label)}-{version}.csv", f"{label} customers ({version})",
-                    lambda path: service.export_segments(segments, path), f"from model {version}")
+                    lambda path: service.export_segments(segments, path, version), f"from model {version}")

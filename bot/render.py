@@ -12,7 +12,7 @@ _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def _mrkdwn(text: str) -> str:
-    text = text.replace("```", "").replace(":warning:", "⚠")
+    text = text.replace("```", "").replace(":warning:", "⚠").replace(":information_source:", "ℹ")
     text = _BOLD.sub(r"\1", text)
     text = _ITALIC.sub(r"\1", text)
     return _CHANNEL.sub(r"#\1", _MENTION.sub(r"@\1", text))

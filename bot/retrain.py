@@ -90,23 +90,20 @@ class Retrainer:
         try:
             try:
                 previous = self.store.load()
-            except ModelNotFoundError:
+            except SegmentationError:  # none yet, or damaged: a retrain is exactly the way out
                 previous = None
             source, data_ref = source_from_data_spec(self.settings.data, self.store.root)
             bundle = self.train_fn(source, self.store, trained_by=user_id, data_ref=data_ref)
             message = blocks.retrain_result(bundle, previous)
             result = f"succeeded: {bundle['version']}"
         except SegmentationError as exc:
-            serving = self.store.current_version()
-            still = f" Still serving {serving}." if serving else ""
-            message = blocks.error_line(f"Retrain failed: {exc}.{still}".replace("..", "."))
+            message = blocks.error_line(f"Retrain failed: {str(exc).rstrip('.')}. {self._serving()}")
             result = f"failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - reported to the admin, logged with traceback
             log.exception("retrain failed")
-            serving = self.store.current_version()
             message = blocks.error_line(
-                f"Retrain failed unexpectedly ({type(exc).__name__}); the details are in the bot's log."
-                + (f" Still serving {serving}." if serving else "")
+                f"Retrain failed unexpectedly ({type(exc).__name__}); the details are in the bot's log. "
+                + self._serving()
             )
             result = f"failed: {type(exc).__name__}: {exc}"
         finally:
@@ -114,6 +111,15 @@ class Retrainer:
             self.state.release(LEASE, holder)
         self.state.audit(user_id, "retrain", self.source_label(), True, result, channel_id)
         self._post(client, channel_id, message, respond)
+
+    def _serving(self) -> str:
+        """What answers now, said truthfully."""
+        try:
+            return f"Still serving {self.store.load()['version']}."
+        except ModelNotFoundError:
+            return "No model is serving yet."
+        except SegmentationError as exc:
+            return f"The current model cannot be served ({exc})"
 
     @staticmethod
     def _post(client: WebClient, channel_id: str, message: dict[str, Any], respond: Callable[..., Any] | None) -> None:

@@ -141,6 +141,9 @@ class DigestScheduler:
             timezone=dt.timezone.utc,
         )
         scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        interrupted = self.digests.mark_interrupted()
+        if interrupted:
+            log.warning("%d digest run(s) were interrupted by a stopped bot; marked failed", interrupted)
         scheduler.start(paused=True)  # reconcile against the stored jobs before anything runs
         self.scheduler = scheduler
         self.sync()

@@ -99,6 +99,28 @@ def parse_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date; use YYYY-MM-DD, e.g. 2018-09-01") from None
 
 
+def k_value(text: str) -> int:
+    from .training import MAX_K
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 2 <= value <= MAX_K:
+        raise argparse.ArgumentTypeError(f"must be between 2 and {MAX_K}, got {value}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text.replace(",", "").replace("_", ""))
@@ -232,6 +254,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_answer(ans) -> None:
     print(f"{ans.segment}: {ans.description}")
     print(f"  recency {ans.recency:,.0f} days, {ans.frequency:,.0f} orders, spend {_money(ans.monetary)}")
+    if ans.note:
+        print(f"  Note: {ans.note}")
     print("  Recommended actions:")
     for a in ans.actions:
         print(f"  - {a}")
@@ -363,7 +387,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and print the segment table")
     p.add_argument("--data", help="Olist folder, or a CSV/Parquet transactions file (default: the built-in sample)")
-    p.add_argument("--k", type=int, default=11, help="number of segments (default 11)")
+    p.add_argument("--k", type=k_value, default=11, help="number of segments (default 11)")
     p.add_argument("--as-of", type=parse_date, help="snapshot date YYYY-MM-DD (default: day after the latest purchase)")
     add_column_options(p)
     p.add_argument("--trained-by", help=argparse.SUPPRESS)
@@ -392,7 +416,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("sample-data", help="write synthetic order history in the Olist layout")
     p.add_argument("--orders", type=positive_int, default=100_000)
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=seed_value, default=42)
     p.set_defaults(func=cmd_sample_data)
 
     p = sub.add_parser("model", help="the saved model versions; * marks the served one")

@@ -75,8 +75,10 @@ def parse_rfm(tokens: list[str] | str) -> RFM:
     """Parse user input into R, F, M or raise ``InputError`` with one friendly line."""
     if isinstance(tokens, str):
         tokens = tokens.split()
-    # "r = 30" typed with spaces: glue the pieces back together.
-    joined = re.sub(r"\s*=\s*", "=", " ".join(tokens)).split()
+    # "r = 30" and "30 days" typed with spaces: glue the pieces back together.
+    text = re.sub(r"\s*=\s*", "=", " ".join(tokens))
+    text = re.sub(r"(?<=\d)\s+(days?|d|orders?|x)\b", r"\1", text, flags=re.IGNORECASE)
+    joined = text.split()
     if len(joined) != 3:
         raise InputError(f"Give exactly three values, R F M, e.g. {EXAMPLE}; got {len(joined)}.")
     values: dict[str, tuple[float, str]] = {}
@@ -105,5 +107,5 @@ def parse_rfm(tokens: list[str] | str) -> RFM:
         if field not in values:
             tok = unassigned.pop(0)
             values[field] = (parse_number(tok, field), tok)
-    checked = {f: _check(f, v, raw) for f, (v, raw) in values.items()}
+    checked = {f: _check(f, v + 0.0, raw) for f, (v, raw) in values.items()}  # + 0.0: no "-0"
     return RFM(checked["recency"], checked["frequency"], checked["monetary"])

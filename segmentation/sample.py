@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .errors import InputError
+from .errors import DataError, InputError
 from .sources import OLIST_FILES
 
 START = dt.datetime(2023, 1, 1)
@@ -160,6 +160,8 @@ def write_sample(
     if not 1 <= orders <= MAX_ORDERS:
         raise InputError(f"--orders must be between 1 and {MAX_ORDERS:,}; got {orders:,}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; --out names the folder to write the files into")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=out))
     try:

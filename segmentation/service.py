@@ -28,6 +28,7 @@ class Prediction:
     recency: float
     frequency: float
     monetary: float
+    note: str | None = None  # set when the values lie outside anything the model was trained on
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class Prediction:
             "recency": self.recency,
             "frequency": self.frequency,
             "monetary": self.monetary,
+            "note": self.note,
         }
 
 
@@ -103,7 +105,7 @@ class SegmentService:
         bundle = self.bundle
         model: SegmentModel = bundle["model"]
         cluster = model.predict_one(*rfm.as_tuple())
-        return Prediction(**self._answer(bundle, cluster, *rfm.as_tuple()))
+        return Prediction(**self._answer(bundle, cluster, *rfm.as_tuple()), note=_range_note(bundle, rfm))
 
     def customer(self, customer_id: str) -> CustomerAnswer:
         bundle = self.bundle
@@ -128,10 +130,11 @@ class SegmentService:
             out.append({**s, "description": description, "actions": list(actions)})
         return out
 
-    def resolve_segment(self, query: str) -> list[dict[str, Any]]:
+    def resolve_segment(self, query: str, bundle: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Segments matching ``query``: an exact name, or every cluster of a base name."""
         q = " ".join(query.split()).casefold().replace(" - ", " — ")
-        segs = self.bundle["segments"]
+        bundle = bundle or self.bundle
+        segs = bundle["segments"]
         exact = [s for s in segs if s["name"].casefold() == q]
         if exact:
             return exact
@@ -139,36 +142,59 @@ class SegmentService:
         if by_base:
             return by_base
         names = ", ".join(s["name"] for s in segs)
-        raise InputError(f"No segment '{query.strip()}' in model {self.version}. Segments: {names}")
+        raise InputError(f"No segment '{query.strip()}' in model {bundle['version']}. Segments: {names}")
 
     def export(self, query: str, out: str | os.PathLike) -> tuple[list[str], int]:
         """Write the customers of a segment (or of all clusters sharing a base name) as CSV."""
         return self.export_segments(self.resolve_segment(query), out)
 
-    def export_segments(self, segments: list[dict[str, Any]], out: str | os.PathLike) -> tuple[list[str], int]:
+    def export_segments(self, segments: list[dict[str, Any]], out: str | os.PathLike,
+                        version: str | None = None) -> tuple[list[str], int]:
+        """Write the customers of ``segments`` (as resolved from model ``version``) to ``out``."""
+        out = Path(out)
+        if not str(out).strip() or out.is_dir():
+            raise InputError(f"'{out}' is a folder; give a file name for the CSV, e.g. --out at-risk.csv")
+        if self.store.is_inside(out):
+            raise InputError(f"'{out}' is inside the model folder; write the CSV somewhere else")
         names = {s["cluster"]: s["name"] for s in segments}
-        n = Assignments(self.store.assignments_path(self.version)).write_csv(list(names), names, Path(out))
+        n = Assignments(self.store.assignments_path(version or self.version)).write_csv(list(names), names, out)
         return list(names.values()), n
 
     def at_risk(self) -> dict[str, Any]:
         """Customers and revenue (their total spend) per at-risk segment, as the playbook declares them."""
         book = playbook_mod.load()
-        segs = [s for s in self.bundle["segments"] if book.is_at_risk(s["base"])]
-        totals = Assignments(self.store.assignments_path(self.version)).totals([s["cluster"] for s in segs]) if segs else {}
+        bundle = self.bundle  # one version for the whole answer, even if a retrain lands meanwhile
+        segs = [s for s in bundle["segments"] if book.is_at_risk(s["base"])]
+        totals = Assignments(self.store.assignments_path(bundle["version"])).totals([s["cluster"] for s in segs]) if segs else {}
         rows = [
             {"name": s["name"], "cluster": s["cluster"], "base": s["base"],
              "customers": totals.get(s["cluster"], (0, 0.0))[0], "revenue": totals.get(s["cluster"], (0, 0.0))[1]}
             for s in segs
         ]
         return {
-            "model_version": self.version,
+            "model_version": bundle["version"],
             "at_risk_names": list(book.at_risk),
             "segments": rows,
             "customers": sum(r["customers"] for r in rows),
             "revenue": sum(r["revenue"] for r in rows),
-            "all_customers": self.metadata["customers"],
-            "snapshot_date": self.metadata["snapshot_date"],
+            "all_customers": bundle["metadata"]["customers"],
+            "snapshot_date": bundle["metadata"]["snapshot_date"],
         }
+
+
+def _range_note(bundle: dict[str, Any], rfm: RFM) -> str | None:
+    ranges = bundle["metadata"].get("ranges")
+    if not ranges:
+        return None
+    outside = [
+        f"{dim} {value:,.0f} (trained on {lo:,.0f} to {hi:,.0f})"
+        for dim, value in zip(("recency", "frequency", "monetary"), rfm.as_tuple())
+        for lo, hi in [ranges[dim]]
+        if not lo <= value <= hi
+    ]
+    if not outside:
+        return None
+    return "Beyond the training data: " + "; ".join(outside) + ". This is the nearest segment, an extrapolation."
 
 
 def _play(segment: dict[str, Any]) -> tuple[str, tuple[str, ...]]:

@@ -27,6 +27,7 @@ EXCLUSION_LABELS: dict[str, str] = {
     "not_delivered": "orders not delivered",
     "without_payment": "delivered orders without any payment row",
     "without_customer": "rows without a customer id",
+    "without_order": "rows without an order id",
     "bad_date": "rows with an unparseable date",
     "bad_amount": "rows with an unparseable amount",
     "nonpositive_total": "orders whose total is not positive (returns, cancellations)",
@@ -198,10 +199,12 @@ def _timestamp_expr(col: str, date_format: str | None) -> str:
     c = _ident(col)
     if date_format:
         return f"TRY_STRPTIME(CAST({c} AS VARCHAR), {_sql_str(date_format)})"
-    # ISO dates and timestamps, with or without a UTC offset.
+    # ISO dates and timestamps; one with a UTC offset is converted to UTC (the session time
+    # zone), one without is taken as UTC. TIMESTAMPTZ first: a plain TIMESTAMP cast would
+    # silently drop the offset.
     return (
-        f"COALESCE(TRY_CAST({c} AS TIMESTAMP), "
-        f"CAST(TRY_CAST({c} AS TIMESTAMPTZ) AS TIMESTAMP))"
+        f"COALESCE(CAST(TRY_CAST({c} AS TIMESTAMPTZ) AS TIMESTAMP), "
+        f"TRY_CAST({c} AS TIMESTAMP))"
     )
 
 
@@ -278,6 +281,7 @@ def _transactions_orders_sql(con: duckdb.DuckDBPyConnection, src: TransactionsSo
     ),
     flagged AS (
         SELECT *, CASE WHEN customer_id IS NULL THEN 'without_customer'
+                       WHEN order_id IS NULL THEN 'without_order'
                        WHEN ordered_at IS NULL THEN 'bad_date'
                        WHEN amount IS NULL THEN 'bad_amount'
                   END AS excluded
@@ -289,7 +293,7 @@ def _transactions_orders_sql(con: duckdb.DuckDBPyConnection, src: TransactionsSo
         FROM flagged WHERE excluded IS NOT NULL
     ),
     orders AS (
-        SELECT COALESCE(order_id, 'row-' || CAST(row_number() OVER () AS VARCHAR)) AS order_id,
+        SELECT order_id,
                MIN(customer_id) AS customer_id, MIN(ordered_at) AS ordered_at,
                SUM(amount) AS amount
         FROM flagged WHERE excluded IS NULL

@@ -24,6 +24,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary files for their readers
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
@@ -134,7 +136,30 @@ class ModelStore:
             v = self._current_path.read_text().strip()
         except FileNotFoundError:
             return None
-        return v or None
+        if not _VERSION_RE.match(v):
+            raise ModelIntegrityError(
+                f"{self._current_path} is damaged (it should name a version such as v0003); "
+                "roll back or retrain to rewrite it."
+            )
+        return v
+
+    def _rolled_back(self) -> set[str]:
+        try:
+            return {v for v in self._rolled_back_path.read_text().split() if _VERSION_RE.match(v)}
+        except FileNotFoundError:
+            return set()
+
+    @property
+    def _rolled_back_path(self) -> Path:
+        return self.models / "ROLLED_BACK"
+
+    def is_inside(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` points into the model folder (never a place to write exports)."""
+        try:
+            Path(path).resolve().relative_to(self.models.resolve())
+            return True
+        except ValueError:
+            return False
 
     def info(self, version: str) -> VersionInfo:
         try:
@@ -214,19 +239,33 @@ class ModelStore:
             self._set_current(version)
 
     def rollback(self) -> tuple[str, str]:
-        """Serve the version before the current one. Returns (from, to)."""
+        """Serve the newest earlier version that was never rolled back from. Returns (from, to).
+
+        The version rolled back from is remembered, so a later rollback (after a new training)
+        does not bring it back.
+        """
         with self._lock():
-            current = self.current_version()
-            if current is None:
-                raise ModelNotFoundError("No model yet: nothing to roll back.")
-            older = [v for v in self.versions() if _num(v) < _num(current)]
-            for candidate in reversed(older):
+            try:
+                current = self.current_version()
+            except ModelIntegrityError:
+                current = None
+                candidates = self.versions()
+            else:
+                if current is None:
+                    raise ModelNotFoundError("No model yet: nothing to roll back.")
+                candidates = [v for v in self.versions() if _num(v) < _num(current)]
+            bad = self._rolled_back()
+            for candidate in reversed(candidates):
+                if candidate in bad:
+                    continue
                 try:
                     self.load(candidate)
                 except SegmentationError:
                     continue  # skip a damaged version rather than serve it
+                if current:
+                    atomic_write_bytes(self._rolled_back_path, "\n".join(sorted(bad | {current})).encode() + b"\n")
                 self._set_current(candidate)
-                return current, candidate
+                return current or "a damaged pointer", candidate
             raise ModelNotFoundError(f"No earlier version than {current} to roll back to.")
 
     def _prune(self) -> None:
@@ -237,6 +276,19 @@ class ModelStore:
                 continue
             for p in (self._manifest_path(v), self._bundle_path(v), self.assignments_path(v)):
                 with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        # leftovers of saves that died: versions without a manifest, temporary files over an hour old
+        complete = set(versions)
+        newest = _num(versions[-1]) if versions else 0
+        for p in self.models.glob("v*.*"):
+            m = _VERSION_RE.match(p.name.split(".")[0])
+            if m and p.name.split(".")[0] not in complete and int(m.group(1)) < newest:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        cutoff = time.time() - 3600
+        for p in self.models.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if p.stat().st_mtime < cutoff:
                     p.unlink()
 
 

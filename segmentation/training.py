@@ -108,8 +108,8 @@ def fit_bundle(
         distinct = len(np.unique(X, axis=0))
     if distinct < k:
         raise DataError(
-            f"{table.source}: only {distinct} distinct customers, too few for {k} segments; "
-            "use more data or a smaller --k"
+            f"{table.source}: only {distinct} distinct R/F/M profile{'s' if distinct != 1 else ''}, "
+            f"too few for {k} segments; use more data or a smaller --k"
         )
     with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments"):
         model = SegmentModel(n_clusters=k).fit(X)
@@ -156,6 +156,7 @@ def fit_bundle(
         "snapshot_date": table.snapshot_date.isoformat(),
         "latest_purchase": table.latest_purchase.isoformat(),
         "k": k,
+        "ranges": {c: [float(rfm[c].min()), float(rfm[c].max())] for c in ("recency", "frequency", "monetary")},
         "silhouette": sil,
         "silhouette_sample": int(min(5_000, len(X))),
         "library_versions": _library_versions(),

@@ -315,3 +315,36 @@ def test_retrain_lease_is_renewed_while_training(gated, monkeypatch):
     gate.gate.set()
     running.ctx.retrainer.join(60)
     assert running.ctx.state.lease("retrain") is None
+
+
+def test_retrain_repairs_a_damaged_current_model(slack, trained, sample_folder, tmp_path, state_db):
+    art = copy_artifacts(trained, tmp_path / "art")
+    path = art / "models" / "v0001.joblib"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    bot = start_bot(slack, art, state_db, data=str(sample_folder))
+    try:
+        assert "refusing to load it" in bot.command("30 2 150").text
+        bot.command("retrain", user=ADMIN)
+        posted = slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)[0]
+        assert "Retrained: model v0002 is now serving" in posted.args["text"]
+        assert bot.command("30 2 150").json["blocks"][0]["type"] == "header"
+    finally:
+        bot.stop()
+
+
+def test_rollback_waits_for_a_running_retrain(gated):
+    running, gate = gated
+    running.command("retrain", user=ADMIN)
+    assert gate.started.wait(5)
+    r = running.command("rollback", user=ADMIN)
+    assert "is running; roll back after its result is posted" in r.text
+    assert running.ctx.state.audit_entries()[0]["result"] == "busy: a retrain is running"
+    gate.gate.set()
+
+
+def test_values_beyond_the_training_data_are_flagged(bot):
+    r = bot.command("36500 1 100")
+    assert ":information_source: Beyond the training data: recency 36,500" in r.text
+    assert "Beyond the training data" not in bot.command("30 2 150").text

@@ -58,10 +58,15 @@ def test_predict_json_and_text(trained):
     segs = json.loads(cli(trained, "segments", "--json").out)["segments"]
     assert d["segment"] in {s["name"] for s in segs}
     # other spellings give the same answer
-    for spelling in (["r=30", "f=2", "m=150"], ["30d", "2", "$150"], ["m=150,00", "30", "2"]):
+    for spelling in (["r=30", "f=2", "m=150"], ["30d", "2", "$150"], ["m=150,00", "30", "2"], ["30 days", "2 orders", "150"]):
         assert json.loads(cli(trained, "predict", *spelling, "--json").out)["segment"] == d["segment"]
     text = cli(trained, "predict", "30", "2", "150")
     assert text.out.startswith(d["segment"] + ":") and "Recommended actions" in text.out
+    assert d["note"] is None
+    far = json.loads(cli(trained, "predict", "36500", "1000000", "1e10", "--json").out)
+    assert far["note"].startswith("Beyond the training data: recency 36,500 (trained on 1 to")
+    assert "frequency 1,000,000" in far["note"] and "monetary 10,000,000,000" in far["note"]
+    assert "Note: Beyond the training data" in cli(trained, "predict", "36500", "1", "100").out
 
 
 @pytest.mark.parametrize(
@@ -111,15 +116,20 @@ def test_export_unknown_segment_and_base_names(trained, tmp_path):
     assert not (tmp_path / "x.csv").exists()
     segs = json.loads(cli(trained, "segments", "--json").out)["segments"]
     qualified = [s for s in segs if " — " in s["name"]]
-    if qualified:  # a base name exports every cluster that carries it
-        base = qualified[0]["name"].split(" — ")[0]
-        r = cli(trained, "export", base.lower(), "--out", str(tmp_path / "b.csv"))
-        total = sum(s["customers"] for s in segs if s["name"].split(" — ")[0] == base)
-        assert r.code == 0 and f"Wrote {total:,} customers" in r.out
+    assert qualified  # 11 clusters on this sample always share some names
+    base = qualified[0]["name"].split(" — ")[0]  # a base name exports every cluster that carries it
+    r = cli(trained, "export", base.lower(), "--out", str(tmp_path / "b.csv"))
+    total = sum(s["customers"] for s in segs if s["name"].split(" — ")[0] == base)
+    assert r.code == 0 and f"Wrote {total:,} customers" in r.out
+    for out, message in ((str(tmp_path), "is a folder"), ("", "is a folder"),
+                         (str(trained / "models" / "CURRENT"), "inside the model folder")):
+        r = cli(trained, "export", base, "--out", out)
+        assert r.code == 2 and message in r.err and r.err.count("\n") == 1, out
 
 
 def test_usage_errors_are_one_line(tmp_path):
-    for argv in (["train", "--k", "x"], ["frobnicate"], ["train", "--as-of", "yesterday"], ["export", "Lost"]):
+    for argv in (["train", "--k", "x"], ["train", "--k", "1"], ["frobnicate"], ["train", "--as-of", "yesterday"],
+                 ["export", "Lost"], ["sample-data", "--out", str(tmp_path), "--seed", "-1"]):
         r = cli(tmp_path, *argv)
         assert r.code == 2, argv
         assert r.err.count("\n") == 1 and "Traceback" not in r.err
@@ -144,3 +154,6 @@ def test_sample_data_command(tmp_path):
     assert (tmp_path / "s" / "olist_orders_dataset.csv").exists()
     r = cli(tmp_path, "sample-data", "--orders", "0", "--out", str(tmp_path / "s"))
     assert r.code == 2 and r.err.count("\n") == 1
+    (tmp_path / "file").write_text("")
+    r = cli(tmp_path, "sample-data", "--orders", "10", "--out", str(tmp_path / "file"))
+    assert r.code == 1 and "is not a folder" in r.err

@@ -49,3 +49,27 @@ def test_console_loop_reads_until_eof(trained, tmp_path):
     finally:
         console.close()
     assert "Customer segments, in Slack" in out.getvalue() and "Segments ·" in out.getvalue()
+
+
+def test_console_keeps_its_own_state(trained, tmp_path, monkeypatch):
+    """`segment chat` never shares the bot's state database or its default digest."""
+    import bot.cli
+    from bot import console as console_mod
+
+    art = copy_artifacts(trained, tmp_path / "art")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'production.db'}")
+    monkeypatch.setenv("DIGEST_CHANNEL", "CREAL")
+    monkeypatch.setenv("DIGEST_CRON", "0 9 * * *")
+    seen = {}
+    real_loop = console_mod.Console.loop
+
+    def loop(self, stdin=None):
+        seen["settings"] = self.settings
+        real_loop(self, io.StringIO("/segment digest list\n"))
+
+    monkeypatch.setattr(console_mod.Console, "loop", loop)
+    assert bot.cli.main(["--artifacts", str(art), "chat"]) == 0
+    assert seen["settings"].database_url == f"sqlite:///{art / 'console.db'}"
+    assert seen["settings"].digest_channel is None
+    assert not (tmp_path / "production.db").exists()

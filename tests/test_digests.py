@@ -53,7 +53,9 @@ def posts(slack, channel=None):
 def expected_counts(ctx, folder, as_of):
     table = load_rfm(OlistSource(folder), as_of=as_of)
     bundle = ctx.service.bundle
-    labels = bundle["model"].predict(table.frame[["recency", "frequency", "monetary"]].to_numpy(float))
+    model = bundle["model"]  # scikit-learn's own predict, not the product's direct NumPy path
+    X = table.frame[["recency", "frequency", "monetary"]].to_numpy(float)
+    labels = model.kmeans_.predict(model.scaler_.transform(np.log1p(X)))
     names = {s["cluster"]: s["name"] for s in bundle["segments"]}
     book = playbook.load()
     risky = {s["cluster"] for s in bundle["segments"] if book.is_at_risk(s["base"])}
@@ -367,10 +369,29 @@ def test_digest_export_button_exports_the_digests_own_customers(bot, slack, samp
     _, _, at_risk_ids = expected_counts(bot.ctx, sample_folder, dt.date(2025, 1, 5))
     assert f"*Total at risk:* {len(at_risk_ids):,} customers" in text_of(digest)
     button = [b for b in buttons(digest.args) if b["action_id"] == "export_at_risk"][0]
-    assert json.loads(button["value"]) == {"as_of": "2025-01-05"}
+    assert json.loads(button["value"]) == {"as_of": "2025-01-05", "model": "v0001"}
     bot.click(button)
     done = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"
                                          and c.args["channel_id"].startswith("D")])[0]
     rows = list(csv.DictReader(io.StringIO(slack.uploads[done.args["files"][0]["id"]].decode())))
     assert {r["customer_id"] for r in rows} == at_risk_ids
     assert "2025-01-05" in done.args["initial_comment"]
+
+
+def test_a_run_interrupted_by_a_crash_is_reported_not_reposted(ctx, slack):
+    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
+    run_id = ctx.digests.claim("C1", when.replace(tzinfo=None))  # the process died right after this
+    with ctx.state.engine.begin() as con:
+        con.execute(digest_runs.update().where(digest_runs.c.id == run_id)
+                    .values(started_at=dt.datetime(2025, 1, 5, 9)))
+    sched = fast(ctx.digests).start()
+    sched.stop()
+    run = _runs(ctx.state)[0]
+    assert (run["status"], run["error"]) == ("failed", "interrupted: the bot stopped while posting")
+    assert ctx.digests.run("C1", when).status == "duplicate" and posts(slack) == []
+
+
+def test_a_catch_up_run_compares_with_the_digest_before_it(ctx, slack):
+    ctx.digests.run("C1", dt.datetime(2025, 3, 20, 9, tzinfo=UTC))
+    ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))  # earlier scheduled time, posted later
+    assert "moved into" not in text_of(posts(slack)[1])  # nothing before it to compare with

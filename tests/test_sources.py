@@ -223,3 +223,28 @@ def test_cli_bad_data_is_one_line(tmp_path):
     assert r.code == 1
     assert r.err.count("\n") == 1 and "Traceback" not in r.err
     assert "t.csv: no usable orders left" in r.err
+
+
+def test_rows_without_an_order_id_are_excluded_not_merged(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "cust,order,when,total\n"
+        "a,o1,2024-01-01,10\n"
+        "b,,2024-01-02,20\n"
+        "c,,2024-01-03,30\n"
+        "d, ,2024-01-04,40\n"
+        "a,o2,2024-01-05,5\n"
+    )
+    table = load_rfm(source_from_spec(path, customer_col="cust", order_col="order", date_col="when", amount_col="total"))
+    assert table.frame["customer_id"].tolist() == ["a"]
+    assert table.frame["frequency"].tolist() == [2] and table.frame["monetary"].tolist() == [15.0]
+    assert table.excluded == {"without_order": 3}
+
+
+def test_utc_offsets_are_converted_not_dropped(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("cust,when,total\na,2024-01-05T23:30:00-05:00,10\nb,2024-01-06 08:00:00,10\nc,2024-01-06,10\n")
+    table = load_rfm(source_from_spec(path, customer_col="cust", date_col="when", amount_col="total"))
+    f = table.frame.set_index("customer_id")
+    assert table.latest_purchase == dt.date(2024, 1, 6)  # 23:30 at UTC-5 is 04:30 UTC the next day
+    assert f["recency"].to_dict() == {"a": 1, "b": 1, "c": 1}

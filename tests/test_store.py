@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -133,4 +132,36 @@ def test_assignments_answer_customers_and_export(tmp_path, fitted):
     names, n = service.export(seg["name"], out)
     assert n == (assignments["cluster"] == row["cluster"]).sum() == seg["customers"]
     assert out.read_text().splitlines()[0] == "customer_id,segment,recency_days,frequency,monetary"
-    shutil.rmtree(tmp_path / "models")
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    store.assignments_path("v0001").unlink()
+    with pytest.raises(ModelNotFoundError, match="retrain to rebuild the customer table"):
+        service.customer(row["customer_id"])
+
+
+def test_rollback_never_returns_to_a_version_rolled_back_from(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted, 3)
+    assert store.rollback() == ("v0003", "v0002")  # v0003 was bad
+    store.save(*fitted)
+    assert store.rollback() == ("v0004", "v0002")  # not back to the bad v0003
+
+
+def test_damaged_current_pointer(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted, 2)
+    (tmp_path / "models" / "CURRENT").write_text("../../etc/passwd\n")
+    with pytest.raises(ModelIntegrityError, match="CURRENT is damaged"):
+        store.load()
+    r = run_cli("--artifacts", str(tmp_path), "predict", "30", "2", "150")
+    assert r.code == 1 and "CURRENT is damaged" in r.err
+    assert store.rollback()[1] == "v0002"  # a rollback repairs it
+    assert store.load()["version"] == "v0002"
+
+
+def test_leftovers_of_dead_saves_are_cleaned(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted)
+    (tmp_path / "models" / "v0002.joblib").write_bytes(b"half")  # died before its manifest
+    old_tmp = tmp_path / "models" / ".v0002.joblib.abc.tmp"
+    old_tmp.write_bytes(b"x")
+    os.utime(old_tmp, (0, 0))
+    assert store.save(*fitted) == "v0003"
+    names = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert "v0002.joblib" not in names and old_tmp.name not in names

@@ -29,20 +29,21 @@ def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) ->
 def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
     value = body["actions"][0].get("value") or ""
     if value:  # from a digest: the customers that digest counted, scored as of its date
-        as_of = dt.date.fromisoformat(json.loads(value)["as_of"])
-        version = ctx.service.version
+        spec = json.loads(value)
+        as_of = dt.date.fromisoformat(spec["as_of"])
+        version = spec.get("model") or ctx.service.version
         line = send_csv(client, body["user"]["id"], f"at-risk-{as_of}-{version}.csv",
                         f"At-risk customers as of {as_of} ({version})",
-                        lambda path: write_at_risk_as_of(ctx, as_of, path),
+                        lambda path: write_at_risk_as_of(ctx, as_of, path, version),
                         f"scored as of {as_of} with model {version}")
         respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
         return
     summary = ctx.service.at_risk()
-    at_risk = [s for s in ctx.service.segments() if s["cluster"] in {r["cluster"] for r in summary["segments"]}]
-    if not at_risk:
+    if not summary["segments"]:
         respond(response_type="ephemeral", replace_original=False, **blocks.plain("No customers are at risk in this model."))
         return
-    line = send_segments_csv(client, ctx.service, body["user"]["id"], at_risk, "at-risk")
+    line = send_segments_csv(client, ctx.service, body["user"]["id"], summary["segments"], "at-risk",
+                             summary["model_version"])
     respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
 

@@ -21,6 +21,7 @@ from segmentation.errors import InputError, SegmentationError
 from segmentation.inputs import parse_rfm
 
 from .. import blocks, schedule_spec
+from .. import state as state_mod
 from .. import digests as digests_mod
 from ..context import BotContext
 from ..exports import send_segments_csv
@@ -67,11 +68,12 @@ def do_at_risk(req: Request) -> Reply:
 def do_export(req: Request) -> Reply:
     if not req.args.strip():
         raise InputError('Which segment? Example: /segment export At Risk  (see /segment segments for names)')
-    matched = req.ctx.service.resolve_segment(req.args)
+    bundle = req.ctx.service.bundle  # the upload uses this version even if a retrain lands meanwhile
+    matched = req.ctx.service.resolve_segment(req.args, bundle)
     label = req.args.strip()
 
     def upload() -> None:
-        line = send_segments_csv(req.client, req.ctx.service, req.user_id, matched, label)
+        line = send_segments_csv(req.client, req.ctx.service, req.user_id, matched, label, bundle["version"])
         req.respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
     names = ", ".join(s["name"] for s in matched)
@@ -104,6 +106,12 @@ def do_rollback(req: Request) -> Reply:
     refused = _refuse(req, "rollback")
     if refused:
         return refused
+    running = req.ctx.state.lease("retrain")
+    if running is not None and running.expires_at > state_mod.utcnow():
+        req.ctx.state.audit(req.user_id, "rollback", "", True, "busy: a retrain is running", req.channel_id)
+        return blocks.error_line(
+            f"A retrain started by <@{running.detail.get('user_id', '?')}> is running; "
+            "roll back after its result is posted."), None
     try:
         old, new = req.ctx.store.rollback()
     except SegmentationError as exc:
