@@ -36,10 +36,18 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class _QuietBoltClientWarning(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN is unused when a client is given: we build that client from it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
+        handler.addFilter(_QuietBoltClientWarning())
     logging.getLogger("slack_sdk").setLevel(max(level, logging.INFO))
 
 

@@ -79,7 +79,8 @@ class Retrainer:
     def _keep_lease(self, holder: str, done: threading.Event) -> None:
         while not done.wait(RENEW_EVERY):
             try:
-                self.state.renew(LEASE, holder, LEASE_TTL)
+                if not self.state.renew(LEASE, holder, LEASE_TTL):
+                    log.warning("the retrain lease was lost (expired or taken); another retrain may start")
             except Exception:  # noqa: BLE001 - a database hiccup; the next beat tries again
                 log.warning("could not renew the retrain lease", exc_info=True)
 
