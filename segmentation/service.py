@@ -76,11 +76,6 @@ class SegmentService:
                     b = self._bundle = self.store.load()
         return b
 
-    def reload(self) -> dict[str, Any]:
-        with self._lock:
-            self._bundle = self.store.load()
-            return self._bundle
-
     @property
     def version(self) -> str:
         return self.bundle["version"]
