@@ -8,24 +8,33 @@
   ``digest-scheduler`` lease runs jobs; it renews the lease on a heartbeat, and another process
   takes over when it stops renewing.
 - The subscriptions table is the truth; the leader reconciles its jobs with it on every beat.
+- Stored jobs are pickles, so each carries an HMAC keyed by the bot token: a row written by
+  anyone without the token is refused and dropped, never unpickled, and the leader re-creates
+  the job from its subscription.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import os
+import pickle
 import socket
 import threading
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy.exc import SQLAlchemyError
+from apscheduler.util import datetime_to_utc_timestamp
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .digests import Digests
 from .schedule_spec import make_trigger
@@ -42,6 +51,59 @@ def digest_job(channel_id: str) -> None:
     """The stored job's function: post the digest of ``channel_id`` for the run time being executed."""
     owner: DigestScheduler = _current.owner
     owner.digests.run(channel_id, scheduled_for=_current.run_time)
+
+
+class SignedJobStore(SQLAlchemyJobStore):
+    """APScheduler's SQLAlchemy job store with authenticated job states.
+
+    ``add_job`` and ``update_job`` are APScheduler 3.11's own, with the state signed;
+    ``_reconstitute_job`` checks the signature before anything is unpickled.
+    """
+
+    def __init__(self, key: bytes, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._key = key
+
+    def _seal(self, job) -> bytes:
+        data = pickle.dumps(job.__getstate__(), self.pickle_protocol)
+        return hmac.new(self._key, data, hashlib.sha256).digest() + data
+
+    def add_job(self, job):
+        insert = self.jobs_t.insert().values(
+            id=job.id, next_run_time=datetime_to_utc_timestamp(job.next_run_time), job_state=self._seal(job)
+        )
+        with self.engine.begin() as connection:
+            try:
+                connection.execute(insert)
+            except IntegrityError:
+                raise ConflictingIdError(job.id) from None
+
+    def update_job(self, job):
+        update = (
+            self.jobs_t.update()
+            .values(next_run_time=datetime_to_utc_timestamp(job.next_run_time), job_state=self._seal(job))
+            .where(self.jobs_t.c.id == job.id)
+        )
+        with self.engine.begin() as connection:
+            if connection.execute(update).rowcount == 0:
+                raise JobLookupError(job.id)
+
+    def _reconstitute_job(self, job_state):
+        mac, data = bytes(job_state[:32]), bytes(job_state[32:])
+        if not hmac.compare_digest(mac, hmac.new(self._key, data, hashlib.sha256).digest()):
+            raise ValueError("job state not signed with this bot's key; refusing to unpickle it")
+        return super()._reconstitute_job(data)
+
+    def shutdown(self):
+        pass  # the engine is the state database's, shared with the rest of the bot
+
+
+def job_store_key(bot_token: str) -> bytes:
+    return hmac.new(bot_token.encode(), b"segment-assistant digest job store v1", hashlib.sha256).digest()
+
+
+def job_store(state, bot_token: str) -> SignedJobStore:
+    return SignedJobStore(job_store_key(bot_token), engine=state.engine, tablename="apscheduler_jobs")
 
 
 class _DigestExecutor(ThreadPoolExecutor):
@@ -134,7 +196,7 @@ class DigestScheduler:
 
     def _start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.state.engine, tablename="apscheduler_jobs")},
+            jobstores={"default": job_store(self.state, self.digests.ctx.settings.bot_token)},
             executors={"default": _DigestExecutor(self)},
             job_defaults={"coalesce": True, "misfire_grace_time": int(self.misfire_grace.total_seconds()),
                           "max_instances": 1},

@@ -14,12 +14,11 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
 from bot.app import build_context, start_scheduler
 from bot.emulator import SlackEmulator
 from bot.schedule_spec import parse
-from bot.scheduling import DigestScheduler
+from bot.scheduling import DigestScheduler, job_store
 from bot.settings import Settings
 from bot.state import digest_runs
 from segmentation import playbook
@@ -161,9 +160,9 @@ class _StoreOwner:
         return threading.RLock()
 
 
-def set_next_run(state, channel, when):
+def set_next_run(state, channel, when, token="xoxb-test"):
     """Move a stored job's next run time, as if the bot had been down when it came."""
-    store = SQLAlchemyJobStore(engine=state.engine, tablename="apscheduler_jobs")
+    store = job_store(state, token)
     store.start(_StoreOwner(), "default")
     job = store.lookup_job(f"digest:{channel}")
     job._modify(next_run_time=when)
@@ -395,3 +394,27 @@ def test_a_catch_up_run_compares_with_the_digest_before_it(ctx, slack):
     ctx.digests.run("C1", dt.datetime(2025, 3, 20, 9, tzinfo=UTC))
     ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))  # earlier scheduled time, posted later
     assert "moved into" not in text_of(posts(slack)[1])  # nothing before it to compare with
+
+
+def test_a_forged_job_row_is_never_unpickled(ctx, slack, tmp_path):
+    import pickle
+
+    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    fast(ctx.digests).start().stop()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with ctx.state.engine.begin() as con:  # someone with write access to the database, not the token
+        con.execute(sa.text("UPDATE apscheduler_jobs SET job_state = :s"), {"s": b"\0" * 32 + pickle.dumps(Evil())})
+    sched = fast(ctx.digests).start()
+    try:
+        assert not marker.exists()
+        assert sched.next_runs()["C1"] > dt.datetime.now(UTC)  # dropped and re-created from the subscription
+        with ctx.state.engine.connect() as con:
+            state = con.execute(sa.text("SELECT job_state FROM apscheduler_jobs")).scalar_one()
+        assert pickle.dumps(Evil()) not in bytes(state)
+    finally:
+        sched.stop()
