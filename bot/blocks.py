@@ -24,19 +24,19 @@ HELP_EXAMPLES = [
 ]
 
 
-def _section(text: str) -> dict[str, Any]:
+def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 
 
-def _context(text: str) -> dict[str, Any]:
+def context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
 
 
-def _header(text: str) -> dict[str, Any]:
+def header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": text[:150], "emoji": True}}
 
 
-def _button(text: str, action_id: str, value: str = "", style: str | None = None) -> dict[str, Any]:
+def button(text: str, action_id: str, value: str = "", style: str | None = None) -> dict[str, Any]:
     b: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": text}, "action_id": action_id}
     if value:
         b["value"] = value[:2000]
@@ -66,40 +66,40 @@ def _rfm_fields(r: float, f: float, m: float) -> dict[str, Any]:
 
 def prediction(p: Prediction, model_version: str, shareable: bool = True, asked_by: str | None = None) -> Message:
     blocks = [
-        _header(p.segment),
-        _section(p.description),
+        header(p.segment),
+        section(p.description),
         _rfm_fields(p.recency, p.frequency, p.monetary),
-        _section(_actions_text(p.actions)),
-        _context(f"Model {model_version}" + (f" · asked by <@{asked_by}>" if asked_by else "")),
+        section(_actions_text(p.actions)),
+        context(f"Model {model_version}" + (f" · asked by <@{asked_by}>" if asked_by else "")),
     ]
     if p.note:
-        blocks.insert(4, _context(f":information_source: {p.note}"))
+        blocks.insert(4, context(f":information_source: {p.note}"))
     if shareable:
         value = json.dumps({"r": p.recency, "f": p.frequency, "m": p.monetary})
-        blocks.append({"type": "actions", "elements": [_button("Share in channel", "share_prediction", value)]})
+        blocks.append({"type": "actions", "elements": [button("Share in channel", "share_prediction", value)]})
     text = f"{p.segment}: {p.description} (R {p.recency:,.0f} days, F {p.frequency:,.0f}, M {money(p.monetary)})"
     return {"text": text, "blocks": blocks}
 
 
 def customer(a: CustomerAnswer) -> Message:
     blocks = [
-        _header(f"{a.segment}"),
-        _section(f"Customer `{a.customer_id}`\n{a.description}"),
+        header(f"{a.segment}"),
+        section(f"Customer `{a.customer_id}`\n{a.description}"),
         _rfm_fields(a.recency, a.frequency, a.monetary),
-        _section(_actions_text(a.actions)),
-        _context(f"Model {a.model_version} · values as of its snapshot date"),
+        section(_actions_text(a.actions)),
+        context(f"Model {a.model_version} · values as of its snapshot date"),
     ]
     return {"text": f"Customer {a.customer_id}: {a.segment}", "blocks": blocks}
 
 
 def segments(segs: list[dict[str, Any]], version: str, meta: dict[str, Any]) -> Message:
     blocks: list[dict[str, Any]] = [
-        _header(f"Segments · {meta['customers']:,} customers"),
-        _context(f"Model {version} · trained {meta['trained_at'][:16].replace('T', ' ')} UTC on {meta['source']}"),
+        header(f"Segments · {meta['customers']:,} customers"),
+        context(f"Model {version} · trained {meta['trained_at'][:16].replace('T', ' ')} UTC on {meta['source']}"),
     ]
     for s in segs:
         blocks.append({"type": "divider"})
-        blocks.append(_section(
+        blocks.append(section(
             f"*{s['name']}* · {s['customers']:,} customers ({s['share']:.1%})\n_{s['description']}_\n"
             + "\n".join(f"• {a}" for a in s["actions"])
         ))
@@ -113,17 +113,17 @@ def at_risk(summary: dict[str, Any]) -> Message:
     if not rows:
         body = ("No cluster of this model falls into an at-risk segment ("
                 + ", ".join(summary["at_risk_names"]) + ").")
-        return {"text": body, "blocks": [_header("Churn risk"), _section(body)]}
+        return {"text": body, "blocks": [header("Churn risk"), section(body)]}
     lines = "\n".join(f"• *{r['name']}*: {r['customers']:,} customers, revenue {money(r['revenue'])}" for r in rows)
     blocks = [
-        _header("Churn risk"),
-        _section(lines),
-        _section(f"*Total at risk:* {summary['customers']:,} customers ({share:.1%} of all), "
+        header("Churn risk"),
+        section(lines),
+        section(f"*Total at risk:* {summary['customers']:,} customers ({share:.1%} of all), "
                  f"revenue {money(summary['revenue'])}"),
-        _context(f"Model {summary['model_version']}, data as of {summary['snapshot_date']} · "
+        context(f"Model {summary['model_version']}, data as of {summary['snapshot_date']} · "
                  "revenue is the customers' total spend · "
                  f"at-risk segments: {', '.join(summary['at_risk_names'])}"),
-        {"type": "actions", "elements": [_button("Export at-risk customers", "export_at_risk", style="primary")]},
+        {"type": "actions", "elements": [button("Export at-risk customers", "export_at_risk", style="primary")]},
     ]
     text = f"At risk: {summary['customers']:,} customers, revenue {money(summary['revenue'])}"
     return {"text": text, "blocks": blocks}
@@ -140,7 +140,7 @@ def model_info(version: str, meta: dict[str, Any]) -> Message:
         ("Silhouette", sil),
     ]
     blocks = [
-        _header(f"Model {version}"),
+        header(f"Model {version}"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
     ]
     return {"text": f"Model {version}: {meta['customers']:,} customers, K={meta['k']}, trained {meta['trained_at']}", "blocks": blocks}
@@ -150,17 +150,17 @@ def help_message(note: str | None = None) -> Message:
     lines = "\n".join(f"`{cmd}` {what}" for cmd, what in HELP_EXAMPLES)
     blocks = []
     if note:
-        blocks.append(_section(note))
-    blocks += [_section("*Customer segments, in Slack.* Try:"), _section(lines)]
+        blocks.append(section(note))
+    blocks += [section("*Customer segments, in Slack.* Try:"), section(lines)]
     return {"text": (note + "\n" if note else "") + "Try /segment 30 2 150 or /segment help", "blocks": blocks}
 
 
 def error_line(message: str) -> Message:
-    return {"text": message, "blocks": [_section(f":warning: {message}")]}
+    return {"text": message, "blocks": [section(f":warning: {message}")]}
 
 
 def plain(text: str) -> Message:
-    return {"text": text, "blocks": [_section(text)]}
+    return {"text": text, "blocks": [section(text)]}
 
 
 def retrain_result(bundle: dict[str, Any], previous: dict[str, Any] | None) -> Message:
@@ -181,13 +181,13 @@ def retrain_result(bundle: dict[str, Any], previous: dict[str, Any] | None) -> M
     table = "```\n" + "\n".join(rows) + "\n```"
     vs = f" · compared with {previous['version']}" if previous else ""
     blocks = [
-        _header(f"Retrained: model {bundle['version']} is now serving"),
-        _section(f"{meta['customers']:,} customers from {meta['source']} · K={meta['k']} · "
+        header(f"Retrained: model {bundle['version']} is now serving"),
+        section(f"{meta['customers']:,} customers from {meta['source']} · K={meta['k']} · "
                  f"silhouette {meta['silhouette']:.3f}" if meta.get("silhouette") is not None else
                  f"{meta['customers']:,} customers from {meta['source']} · K={meta['k']}"),
-        _section(table),
+        section(table),
     ]
     if gone:
-        blocks.append(_context("No longer found: " + ", ".join(gone)))
-    blocks.append(_context(f"Trained by <@{meta['trained_by']}>{vs}"))
+        blocks.append(context("No longer found: " + ", ".join(gone)))
+    blocks.append(context(f"Trained by <@{meta['trained_by']}>{vs}"))
     return {"text": f"Retrained: model {bundle['version']} is now serving ({meta['customers']:,} customers)", "blocks": blocks}

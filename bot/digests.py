@@ -169,19 +169,19 @@ def message(data: DigestData) -> blocks.Message:
     moved = ("" if data.moved_into_at_risk is None
              else f"\n*{data.moved_into_at_risk:,}* customers moved into an at-risk segment{since}.")
     b = [
-        blocks._header(f"Customer digest · {data.run_date:%a %d %b %Y}"),
-        blocks._context(f"{fresh} · model {data.model_version}"),
-        blocks._section(f"*{data.customers:,} customers*" + (f" · changes{since}" if since else "")),
-        blocks._section(lines),
+        blocks.header(f"Customer digest · {data.run_date:%a %d %b %Y}"),
+        blocks.context(f"{fresh} · model {data.model_version}"),
+        blocks.section(f"*{data.customers:,} customers*" + (f" · changes{since}" if since else "")),
+        blocks.section(lines),
         {"type": "divider"},
-        blocks._section("*Churn risk*\n" + risk_lines
+        blocks.section("*Churn risk*\n" + risk_lines
                         + f"\n*Total at risk:* {data.at_risk_customers:,} customers, revenue "
                           f"{blocks.money(data.at_risk_revenue)}" + moved),
         {"type": "actions", "elements": [
-            blocks._button("Export at-risk customers", "export_at_risk",
+            blocks.button("Export at-risk customers", "export_at_risk",
                            json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
                            style="primary"),
-            blocks._button("All segments", "show_segments"),
+            blocks.button("All segments", "show_segments"),
         ]},
     ]
     text = (f"Customer digest {data.run_date:%Y-%m-%d}: {data.customers:,} customers, "

@@ -328,11 +328,10 @@ def model_json(store) -> dict[str, Any]:
     return {
         "current": current,
         "versions": [
-            {"version": v, "current": v == current, **{
-                k: store.info(v).metadata.get(k)
-                for k in ("trained_at", "trained_by", "source", "customers", "k", "silhouette")
-            }}
+            {"version": v, "current": v == current,
+             **{k: meta.get(k) for k in ("trained_at", "trained_by", "source", "customers", "k", "silhouette")}}
             for v in store.versions()
+            for meta in [store.info(v).metadata]  # one manifest read per version
         ],
     }
 

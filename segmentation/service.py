@@ -120,8 +120,9 @@ class SegmentService:
     def segments(self) -> list[dict[str, Any]]:
         """Every segment with its size at training time and the playbook's current advice."""
         out = []
+        book = _playbook_or_none()
         for s in self.bundle["segments"]:
-            description, actions = _play(s)
+            description, actions = _play(s, book)
             out.append({**s, "description": description, "actions": list(actions)})
         return out
 
@@ -192,10 +193,17 @@ def _range_note(bundle: dict[str, Any], rfm: RFM) -> str | None:
     return "Beyond the training data: " + "; ".join(outside) + ". This is the nearest segment, an extrapolation."
 
 
-def _play(segment: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """The playbook's current text for a segment; the copy saved at training if it is gone."""
+def _playbook_or_none() -> playbook_mod.Playbook | None:
     try:
-        play = playbook_mod.load().play(segment["base"])
+        return playbook_mod.load()
+    except playbook_mod.PlaybookError:
+        return None
+
+
+def _play(segment: dict[str, Any], book: playbook_mod.Playbook | None = None) -> tuple[str, tuple[str, ...]]:
+    """The playbook's current text for a segment; the copy saved at training if it is gone."""
+    book = book or _playbook_or_none()
+    if book is not None and segment["base"] in book.plays:
+        play = book.play(segment["base"])
         return play.description, play.actions
-    except (KeyError, playbook_mod.PlaybookError):
-        return segment["description"], tuple(segment["actions"])
+    return segment["description"], tuple(segment["actions"])

@@ -241,9 +241,7 @@ def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: 
     after: After | None = None
     try:
         message, after = handler(req)
-    except InputError as exc:
-        message = blocks.error_line(str(exc))
-    except SegmentationError as exc:
+    except SegmentationError as exc:  # bad input or an unusable model/data: one line, as is
         message = blocks.error_line(str(exc))
     except Exception:  # noqa: BLE001 - never a traceback at a user
         log.exception("/segment %s failed", handler.__name__)
