@@ -29,7 +29,7 @@ def build(service, source, previous, run_date):
     t0 = time.perf_counter()
     table = load_rfm(source, as_of=run_date)
     t1 = time.perf_counter()
-    data = compute(service, table, previous, run_date)
+    data = compute(service.served(), table, previous, run_date)
     message(data)
     t2 = time.perf_counter()
     chart_png(data)
@@ -48,7 +48,7 @@ def bench(name, folder, run_date, repeat, tmp):
     med = [statistics.median(r[1][i] for r in runs) for i in range(4)]
     print(f"{name:28s} {data.customers:>9,} customers  total {med[3]:5.2f} s  "
           f"(read+RFM {med[0]:.2f}, score+compare {med[1]:.2f}, chart {med[2]:.2f}); "
-          f"moved into at risk: {data.moved_into_at_risk:,}")
+          f"at risk {data.at_risk.customers:,}, newly at risk: {data.moved_into_at_risk:,}")
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
-from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.builtin_interval_calculators import (
+    BackoffRetryIntervalCalculator,
+)
 
 from segmentation.service import SegmentService
 from segmentation.store import ModelStore
@@ -65,16 +67,15 @@ def make_client(settings: Settings) -> WebClient:
     )
 
 
-def build_context(settings: Settings, *, store: ModelStore | None = None, state: StateDB | None = None,
+def build_context(settings: Settings, *, service: SegmentService | None = None, state: StateDB | None = None,
                   train_fn: TrainFn | None = None, client: WebClient | None = None) -> BotContext:
     from .digests import Digests
 
-    store = store or ModelStore(settings.artifacts)
+    service = service or SegmentService(ModelStore(settings.artifacts))
     state = state or StateDB(settings.database_url)
-    service = SegmentService(store)
     kwargs = {"train_fn": train_fn} if train_fn else {}
     client = client or make_client(settings)
-    ctx = BotContext(settings, store, service, state, Retrainer(settings, store, service, state, **kwargs), client)
+    ctx = BotContext(settings, service, state, Retrainer(settings, service, state, **kwargs), client)
     ctx.digests = Digests(ctx, client)
     return ctx
 

@@ -6,7 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from segmentation.service import CustomerAnswer, Prediction
+from segmentation.atrisk import AtRiskSummary
+from segmentation.segments import TrainedModel
+from segmentation.service import CustomerAnswer, Prediction, ServedModel
+from segmentation.terms import ShopTerms
 
 Message = dict[str, Any]
 
@@ -45,105 +48,127 @@ def button(text: str, action_id: str, value: str = "", style: str | None = None)
     return b
 
 
-def money(x: float) -> str:
-    return f"{x:,.2f}"
+def money(x: float, currency: str = "") -> str:
+    return f"{currency}{x:,.2f}"
 
 
 def _actions_text(actions: Sequence[str]) -> str:
     return "*Recommended actions*\n" + "\n".join(f"• {a}" for a in actions)
 
 
-def _rfm_fields(r: float, f: float, m: float) -> dict[str, Any]:
+def _rfm_fields(p: Prediction) -> dict[str, Any]:
     return {
         "type": "section",
         "fields": [
-            {"type": "mrkdwn", "text": f"*Recency*\n{r:,.0f} days"},
-            {"type": "mrkdwn", "text": f"*Frequency*\n{f:,.0f} orders"},
-            {"type": "mrkdwn", "text": f"*Monetary*\n{money(m)}"},
+            {"type": "mrkdwn", "text": f"*Recency*\n{p.recency:,.0f} days"},
+            {"type": "mrkdwn", "text": f"*Frequency*\n{p.frequency:,.0f} order{'' if p.frequency == 1 else 's'}"},
+            {"type": "mrkdwn", "text": f"*Monetary*\n{money(p.monetary, p.currency)}"},
+            {"type": "mrkdwn", "text": f"*Churn risk*\n{'at risk' if p.at_risk else 'not at risk'}"},
         ],
     }
 
 
-def prediction(p: Prediction, model_version: str, shareable: bool = True, asked_by: str | None = None) -> Message:
+def _segment_numbers(p: Prediction) -> dict[str, Any]:
+    return section(f"*The segment* ({p.segment_customers:,} customers): {p.typical}.\n"
+                   f"_Definition:_ {p.definition}.")
+
+
+def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = None) -> Message:
+    """The answer to a typed profile. The share button carries the profile and the model version
+    it was answered with, so sharing posts this same answer, not a re-answer by a newer model."""
     blocks = [
         header(p.segment),
         section(p.description),
-        _rfm_fields(p.recency, p.frequency, p.monetary),
+        _rfm_fields(p),
+        _segment_numbers(p),
         section(_actions_text(p.actions)),
-        context(f"Model {model_version}" + (f" · asked by <@{asked_by}>" if asked_by else "")),
+        context(f"Model {p.model_version}" + (f" · asked by <@{asked_by}>" if asked_by else "")),
     ]
     if p.note:
-        blocks.insert(4, context(f":information_source: {p.note}"))
+        blocks.insert(5, context(f":information_source: {p.note}"))
     if shareable:
-        value = json.dumps({"r": p.recency, "f": p.frequency, "m": p.monetary})
+        value = json.dumps({"r": p.recency, "f": p.frequency, "m": p.monetary, "v": p.model_version})
         blocks.append({"type": "actions", "elements": [button("Share in channel", "share_prediction", value)]})
-    text = f"{p.segment}: {p.description} (R {p.recency:,.0f} days, F {p.frequency:,.0f}, M {money(p.monetary)})"
+    text = (f"{p.segment}: {p.description} (R {p.recency:,.0f} days, F {p.frequency:,.0f}, "
+            f"M {money(p.monetary, p.currency)}; the segment is {p.typical})")
     return {"text": text, "blocks": blocks}
 
 
 def customer(a: CustomerAnswer) -> Message:
+    gap = "" if a.usual_gap is None else f", usually {a.usual_gap:,.0f} days apart"
     blocks = [
         header(f"{a.segment}"),
-        section(f"Customer `{a.customer_id}`\n{a.description}"),
-        _rfm_fields(a.recency, a.frequency, a.monetary),
+        section(f"Customer `{a.customer_id}`: {a.purchase_days} purchase day{'s' if a.purchase_days != 1 else ''}"
+                f"{gap}\n{a.description}"),
+        _rfm_fields(a),
+        _segment_numbers(a),
         section(_actions_text(a.actions)),
         context(f"Model {a.model_version} · values as of its snapshot date"),
     ]
-    return {"text": f"Customer {a.customer_id}: {a.segment}", "blocks": blocks}
+    return {"text": f"Customer {a.customer_id}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})",
+            "blocks": blocks}
 
 
-def segments(segs: list[dict[str, Any]], version: str, meta: dict[str, Any]) -> Message:
+def segments(served: ServedModel) -> Message:
+    info, terms = served.info, served.terms
+    segs = served.segments()
     blocks: list[dict[str, Any]] = [
-        header(f"Segments · {meta['customers']:,} customers"),
-        context(f"Model {version} · trained {meta['trained_at'][:16].replace('T', ' ')} UTC on {meta['source']}"),
+        header(f"Segments · {info.customers:,} customers"),
+        context(f"Model {served.version} · trained {info.trained_at[:16].replace('T', ' ')} UTC on {info.source} · "
+                f"return time {terms.return_time} days, return window {terms.return_window}, "
+                f"lost after {terms.lost_after}"),
     ]
     for s in segs:
         blocks.append({"type": "divider"})
         blocks.append(section(
-            f"*{s['name']}* · {s['customers']:,} customers ({s['share']:.1%})\n_{s['description']}_\n"
-            + "\n".join(f"• {a}" for a in s["actions"])
+            f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
+            f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
+            + "\n".join(f"• {a}" for a in s.actions)
         ))
-    text = "Segments: " + ", ".join(f"{s['name']} {s['customers']:,}" for s in segs)
+    text = "Segments: " + ", ".join(f"{s.name} {s.customers:,}" for s in segs)
     return {"text": text, "blocks": blocks[:50]}
 
 
-def at_risk(summary: dict[str, Any]) -> Message:
-    rows = summary["segments"]
-    share = summary["customers"] / summary["all_customers"] if summary["all_customers"] else 0
-    if not rows:
-        body = ("No cluster of this model falls into an at-risk segment ("
-                + ", ".join(summary["at_risk_names"]) + ").")
-        return {"text": body, "blocks": [header("Churn risk"), section(body)]}
-    lines = "\n".join(f"• *{r['name']}*: {r['customers']:,} customers, revenue {money(r['revenue'])}" for r in rows)
+def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
+    head = (f"*{summary.customers:,} customers at risk* ({summary.share_of_customers:.1%} of "
+            f"{summary.all_customers:,}), revenue {terms.money(summary.revenue)} "
+            f"({summary.share_of_revenue:.1%} of all spend)")
+    lines = "\n".join(f"• *{r.name}*: {r.customers:,} customers, revenue {terms.money(r.revenue)}"
+                      for r in summary.by_segment) or "• none"
     blocks = [
         header("Churn risk"),
+        section(head),
         section(lines),
-        section(f"*Total at risk:* {summary['customers']:,} customers ({share:.1%} of all), "
-                 f"revenue {money(summary['revenue'])}"),
-        context(f"Model {summary['model_version']}, data as of {summary['snapshot_date']} · "
-                 "revenue is the customers' total spend · "
-                 f"at-risk segments: {', '.join(summary['at_risk_names'])}"),
-        {"type": "actions", "elements": [button("Export at-risk customers", "export_at_risk", style="primary")]},
+        context(f"Model {summary.model_version}, data as of {summary.as_of} · revenue is the customers' total "
+                f"spend · at risk: {summary.definition}"),
     ]
-    text = f"At risk: {summary['customers']:,} customers, revenue {money(summary['revenue'])}"
+    if summary.customers:
+        blocks.append({"type": "actions", "elements": [
+            button("Export at-risk customers", "export_at_risk", json.dumps({"model": summary.model_version}),
+                   style="primary")]})
+    text = f"At risk: {summary.customers:,} customers, revenue {terms.money(summary.revenue)}"
     return {"text": text, "blocks": blocks}
 
 
-def model_info(version: str, meta: dict[str, Any]) -> Message:
-    sil = "n/a" if meta.get("silhouette") is None else f"{meta['silhouette']:.3f}"
+def model_info(served: ServedModel) -> Message:
+    info, terms = served.info, served.terms
+    sil = "n/a" if info.silhouette is None else f"{info.silhouette:.3f}"
     fields = [
-        ("Version", version),
-        ("Trained", f"{meta['trained_at'][:16].replace('T', ' ')} UTC by {meta['trained_by']}"),
-        ("Data", f"{meta['source']}"),
-        ("Customers", f"{meta['customers']:,} ({meta['orders']:,} orders, snapshot {meta['snapshot_date']})"),
-        ("K", str(meta["k"])),
+        ("Version", served.version),
+        ("Trained", f"{info.trained_at[:16].replace('T', ' ')} UTC by {info.trained_by}"),
+        ("Data", f"{info.source}"),
+        ("Customers", f"{info.customers:,} ({info.orders:,} orders, snapshot {info.snapshot_date})"),
+        ("K", f"{info.k} (seed {info.seed})"),
         ("Silhouette", sil),
     ]
     blocks = [
-        header(f"Model {version}"),
+        header(f"Model {served.version}"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+        section("*The shop's terms*\n" + "\n".join(f"• {line}" for line in terms.lines())),
+        context(f"At risk: {served.trained.rule.text(terms)}"),
     ]
-    return {"text": f"Model {version}: {meta['customers']:,} customers, K={meta['k']}, trained {meta['trained_at']}", "blocks": blocks}
+    return {"text": f"Model {served.version}: {info.customers:,} customers, K={info.k}, trained {info.trained_at}",
+            "blocks": blocks}
 
 
 def help_message(note: str | None = None) -> Message:
@@ -163,31 +188,38 @@ def plain(text: str) -> Message:
     return {"text": text, "blocks": [section(text)]}
 
 
-def retrain_result(bundle: dict[str, Any], previous: dict[str, Any] | None) -> Message:
-    meta = bundle["metadata"]
-    before = {s["name"]: s["customers"] for s in previous["segments"]} if previous else {}
-    width = max(len(s["name"]) for s in bundle["segments"])
+def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | None) -> Message:
+    info = trained.info
+    renamed = dict(trained.changes.renamed) if trained.changes else {}
+    before = {s.name: s.customers for s in previous.trained.segments} if previous else {}
+    before.update({new: before[old] for old, new in renamed.items() if old in before})
+    width = max(len(s.name) for s in trained.segments)
     rows = []
-    for s in bundle["segments"]:
+    for s in trained.segments:
         if not previous:
             change = ""
-        elif s["name"] in before:
-            d = s["customers"] - before[s["name"]]
-            change = f"{'▲' if d > 0 else '▼' if d < 0 else '='}{abs(d):,}" if d else "="
+        elif s.name in before:
+            d = s.customers - before[s.name]
+            change = f"{'▲' if d > 0 else '▼'}{abs(d):,}" if d else "="
         else:
             change = "new"
-        rows.append(f"{s['name']:<{width}}  {s['customers']:>9,}  {s['share']:>6.1%}  {change}")
-    gone = [n for n in before if n not in {s["name"] for s in bundle["segments"]}]
+        rows.append(f"{s.name:<{width}}  {s.customers:>9,}  {s.share:>6.1%}  {change}")
     table = "```\n" + "\n".join(rows) + "\n```"
-    vs = f" · compared with {previous['version']}" if previous else ""
+    vs = f" · compared with {previous.version}" if previous else ""
+    sil = f" · silhouette {info.silhouette:.3f}" if info.silhouette is not None else ""
+    risk = trained.at_risk
     blocks = [
-        header(f"Retrained: model {bundle['version']} is now serving"),
-        section(f"{meta['customers']:,} customers from {meta['source']} · K={meta['k']} · "
-                 f"silhouette {meta['silhouette']:.3f}" if meta.get("silhouette") is not None else
-                 f"{meta['customers']:,} customers from {meta['source']} · K={meta['k']}"),
+        header(f"Retrained: model {version} is now serving"),
+        section(f"{info.customers:,} customers from {info.source} · K={info.k}{sil}"),
         section(table),
+        section(f"*At risk:* {risk.customers:,} customers ({risk.share_of_customers:.1%}), revenue "
+                f"{trained.terms.money(risk.revenue)}"),
     ]
-    if gone:
-        blocks.append(context("No longer found: " + ", ".join(gone)))
-    blocks.append(context(f"Trained by <@{meta['trained_by']}>{vs}"))
-    return {"text": f"Retrained: model {bundle['version']} is now serving ({meta['customers']:,} customers)", "blocks": blocks}
+    if trained.changes is not None:
+        blocks.append(context(" · ".join(trained.changes.lines())))
+    blocks.append(context(f"Trained by <@{info.trained_by}>{vs}"))
+    return {"text": f"Retrained: model {version} is now serving ({info.customers:,} customers)", "blocks": blocks}
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -12,23 +12,18 @@ from pathlib import Path
 
 from segmentation.cli import Command
 from segmentation.cli import main as segmentation_main
-from segmentation.errors import ModelNotFoundError
 
 log = logging.getLogger("bot")
 
 
 def _ensure_model(ctx) -> None:
     """A bot with no model yet trains one on SEGMENT_DATA first, so it can answer at once."""
-    from segmentation.cli import source_from_data_spec
-    from segmentation.training import train
-
-    try:
-        ctx.store.load()
-    except ModelNotFoundError:
-        source, ref = source_from_data_spec(ctx.settings.data, ctx.store.root)
-        log.info("No model yet: training on %s", source.describe())
-        print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
-        train(source, ctx.store, trained_by="startup", data_ref=ref)
+    if ctx.service.has_model():
+        return
+    source, _ = ctx.service.source(ctx.settings.data)
+    log.info("No model yet: training on %s", source.describe())
+    print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
+    ctx.service.train(ctx.settings.data, trained_by="startup")
 
 
 def run_bot(args: argparse.Namespace) -> int:
@@ -45,13 +40,13 @@ def run_bot(args: argparse.Namespace) -> int:
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        log.info("Starting in Socket Mode (model %s)", ctx.store.current_version())
+        log.info("Starting in Socket Mode (model %s)", ctx.service.current_version())
         SocketModeHandler(app, settings.app_token).start()
         return 0
     from .server import HttpServer
 
     server = HttpServer(app, port=settings.port)
-    log.info("Listening on %s (model %s)", server.url, ctx.store.current_version())
+    log.info("Listening on %s (model %s)", server.url, ctx.service.current_version())
     try:
         server.serve_forever()
     except KeyboardInterrupt:

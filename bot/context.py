@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from slack_sdk import WebClient
 
 from segmentation.service import SegmentService
-from segmentation.store import ModelStore
 
 from .followup import FollowUps
 from .retrain import Retrainer
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 @dataclass
 class BotContext:
     settings: Settings
-    store: ModelStore
     service: SegmentService
     state: StateDB
     retrainer: Retrainer

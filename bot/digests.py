@@ -1,7 +1,7 @@
 """Channel digests: segment sizes and churn risk, scored fresh, posted exactly once.
 
 A digest scores the current data (``SEGMENT_DATA``) with the served model as of the run date.
-Each run records its counts and the (hashed) ids of its at-risk customers, so the next digest's
+Each run records its counts and the (hashed) ids of its customers at risk, so the next digest's
 changes and "moved into at risk" come from the store, not from recomputing the past. A row per
 (channel, scheduled time) under a unique constraint is written before anything is posted:
 restarts, retries and a second bot process never post twice.
@@ -25,10 +25,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
-from segmentation import playbook as playbook_mod
-from segmentation.cli import source_from_data_spec
-from segmentation.errors import SegmentationError
+from segmentation.atrisk import AtRiskSummary
+from segmentation.errors import InputError, SegmentationError
+from segmentation.service import ServedModel
 from segmentation.sources import load_rfm
+from segmentation.terms import ShopTerms
 
 from . import blocks
 from .schedule_spec import Schedule
@@ -53,10 +54,9 @@ class DigestData:
     latest_order: dt.date
     model_version: str
     customers: int
-    segments: list[dict[str, Any]]  # name, base, customers, share, change (None: no previous)
-    at_risk: list[dict[str, Any]]  # name, customers, revenue
-    at_risk_customers: int
-    at_risk_revenue: float
+    terms: ShopTerms
+    segments: list[dict[str, Any]]  # name, customers, at_risk, share, change (None: no previous), new
+    at_risk: AtRiskSummary
     moved_into_at_risk: int | None
     previous_date: dt.date | None
     at_risk_hashes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.uint64))
@@ -86,66 +86,66 @@ def unpack_hashes(data: bytes | None) -> np.ndarray | None:
     return None if data is None else np.frombuffer(zlib.decompress(data), dtype="<u8")
 
 
-def compute(service, rfm_table, previous: PreviousRun | None, run_date: dt.date) -> DigestData:
+def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_date: dt.date) -> DigestData:
     """Score every customer with the served model and compare with the previous digest."""
-    bundle = service.bundle
-    frame = rfm_table.frame
-    labels = bundle["model"].predict(frame[["recency", "frequency", "monetary"]].to_numpy(np.float64))
-    book = playbook_mod.load()
-    by_cluster = {s["cluster"]: s for s in bundle["segments"]}
-    counts = np.bincount(labels, minlength=len(by_cluster))
-    revenue = np.bincount(labels, weights=frame["monetary"].to_numpy(np.float64), minlength=len(by_cluster))
-    n = len(frame)
-    segments, at_risk = [], []
-    for s in bundle["segments"]:  # served order: most valuable first
-        c = s["cluster"]
-        prev = previous.counts.get(s["name"]) if previous else None
+    scored = served.score(rfm_table.frame)
+    summary = served.at_risk(scored, as_of=run_date.isoformat())
+    k = len(served.trained.segments)
+    counts = np.bincount(scored.labels, minlength=k)
+    risky_counts = np.bincount(scored.labels[scored.at_risk], minlength=k)
+    n = len(rfm_table.frame)
+    segments = []
+    for s in served.trained.segments:  # served order: most valuable first
+        c = s.cluster
+        prev = previous.counts.get(s.name) if previous else None
         segments.append({
-            "name": s["name"], "base": s["base"], "customers": int(counts[c]),
+            "name": s.name, "base": s.base, "customers": int(counts[c]), "at_risk": int(risky_counts[c]),
             "share": counts[c] / n if n else 0.0,
             "change": None if prev is None else int(counts[c]) - prev,
             "new": previous is not None and prev is None,
         })
-        if book.is_at_risk(s["base"]):
-            at_risk.append({"name": s["name"], "customers": int(counts[c]), "revenue": float(revenue[c])})
-    risky = np.isin(labels, [s["cluster"] for s in bundle["segments"] if book.is_at_risk(s["base"])])
-    hashes = hash_ids(frame["customer_id"][risky])
+    hashes = hash_ids(rfm_table.frame["customer_id"][scored.at_risk])
     moved = None
     if previous is not None and previous.at_risk_hashes is not None:
         moved = int((~np.isin(hashes, previous.at_risk_hashes, assume_unique=True)).sum())
     return DigestData(
         run_date=run_date,
         latest_order=rfm_table.latest_purchase,
-        model_version=bundle["version"],
+        model_version=served.version,
         customers=n,
+        terms=served.terms,
         segments=segments,
-        at_risk=at_risk,
-        at_risk_customers=int(risky.sum()),
-        at_risk_revenue=float(frame["monetary"].to_numpy()[risky].sum()),
+        at_risk=summary,
         moved_into_at_risk=moved,
         previous_date=previous.scheduled_for.date() if previous else None,
         at_risk_hashes=hashes,
     )
 
 
-def write_at_risk_as_of(ctx, as_of: dt.date, path, version: str | None = None) -> tuple[list[str], int]:
-    """The at-risk customers of the current data scored as of ``as_of`` with model ``version``
-    (the digest's own list; the served model if that version is no longer kept)."""
-    source, _ = source_from_data_spec(ctx.settings.data, ctx.store.root)
-    frame = load_rfm(source, as_of=as_of).frame
+def write_at_risk_as_of(ctx, as_of: dt.date, path, served: ServedModel) -> tuple[list[str], int]:
+    """The at-risk customers of the current data scored as of ``as_of`` with ``served`` (the
+    digest's own list, by the one at-risk definition)."""
+    source, _ = ctx.service.source(ctx.settings.data)
+    scored = served.score(load_rfm(source, as_of=as_of).frame)
+    return served.export_at_risk(path, scored=scored)
+
+
+def export_value(value: str) -> tuple[str, dt.date | None]:
+    """(model version, as-of date or None) from an export button's value, checked: it came back
+    from Slack, so it is never trusted."""
     try:
-        bundle = ctx.store.load(version) if version else ctx.service.bundle
-    except SegmentationError:
-        bundle = ctx.service.bundle
-    book = playbook_mod.load()
-    names = {s["cluster"]: s["name"] for s in bundle["segments"] if book.is_at_risk(s["base"])}
-    labels = bundle["model"].predict(frame[["recency", "frequency", "monetary"]].to_numpy(np.float64))
-    risky = np.isin(labels, list(names))
-    out = frame[risky].assign(segment=[names[c] for c in labels[risky]])
-    out = out.sort_values(["monetary", "customer_id"], ascending=[False, True])
-    out = out.rename(columns={"recency": "recency_days"})[["customer_id", "segment", "recency_days", "frequency", "monetary"]]
-    out.to_csv(path, index=False, float_format="%.2f")
-    return sorted(set(out["segment"])) or list(names.values()), len(out)
+        spec = json.loads(value)
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
+        raise InputError("That export button is not one of mine; ask with /segment at-risk again.")
+    as_of = spec.get("as_of")
+    if as_of is None:
+        return spec["model"], None
+    try:
+        return spec["model"], dt.date.fromisoformat(str(as_of))
+    except ValueError:
+        raise InputError("That export button carries a bad date; ask with /segment at-risk again.") from None
 
 
 def _change(s: dict[str, Any]) -> str:
@@ -164,48 +164,52 @@ def message(data: DigestData) -> blocks.Message:
         fresh = f":warning: {fresh}, {age:,} days before this digest: is SEGMENT_DATA up to date?"
     since = f" since {data.previous_date:%d %b}" if data.previous_date else ""
     lines = "\n".join(f"*{s['name']}*: {s['customers']:,} ({s['share']:.1%}){_change(s)}" for s in data.segments)
-    risk_lines = "\n".join(f"• *{r['name']}*: {r['customers']:,} customers, revenue {blocks.money(r['revenue'])}"
-                           for r in data.at_risk) or "• No segment of the served model is at risk."
+    risk = data.at_risk
+    money = data.terms.money
+    risk_lines = "\n".join(f"• *{r.name}*: {r.customers:,} customers, revenue {money(r.revenue)}"
+                           for r in risk.by_segment) or "• none"
     moved = ("" if data.moved_into_at_risk is None
-             else f"\n*{data.moved_into_at_risk:,}* customers moved into an at-risk segment{since}.")
+             else f"\n*{data.moved_into_at_risk:,}* customers became at risk{since}.")
     b = [
         blocks.header(f"Customer digest · {data.run_date:%a %d %b %Y}"),
         blocks.context(f"{fresh} · model {data.model_version}"),
         blocks.section(f"*{data.customers:,} customers*" + (f" · changes{since}" if since else "")),
         blocks.section(lines),
         {"type": "divider"},
-        blocks.section("*Churn risk*\n" + risk_lines
-                        + f"\n*Total at risk:* {data.at_risk_customers:,} customers, revenue "
-                          f"{blocks.money(data.at_risk_revenue)}" + moved),
+        blocks.section(f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue "
+                       f"{money(risk.revenue)} ({risk.share_of_revenue:.1%} of all spend)" + moved
+                       + "\n" + risk_lines),
+        blocks.context(f"At risk: {risk.definition}"),
         {"type": "actions", "elements": [
             blocks.button("Export at-risk customers", "export_at_risk",
-                           json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
-                           style="primary"),
+                          json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
+                          style="primary"),
             blocks.button("All segments", "show_segments"),
         ]},
     ]
     text = (f"Customer digest {data.run_date:%Y-%m-%d}: {data.customers:,} customers, "
-            f"{data.at_risk_customers:,} at risk")
+            f"{risk.customers:,} at risk")
     return {"text": text, "blocks": b}
 
 
 def chart_png(data: DigestData) -> bytes:
-    """A horizontal bar chart of segment sizes (at-risk segments in red)."""
+    """Horizontal bars of segment sizes, the customers at risk in red."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    at_risk = {r["name"] for r in data.at_risk}
     names = [s["name"] for s in data.segments][::-1]
-    values = [s["customers"] for s in data.segments][::-1]
-    colors = ["#d64545" if n in at_risk else "#3b7dd8" for n in names]
+    values = np.array([s["customers"] for s in data.segments][::-1])
+    risky = np.array([s["at_risk"] for s in data.segments][::-1])
     fig = Figure(figsize=(8, 0.42 * len(names) + 1.2), dpi=100)
     ax = fig.subplots()
-    bars = ax.barh(names, values, color=colors)
+    ax.barh(names, risky, color="#d64545", label="at risk")
+    bars = ax.barh(names, values - risky, left=risky, color="#3b7dd8", label="not at risk")
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
     ax.set_title(f"Customers per segment · {data.run_date:%d %b %Y} · model {data.model_version}", fontsize=10)
-    ax.set_xlabel("customers (red: at risk)")
+    ax.set_xlabel("customers")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.15)
     fig.tight_layout()
@@ -303,11 +307,11 @@ class Digests:
         tz = ZoneInfo(sub["timezone"] if sub else self.ctx.settings.timezone)
         run_date = when.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
         try:
-            source, _ = source_from_data_spec(self.ctx.settings.data, self.ctx.store.root)
+            source, _ = self.ctx.service.source(self.ctx.settings.data)
             table = load_rfm(source, as_of=run_date)
             with self.state.engine.connect() as con:
                 previous = self._previous(con, channel_id, when)
-            data = compute(self.ctx.service, table, previous, run_date)
+            data = compute(self.ctx.service.served(), table, previous, run_date)
             posted = self.client.chat_postMessage(channel=channel_id, **message(data))
             ts = posted.get("ts")
             self._finish(run_id, status="ok", model_version=data.model_version, latest_order=data.latest_order,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from slack_sdk import WebClient
 
-from segmentation.service import SegmentService
+from segmentation.segments import Segment
+from segmentation.service import ServedModel
 
 
 def _slug(text: str) -> str:
@@ -29,8 +29,8 @@ def send_csv(client: WebClient, user_id: str, filename: str, title: str,
     return f"Sent you `{filename}` ({n:,} customers) in a direct message."
 
 
-def send_segments_csv(client: WebClient, service: SegmentService, user_id: str,
-                      segments: list[dict[str, Any]], label: str, version: str) -> str:
-    """The customers of ``segments`` as model ``version`` assigned them at training time."""
-    return send_csv(client, user_id, f"{_slug(label)}-{version}.csv", f"{label} customers ({version})",
-                    lambda path: service.export_segments(segments, path, version), f"from model {version}")
+def send_segments_csv(client: WebClient, served: ServedModel, user_id: str, segments: Sequence[Segment],
+                      label: str) -> str:
+    """The customers of ``segments`` as model ``served`` assigned them at training time."""
+    return send_csv(client, user_id, f"{_slug(label)}-{served.version}.csv", f"{label} customers ({served.version})",
+                    lambda path: served.export(segments, path), f"from model {served.version}")

@@ -18,10 +18,8 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from segmentation.cli import source_from_data_spec
 from segmentation.errors import ModelNotFoundError, SegmentationError
 from segmentation.service import SegmentService
-from segmentation.store import ModelStore
 from segmentation.training import train
 
 from . import blocks
@@ -39,10 +37,8 @@ TrainFn = Callable[..., dict[str, Any]]
 
 
 class Retrainer:
-    def __init__(self, settings: Settings, store: ModelStore, service: SegmentService, state: StateDB,
-                 train_fn: TrainFn = train):
+    def __init__(self, settings: Settings, service: SegmentService, state: StateDB, train_fn: TrainFn = train):
         self.settings = settings
-        self.store = store
         self.service = service
         self.state = state
         self.train_fn = train_fn
@@ -90,13 +86,12 @@ class Retrainer:
         threading.Thread(target=self._keep_lease, args=(holder, done), name="retrain-lease", daemon=True).start()
         try:
             try:
-                previous = self.store.load()
+                previous = self.service.served()
             except SegmentationError:  # none yet, or damaged: a retrain is exactly the way out
                 previous = None
-            source, data_ref = source_from_data_spec(self.settings.data, self.store.root)
-            bundle = self.train_fn(source, self.store, trained_by=user_id, data_ref=data_ref)
-            message = blocks.retrain_result(bundle, previous)
-            result = f"succeeded: {bundle['version']}"
+            version, trained = self.service.train(self.settings.data, trained_by=user_id, train_fn=self.train_fn)
+            message = blocks.retrain_result(version, trained, previous)
+            result = f"succeeded: {version}"
         except SegmentationError as exc:
             message = blocks.error_line(f"Retrain failed: {str(exc).rstrip('.')}. {self._serving()}")
             result = f"failed: {exc}"
@@ -116,7 +111,7 @@ class Retrainer:
     def _serving(self) -> str:
         """What answers now, said truthfully."""
         try:
-            return f"Still serving {self.store.load()['version']}."
+            return f"Still serving {self.service.served().version}."
         except ModelNotFoundError:
             return "No model is serving yet."
         except SegmentationError as exc:

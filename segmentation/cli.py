@@ -15,8 +15,6 @@ from typing import Any
 from .errors import InputError, SegmentationError
 from .sources import describe_exclusions
 
-SEGMENT_KEYS = ("name", "cluster", "customers", "share", "recency_median", "frequency_mean", "monetary_median")
-
 
 class FriendlyParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake as one line (exit 2) instead of a usage dump."""
@@ -43,53 +41,20 @@ def _store(args: argparse.Namespace):
     return ModelStore(args.artifacts)
 
 
-def _service(args: argparse.Namespace):
+def _served(args: argparse.Namespace):
     from .service import SegmentService
 
-    return SegmentService(_store(args))
+    return SegmentService(_store(args)).served()
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     if args.quiet:
         return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
+    return lambda line: print(line + ("" if line.endswith("…") else "…"), file=sys.stderr, flush=True)
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, r in enumerate(cells):
-        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)]
-        lines.append("  ".join(parts).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _money(x: float | None) -> str:
-    return "-" if x is None else f"{x:,.2f}"
-
-
-def _segment_rows(segments: list[dict[str, Any]]) -> list[list[Any]]:
-    return [
-        [
-            s["name"],
-            f"{s['customers']:,}",
-            f"{s['share']:.1%}",
-            f"{s['recency_median']:,.0f}" if s["recency_median"] is not None else "-",
-            f"{s['frequency_mean']:.2f}" if s["frequency_mean"] is not None else "-",
-            _money(s["monetary_median"]),
-        ]
-        for s in segments
-    ]
-
-
-SEGMENT_HEADERS = ("Segment", "Customers", "Share", "Recency (median days)", "Orders (mean)", "Spend (median)")
 
 
 def parse_date(text: str) -> dt.date:
@@ -100,14 +65,16 @@ def parse_date(text: str) -> dt.date:
 
 
 def k_value(text: str) -> int:
+    from .model import MIN_K
     from .training import MAX_K
 
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if not 2 <= value <= MAX_K:
-        raise argparse.ArgumentTypeError(f"must be between 2 and {MAX_K}, got {value}")
+    if not MIN_K <= value <= MAX_K:
+        raise argparse.ArgumentTypeError(
+            f"must be between {MIN_K} (one segment per recency band at least) and {MAX_K}, got {value}")
     return value
 
 
@@ -185,126 +152,153 @@ def source_from_data_spec(spec: str | None, artifacts: str | os.PathLike, name: 
     return resolve_source(args)
 
 
-def train_json(bundle: dict[str, Any]) -> dict[str, Any]:
-    meta = bundle["metadata"]
+def train_json(version: str, trained) -> dict[str, Any]:
+    info = trained.info
     return {
-        "model_version": bundle["version"],
-        "customers": meta["customers"],
-        "orders": meta["orders"],
-        "one_time_share": meta["one_time_share"],
-        "excluded": meta["excluded"],
-        "source": meta["source"],
-        "snapshot_date": meta["snapshot_date"],
-        "k": meta["k"],
-        "silhouette": meta["silhouette"],
-        "segments": [{k: s[k] for k in SEGMENT_KEYS} for s in bundle["segments"]],
-        "rule_based": bundle["rule_based"],
-        "timings": meta.get("timings", {}),
+        "model_version": version,
+        "customers": info.customers,
+        "orders": info.orders,
+        "one_time_share": info.one_time_share,
+        "excluded": dict(info.excluded),
+        "source": info.source,
+        "snapshot_date": info.snapshot_date,
+        "k": info.k,
+        "seed": info.seed,
+        "silhouette": info.silhouette,
+        "terms": trained.terms.as_json(),
+        "segments": [s.as_json() for s in trained.segments],
+        "at_risk": {**trained.at_risk.as_json(), "model_version": version},
+        "changes": trained.changes.as_json() if trained.changes else None,
+        "rule_based": trained.rule_based.as_json(),
+        "timings": dict(info.timings),
     }
 
 
+def _source_args(args: argparse.Namespace):
+    source, data_ref = resolve_source(args)
+    currency = args.currency
+    if currency is None:
+        from .sources import OlistSource
+
+        currency = "R$" if isinstance(source, OlistSource) else ""
+    return source, data_ref, currency
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import text
     from .training import train
 
-    source, data_ref = resolve_source(args)
-    bundle = train(
+    source, data_ref, currency = _source_args(args)
+    version, trained = train(
         source,
         _store(args),
         k=args.k,
+        seed=args.seed,
         as_of=args.as_of,
         trained_by=args.trained_by or os.environ.get("USER") or "cli",
         data_ref=data_ref,
+        currency=currency,
         progress=_progress(args),
     )
     if args.json:
-        _print_json(train_json(bundle))
+        _print_json(train_json(version, trained))
         return 0
-    meta = bundle["metadata"]
-    sil = "n/a" if meta["silhouette"] is None else f"{meta['silhouette']:.3f}"
-    print(f"Trained model {bundle['version']} on {meta['source']}")
+    info = trained.info
+    sil = "n/a" if info.silhouette is None else f"{info.silhouette:.3f}"
+    print(f"Trained model {version} on {info.source}")
     print(
-        f"  {meta['orders']:,} orders from {meta['customers']:,} customers "
-        f"({meta['one_time_share']:.1%} bought once); snapshot date {meta['snapshot_date']} "
-        f"(latest purchase {meta['latest_purchase']})"
+        f"  {info.orders:,} orders from {info.customers:,} customers "
+        f"({info.one_time_share:.1%} bought once); snapshot date {info.snapshot_date} "
+        f"(latest purchase {info.latest_purchase})"
     )
-    print(f"  excluded: {describe_exclusions(meta['excluded'])}")
-    print(f"  K = {meta['k']}, silhouette {sil} on a {meta['silhouette_sample']:,}-customer sample")
+    print(f"  excluded: {describe_exclusions(info.excluded)}")
+    print(f"  K = {info.k} (seed {info.seed}), silhouette {sil} on a {info.silhouette_sample:,}-customer sample")
     print()
-    print(_table(SEGMENT_HEADERS, _segment_rows(bundle["segments"]), "lrrrrr"))
-    rb = bundle["rule_based"]
+    print(text.terms_block(trained.terms))
     print()
-    print("Rule-based quantile segments, for comparison:")
-    print(
-        _table(
-            ("Segment", "Customers", "of them one-time buyers"),
-            [[s["name"], f"{s['customers']:,}", f"{s['one_time_buyers']:,}"] for s in rb["segments"]],
-            "lrr",
-        )
-    )
-    ch = rb["champions"]
+    print(text.segments_table(trained.segments, trained.terms))
     print()
-    print(
-        f"Champions: the quantile rules find {ch['rule_based']:,} "
-        f"({ch['rule_based_one_time_buyers']:,} of them one-time buyers); "
-        f"KMeans finds {ch['kmeans']:,} ({ch['kmeans_one_time_buyers']:,} one-time)."
-    )
+    print(text.at_risk_block(trained.at_risk, trained.terms))
+    if trained.changes is not None:
+        print()
+        print(f"Compared with {trained.changes.previous_version}: " + " ".join(trained.changes.lines()))
+    print()
+    print(text.rule_based_block(trained.rule_based))
     return 0
 
 
-def _print_answer(ans) -> None:
-    print(f"{ans.segment}: {ans.description}")
-    print(f"  recency {ans.recency:,.0f} days, {ans.frequency:,.0f} orders, spend {_money(ans.monetary)}")
-    if ans.note:
-        print(f"  Note: {ans.note}")
-    print("  Recommended actions:")
-    for a in ans.actions:
-        print(f"  - {a}")
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
+    from . import text
     from .inputs import parse_rfm
 
     rfm = parse_rfm(args.values)
-    service = _service(args)
-    ans = service.predict(rfm)
+    served = _served(args)
+    ans = served.predict(rfm)
     if args.json:
-        _print_json({**ans.as_json(), "model_version": service.version})
+        _print_json(ans.as_json())
     else:
-        _print_answer(ans)
+        print(text.answer(ans, served.terms))
     return 0
 
 
 def cmd_customer(args: argparse.Namespace) -> int:
-    ans = _service(args).customer(args.customer_id)
+    from . import text
+
+    served = _served(args)
+    ans = served.customer(args.customer_id)
     if args.json:
         _print_json(ans.as_json())
     else:
-        print(f"Customer {ans.customer_id} (model {ans.model_version})")
-        _print_answer(ans)
+        gap = "" if ans.usual_gap is None else f", usually {ans.usual_gap:,.0f} days apart"
+        print(f"Customer {ans.customer_id} (model {ans.model_version}): {ans.purchase_days} purchase "
+              f"day{'s' if ans.purchase_days != 1 else ''}{gap}")
+        print(text.answer(ans, served.terms))
     return 0
 
 
 def cmd_segments(args: argparse.Namespace) -> int:
-    service = _service(args)
-    segments = service.segments()
+    from . import text
+
+    served = _served(args)
+    segments = served.segments()
     if args.json:
-        keys = SEGMENT_KEYS + ("description", "actions")
-        _print_json({"model_version": service.version, "segments": [{k: s[k] for k in keys} for s in segments]})
+        _print_json({"model_version": served.version, "terms": served.terms.as_json(),
+                     "segments": [{**s.as_json(), "description": s.description, "actions": list(s.actions)}
+                                  for s in segments]})
         return 0
-    meta = service.metadata
-    print(f"Model {service.version}: {meta['customers']:,} customers, trained {meta['trained_at']}")
+    info = served.info
+    print(f"Model {served.version}: {info.customers:,} customers, trained {info.trained_at}")
     print()
-    print(_table(SEGMENT_HEADERS, _segment_rows(segments), "lrrrrr"))
+    print(text.segments_table(segments, served.terms))
     for s in segments:
         print()
-        print(f"{s['name']}: {s['description']}")
-        for a in s["actions"]:
+        print(f"{s.name}: {s.description}")
+        print(f"  Definition: {s.definition}.")
+        print(f"  {s.typical(served.terms)[0].upper()}{s.typical(served.terms)[1:]}.")
+        for a in s.actions:
             print(f"  - {a}")
     return 0
 
 
+def cmd_at_risk(args: argparse.Namespace) -> int:
+    from . import text
+
+    served = _served(args)
+    summary = served.at_risk()
+    if args.out:
+        names, n = served.export_at_risk(args.out, _store(args))
+        print(f"Wrote {n:,} customers at risk ({', '.join(names) or 'none'}) to {args.out}")
+        return 0
+    if args.json:
+        _print_json(summary.as_json())
+    else:
+        print(text.at_risk_table(summary, served.terms))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    names, n = _service(args).export(args.segment, args.out)
+    served = _served(args)
+    names, n = served.export(served.resolve(args.segment), args.out, _store(args))
     print(f"Wrote {n:,} customers of {', '.join(names)} to {args.out}")
     return 0
 
@@ -316,27 +310,32 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     if not args.quiet:
         def progress(done: int, total: int) -> None:
             print(f"\r  {done:,} / {total:,} orders", end="", file=sys.stderr, flush=True)
-    write_sample(args.out, orders=args.orders, seed=args.seed, progress=progress)
+    write_sample(args.out, orders=args.orders, seed=args.seed, progress=progress, shape=args.shape)
     if progress:
         print(file=sys.stderr)
-    print(f"Wrote {args.orders:,} orders (seed {args.seed}) in the Olist layout to {args.out}")
+    print(f"Wrote {args.orders:,} orders of a {args.shape} shop (seed {args.seed}) in the Olist layout to {args.out}")
     return 0
 
 
 def model_json(store) -> dict[str, Any]:
     current = store.current_version()
-    return {
-        "current": current,
-        "versions": [
-            {"version": v, "current": v == current,
-             **{k: meta.get(k) for k in ("trained_at", "trained_by", "source", "customers", "k", "silhouette")}}
-            for v in store.versions()
-            for meta in [store.info(v).metadata]  # one manifest read per version
-        ],
-    }
+    versions = []
+    for v in store.versions():
+        manifest = store.info(v).manifest  # one manifest read per version
+        meta = manifest.get("metadata", {})
+        versions.append({"version": v, "current": v == current,
+                         **{k: meta.get(k) for k in ("trained_at", "trained_by", "source", "customers", "k",
+                                                     "seed", "silhouette")},
+                         "terms": manifest.get("terms"), "at_risk_rule": manifest.get("at_risk_rule")})
+    served = next((v for v in versions if v["current"]), None)
+    return {"current": current, "versions": versions,
+            "terms": served["terms"] if served else None,
+            "at_risk_rule": served["at_risk_rule"] if served else None}
 
 
 def cmd_model(args: argparse.Namespace) -> int:
+    from . import text
+
     store = _store(args)
     info = model_json(store)
     if args.json:
@@ -349,7 +348,15 @@ def cmd_model(args: argparse.Namespace) -> int:
          f"{v['customers']:,}", v["k"], "-" if v["silhouette"] is None else f"{v['silhouette']:.3f}"]
         for v in reversed(info["versions"])
     ]
-    print(_table(("Version", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows, "lllllrr"))
+    print(text.table(("Version", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows, "lllllrr"))
+    if info["terms"]:
+        from .terms import ShopTerms
+
+        terms = ShopTerms(**info["terms"])
+        print()
+        print(f"Served model {info['current']}: " + text.terms_block(terms))
+        if info["at_risk_rule"]:
+            print(f"  At risk: {info['at_risk_rule']['text']}.")
     return 0
 
 
@@ -357,6 +364,43 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     old, new = _store(args).rollback()
     print(f"Rolled back: now serving {new} (was {old}).")
     return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from . import text, validate
+    from .sources import load_rfm
+
+    source, _, currency = _source_args(args)
+    progress = _progress(args)
+    if progress:
+        progress(f"Reading {source.describe()} and computing RFM")
+    table = load_rfm(source, as_of=args.as_of)
+    report = validate.run(table, k=args.k, currency=currency, progress=progress)
+    if args.json:
+        _print_json(validation_json(report))
+    else:
+        print(text.validation(report))
+    return 0 if report.passed else 1
+
+
+def validation_json(r) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "source": r.source,
+        "customers": r.customers,
+        "k": r.trained.info.k,
+        "terms": r.trained.terms.as_json(),
+        "segments": [asdict(s) for s in r.segments],
+        "at_risk": r.at_risk.as_json(),
+        "runs": [{**asdict(x), "names": list(x.names)} for x in r.runs],
+        "seed_names_same": r.seed_names_same,
+        "seed_max_change": r.seed_max_change,
+        "at_risk_max_change": r.at_risk_max_change,
+        "invariants": {**asdict(r.invariants), "hold": r.invariants.hold},
+        "palive": asdict(r.palive),
+        "passed": r.passed,
+    }
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -384,13 +428,19 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", help="Olist folder, or a CSV/Parquet transactions file (default: the built-in sample)")
+        p.add_argument("--k", type=k_value, default=11, help="number of segments (default 11)")
+        p.add_argument("--as-of", type=parse_date,
+                       help="snapshot date YYYY-MM-DD (default: day after the latest purchase)")
+        p.add_argument("--currency", help="symbol shown before amounts (default: R$ for the Olist layout, none otherwise)")
+        add_column_options(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("train", help="train a model and print the segment table")
-    p.add_argument("--data", help="Olist folder, or a CSV/Parquet transactions file (default: the built-in sample)")
-    p.add_argument("--k", type=k_value, default=11, help="number of segments (default 11)")
-    p.add_argument("--as-of", type=parse_date, help="snapshot date YYYY-MM-DD (default: day after the latest purchase)")
-    add_column_options(p)
+    data_options(p)
+    p.add_argument("--seed", type=seed_value, default=42, help="KMeans random seed (default 42)")
     p.add_argument("--trained-by", help=argparse.SUPPRESS)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="the segment of an R F M profile, e.g. predict 30 2 150")
@@ -403,22 +453,34 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_customer)
 
-    p = sub.add_parser("segments", help="every segment with its size and recommended actions")
+    p = sub.add_parser("segments", help="every segment with its definition, size and recommended actions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_segments)
+
+    p = sub.add_parser("at-risk", help="customers at risk of churning and their revenue, by segment")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", help="write the customers at risk to this CSV file instead")
+    p.set_defaults(func=cmd_at_risk)
 
     p = sub.add_parser("export", help="write one segment's customers to a CSV file")
     p.add_argument("segment", help="segment name, e.g. \"At Risk\" (a base name exports all its clusters)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("validate", help="check a source's segments against their definitions, and their stability")
+    data_options(p)
+    p.set_defaults(func=cmd_validate)
+
     p = sub.add_parser("sample-data", help="write synthetic order history in the Olist layout")
     p.add_argument("--orders", type=positive_int, default=100_000)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=seed_value, default=42)
+    p.add_argument("--shape", choices=("marketplace", "wholesale", "catalogue"), default="marketplace",
+                   help="marketplace (97%% buy once), wholesale (customers return every few weeks) or "
+                        "catalogue (three years, most customers lapsed)")
     p.set_defaults(func=cmd_sample_data)
 
-    p = sub.add_parser("model", help="the saved model versions; * marks the served one")
+    p = sub.add_parser("model", help="the saved model versions and the served model's terms; * marks the served one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_model)
 

@@ -1,151 +1,149 @@
-"""Business names for RFM profiles.
+"""Unique, readable segment names, and how names changed since the previous model.
 
-One explicit grid maps (R, F, M) scores 1–5 to the classic RFM vocabulary. It is a table, not a
-chain of if-rules, so every one of the 125 cells has exactly one name and no rule can shadow
-another. F and M are combined into one FM score, ``min((F + M) // 2, F + 1)``: their mean rounded
-down, and spend lifts it at most one step above frequency, so a single order is never
-"frequent" however large it was. The grid is read by R (rows) and FM (columns).
+Each cluster's base name comes from the definitions table (``definitions.name_for``). When
+several clusters earn the same base name, a qualifier tells them apart in words a marketer
+reads, chosen in this order, the first that gives every cluster a different word:
 
-A centroid is an average, so its scores are pulled towards the middle of the distribution: the
-oldest clusters score R = 2 far more often than R = 1. The grid therefore treats R 1 and 2 alike
-for low FM (Lost, Hibernating).
+1. the recency band ("— lapsing", "— lapsed");
+2. what most of them are ("— one-time buyers", "— repeat buyers", "— frequent buyers");
+3. the spend level of the typical customer ("— high spend", "— mid spend", "— low spend");
+4. comparisons on the dimension where they differ most ("— higher spend", "— lower spend";
+   "— most recent" … "— longest ago"), up to five clusters;
+5. their typical value on that dimension ("— around R$640").
 
-Clusters are named from their centroids, back in original units and scored against the customer
-distribution; the quantile baseline scores each customer and reads the same grid.
+Every word is true of the typical (median) customer of its cluster.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-# Ordered from most to least valuable; tables are printed in this order.
-VOCABULARY: tuple[str, ...] = (
-    "Champions",
-    "Loyal Customers",
-    "Potential Loyalists",
-    "New Customers",
-    "Promising",
-    "Need Attention",
-    "About To Sleep",
-    "At Risk",
-    "Can't Lose Them",
-    "Hibernating",
-    "Lost",
-)
-
-_C, _L, _PL, _N, _P = "Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising"
-_NA, _S, _AR, _CL, _H, _X = (
-    "Need Attention", "About To Sleep", "At Risk", "Can't Lose Them", "Hibernating", "Lost",
-)
-
-# GRID[r][fm], r and fm in 1..5 (index 0 unused).
-GRID: dict[int, tuple[str, ...]] = {
-    5: (_N, _PL, _PL, _C, _C),
-    4: (_P, _PL, _PL, _L, _C),
-    3: (_S, _NA, _NA, _L, _L),
-    2: (_X, _H, _AR, _AR, _CL),
-    1: (_X, _H, _AR, _CL, _CL),
-}
-
-DIMENSIONS = ("recency", "frequency", "monetary")
-
-
-def fm_score(f: int, m: int) -> int:
-    return min((f + m) // 2, f + 1)
-
-
-def name_for_scores(r: int, f: int, m: int) -> str:
-    for s in (r, f, m):
-        if not 1 <= s <= 5:
-            raise ValueError(f"RFM scores are 1..5, got {(r, f, m)}")
-    return GRID[r][fm_score(f, m) - 1]
-
-
-def percentile(sorted_values: np.ndarray, value: float) -> float:
-    """Share of customers strictly below ``value``, interpolated between distinct values.
-
-    With 97% of customers at frequency 1, a centroid at exactly 1.0 is at the bottom (0.0),
-    one at 1.3 is 30% of the way to the 97% who are below 2, and 2.0 is at 0.97.
-    """
-    distinct, first = np.unique(sorted_values, return_index=True)
-    below = first / len(sorted_values)  # share strictly below each distinct value
-    return float(np.interp(value, distinct, below, left=0.0, right=1.0))
-
-
-def score(p: float) -> int:
-    """A percentile in [0, 1] to a 1–5 score (quintiles)."""
-    return int(min(5, max(1, 1 + np.floor(p * 5))))
-
-
-def centroid_scores(centroid: Sequence[float], sorted_columns: Sequence[np.ndarray]) -> tuple[int, int, int]:
-    """R, F, M scores of one centroid (recency, frequency, monetary in original units)."""
-    r, f, m = (percentile(col, v) for col, v in zip(sorted_columns, centroid))
-    return 6 - score(r), score(f), score(m)  # fewer days since the last order is better
+from .segments import NameChanges, plural
+from .terms import Band, Freq, ShopTerms, Spend
 
 
 @dataclass(frozen=True)
-class ClusterName:
+class Candidate:
+    """What naming needs to know about one cluster."""
+
     cluster: int
-    base: str  # the vocabulary name, the key into the playbook
-    name: str  # unique within the model, e.g. "Lost — high spend"
-    scores: tuple[int, int, int]
+    base: str
+    band: Band
+    freq: Freq  # of its median customer (by purchase days)
+    spend: Spend  # of its median customer
+    medians: tuple[float, float, float]  # recency days, purchase days, money
 
 
-_LEVELS = {
-    2: ("low", "high"),
-    3: ("low", "mid", "high"),
-    4: ("lowest", "low", "high", "highest"),
-    5: ("lowest", "low", "mid", "high", "highest"),
+_COMPARATIVE = {
+    2: ("lower", "higher"),
+    3: ("lowest", "middle", "highest"),
+    4: ("lowest", "lower", "higher", "highest"),
+    5: ("lowest", "lower", "middle", "higher", "highest"),
 }
-_RECENCY_LEVELS = {
-    2: ("recent", "lapsed"),
-    3: ("recent", "fading", "lapsed"),
-    4: ("most recent", "recent", "lapsed", "long lapsed"),
-    5: ("most recent", "recent", "fading", "lapsed", "long lapsed"),
+_RECENCY_COMPARATIVE = {
+    2: ("more recent", "longer ago"),
+    3: ("most recent", "in between", "longest ago"),
+    4: ("most recent", "more recent", "longer ago", "longest ago"),
+    5: ("most recent", "more recent", "in between", "longer ago", "longest ago"),
 }
 
 
-def _qualifier(dim: int, rank: int, n: int) -> str:
-    if n > 5:
-        return f"{DIMENSIONS[dim]} tier {rank + 1} of {n}"
-    if dim == 0:
-        return _RECENCY_LEVELS[n][rank]
-    return f"{_LEVELS[n][rank]} {'spend' if dim == 2 else 'frequency'}"
-
-
-def name_clusters(
-    centroids: np.ndarray, scaled_centroids: np.ndarray, rfm: np.ndarray
-) -> list[ClusterName]:
-    """Name every cluster from its centroid; make names unique within the model.
-
-    ``centroids`` are in original units (days, orders, money), ``scaled_centroids`` in the
-    model's standardised space (used to find on which dimension same-named clusters differ
-    most), ``rfm`` the customers' values the scores are measured against.
-    """
-    columns = [np.sort(rfm[:, j]) for j in range(3)]
-    base = []
-    for i, c in enumerate(centroids):
-        s = centroid_scores(c, columns)
-        base.append((i, name_for_scores(*s), s))
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, b, _ in base:
-        groups[b].append(i)
+def qualified_names(cands: Sequence[Candidate], terms: ShopTerms) -> dict[int, str]:
+    """cluster → unique display name."""
+    groups: dict[str, list[Candidate]] = defaultdict(list)
+    for c in cands:
+        groups[c.base].append(c)
     names: dict[int, str] = {}
-    for b, members in groups.items():
+    for base, members in groups.items():
         if len(members) == 1:
-            names[members[0]] = b
+            names[members[0].cluster] = base
             continue
-        spread = np.ptp(scaled_centroids[members], axis=0)
-        dim = int(np.argmax(spread))
-        order = sorted(members, key=lambda i: scaled_centroids[i, dim])
-        for rank, i in enumerate(order):
-            names[i] = f"{b} — {_qualifier(dim, rank, len(members))}"
-    return [ClusterName(i, b, names[i], s) for i, b, s in base]
+        for word in _qualifiers(members, terms):
+            names.update({c.cluster: f"{base} — {word[c.cluster]}" for c in members})
+            break
+    return names
 
 
-def vocabulary_rank(base: str) -> int:
-    return VOCABULARY.index(base) if base in VOCABULARY else len(VOCABULARY)
+def _qualifiers(members: list[Candidate], terms: ShopTerms):
+    """Candidate qualifier sets, best first; each maps cluster → word."""
+    simple: list[Callable[[Candidate], str]] = [
+        lambda c: c.band.word,
+        lambda c: f"{c.freq.word} buyers",
+        lambda c: f"{c.spend.word} spend",
+    ]
+    for f in simple:
+        words = {c.cluster: f(c) for c in members}
+        if len(set(words.values())) == len(members):
+            yield words
+    for f, g in ((simple[0], simple[2]), (simple[1], simple[2])):
+        words = {c.cluster: f"{f(c)}, {g(c)}" for c in members}
+        if len(set(words.values())) == len(members):
+            yield words
+    # the dimension where they differ most, relative to the shop's spread on it
+    med = np.log1p(np.array([c.medians for c in members]))
+    dim = int(np.argmax(np.ptp(med, axis=0)))
+    order = sorted(members, key=lambda c: (c.medians[dim], c.cluster))
+    n = len(members)
+    if n in _COMPARATIVE:
+        if dim == 0:
+            words = {c.cluster: _RECENCY_COMPARATIVE[n][i] for i, c in enumerate(order)}
+        else:
+            noun = "spend" if dim == 2 else "frequency"
+            words = {c.cluster: f"{_COMPARATIVE[n][i]} {noun}" for i, c in enumerate(order)}
+        yield words
+    yield _by_value(order, dim, terms)
+
+
+def _by_value(order: list[Candidate], dim: int, terms: ShopTerms) -> dict[int, str]:
+    def fmt(v: float, digits: int) -> str:
+        x = float(f"{v:.{digits}g}")
+        if dim == 0:
+            return f"around {plural(round(x), 'day')}"
+        if dim == 1:
+            return f"around {plural(round(x), 'purchase day')}"
+        return f"around {terms.money(x)}"
+
+    for digits in range(2, 8):
+        words = {c.cluster: fmt(c.medians[dim], digits) for c in order}
+        if len(set(words.values())) == len(order):
+            return words
+    return {c.cluster: f"{fmt(c.medians[dim], 8)} (#{i + 1})" for i, c in enumerate(order)}
+
+
+def match(previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[str, np.ndarray]]) -> list[tuple[int, int]]:
+    """Pairs (previous index, current index) matching clusters by the distance between their
+    centres (Hungarian assignment on squared distances in one scaled space)."""
+    if not previous or not current:
+        return []
+    a = np.array([c for _, c in previous])
+    b = np.array([c for _, c in current])
+    cost = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    return list(zip(rows.tolist(), cols.tolist()))
+
+
+def changes(previous_version: str, previous: Sequence[tuple[str, np.ndarray]],
+            current: Sequence[tuple[str, np.ndarray]]) -> NameChanges:
+    """Which names appeared, vanished, or were renamed (a vanished name whose cluster matches a
+    cluster with an appeared name: the same customers under a new name)."""
+    old = [n for n, _ in previous]
+    new = [n for n, _ in current]
+    appeared = [n for n in new if n not in set(old)]
+    vanished = [n for n in old if n not in set(new)]
+    renamed = []
+    for i, j in match(previous, current):
+        if old[i] in vanished and new[j] in appeared:
+            renamed.append((old[i], new[j]))
+    gone = {a for a, _ in renamed}
+    came = {b for _, b in renamed}
+    return NameChanges(
+        previous_version=previous_version,
+        appeared=tuple(n for n in appeared if n not in came),
+        vanished=tuple(n for n in vanished if n not in gone),
+        renamed=tuple(renamed),
+    )

@@ -1,4 +1,4 @@
-"""The marketing playbook: a description and 2–4 actions per segment, and the at-risk list.
+"""The marketing playbook: a description and 2–4 actions per segment, and the at-risk rule.
 
 It lives in ``playbook.toml`` next to this module; ``SEGMENT_PLAYBOOK`` points at another copy.
 """
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .atrisk import ONE_TIME_SPEND, AtRiskRule
+from .definitions import VOCABULARY
 from .errors import PlaybookError
-from .naming import VOCABULARY
 
 DEFAULT_PATH = Path(__file__).with_name("playbook.toml")
 
@@ -26,14 +27,11 @@ class Play:
 @dataclass(frozen=True)
 class Playbook:
     plays: dict[str, Play]
-    at_risk: tuple[str, ...]
+    at_risk: AtRiskRule
     path: Path
 
     def play(self, base_name: str) -> Play:
         return self.plays[base_name]
-
-    def is_at_risk(self, base_name: str) -> bool:
-        return base_name in self.at_risk
 
 
 def parse(text: str, path: Path) -> Playbook:
@@ -65,10 +63,34 @@ def parse(text: str, path: Path) -> Playbook:
         raise PlaybookError(
             f"{path}: unknown segment {unknown[0]!r}; the names are: {', '.join(VOCABULARY)}"
         )
-    at_risk = data.get("at_risk", ["At Risk", "Can't Lose Them", "About To Sleep"])
-    if not isinstance(at_risk, list) or any(a not in VOCABULARY for a in at_risk):
-        raise PlaybookError(f"{path}: at_risk must list segment names from: {', '.join(VOCABULARY)}")
-    return Playbook(plays, tuple(at_risk), path)
+    return Playbook(plays, _at_risk_rule(data.get("at_risk", {}), path), path)
+
+
+def _at_risk_rule(table: object, path: Path) -> AtRiskRule:
+    if isinstance(table, list):
+        raise PlaybookError(
+            f"{path}: at_risk is now a rule, not a list of segment names: replace it with an "
+            "[at_risk] table (see the packaged playbook.toml)"
+        )
+    if not isinstance(table, dict):
+        raise PlaybookError(f"{path}: [at_risk] must be a table")
+    unknown = sorted(set(table) - {"repeat_buyers", "own_gap_multiple", "one_time_spend"})
+    if unknown:
+        raise PlaybookError(
+            f"{path}: unknown at_risk setting {unknown[0]!r}; the settings are repeat_buyers, "
+            "own_gap_multiple and one_time_spend"
+        )
+    default = AtRiskRule()
+    repeat = table.get("repeat_buyers", default.repeat_buyers)
+    mult = table.get("own_gap_multiple", default.own_gap_multiple)
+    spend = table.get("one_time_spend", default.one_time_spend)
+    if not isinstance(repeat, bool):
+        raise PlaybookError(f"{path}: at_risk.repeat_buyers must be true or false")
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 1 <= mult <= 10:
+        raise PlaybookError(f"{path}: at_risk.own_gap_multiple must be a number from 1 to 10")
+    if spend not in ONE_TIME_SPEND:
+        raise PlaybookError(f"{path}: at_risk.one_time_spend must be \"high\", \"mid\" or \"none\"")
+    return AtRiskRule(repeat, float(mult), spend)
 
 
 @lru_cache(maxsize=8)

@@ -1,10 +1,17 @@
-"""Synthetic order history in the Olist layout, with the structure real shops have.
+"""Synthetic order history in the Olist layout, in three shapes real shops have.
 
-About 97% of people buy once; a repeat tail places 2–15 orders; order values are lognormal;
-some orders are paid in several payment rows; about 3% are not delivered; two years of
-purchases with growth; every order has a fresh ``customer_id`` (the person is
-``customer_unique_id``). Output is deterministic for a seed and written in chunks, so 10M
-orders take minutes and bounded memory.
+- ``marketplace`` (the default): about 97% of people buy once; a repeat tail places 2–15
+  orders; two years of purchases with growth.
+- ``wholesale``: most customers return every few weeks for two years; few drop out.
+- ``catalogue``: three years of history, customers return every few months but most have
+  dropped out, so most are lapsed or lost by the end.
+
+Repeat behaviour in the last two follows the classic buy-till-you-die story: each customer buys
+at their own rate (gamma distributed across customers) and after each purchase drops out with
+their own probability (beta distributed). Order values are lognormal; some orders are paid in
+several payment rows; about 3% are not delivered; every order has a fresh ``customer_id`` (the
+person is ``customer_unique_id``). Output is deterministic for a shape and seed and written in
+chunks, so 10M orders take seconds and bounded memory.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,30 +76,97 @@ def _purchase_times(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
     gaps[starts] = 0.0
     cum = np.cumsum(gaps)
     cum -= np.repeat(cum[starts], k)
+    span = cum[starts + k - 1]
+    # A sequence that would run past the end starts at a uniformly random earlier time instead
+    # (shifting it back to end on the last day would pile repeat buyers up at the end).
+    late = first + span >= 1.0
+    redrawn = rng.random(n) * np.maximum(1.0 - span, 0.0)
+    first = np.where(late, redrawn, first)
     t = np.repeat(first, k) + cum
-    last = t[starts + k - 1]
-    t -= np.repeat(np.maximum(last - 1.0, 0.0), k)  # keep every order inside the window
     t = np.clip(t, 0.0, 1.0 - 1e-9)
     return (t * DAYS * 86400).astype(np.int64)
 
 
-def _chunk(rng: np.random.Generator, n_customers: int, max_orders: int) -> dict[str, pa.Table]:
-    k = _orders_per_customer(rng, n_customers)
+@dataclass(frozen=True)
+class Shape:
+    """How a kind of shop buys. ``gap_days`` and ``dropout`` are means across customers."""
+
+    name: str
+    days: int
+    customers_per_chunk: int
+    gap_days: float = 0.0  # mean days between purchases (buy-till-you-die shapes)
+    rate_shape: float = 2.0  # gamma shape of the purchase rate: lower is more varied
+    dropout: float = 0.0  # mean chance of dropping out after each purchase
+    dropout_concentration: float = 10.0  # beta a + b
+    acquisition: str = "growth"  # first purchases: "growth" (x3 over the years) or "decline"
+    value_log_mean: float = 4.55
+    value_log_sd: float = 0.75
+    max_orders_per_customer: int = 15
+
+
+SHAPES: dict[str, Shape] = {
+    "marketplace": Shape("marketplace", DAYS, CHUNK_CUSTOMERS),
+    "wholesale": Shape("wholesale", 730, 20_000, gap_days=21.0, rate_shape=3.0, dropout=0.03,
+                       dropout_concentration=30.0, acquisition="growth", value_log_mean=6.2,
+                       value_log_sd=0.6, max_orders_per_customer=400),
+    "catalogue": Shape("catalogue", 1095, 100_000, gap_days=110.0, rate_shape=2.0, dropout=0.45,
+                       dropout_concentration=6.0, acquisition="decline", value_log_mean=4.3,
+                       value_log_sd=0.6, max_orders_per_customer=60),
+}
+
+
+def _first_purchase(rng: np.random.Generator, n: int, acquisition: str) -> np.ndarray:
+    """First purchase times in [0, 1) of the history."""
+    u = rng.random(n)
+    if acquisition == "growth":  # density grows linearly (x3): inverse CDF of (t+t^2)/2
+        return (-1.0 + np.sqrt(1.0 + 8.0 * u)) / 2.0
+    return 1.0 - np.sqrt(1.0 - u)  # density falls linearly to zero: most customers came early
+
+
+def _process_times(rng: np.random.Generator, n: int, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+    """Orders per customer and their purchase times (seconds since START), buy-till-you-die."""
+    first = _first_purchase(rng, n, shape.acquisition) * shape.days
+    rate = rng.gamma(shape.rate_shape, 1.0 / (shape.rate_shape * shape.gap_days), size=n)  # per day
+    a = shape.dropout * shape.dropout_concentration
+    p = rng.beta(a, shape.dropout_concentration - a, size=n)
+    alive = np.minimum(rng.geometric(np.clip(p, 1e-6, 1.0)), shape.max_orders_per_customer)
+    owner = np.repeat(np.arange(n), alive)
+    starts = np.cumsum(alive) - alive
+    gaps = rng.exponential(1.0, size=len(owner)) / rate[owner]
+    gaps[starts] = 0.0
+    cum = np.cumsum(gaps)
+    cum -= np.repeat(cum[starts], alive)
+    t = first[owner] + cum
+    inside = t < shape.days
+    k = np.bincount(owner[inside], minlength=n).astype(np.int64)
+    return k, (t[inside] * 86400).astype(np.int64)
+
+
+def _chunk(rng: np.random.Generator, n_customers: int, max_orders: int,
+           shape: Shape = SHAPES["marketplace"]) -> dict[str, pa.Table]:
+    if shape.name == "marketplace":
+        k = _orders_per_customer(rng, n_customers)
+        seconds = None
+    else:
+        k, seconds = _process_times(rng, n_customers, shape)
     total = np.cumsum(k)
     if total[-1] > max_orders:  # trim the last chunk to the exact order count
         keep = int(np.searchsorted(total, max_orders, side="left")) + 1
         k = k[:keep]
         k[-1] -= int(total[keep - 1] - max_orders)
-        k = k[k > 0]
+    if seconds is not None:
+        seconds = seconds[: int(k.sum())]
+    k = k[k > 0]
     n_orders = int(k.sum())
     n_people = len(k)
 
     person_ids = _hex_ids(rng, n_people)
     owner = np.repeat(np.arange(n_people), k)
-    seconds = _purchase_times(rng, k)
+    if seconds is None:
+        seconds = _purchase_times(rng, k)
     purchase = np.datetime64(START, "s") + seconds.astype("timedelta64[s]")
     taste = rng.lognormal(0.0, 0.35, size=n_people)[owner]
-    value = np.maximum(np.round(rng.lognormal(4.55, 0.75, size=n_orders) * taste, 2), 5.0)
+    value = np.maximum(np.round(rng.lognormal(shape.value_log_mean, shape.value_log_sd, size=n_orders) * taste, 2), 5.0)
 
     status = np.full(n_orders, "delivered", dtype=object)
     undelivered = rng.random(n_orders) < NOT_DELIVERED_SHARE
@@ -155,10 +230,15 @@ def write_sample(
     orders: int = 100_000,
     seed: int = 42,
     progress: Callable[[int, int], None] | None = None,
+    shape: str = "marketplace",
 ) -> Path:
-    """Write ``orders`` orders in the Olist layout into ``out`` (created; files replaced)."""
+    """Write ``orders`` orders of a shop of ``shape`` in the Olist layout into ``out`` (created;
+    files replaced)."""
     if not 1 <= orders <= MAX_ORDERS:
         raise InputError(f"--orders must be between 1 and {MAX_ORDERS:,}; got {orders:,}")
+    if shape not in SHAPES:
+        raise InputError(f"--shape must be one of {', '.join(SHAPES)}; got '{shape}'")
+    spec = SHAPES[shape]
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder; --out names the folder to write the files into")
@@ -171,7 +251,7 @@ def write_sample(
         seeds = np.random.SeedSequence(seed)
         while written < orders:
             rng = np.random.default_rng(seeds.spawn(1)[0])
-            tables = _chunk(rng, CHUNK_CUSTOMERS, orders - written)
+            tables = _chunk(rng, spec.customers_per_chunk, orders - written, spec)
             for key, table in tables.items():
                 if key not in writers:
                     writers[key] = pacsv.CSVWriter(tmp / f"{OLIST_FILES[key]}.csv", table.schema)

@@ -1,21 +1,34 @@
-"""Answers from the served model: predict, look up a customer, list and export segments.
+"""Answers from a served model: predict, look up a customer, list, score and export segments.
 
-The CLI and the Slack bot both call this; neither reimplements it.
+``SegmentService.served()`` hands out one immutable ``ServedModel`` for the current version (or
+a pinned one); a caller takes it once per request and asks it everything, so one answer never
+mixes two versions even if a retrain lands meanwhile. The CLI and the Slack bot both use it and
+neither reimplements it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from . import playbook as playbook_mod
-from .errors import InputError
+from .atrisk import AtRiskSummary, summarise
+from .errors import InputError, ModelNotFoundError
+from .exports import frame_rows, write_customers_csv
 from .inputs import RFM
-from .model import SegmentModel
-from .store import Assignments, ModelStore
+from .model import FEATURES
+from .segments import ModelInfo, Segment, TrainedModel
+from .sources import Source
+from .store import Assignments, CustomerRow, ModelStore
+from .terms import ShopTerms
 
 
 @dataclass(frozen=True)
@@ -23,174 +36,281 @@ class Prediction:
     segment: str
     cluster: int
     base: str
+    band: str
     description: str
     actions: tuple[str, ...]
+    definition: str  # the segment's definition in the shop's terms
+    typical: str  # the segment's typical numbers, in words
+    segment_customers: int
+    typical_values: tuple[float, float, float]  # median days, orders, spend of the segment
     recency: float
     frequency: float
     monetary: float
+    occasions: float
+    at_risk: bool
+    model_version: str
+    currency: str = ""
     note: str | None = None  # set when the values lie outside anything the model was trained on
+
+    def money(self, x: float) -> str:
+        return f"{self.currency}{x:,.2f}"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "segment": self.segment,
             "cluster": self.cluster,
+            "base": self.base,
+            "band": self.band,
             "description": self.description,
+            "definition": self.definition,
             "actions": list(self.actions),
+            "typical": {
+                "text": self.typical,
+                "customers": self.segment_customers,
+                "recency_median": self.typical_values[0],
+                "frequency_median": self.typical_values[1],
+                "monetary_median": self.typical_values[2],
+            },
             "recency": self.recency,
             "frequency": self.frequency,
             "monetary": self.monetary,
+            "at_risk": self.at_risk,
             "note": self.note,
+            "model_version": self.model_version,
         }
 
 
 @dataclass(frozen=True)
 class CustomerAnswer(Prediction):
     customer_id: str = ""
-    model_version: str = ""
+    purchase_days: int = 0
+    usual_gap: float | None = None  # days between their purchase days
 
     def as_json(self) -> dict[str, Any]:
-        return {"customer_id": self.customer_id, **super().as_json(), "model_version": self.model_version}
+        return {"customer_id": self.customer_id, **super().as_json(), "purchase_days": self.purchase_days,
+                "usual_gap_days": self.usual_gap}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A freshly scored RFM frame: every customer's cluster and at-risk flag."""
+
+    frame: pd.DataFrame
+    labels: np.ndarray
+    at_risk: np.ndarray
 
 
 def default_artifacts() -> Path:
     return Path(os.environ.get("SEGMENT_ARTIFACTS", "artifacts"))
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """One model version, read-only: everything an answer needs."""
+
+    version: str
+    trained: TrainedModel
+    assignments_path: Path
+
+    # -- what it is ---------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self.trained.info
+
+    @property
+    def terms(self) -> ShopTerms:
+        return self.trained.terms
+
+    def segments(self, book: playbook_mod.Playbook | None = None) -> tuple[Segment, ...]:
+        """Every segment with its size at training and the playbook's current advice."""
+        book = book or _playbook_or_none()
+        return tuple(replace(s, **_play(s, book)) for s in self.trained.segments)
+
+    def segment(self, cluster: int) -> Segment:
+        return self.trained.by_cluster()[cluster]
+
+    def resolve(self, query: str) -> tuple[Segment, ...]:
+        """Segments matching ``query``: an exact name, or every cluster of a base name."""
+        q = " ".join(query.split()).casefold().replace(" - ", " — ")
+        segs = self.trained.segments
+        exact = tuple(s for s in segs if s.name.casefold() == q)
+        if exact:
+            return exact
+        by_base = tuple(s for s in segs if s.base.casefold() == q)
+        if by_base:
+            return by_base
+        names = ", ".join(s.name for s in segs)
+        raise InputError(f"No segment '{query.strip()}' in model {self.version}. Segments: {names}")
+
+    # -- questions ----------------------------------------------------------------------
+    def _answer(self, cluster: int, r: float, f: float, m: float, occasions: float, gap: float | None,
+                book: playbook_mod.Playbook | None) -> dict[str, Any]:
+        seg = self.segment(cluster)
+        play = _play(seg, book or _playbook_or_none())
+        flag = bool(self.trained.rule.flags(self.terms, [r], [occasions], [np.nan if gap is None else gap], [m])[0])
+        return dict(
+            segment=seg.name, cluster=cluster, base=seg.base, band=seg.band.word,
+            description=play["description"], actions=play["actions"], definition=seg.definition,
+            typical=seg.typical(self.terms), segment_customers=seg.customers,
+            typical_values=(seg.recency_median, seg.frequency_median, seg.monetary_median),
+            recency=r, frequency=f, monetary=m, occasions=occasions, at_risk=flag,
+            model_version=self.version, currency=self.terms.currency,
+        )
+
+    def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
+        """The segment of a typed profile. Its orders count as separate purchase days, and its
+        own usual gap is unknown, so the at-risk rule uses the shop's return time for it."""
+        r, f, m = rfm.as_tuple()
+        cluster = self.trained.model.predict_one(r, f, m)
+        return Prediction(**self._answer(cluster, r, f, m, f, None, book), note=self._range_note(rfm))
+
+    def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
+        cid = customer_id.strip()
+        row = Assignments(self.assignments_path).get(cid)
+        if row is None:
+            raise InputError(
+                f"No customer '{cid}' in model {self.version} "
+                f"({self.info.customers:,} customers from {self.info.source}). "
+                "Check the id (for Olist data it is the customer_unique_id)."
+            )
+        ans = self._answer(row.cluster, row.recency, row.frequency, row.monetary, row.occasions, row.gap, book)
+        ans["at_risk"] = row.at_risk  # as flagged at training, with the model's rule
+        return CustomerAnswer(**ans, customer_id=cid, purchase_days=row.occasions, usual_gap=row.gap)
+
+    def score(self, frame: pd.DataFrame) -> Scored:
+        """Every customer of an RFM frame: cluster (nearest centre in their band) and at-risk flag."""
+        labels = self.trained.model.predict(frame[FEATURES].to_numpy(np.float64))
+        flags = self.trained.rule.frame_flags(self.terms, frame)
+        return Scored(frame, labels, flags)
+
+    def at_risk(self, scored: Scored | None = None, as_of: str | None = None) -> AtRiskSummary:
+        """Churn risk over the training customers (default) or a freshly scored frame."""
+        if scored is None:
+            return replace(self.trained.at_risk, model_version=self.version)
+        names = {s.cluster: s.name for s in self.trained.segments}
+        return summarise(scored.at_risk, scored.frame["monetary"].to_numpy(), scored.labels, names,
+                         [s.cluster for s in self.trained.segments], self.trained.rule.text(self.terms),
+                         self.version, as_of or self.info.snapshot_date)
+
+    # -- exports ------------------------------------------------------------------------
+    def export(self, segments: Iterable[Segment], out: str | os.PathLike,
+               store: ModelStore | None = None) -> tuple[list[str], int]:
+        """The customers of ``segments`` as assigned at training, to a CSV file."""
+        segments = list(segments)
+        names = {s.cluster: s.name for s in segments}
+        rows = Assignments(self.assignments_path).members(list(names))
+        return list(names.values()), write_customers_csv(rows, names, _out_path(out, store))
+
+    def export_at_risk(self, out: str | os.PathLike, store: ModelStore | None = None,
+                       scored: Scored | None = None) -> tuple[list[str], int]:
+        """The customers at risk, as flagged at training (default) or in a freshly scored frame."""
+        names = {s.cluster: s.name for s in self.trained.segments}
+        rows: Iterable[CustomerRow]
+        if scored is None:
+            rows = Assignments(self.assignments_path).members(at_risk_only=True)
+            present = [s.name for s in self.at_risk().by_segment]
+        else:
+            keep = scored.at_risk
+            rows = frame_rows(scored.frame[keep], scored.labels[keep], keep[keep])
+            present = [s.name for s in self.at_risk(scored).by_segment]
+        return present, write_customers_csv(rows, names, _out_path(out, store))
+
+    def _range_note(self, rfm: RFM) -> str | None:
+        outside = [
+            f"{dim} {value:,.0f} (trained on {lo:,.0f} to {hi:,.0f})"
+            for dim, value in zip(("recency", "frequency", "monetary"), rfm.as_tuple())
+            for lo, hi in [self.info.ranges[dim]]
+            if not lo <= value <= hi
+        ]
+        if not outside:
+            return None
+        return "Beyond the training data: " + "; ".join(outside) + ". This is the nearest segment, an extrapolation."
+
+
 class SegmentService:
-    """Holds the served model in memory and reloads it when the current version changes."""
+    """Loads model versions from the store and hands out ``ServedModel`` objects; the current
+    one is reloaded when ``CURRENT`` moves."""
+
+    PINNED = 4  # older versions kept in memory for pinned answers (shared predictions, digest exports)
 
     def __init__(self, store: ModelStore):
         self.store = store
         self._lock = threading.Lock()
-        self._bundle: dict[str, Any] | None = None
+        self._current: ServedModel | None = None
+        self._pinned: OrderedDict[str, ServedModel] = OrderedDict()
 
-    # -- the served bundle --------------------------------------------------------------
-    @property
-    def bundle(self) -> dict[str, Any]:
+    def served(self, version: str | None = None) -> ServedModel:
+        """The served model (default), or a pinned version that the store still keeps."""
+        if version is not None:
+            return self._pinned_version(version)
         current = self.store.current_version()
-        b = self._bundle
-        if b is None or b["version"] != current:
+        s = self._current
+        if s is None or s.version != current:
             with self._lock:
-                b = self._bundle
-                if b is None or b["version"] != self.store.current_version():
-                    b = self._bundle = self.store.load()
-        return b
+                s = self._current
+                if s is None or s.version != self.store.current_version():
+                    s = self._current = self._load(None)
+        return s
 
-    @property
-    def version(self) -> str:
-        return self.bundle["version"]
+    def _pinned_version(self, version: str) -> ServedModel:
+        if not isinstance(version, str) or version not in self.store.versions():
+            shown = str(version)[:20]
+            raise InputError(f"Model version '{shown}' is not kept any more (or never existed); ask again.")
+        current = self._current
+        if current is not None and current.version == version:
+            return current
+        with self._lock:
+            s = self._pinned.get(version)
+            if s is None:
+                s = self._pinned[version] = self._load(version)
+                while len(self._pinned) > self.PINNED:
+                    self._pinned.popitem(last=False)
+            return s
 
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.bundle["metadata"]
+    def _load(self, version: str | None) -> ServedModel:
+        v, trained = self.store.load(version)
+        return ServedModel(v, trained, self.store.assignments_path(v))
 
-    def _segment_by_cluster(self, bundle: dict[str, Any]) -> dict[int, dict[str, Any]]:
-        return {s["cluster"]: s for s in bundle["segments"]}
+    # -- administration -------------------------------------------------------------------
+    def current_version(self) -> str | None:
+        return self.store.current_version()
 
-    def _answer(self, bundle: dict[str, Any], cluster: int, r: float, f: float, m: float) -> dict[str, Any]:
-        seg = self._segment_by_cluster(bundle)[cluster]
-        play = _play(seg)
-        return dict(
-            segment=seg["name"], cluster=cluster, base=seg["base"],
-            description=play[0], actions=play[1], recency=r, frequency=f, monetary=m,
-        )
+    def has_model(self) -> bool:
+        """Whether a model version can be served now (False when none exists yet)."""
+        try:
+            self.served()
+        except ModelNotFoundError:
+            return False
+        return True
 
-    # -- questions ----------------------------------------------------------------------
-    def predict(self, rfm: RFM) -> Prediction:
-        bundle = self.bundle
-        model: SegmentModel = bundle["model"]
-        cluster = model.predict_one(*rfm.as_tuple())
-        return Prediction(**self._answer(bundle, cluster, *rfm.as_tuple()), note=_range_note(bundle, rfm))
+    def source(self, spec: str | None, name: str = "SEGMENT_DATA") -> tuple[Source, str]:
+        """The source a one-line data spec names (the built-in sample when empty)."""
+        from .cli import source_from_data_spec
 
-    def customer(self, customer_id: str) -> CustomerAnswer:
-        bundle = self.bundle
-        cid = customer_id.strip()
-        row = Assignments(self.store.assignments_path(bundle["version"])).get(cid)
-        if row is None:
-            raise InputError(
-                f"No customer '{cid}' in model {bundle['version']} "
-                f"({bundle['metadata']['customers']:,} customers from {bundle['metadata']['source']}). "
-                "Check the id (for Olist data it is the customer_unique_id)."
-            )
-        _, r, f, m, cluster = row
-        return CustomerAnswer(
-            **self._answer(bundle, cluster, r, f, m), customer_id=cid, model_version=bundle["version"]
-        )
+        return source_from_data_spec(spec, self.store.root, name)
 
-    def segments(self) -> list[dict[str, Any]]:
-        """Every segment with its size at training time and the playbook's current advice."""
-        out = []
-        book = _playbook_or_none()
-        for s in self.bundle["segments"]:
-            description, actions = _play(s, book)
-            out.append({**s, "description": description, "actions": list(actions)})
-        return out
+    def train(self, spec: str | None, *, trained_by: str, train_fn: Any = None, **kwargs: Any) -> tuple[str, TrainedModel]:
+        """Train on the source ``spec`` names and serve the new version once it is verified."""
+        from .training import train
 
-    def resolve_segment(self, query: str, bundle: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Segments matching ``query``: an exact name, or every cluster of a base name."""
-        q = " ".join(query.split()).casefold().replace(" - ", " — ")
-        bundle = bundle or self.bundle
-        segs = bundle["segments"]
-        exact = [s for s in segs if s["name"].casefold() == q]
-        if exact:
-            return exact
-        by_base = [s for s in segs if s["base"].casefold() == q]
-        if by_base:
-            return by_base
-        names = ", ".join(s["name"] for s in segs)
-        raise InputError(f"No segment '{query.strip()}' in model {bundle['version']}. Segments: {names}")
+        source, data_ref = self.source(spec)
+        return (train_fn or train)(source, self.store, trained_by=trained_by, data_ref=data_ref, **kwargs)
 
-    def export(self, query: str, out: str | os.PathLike) -> tuple[list[str], int]:
-        """Write the customers of a segment (or of all clusters sharing a base name) as CSV."""
-        return self.export_segments(self.resolve_segment(query), out)
+    def rollback(self) -> tuple[str, str]:
+        """Serve the previous version. Returns (from, to)."""
+        return self.store.rollback()
 
-    def export_segments(self, segments: list[dict[str, Any]], out: str | os.PathLike,
-                        version: str | None = None) -> tuple[list[str], int]:
-        """Write the customers of ``segments`` (as resolved from model ``version``) to ``out``."""
-        out = Path(out)
-        if not str(out).strip() or out.is_dir():
-            raise InputError(f"'{out}' is a folder; give a file name for the CSV, e.g. --out at-risk.csv")
-        if self.store.is_inside(out):
-            raise InputError(f"'{out}' is inside the model folder; write the CSV somewhere else")
-        names = {s["cluster"]: s["name"] for s in segments}
-        n = Assignments(self.store.assignments_path(version or self.version)).write_csv(list(names), names, out)
-        return list(names.values()), n
-
-    def at_risk(self) -> dict[str, Any]:
-        """Customers and revenue (their total spend) per at-risk segment, as the playbook declares them."""
-        book = playbook_mod.load()
-        bundle = self.bundle  # one version for the whole answer, even if a retrain lands meanwhile
-        segs = [s for s in bundle["segments"] if book.is_at_risk(s["base"])]
-        totals = Assignments(self.store.assignments_path(bundle["version"])).totals([s["cluster"] for s in segs]) if segs else {}
-        rows = [
-            {"name": s["name"], "cluster": s["cluster"], "base": s["base"],
-             "customers": totals.get(s["cluster"], (0, 0.0))[0], "revenue": totals.get(s["cluster"], (0, 0.0))[1]}
-            for s in segs
-        ]
-        return {
-            "model_version": bundle["version"],
-            "at_risk_names": list(book.at_risk),
-            "segments": rows,
-            "customers": sum(r["customers"] for r in rows),
-            "revenue": sum(r["revenue"] for r in rows),
-            "all_customers": bundle["metadata"]["customers"],
-            "snapshot_date": bundle["metadata"]["snapshot_date"],
-        }
+    def is_inside(self, path: str | os.PathLike) -> bool:
+        return self.store.is_inside(path)
 
 
-def _range_note(bundle: dict[str, Any], rfm: RFM) -> str | None:
-    ranges = bundle["metadata"].get("ranges")
-    if not ranges:
-        return None
-    outside = [
-        f"{dim} {value:,.0f} (trained on {lo:,.0f} to {hi:,.0f})"
-        for dim, value in zip(("recency", "frequency", "monetary"), rfm.as_tuple())
-        for lo, hi in [ranges[dim]]
-        if not lo <= value <= hi
-    ]
-    if not outside:
-        return None
-    return "Beyond the training data: " + "; ".join(outside) + ". This is the nearest segment, an extrapolation."
+def _out_path(out: str | os.PathLike, store: ModelStore | None) -> Path:
+    out = Path(out)
+    if not str(out).strip() or out.is_dir():
+        raise InputError(f"'{out}' is a folder; give a file name for the CSV, e.g. --out at-risk.csv")
+    if store is not None and store.is_inside(out):
+        raise InputError(f"'{out}' is inside the model folder; write the CSV somewhere else")
+    return out
 
 
 def _playbook_or_none() -> playbook_mod.Playbook | None:
@@ -200,10 +320,9 @@ def _playbook_or_none() -> playbook_mod.Playbook | None:
         return None
 
 
-def _play(segment: dict[str, Any], book: playbook_mod.Playbook | None = None) -> tuple[str, tuple[str, ...]]:
+def _play(segment: Segment, book: playbook_mod.Playbook | None) -> dict[str, Any]:
     """The playbook's current text for a segment; the copy saved at training if it is gone."""
-    book = book or _playbook_or_none()
-    if book is not None and segment["base"] in book.plays:
-        play = book.play(segment["base"])
-        return play.description, play.actions
-    return segment["description"], tuple(segment["actions"])
+    if book is not None and segment.base in book.plays:
+        play = book.play(segment.base)
+        return {"description": play.description, "actions": play.actions}
+    return {"description": segment.description, "actions": segment.actions}

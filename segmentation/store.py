@@ -1,7 +1,8 @@
 """Versioned model bundles on disk.
 
     <root>/models/v0007.joblib               the bundle (joblib pickle)
-    <root>/models/v0007.assignments.sqlite   every customer's R, F, M and cluster
+    <root>/models/v0007.assignments.sqlite   every customer's R, F, M, purchase days, usual gap,
+                                             cluster and at-risk flag
     <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle, metadata;
                                              written last, so a version without one is incomplete
     <root>/models/CURRENT                    the served version
@@ -15,7 +16,6 @@ pickle is code, and a changed or truncated file is refused.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import hashlib
 import io
@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
@@ -36,7 +36,10 @@ import pandas as pd
 
 from .errors import ModelIntegrityError, ModelNotFoundError, SegmentationError
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from .segments import TrainedModel
+
+SCHEMA_VERSION = 2
 KEEP_VERSIONS = 10
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -172,11 +175,13 @@ class ModelStore:
             ) from None
         return VersionInfo(version, manifest)
 
-    def load(self, version: str | None = None) -> dict[str, Any]:
-        """The bundle of ``version`` (default: current), after checking its SHA-256."""
+    def load(self, version: str | None = None) -> tuple[str, TrainedModel]:
+        """(version, trained model) of ``version`` (default: current), after checking its SHA-256."""
         version = version or self.current_version()
         if version is None:
             raise ModelNotFoundError("No model yet: run 'segment train' first.")
+        if not _VERSION_RE.match(version):
+            raise ModelNotFoundError(f"'{version}' is not a model version (they look like v0003)")
         info = self.info(version)
         path = self._bundle_path(version)
         try:
@@ -189,16 +194,18 @@ class ModelStore:
                 f"{path} does not match the checksum recorded when it was saved "
                 f"(changed or truncated); refusing to load it. Retrain, or roll back to an earlier version."
             )
-        bundle = joblib.load(io.BytesIO(data))
-        if not isinstance(bundle, dict) or bundle.get("schema_version") != SCHEMA_VERSION:
+        saved = joblib.load(io.BytesIO(data))
+        if not isinstance(saved, dict) or saved.get("schema_version") != SCHEMA_VERSION or "trained" not in saved:
             raise ModelIntegrityError(
                 f"{path} was written by an incompatible version of this software; retrain the model."
             )
-        bundle["version"] = version
-        return bundle
+        return version, saved["trained"]
+
+    def load_current(self) -> tuple[str, TrainedModel]:
+        return self.load()
 
     # -- writing -----------------------------------------------------------------------
-    def save(self, bundle: dict[str, Any], assignments: pd.DataFrame, activate: bool = True) -> str:
+    def save(self, trained: TrainedModel, assignments: pd.DataFrame, activate: bool = True) -> str:
         """Write a new version; make it current only once it is fully written and verified."""
         with self._lock():
             existing = [int(_VERSION_RE.match(v).group(1)) for v in self.versions()]
@@ -209,7 +216,7 @@ class ModelStore:
             ]
             version = f"v{max(existing + leftovers, default=0) + 1:04d}"
             buf = io.BytesIO()
-            joblib.dump({**bundle, "schema_version": SCHEMA_VERSION}, buf, compress=3)
+            joblib.dump({"schema_version": SCHEMA_VERSION, "trained": trained}, buf, compress=3)
             data = buf.getvalue()
             atomic_write_bytes(self._bundle_path(version), data)
             with atomic_path(self.assignments_path(version)) as tmp:
@@ -219,7 +226,9 @@ class ModelStore:
                 "schema_version": SCHEMA_VERSION,
                 "sha256": sha256_hex(data),
                 "bytes": len(data),
-                "metadata": bundle.get("metadata", {}),
+                "metadata": trained.info.as_json(),
+                "terms": trained.terms.as_json(),
+                "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms)},
             }
             atomic_write_bytes(
                 self._manifest_path(version), json.dumps(manifest, indent=2, default=str).encode()
@@ -298,7 +307,19 @@ def _num(version: str) -> int:
 
 # -- per-customer assignments -------------------------------------------------------------
 
-ASSIGNMENT_COLUMNS = ("customer_id", "recency", "frequency", "monetary", "cluster")
+ASSIGNMENT_COLUMNS = ("customer_id", "recency", "frequency", "monetary", "occasions", "gap", "cluster", "at_risk")
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    customer_id: str
+    recency: int
+    frequency: int  # orders
+    monetary: float
+    occasions: int  # purchase days
+    gap: float | None  # their usual days between purchase days; None with one purchase day
+    cluster: int
+    at_risk: bool
 
 
 def write_assignments(path: Path, frame: pd.DataFrame) -> None:
@@ -308,20 +329,34 @@ def write_assignments(path: Path, frame: pd.DataFrame) -> None:
         con.execute("PRAGMA synchronous=OFF")
         con.execute(
             "CREATE TABLE assignments (customer_id TEXT PRIMARY KEY, recency INTEGER NOT NULL, "
-            "frequency INTEGER NOT NULL, monetary REAL NOT NULL, cluster INTEGER NOT NULL) WITHOUT ROWID"
+            "frequency INTEGER NOT NULL, monetary REAL NOT NULL, occasions INTEGER NOT NULL, gap REAL, "
+            "cluster INTEGER NOT NULL, at_risk INTEGER NOT NULL) WITHOUT ROWID"
         )
-        con.execute("CREATE INDEX assignments_cluster ON assignments (cluster, monetary)")
+        gap = frame["gap"].astype(float)
         rows = zip(
             frame["customer_id"].astype(str).tolist(),
             frame["recency"].astype(np.int64).tolist(),
             frame["frequency"].astype(np.int64).tolist(),
             frame["monetary"].astype(float).tolist(),
+            frame["occasions"].astype(np.int64).tolist(),
+            gap.where(gap.notna(), None).tolist(),
             frame["cluster"].astype(np.int64).tolist(),
+            frame["at_risk"].astype(np.int64).tolist(),
         )
-        con.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute("CREATE INDEX assignments_cluster ON assignments (cluster, monetary)")
+        con.execute("CREATE INDEX assignments_at_risk ON assignments (at_risk, monetary)")
         con.commit()
     finally:
         con.close()
+
+
+_SELECT = "SELECT " + ", ".join(ASSIGNMENT_COLUMNS) + " FROM assignments"
+
+
+def _row(t: tuple) -> CustomerRow:
+    cid, r, f, m, o, g, c, a = t
+    return CustomerRow(cid, int(r), int(f), float(m), int(o), None if g is None else float(g), int(c), bool(a))
 
 
 class Assignments:
@@ -329,46 +364,27 @@ class Assignments:
 
     def __init__(self, path: Path):
         if not path.exists():
-            raise ModelNotFoundError(f"{path} is missing: retrain to rebuild the customer table.")
+            raise ModelNotFoundError(f"{path.name} is missing: retrain to rebuild the customer table.")
         self.path = path
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
 
-    def get(self, customer_id: str) -> tuple[str, int, int, float, int] | None:
+    def get(self, customer_id: str) -> CustomerRow | None:
         with contextlib.closing(self._connect()) as con:
-            return con.execute(
-                "SELECT customer_id, recency, frequency, monetary, cluster FROM assignments "
-                "WHERE customer_id = ?",
-                (customer_id,),
-            ).fetchone()
+            t = con.execute(f"{_SELECT} WHERE customer_id = ?", (customer_id,)).fetchone()
+        return None if t is None else _row(t)
 
-    def members(self, clusters: Sequence[int]) -> Iterator[tuple[str, int, int, float, int]]:
-        marks = ",".join("?" * len(clusters))
+    def members(self, clusters: Sequence[int] | None = None, at_risk_only: bool = False) -> Iterator[CustomerRow]:
+        """Customers of ``clusters`` (all when None), optionally only those at risk, biggest
+        spenders first."""
+        where, args = [], []
+        if clusters is not None:
+            where.append(f"cluster IN ({','.join('?' * len(clusters))})")
+            args += list(clusters)
+        if at_risk_only:
+            where.append("at_risk = 1")
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY monetary DESC, customer_id"
         with contextlib.closing(self._connect()) as con:
-            yield from con.execute(
-                "SELECT customer_id, recency, frequency, monetary, cluster FROM assignments "
-                f"WHERE cluster IN ({marks}) ORDER BY monetary DESC, customer_id",
-                list(clusters),
-            )
-
-    def totals(self, clusters: Sequence[int]) -> dict[int, tuple[int, float]]:
-        """Customers and their total spend per cluster."""
-        marks = ",".join("?" * len(clusters))
-        with contextlib.closing(self._connect()) as con:
-            rows = con.execute(
-                f"SELECT cluster, COUNT(*), COALESCE(SUM(monetary), 0) FROM assignments "
-                f"WHERE cluster IN ({marks}) GROUP BY cluster",
-                list(clusters),
-            ).fetchall()
-        return {c: (int(n), float(total)) for c, n, total in rows}
-
-    def write_csv(self, clusters: Sequence[int], names: dict[int, str], out: Path) -> int:
-        n = 0
-        with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["customer_id", "segment", "recency_days", "frequency", "monetary"])
-            for cid, r, f, m, c in self.members(clusters):
-                w.writerow([cid, names[c], r, f, f"{m:.2f}"])
-                n += 1
-        return n
+            for t in con.execute(sql, args):
+                yield _row(t)

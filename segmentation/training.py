@@ -1,4 +1,4 @@
-"""Training: source → RFM → model → named segments → a saved, verified version."""
+"""Training: source → RFM → shop terms → model → named segments → a saved, verified version."""
 
 from __future__ import annotations
 
@@ -7,21 +7,32 @@ import datetime as dt
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from . import playbook as playbook_mod
-from .errors import DataError
-from .model import DEFAULT_K, SegmentModel, rule_based_segments, silhouette
-from .naming import name_clusters, vocabulary_rank
-from .sources import RFMTable, Source, load_rfm
+from .atrisk import summarise
+from .baseline import rule_based_segments
+from .definitions import BY_NAME, check, classify, name_for, vocabulary_rank
+from .errors import DataError, ModelNotFoundError, SegmentationError
+from .model import DEFAULT_K, FEATURES, MIN_K, RANDOM_STATE, SegmentModel, silhouette
+from .naming import Candidate, changes, qualified_names
+from .segments import (
+    ModelInfo,
+    RuleBasedComparison,
+    RuleBasedRow,
+    Segment,
+    TrainedModel,
+)
+from .sources import OlistSource, RFMTable, Source, load_rfm
 from .store import SCHEMA_VERSION, ModelStore
+from .terms import Band, measure
 
 Progress = Callable[[str], None]
 MAX_K = 30
+
 
 
 @dataclass
@@ -36,21 +47,6 @@ class Timer:
         t = time.perf_counter()
         yield
         self.timings[key] = round(time.perf_counter() - t, 3)
-
-
-def segment_summaries(rfm: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    """Per cluster: customers, share, median recency, mean frequency, median monetary."""
-    g = rfm.assign(cluster=labels).groupby("cluster")
-    out = pd.DataFrame(
-        {
-            "customers": g.size(),
-            "recency_median": g["recency"].median(),
-            "frequency_mean": g["frequency"].mean(),
-            "monetary_median": g["monetary"].median(),
-        }
-    )
-    out["share"] = out["customers"] / len(rfm)
-    return out
 
 
 def _library_versions() -> dict[str, str]:
@@ -68,109 +64,151 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def rule_based_comparison(rfm: pd.DataFrame, kmeans_base: pd.Series) -> dict[str, Any]:
+def rule_based_comparison(rfm: pd.DataFrame, segment_base: np.ndarray) -> RuleBasedComparison:
     names = rule_based_segments(rfm)
     one_time = rfm["frequency"].to_numpy() == 1
     counts = names.value_counts()
     one_time_counts = names[one_time].value_counts()
-    segments = [
-        {"name": n, "customers": int(counts[n]), "one_time_buyers": int(one_time_counts.get(n, 0))}
+    rows = tuple(
+        RuleBasedRow(n, int(counts[n]), int(one_time_counts.get(n, 0)))
         for n in sorted(counts.index, key=vocabulary_rank)
-    ]
-    km_champions = kmeans_base == "Champions"
-    return {
-        "segments": segments,
-        "champions": {
-            "rule_based": int(counts.get("Champions", 0)),
-            "rule_based_one_time_buyers": int(one_time_counts.get("Champions", 0)),
-            "kmeans": int(km_champions.sum()),
-            "kmeans_one_time_buyers": int((km_champions.to_numpy() & one_time).sum()),
-        },
-    }
+    )
+    champions = segment_base == "Champions"
+    return RuleBasedComparison(rows, {
+        "rule_based": int(counts.get("Champions", 0)),
+        "rule_based_one_time_buyers": int(one_time_counts.get("Champions", 0)),
+        "kmeans": int(champions.sum()),
+        "kmeans_one_time_buyers": int((champions & one_time).sum()),
+    })
 
 
-def fit_bundle(
+def default_currency(table: RFMTable, source: Source | None) -> str:
+    return "R$" if isinstance(source, OlistSource) else ""
+
+
+def fit(
     table: RFMTable,
     *,
     k: int = DEFAULT_K,
+    seed: int = RANDOM_STATE,
     trained_by: str = "cli",
     data_ref: str | None = None,
+    previous: tuple[str, TrainedModel] | None = None,
+    currency: str = "",
     timer: Timer | None = None,
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Fit, name and summarise. Returns the bundle and the per-customer assignments."""
+    book: playbook_mod.Playbook | None = None,
+) -> tuple[TrainedModel, pd.DataFrame]:
+    """Fit, name and summarise. Returns the trained model and the per-customer assignments
+    (the RFM frame with ``cluster`` and ``at_risk``)."""
     timer = timer or Timer()
     rfm = table.frame
-    if not 2 <= k <= MAX_K:
-        raise DataError(f"--k must be between 2 and {MAX_K}; got {k}")
-    X = rfm[["recency", "frequency", "monetary"]].to_numpy(dtype=np.float64)
-    distinct = len(np.unique(X[:10_000], axis=0))
-    if distinct < k:
-        distinct = len(np.unique(X, axis=0))
-    if distinct < k:
-        raise DataError(
-            f"{table.source}: only {distinct} distinct R/F/M profile{'s' if distinct != 1 else ''}, "
-            f"too few for {k} segments; use more data or a smaller --k"
+    if not MIN_K <= k <= MAX_K:
+        raise DataError(f"--k must be between {MIN_K} and {MAX_K}; got {k}")
+    book = book or playbook_mod.load()
+    terms = measure(rfm, table.gaps, currency)
+    X = rfm[FEATURES].to_numpy(dtype=np.float64)
+    with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands"):
+        model = SegmentModel(
+            n_clusters=k, cutoffs=(terms.return_time, terms.return_window, terms.lost_after), random_state=seed
         )
-    with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments"):
-        model = SegmentModel(n_clusters=k).fit(X)
+        try:
+            model.fit(X)
+        except ValueError as exc:
+            raise DataError(f"{table.source}: {exc}; use more data or a smaller --k") from None
         labels = model.labels_
-    with timer.step("naming", "Naming segments and comparing with the quantile rules"):
-        named = name_clusters(model.centroids_, model.kmeans_.cluster_centers_, X)
-        summary = segment_summaries(rfm, labels)
-        book = playbook_mod.load()
-        base_of = {c.cluster: c.base for c in named}
-        kmeans_base = pd.Series([base_of[c] for c in labels], index=rfm.index)
-        rule_based = rule_based_comparison(rfm, kmeans_base)
+    with timer.step("naming", "Naming segments from their definitions and comparing with the quantile rules"):
+        band, freq, spend = classify(terms, rfm["recency"], rfm["occasions"], rfm["monetary"])
+        flags = book.at_risk.frame_flags(terms, rfm)
+        segments = _segments(model, rfm, labels, band, freq, spend, flags, terms, book)
+        names = {s.cluster: s.name for s in segments}
+        base_of = np.array([s.base for s in sorted(segments, key=lambda s: s.cluster)], dtype=object)
+        rule_based = rule_based_comparison(rfm, base_of[labels])
+        at_risk = summarise(flags, rfm["monetary"].to_numpy(), labels, names, [s.cluster for s in segments],
+                            book.at_risk.text(terms), "", table.snapshot_date.isoformat())
+        name_changes = None
+        if previous is not None:
+            version, before = previous
+            name_changes = changes(
+                version,
+                [(s.name, model.transform(np.array([s.centroid]))[0]) for s in before.segments],
+                [(s.name, model.cluster_centers_[s.cluster]) for s in segments],
+            )
     with timer.step("silhouette", "Measuring cluster separation (silhouette on a sample)"):
         sil = silhouette(model, X, labels)
+    info = ModelInfo(
+        trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        trained_by=trained_by,
+        source=table.source,
+        data=data_ref,
+        orders=table.orders,
+        customers=table.customers,
+        one_time_share=float((rfm["frequency"] == 1).mean()),
+        excluded=dict(table.excluded),
+        snapshot_date=table.snapshot_date.isoformat(),
+        latest_purchase=table.latest_purchase.isoformat(),
+        k=k,
+        seed=seed,
+        ranges={c: (float(rfm[c].min()), float(rfm[c].max())) for c in ("recency", "frequency", "monetary")},
+        silhouette=sil,
+        silhouette_sample=int(min(5_000, len(X))),
+        library_versions=_library_versions(),
+        schema_version=SCHEMA_VERSION,
+    )
+    del model.labels_  # not needed to predict; keeps the saved model small
+    trained = TrainedModel(model, terms, book.at_risk, tuple(segments), at_risk, rule_based, info, name_changes)
+    assignments = rfm.assign(cluster=labels, at_risk=flags)
+    return trained, assignments
+
+
+def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list[Segment]:
+    k = len(model.cluster_centers_)
+    recency = rfm["recency"].to_numpy()
+    frequency = rfm["frequency"].to_numpy()
+    occasions = rfm["occasions"].to_numpy()
+    monetary = rfm["monetary"].to_numpy(np.float64)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    total_revenue = float(monetary.sum())
+    cands, stats = [], {}
+    for c in range(k):
+        idx = order[bounds[c]:bounds[c + 1]]
+        b, f, s = band[idx], freq[idx], spend[idx]
+        base = name_for(b, f, s)
+        med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
+        cands.append(Candidate(
+            cluster=c, base=base, band=Band(int(np.bincount(b, minlength=4).argmax())),
+            freq=terms.freq(med[1]), spend=terms.spend(med[2]), medians=med,
+        ))
+        stats[c] = (idx, check(base, b, f, s))
+    display = qualified_names(cands, terms)
     segments = []
-    for c in named:
-        row = summary.loc[c.cluster] if c.cluster in summary.index else None
-        play = book.play(c.base)
-        segments.append(
-            {
-                "cluster": c.cluster,
-                "name": c.name,
-                "base": c.base,
-                "scores": dict(zip("rfm", c.scores)),
-                "centroid": dict(zip(("recency", "frequency", "monetary"), map(float, model.centroids_[c.cluster]))),
-                "customers": int(row["customers"]) if row is not None else 0,
-                "share": float(row["share"]) if row is not None else 0.0,
-                "recency_median": float(row["recency_median"]) if row is not None else None,
-                "frequency_mean": float(row["frequency_mean"]) if row is not None else None,
-                "monetary_median": float(row["monetary_median"]) if row is not None else None,
-                "description": play.description,
-                "actions": list(play.actions),
-            }
-        )
-    segments.sort(key=lambda s: (vocabulary_rank(s["base"]), -(s["monetary_median"] or 0)))
-    metadata = {
-        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "trained_by": trained_by,
-        "source": table.source,
-        "data": data_ref,
-        "orders": table.orders,
-        "customers": table.customers,
-        "one_time_share": float((rfm["frequency"] == 1).mean()),
-        "excluded": table.excluded,
-        "snapshot_date": table.snapshot_date.isoformat(),
-        "latest_purchase": table.latest_purchase.isoformat(),
-        "k": k,
-        "ranges": {c: [float(rfm[c].min()), float(rfm[c].max())] for c in ("recency", "frequency", "monetary")},
-        "silhouette": sil,
-        "silhouette_sample": int(min(5_000, len(X))),
-        "library_versions": _library_versions(),
-        "schema_version": SCHEMA_VERSION,
-    }
-    bundle = {
-        "model": model,
-        "segments": segments,
-        "rule_based": rule_based,
-        "metadata": metadata,
-    }
-    assignments = rfm.assign(cluster=labels)
-    del model.labels_  # not needed to predict; keeps the bundle small
-    return bundle, assignments
+    for cand in cands:
+        idx, chk = stats[cand.cluster]
+        play = book.play(cand.base)
+        revenue = float(monetary[idx].sum())
+        segments.append(Segment(
+            cluster=cand.cluster,
+            name=display[cand.cluster],
+            base=cand.base,
+            band=cand.band,
+            definition=BY_NAME[cand.base].text(terms),
+            check=chk,
+            customers=len(idx),
+            share=len(idx) / len(labels),
+            revenue=revenue,
+            revenue_share=revenue / total_revenue if total_revenue else 0.0,
+            recency_median=cand.medians[0],
+            frequency_median=float(np.median(frequency[idx])),
+            frequency_mean=float(frequency[idx].mean()),
+            occasions_median=cand.medians[1],
+            monetary_median=cand.medians[2],
+            at_risk=int(flags[idx].sum()),
+            centroid=tuple(float(v) for v in model.centroids_[cand.cluster]),
+            description=play.description,
+            actions=play.actions,
+        ))
+    segments.sort(key=lambda s: (vocabulary_rank(s.base), s.band, -s.monetary_median, s.cluster))
+    return segments
 
 
 def train(
@@ -178,19 +216,28 @@ def train(
     store: ModelStore,
     *,
     k: int = DEFAULT_K,
+    seed: int = RANDOM_STATE,
     as_of: dt.date | None = None,
     trained_by: str = "cli",
     data_ref: str | None = None,
+    currency: str | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Train on ``source`` and save a new current version. Returns the saved bundle."""
+) -> tuple[str, TrainedModel]:
+    """Train on ``source`` and save a new current version. Returns (version, trained model)."""
     timer = Timer(progress)
     with timer.step("read_rfm", f"Reading {source.describe()} and computing RFM"):
         table = load_rfm(source, as_of=as_of)
-    bundle, assignments = fit_bundle(table, k=k, trained_by=trained_by, data_ref=data_ref, timer=timer)
+    try:
+        previous = store.load_current()
+    except (ModelNotFoundError, SegmentationError):
+        previous = None  # none yet, or damaged: nothing to compare names with
+    trained, assignments = fit(
+        table, k=k, seed=seed, trained_by=trained_by, data_ref=data_ref, previous=previous,
+        currency=default_currency(table, source) if currency is None else currency, timer=timer,
+    )
     with timer.step("save", "Saving the model"):
-        bundle["metadata"]["timings"] = dict(timer.timings)
-        version = store.save(bundle, assignments)
-    bundle["metadata"]["timings"] = dict(timer.timings)
-    bundle["version"] = version
-    return bundle
+        trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
+        version = store.save(trained, assignments)
+    trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
+    return version, trained
+

@@ -89,3 +89,43 @@ def state_db(request, tmp_path):
         with admin.begin() as con:
             con.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+# -- generated shops ---------------------------------------------------------------------------
+
+def shop_orders(seed: int, customers: int = 600, gap_days: float = 40.0, dropout: float = 0.4,
+                days: int = 540, one_time_share: float = 0.5):
+    """Order history of a made-up shop: some customers buy once, the others buy at their own
+    rate until they drop out. Returns a DataFrame customer, order, date, amount."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    start = dt.date(2023, 1, 1)
+    rows = []
+    for c in range(customers):
+        t = float(rng.uniform(0, days))
+        n = 1 if rng.random() < one_time_share else 1 + int(rng.geometric(max(dropout, 1e-3)))
+        rate = rng.gamma(2.0, gap_days / 2.0)
+        for _ in range(n):
+            if t >= days:
+                break
+            orders = 2 if rng.random() < 0.05 else 1  # now and then two orders on one day
+            for _ in range(orders):
+                rows.append((f"C{c:05d}", f"O{len(rows):07d}", (start + dt.timedelta(days=int(t))).isoformat(),
+                             round(float(rng.lognormal(4.3, 0.8)), 2)))
+            t += max(1.0, float(rng.exponential(rate)))
+    return pd.DataFrame(rows, columns=["customer", "order", "date", "amount"])
+
+
+def shop_table(tmp_path, seed: int, as_of=None, **kw):
+    """A generated shop written as a transactions CSV and read back as RFM."""
+    from segmentation.sources import load_rfm, source_from_spec
+
+    path = tmp_path / f"shop-{seed}.csv"
+    if not path.exists():
+        shop_orders(seed, **kw).to_csv(path, index=False)
+    src = source_from_spec(path, customer_col="customer", order_col="order", date_col="date", amount_col="amount")
+    return load_rfm(src, as_of=as_of)

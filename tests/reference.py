@@ -28,19 +28,45 @@ def rfm_from_orders(orders: pd.DataFrame, as_of: dt.date | None) -> pd.DataFrame
     """orders: customer_id, order_id, ordered_at (datetime), cents (int)."""
     day = orders["ordered_at"].dt.normalize()
     snapshot = pd.Timestamp(as_of) if as_of else day.max() + pd.Timedelta(days=1)
-    orders = orders[day <= snapshot]
+    orders = orders[day <= snapshot].assign(day=day[day <= snapshot])
     g = orders.groupby("customer_id")
+    first, last = g["day"].min(), g["day"].max()
+    occasions = g["day"].nunique()
     out = pd.DataFrame(
         {
-            "recency": (snapshot - g["ordered_at"].max().dt.normalize()).dt.days,
+            "recency": (snapshot - last).dt.days,
             "frequency": g["order_id"].nunique(),
             "monetary": g["cents"].sum() / 100.0,
+            "occasions": occasions,
+            "gap": ((last - first).dt.days / (occasions - 1)).where(occasions > 1),
         }
     ).reset_index()
     return out.sort_values("customer_id").reset_index(drop=True)
 
 
-def olist_rfm(folder: Path, as_of: dt.date | None = None) -> pd.DataFrame:
+def gap_quantiles(orders: pd.DataFrame, as_of: dt.date | None = None) -> tuple[int, int, int, int]:
+    """The shop's return time, return window and lost cut-off written the obvious way: every gap
+    between consecutive purchase days of each returning customer, each customer weighing 1, and
+    the smallest gap at which the cumulative weight reaches 50%, 80% and 95%. Also the number of
+    returning customers."""
+    day = orders["ordered_at"].dt.normalize()
+    snapshot = pd.Timestamp(as_of) if as_of else day.max() + pd.Timedelta(days=1)
+    days = orders[day <= snapshot].assign(day=day[day <= snapshot])[["customer_id", "day"]].drop_duplicates()
+    gaps, weights = [], []
+    for _, d in days.groupby("customer_id"):
+        if len(d) < 2:
+            continue
+        g = np.diff(np.sort(d["day"].to_numpy())).astype("timedelta64[D]").astype(int)
+        gaps += list(g)
+        weights += [1.0 / len(g)] * len(g)
+    order = np.argsort(gaps, kind="stable")
+    gaps = np.array(gaps)[order]
+    cum = np.cumsum(np.array(weights)[order]) / np.sum(weights)
+    pick = [int(gaps[np.argmax(cum >= q - 1e-9)]) for q in (0.5, 0.8, 0.95)]
+    return pick[0], pick[1], pick[2], int(round(np.sum(weights)))
+
+
+def olist_orders(folder: Path) -> pd.DataFrame:
     orders = _read(folder, "olist_orders_dataset")
     payments = _read(folder, "olist_order_payments_dataset")
     customers = _read(folder, "olist_customers_dataset")
@@ -48,7 +74,7 @@ def olist_rfm(folder: Path, as_of: dt.date | None = None) -> pd.DataFrame:
     pay = payments.assign(cents=_cents(payments["payment_value"])).groupby("order_id")["cents"].sum()
     df = delivered.merge(pay.rename("cents"), left_on="order_id", right_index=True)
     df = df.merge(customers[["customer_id", "customer_unique_id"]], on="customer_id")
-    df = pd.DataFrame(
+    return pd.DataFrame(
         {
             "customer_id": df["customer_unique_id"],
             "order_id": df["order_id"],
@@ -56,7 +82,10 @@ def olist_rfm(folder: Path, as_of: dt.date | None = None) -> pd.DataFrame:
             "cents": df["cents"],
         }
     )
-    return rfm_from_orders(df, as_of)
+
+
+def olist_rfm(folder: Path, as_of: dt.date | None = None) -> pd.DataFrame:
+    return rfm_from_orders(olist_orders(folder), as_of)
 
 
 def lines_rfm(lines: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame:
@@ -71,3 +100,29 @@ def lines_rfm(lines: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame
     per_order = per_order[per_order["cents"] > 0].reset_index().rename(columns={"order": "order_id"})
     per_order["cents"] = per_order["cents"].astype(np.int64)
     return rfm_from_orders(per_order, as_of)
+
+
+def segment_labels(model, X: np.ndarray) -> np.ndarray:
+    """The model's clusters the obvious way: each row's recency band and one-time/repeat group,
+    then the nearest centre of that stratum, one row at a time."""
+    out = []
+    Z = (np.log1p(X) - model.scaler_.mean_) / model.scaler_.scale_
+    for x, z in zip(X, Z):
+        band = sum(x[0] > c for c in model.cutoffs)
+        group = 1 if x[1] >= 2 else 0
+        s = model.lookup_[band, group]
+        own = [i for i, owner in enumerate(model.center_stratum_) if owner == s]
+        d = [float(((z - model.cluster_centers_[i]) ** 2).sum()) for i in own]
+        out.append(own[int(np.argmin(d))])
+    return np.array(out, dtype=np.int64)
+
+
+def at_risk(rule, terms, r: float, o: float, g: float | None, m: float) -> bool:
+    """The at-risk rule as the playbook states it, for one customer."""
+    import math
+
+    if o >= 2:
+        usual = 0.0 if g is None or math.isnan(g) else g
+        return rule.repeat_buyers and r > max(rule.own_gap_multiple * usual, terms.return_time) and r <= terms.lost_after
+    threshold = {"high": terms.spend_high_from, "mid": terms.spend_low_below, "none": math.inf}[rule.one_time_spend]
+    return m >= threshold and terms.return_time < r <= terms.return_window

@@ -71,7 +71,7 @@ class GatedTrain:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.calls += 1
         self.started.set()
@@ -90,6 +90,11 @@ class RunningBot:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def store(self):
+        """The model store behind the bot's service (the tests look; the bot never does)."""
+        return self.ctx.service.store
 
     def post(self, body: str, headers: dict[str, str]) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

@@ -11,10 +11,18 @@ import time
 import urllib.parse
 
 import pytest
+from slackkit import (
+    ADMIN,
+    CHANNEL,
+    USER,
+    GatedTrain,
+    buttons,
+    copy_artifacts,
+    start_bot,
+)
 
 from bot.emulator import SlackEmulator
 from segmentation.inputs import parse_rfm
-from slackkit import ADMIN, CHANNEL, USER, GatedTrain, buttons, copy_artifacts, start_bot
 
 
 @pytest.fixture
@@ -44,13 +52,15 @@ def test_predict_answers_in_the_ack_with_block_kit(bot, slack):
     r = bot.command("30 2 150")
     assert r.status == 200
     d = r.json
-    expected = bot.ctx.service.predict(parse_rfm("30 2 150"))
+    expected = bot.ctx.service.served().predict(parse_rfm("30 2 150"))
     assert d["response_type"] == "ephemeral"
     assert d["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": expected.segment, "emoji": True}}
     assert expected.description in r.text
     for action in expected.actions:
         assert action in r.text
-    assert "*Recency*\n30 days" in r.text and "*Frequency*\n2 orders" in r.text and "*Monetary*\n150.00" in r.text
+    assert "*Recency*\n30 days" in r.text and "*Frequency*\n2 orders" in r.text and "*Monetary*\nR$150.00" in r.text
+    assert f"{expected.typical}." in r.text and expected.definition in r.text  # the numbers it stands on
+    assert "*Churn risk*\n" in r.text
     assert not slack.responses()  # no second round trip
     for spelling in ("r=30 f=2 m=150", "30d 2 $150", "m=150,00 r=30 f=2", "30 2 150,0"):
         assert bot.command(spelling).json["blocks"][0]["text"]["text"] == expected.segment, spelling
@@ -96,25 +106,27 @@ def test_help(bot, text):
 
 
 def test_customer_segments_and_model(bot):
-    service = bot.ctx.service
-    segs = service.segments()
+    served = bot.ctx.service.served()
+    segs = served.segments()
     r = bot.command("segments")
     for s in segs:
-        assert f"*{s['name']}* · {s['customers']:,} customers ({s['share']:.1%})" in r.text
-        assert s["actions"][0] in r.text
+        assert f"*{s.name}* · {s.customers:,} customers ({s.share:.1%})" in r.text
+        assert s.actions[0] in r.text and s.definition in r.text
     import sqlite3
 
-    con = sqlite3.connect(bot.ctx.store.assignments_path(service.version))
-    cid, rec, freq, mon, cluster = con.execute("SELECT * FROM assignments LIMIT 1 OFFSET 7").fetchone()
+    con = sqlite3.connect(bot.store.assignments_path(served.version))
+    cid, rec, freq, cluster = con.execute(
+        "SELECT customer_id, recency, frequency, cluster FROM assignments LIMIT 1 OFFSET 7").fetchone()
     con.close()
     r = bot.command(f"customer {cid}")
-    name = next(s["name"] for s in segs if s["cluster"] == cluster)
+    name = served.segment(cluster).name
     assert r.json["blocks"][0]["text"]["text"] == name
-    assert f"`{cid}`" in r.text and f"*Recency*\n{rec:,} days" in r.text and f"*Frequency*\n{freq} orders" in r.text
+    assert f"`{cid}`" in r.text and f"*Recency*\n{rec:,} days" in r.text
+    assert f"*Frequency*\n{freq} order" in r.text and "purchase day" in r.text
     r = bot.command("model")
-    meta = service.metadata
-    assert "Model v0001" in r.text and f"{meta['customers']:,}" in r.text and f"*K*\n{meta['k']}" in r.text
-    assert meta["source"] in r.text and "*Silhouette*" in r.text
+    info = served.info
+    assert "Model v0001" in r.text and f"{info.customers:,}" in r.text and f"*K*\n{info.k} (seed 42)" in r.text
+    assert info.source in r.text and "*Silhouette*" in r.text and "Return time" in r.text
 
 
 def _csv_rows(slack, file_id: str) -> list[dict[str, str]]:
@@ -123,16 +135,16 @@ def _csv_rows(slack, file_id: str) -> list[dict[str, str]]:
 
 
 def test_at_risk_and_its_export_button(bot, slack):
-    summary = bot.ctx.service.at_risk()
+    served = bot.ctx.service.served()
+    summary = served.at_risk()
+    assert summary.customers > 0  # the sample always has customers at risk: the rule is per customer
     r = bot.command("at-risk")
-    assert f"*Total at risk:* {summary['customers']:,} customers" in r.text
-    assert f"{summary['revenue']:,.2f}" in r.text
-    for row in summary["segments"]:
-        assert f"*{row['name']}*: {row['customers']:,} customers" in r.text
-    if not summary["segments"]:
-        pytest.skip("this sample has no at-risk cluster")
+    assert f"*{summary.customers:,} customers at risk*" in r.text
+    assert served.terms.money(summary.revenue) in r.text and summary.definition in r.text
+    for row in summary.by_segment:
+        assert f"*{row.name}*: {row.customers:,} customers" in r.text
     button = buttons(r.json)[0]
-    assert button["action_id"] == "export_at_risk"
+    assert button["action_id"] == "export_at_risk" and json.loads(button["value"]) == {"model": "v0001"}
     bot.click(button)
     complete = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"])[0]
     dm = slack.api_calls("conversations.open")[0]
@@ -140,18 +152,51 @@ def test_at_risk_and_its_export_button(bot, slack):
     assert complete.args["channel_id"].startswith("D")  # a DM for the person who clicked
     file_id = complete.args["files"][0]["id"]
     rows = _csv_rows(slack, file_id)
-    assert len(rows) == summary["customers"]
-    assert {row["segment"] for row in rows} == {s["name"] for s in summary["segments"]}
+    assert len(rows) == summary.customers and {row["at_risk"] for row in rows} == {"yes"}
+    assert {row["segment"] for row in rows} == {s.name for s in summary.by_segment}
     assert "in a direct message" in _response(slack, "act")[0].args["text"]
 
 
+@pytest.mark.parametrize("value, message", [
+    ('{"model": "../../evil"}', "not kept any more"),
+    ('{"model": "/tmp/x/evil"}', "not kept any more"),
+    ('{"model": "v9999"}', "not kept any more"),
+    ('{"model": 7}', "not one of mine"),
+    ("not json", "not one of mine"),
+    ('{"model": "v0001", "as_of": "yesterday"}', "bad date"),
+])
+def test_export_buttons_refuse_values_that_are_not_ours(bot, slack, value, message):
+    bot.click({"action_id": "export_at_risk", "value": value})
+    reply = _response(slack, "act")[0].args
+    assert message in reply["text"] and not slack.api_calls("files.completeUploadExternal")
+
+
+def test_share_posts_the_answer_that_was_shown_even_after_a_rollback(bot, slack, sample_folder):
+    from segmentation.sources import OlistSource
+    from segmentation.training import train
+
+    train(OlistSource(sample_folder), bot.store, k=4)  # v0002, a different model
+    shown = bot.command("400 1 20").json
+    assert "Model v0002" in json.dumps(shown)
+    bot.store.rollback()  # back to v0001 before anyone clicks
+    bot.click(buttons(shown)[0])
+    posted = _response(slack, "act")[0].args
+    assert posted["blocks"][0] == shown["blocks"][0] and "Model v0002" in json.dumps(posted["blocks"])
+    for value in ('{"r": 1, "f": 1, "m": 1, "v": "v0999"}', '{"r": "x", "f": 1, "m": 1}', "[]", "null"):
+        bot.click({"action_id": "share_prediction", "value": value})
+    replies = [c.args["text"] for c in slack.calls if c.kind == "response_url"][1:]
+    assert len(replies) == 4 and all(":warning:" not in t and t for t in replies)
+    assert "not kept any more" in replies[0] and "must be a number" in replies[1]
+    assert all("not one of mine" in t for t in replies[2:])
+
+
 def test_export_uploads_a_csv_for_the_person_who_asked(bot, slack):
-    seg = bot.ctx.service.segments()[0]
-    r = bot.command(f"export {seg['name'].lower()}")
+    seg = bot.ctx.service.served().segments()[0]
+    r = bot.command(f"export {seg.name.lower()}")
     assert "Preparing the export" in r.text
     complete = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"])[0]
     rows = _csv_rows(slack, complete.args["files"][0]["id"])
-    assert len(rows) == seg["customers"] and rows[0]["segment"] == seg["name"]
+    assert len(rows) == seg.customers and rows[0]["segment"] == seg.name
     assert slack.api_calls("conversations.open")[0].args["users"] == USER
     get_url = slack.api_calls("files.getUploadURLExternal")[0]
     assert get_url.args["filename"].endswith(".csv")
@@ -193,7 +238,7 @@ def test_non_admins_are_refused_and_audited(bot):
         (USER, "retrain", False, "refused: not an admin"),
         (USER, "rollback", False, "refused: not an admin"),
     ]
-    assert bot.ctx.store.current_version() == "v0001"
+    assert bot.store.current_version() == "v0001"
 
 
 def test_nobody_is_admin_by_default(slack, trained, tmp_path, state_db):
@@ -216,7 +261,7 @@ def gated(slack, trained, sample_folder, tmp_path, state_db):
 
 def test_retrain_acks_at_once_and_serves_meanwhile(gated, slack):
     bot, gate = gated
-    expected = {t: bot.ctx.service.predict(parse_rfm(t)).segment for t in ("30 2 150", "400 1 20", "5 6 900")}
+    expected = {t: bot.ctx.service.served().predict(parse_rfm(t)).segment for t in ("30 2 150", "400 1 20", "5 6 900")}
     r = bot.command("retrain", user=ADMIN)
     assert r.seconds < 3 and "Retraining on" in r.text and "I'll post the result here" in r.text
     assert gate.started.wait(5)
@@ -232,17 +277,17 @@ def test_retrain_acks_at_once_and_serves_meanwhile(gated, slack):
     assert posted.args["channel"] == CHANNEL
     assert "Retrained: model v0002 is now serving" in posted.args["text"]
     table = json.dumps(posted.args["blocks"], ensure_ascii=False)
-    for s in bot.ctx.store.load()["segments"]:
-        assert s["name"] in table
-    assert "compared with v0001" in table
-    assert bot.ctx.store.current_version() == "v0002"
-    assert bot.ctx.service.version == "v0002"
+    for s in bot.store.load()[1].segments:
+        assert s.name in table
+    assert "compared with v0001" in table and "At risk:" in table
+    assert bot.store.current_version() == "v0002"
+    assert bot.ctx.service.served().version == "v0002"
     results = [(e["command"], e["result"]) for e in reversed(bot.ctx.state.audit_entries())]
     assert results == [("retrain", "started"), ("retrain", "succeeded: v0002")]
 
     r = bot.command("rollback", user=ADMIN)
     assert "now serving model v0001 (was v0002)" in r.text
-    assert bot.ctx.service.version == "v0001"
+    assert bot.ctx.service.served().version == "v0001"
     assert bot.ctx.state.audit_entries()[0]["result"] == "succeeded: v0002 -> v0001"
 
 
@@ -262,7 +307,7 @@ def test_two_retrains_at_once_run_one_training(gated, slack):
     slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)
     bot.ctx.retrainer.join(30)
     assert gate.calls == 1
-    assert bot.ctx.store.versions() == ["v0001", "v0002"]
+    assert bot.store.versions() == ["v0001", "v0002"]
     # and once it is over, a new retrain may start
     assert bot.ctx.state.lease("retrain") is None
 
@@ -277,7 +322,7 @@ def test_failed_retrain_posts_the_error_and_keeps_serving(slack, trained, tmp_pa
         assert "Retrain failed" in posted.args["text"] and "no such file or folder" in posted.args["text"]
         assert "Still serving v0001" in posted.args["text"]
         assert bot.command("30 2 150").json["blocks"][0] == before
-        assert bot.ctx.store.current_version() == "v0001"
+        assert bot.store.current_version() == "v0001"
         assert bot.ctx.state.audit_entries()[0]["result"].startswith("failed: ")
         assert bot.ctx.state.lease("retrain") is None
     finally:

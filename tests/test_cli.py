@@ -4,7 +4,6 @@ import csv
 import json
 
 import pytest
-
 from conftest import run_cli
 
 PREDICT_KEYS = {"segment", "cluster", "description", "actions", "recency", "frequency", "monetary"}
@@ -157,3 +156,56 @@ def test_sample_data_command(tmp_path):
     (tmp_path / "file").write_text("")
     r = cli(tmp_path, "sample-data", "--orders", "10", "--out", str(tmp_path / "file"))
     assert r.code == 1 and "is not a folder" in r.err
+
+
+def test_train_json_has_terms_at_risk_and_changes(tmp_path, sample_folder):
+    first = json.loads(cli(tmp_path, "train", "--data", str(sample_folder), "--json").out)
+    assert first["changes"] is None and first["seed"] == 42
+    assert {"return_time", "return_window", "lost_after", "frequent_from", "spend_high_from"} <= set(first["terms"])
+    risk = first["at_risk"]
+    assert {"customers", "revenue", "share_of_customers", "share_of_revenue", "definition", "by_segment"} <= set(risk)
+    assert risk["customers"] == sum(s["at_risk"] for s in first["segments"])
+    assert risk["customers"] == sum(s["customers"] for s in risk["by_segment"])
+    assert all(s["definition_holds"] and s["fit"] >= 0.5 for s in first["segments"])
+    second = json.loads(cli(tmp_path, "train", "--data", str(sample_folder), "--seed", "7", "--json").out)
+    assert second["seed"] == 7 and second["changes"]["previous_version"] == "v0001"
+    text = cli(tmp_path, "train", "--data", str(sample_folder)).out
+    assert "The shop's terms" in text and "At risk:" in text and "Compared with v0002" in text
+    assert cli(tmp_path, "train", "--data", str(sample_folder), "--k", "3").code == 2
+
+
+def test_at_risk_command(trained, tmp_path):
+    d = json.loads(cli(trained, "at-risk", "--json").out)
+    assert set(d) >= {"customers", "revenue", "share_of_customers", "share_of_revenue", "definition", "by_segment"}
+    assert d["customers"] > 0 and all({"name", "customers", "revenue"} == set(s) for s in d["by_segment"])
+    text = cli(trained, "at-risk").out
+    assert f"{d['customers']:,} customers" in text and "Who counts: repeat buyers" in text
+    r = cli(trained, "at-risk", "--out", str(tmp_path / "risk.csv"))
+    assert r.code == 0 and f"Wrote {d['customers']:,} customers at risk" in r.out
+    assert len(list(csv.DictReader(open(tmp_path / "risk.csv")))) == d["customers"]
+
+
+def test_answers_show_the_segment_s_typical_numbers_and_definition(trained):
+    out = cli(trained, "predict", "650", "2", "220").out
+    assert "This customer: 650 days since the last order, 2 orders" in out
+    assert "typically" in out and "Its definition:" in out
+    first_line = out.splitlines()[0]
+    assert not first_line.startswith(("Champions", "Loyal", "Potential", "Promising", "New"))  # 650 days is not active
+    seg = cli(trained, "segments").out
+    assert "Definition:" in seg and "Typically" in seg
+    model = cli(trained, "model").out
+    assert "Return time" in model and "At risk: repeat buyers" in model
+    listing = json.loads(cli(trained, "model", "--json").out)
+    assert listing["terms"]["return_time"] >= 1 and "text" in listing["at_risk_rule"]
+
+
+def test_validate_command(tmp_path, sample_folder):
+    r = cli(tmp_path, "validate", "--data", str(sample_folder), "--json")
+    assert r.code == 0, r.err
+    d = json.loads(r.out)
+    assert d["passed"] and d["invariants"]["hold"] and d["seed_max_change"] <= 0.02
+    assert d["at_risk_max_change"] <= 0.01 and all(s["passed"] for s in d["segments"])
+    assert {x["k"] for x in d["runs"]} == set(range(6, 15)) and len({x["seed"] for x in d["runs"]}) == 5
+    text = cli(tmp_path, "validate", "--data", str(sample_folder)).out
+    assert "Overall: pass" in text and "No promotion without a purchase" in text and "BG/NBD" in text
+    assert not (tmp_path / "models").exists()  # validation saves nothing

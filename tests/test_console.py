@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import io
 
+from slackkit import copy_artifacts
+
 from bot.app import build_context, create_app
 from bot.console import Console
 from bot.settings import Settings
 from segmentation.inputs import parse_rfm
-from slackkit import copy_artifacts
 
 
 def test_console_dispatches_through_the_bolt_app(trained, tmp_path):
@@ -22,7 +23,7 @@ def test_console_dispatches_through_the_bolt_app(trained, tmp_path):
     console = Console(factory, Settings(artifacts=art, database_url=f"sqlite:///{tmp_path / 's.db'}"), out=out)
     try:
         ctx = contexts[0]
-        expected = ctx.service.predict(parse_rfm("30 2 150"))
+        expected = ctx.service.served().predict(parse_rfm("30 2 150"))
         text = console.handle_line("/segment 30 2 150")
         assert text.startswith(expected.segment) and "Recency: 30 days" in text and "[1] Share in channel" in text
         console.handle_line("click 1")

@@ -13,7 +13,9 @@ import time
 
 import numpy as np
 import pytest
+import reference
 import sqlalchemy as sa
+from slackkit import ADMIN, USER, buttons, copy_artifacts, start_bot
 
 from bot.app import build_context, start_scheduler
 from bot.emulator import SlackEmulator
@@ -21,9 +23,7 @@ from bot.schedule_spec import parse
 from bot.scheduling import DigestScheduler, job_store
 from bot.settings import Settings
 from bot.state import digest_runs
-from segmentation import playbook
 from segmentation.sources import OlistSource, load_rfm
-from slackkit import ADMIN, USER, buttons, copy_artifacts, start_bot
 
 UTC = dt.timezone.utc
 
@@ -50,15 +50,15 @@ def posts(slack, channel=None):
 
 
 def expected_counts(ctx, folder, as_of):
+    """Segment sizes and the customers at risk, worked out independently of the product's scoring."""
     table = load_rfm(OlistSource(folder), as_of=as_of)
-    bundle = ctx.service.bundle
-    model = bundle["model"]  # scikit-learn's own predict, not the product's direct NumPy path
-    X = table.frame[["recency", "frequency", "monetary"]].to_numpy(float)
-    labels = model.kmeans_.predict(model.scaler_.transform(np.log1p(X)))
-    names = {s["cluster"]: s["name"] for s in bundle["segments"]}
-    book = playbook.load()
-    risky = {s["cluster"] for s in bundle["segments"] if book.is_at_risk(s["base"])}
-    at_risk_ids = set(table.frame["customer_id"][np.isin(labels, list(risky))])
+    served = ctx.service.served()
+    f = table.frame
+    labels = reference.segment_labels(served.trained.model, f[["recency", "occasions", "monetary"]].to_numpy(float))
+    names = {s.cluster: s.name for s in served.trained.segments}
+    risky = [reference.at_risk(served.trained.rule, served.terms, r, o, g, m)
+             for r, o, g, m in zip(f["recency"], f["occasions"], f["gap"], f["monetary"])]
+    at_risk_ids = set(f["customer_id"][np.array(risky)])
     counts = {names[c]: int((labels == c).sum()) for c in names}
     return table, counts, at_risk_ids
 
@@ -81,10 +81,11 @@ def test_digest_content_and_chart(ctx, slack, sample_folder):
     assert f"*{table.customers:,} customers*" in body
     for name, n in counts.items():
         assert f"*{name}*: {n:,} ({n / table.customers:.1%})" in body
-    assert "*Churn risk*" in body and f"*Total at risk:* {len(at_risk_ids):,} customers" in body
+    assert f"*Churn risk: {len(at_risk_ids):,} customers*" in body
     revenue = table.frame.set_index("customer_id").loc[sorted(at_risk_ids), "monetary"].sum()
-    assert f"revenue {revenue:,.2f}" in body
-    assert "▲" not in body and "▼" not in body and "moved into" not in body  # nothing to compare with yet
+    assert f"revenue {ctx.service.served().terms.money(revenue)}" in body
+    assert "At risk: repeat buyers" in body  # the definition it stands on
+    assert "▲" not in body and "▼" not in body and "became at risk" not in body  # nothing to compare with yet
     assert [b["action_id"] for b in buttons(post.args)] == ["export_at_risk", "show_segments"]
     # the chart: a PNG in the digest's thread
     done = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"])[0]
@@ -105,11 +106,11 @@ def test_changes_between_two_digests(ctx, slack, sample_folder):
         marker = "=" if d == 0 else f"{'▲' if d > 0 else '▼'}{abs(d):,}"
         assert f"*{name}*: {after[name]:,} ({after[name] / sum(after.values()):.1%}) · {marker}" in body
     moved = len(risk_after - risk_before)
-    assert f"*{moved:,}* customers moved into an at-risk segment since 05 Jan" in body
+    assert f"*{moved:,}* customers became at risk since 05 Jan" in body
     assert moved > 0  # customers age into risk between the two dates
     # another channel's history is its own
     ctx.digests.run("C2", dt.datetime.combine(second, dt.time(9), UTC))
-    assert "moved into" not in text_of(posts(slack, "C2")[0])
+    assert "became at risk" not in text_of(posts(slack, "C2")[0])
 
 
 def test_stale_data_is_flagged(ctx, slack):
@@ -366,7 +367,7 @@ def test_digest_export_button_exports_the_digests_own_customers(bot, slack, samp
     bot.ctx.digests.run("C0MARKETING", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
     digest = posts(slack)[0]
     _, _, at_risk_ids = expected_counts(bot.ctx, sample_folder, dt.date(2025, 1, 5))
-    assert f"*Total at risk:* {len(at_risk_ids):,} customers" in text_of(digest)
+    assert f"*Churn risk: {len(at_risk_ids):,} customers*" in text_of(digest)
     button = [b for b in buttons(digest.args) if b["action_id"] == "export_at_risk"][0]
     assert json.loads(button["value"]) == {"as_of": "2025-01-05", "model": "v0001"}
     bot.click(button)
@@ -393,7 +394,7 @@ def test_a_run_interrupted_by_a_crash_is_reported_not_reposted(ctx, slack):
 def test_a_catch_up_run_compares_with_the_digest_before_it(ctx, slack):
     ctx.digests.run("C1", dt.datetime(2025, 3, 20, 9, tzinfo=UTC))
     ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))  # earlier scheduled time, posted later
-    assert "moved into" not in text_of(posts(slack)[1])  # nothing before it to compare with
+    assert "became at risk" not in text_of(posts(slack)[1])  # nothing before it to compare with
 
 
 def test_a_forged_job_row_is_never_unpickled(ctx, slack, tmp_path):

@@ -54,3 +54,33 @@ def _people_only_without_payment(orders, payments, customers) -> int:
     paid = delivered["order_id"].isin(payments["order_id"])
     with_paid = set(delivered.loc[paid, "customer_unique_id"])
     return len(set(delivered.loc[~paid, "customer_unique_id"]) - with_paid)
+
+
+def _shape_rfm(tmp_path, shape, orders, seed=3):
+    folder = write_sample(tmp_path / shape, orders=orders, seed=seed, shape=shape)
+    return folder, load_rfm(OlistSource(folder))
+
+
+def test_shapes_are_deterministic_per_seed(tmp_path):
+    for shape in ("wholesale", "catalogue"):
+        a = write_sample(tmp_path / f"{shape}-a", orders=4_000, seed=9, shape=shape)
+        b = write_sample(tmp_path / f"{shape}-b", orders=4_000, seed=9, shape=shape)
+        assert _digest(a) == _digest(b)
+        assert len(pd.read_csv(a / "olist_orders_dataset.csv")) == 4_000
+
+
+def test_a_wholesaler_s_customers_return_every_few_weeks(tmp_path):
+    _, table = _shape_rfm(tmp_path, "wholesale", 60_000)
+    f = table.frame
+    assert (f["occasions"] >= 2).mean() > 0.8  # most customers return
+    assert table.gaps.p50 <= 35  # typically within a few weeks
+    assert f["monetary"].median() > 1_000
+
+
+def test_a_catalogue_shop_has_three_years_and_mostly_lapsed_customers(tmp_path):
+    folder, table = _shape_rfm(tmp_path, "catalogue", 60_000)
+    ts = pd.to_datetime(pd.read_csv(folder / "olist_orders_dataset.csv")["order_purchase_timestamp"])
+    assert (ts.max() - ts.min()).days > 1000
+    f = table.frame
+    assert 0.2 < (f["occasions"] >= 2).mean() < 0.8
+    assert (f["recency"] > 2 * table.gaps.p80).mean() > 0.5  # most are long past the return window

@@ -9,24 +9,22 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
-
 import reference
 from conftest import run_cli
+
 from segmentation.errors import DataError
 from segmentation.sources import OlistSource, load_rfm, source_from_spec
 
+COLUMNS = ["customer_id", "recency", "frequency", "monetary", "occasions", "gap"]
+INTS = {"customer_id": object, "recency": "int64", "frequency": "int64", "occasions": "int64", "gap": "float64"}
+
 
 def _frame(table) -> pd.DataFrame:
-    return table.frame[["customer_id", "recency", "frequency", "monetary"]].reset_index(drop=True)
+    return table.frame[COLUMNS].reset_index(drop=True)
 
 
 def _assert_same(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
-    ref = ref[["customer_id", "recency", "frequency", "monetary"]]
-    pdt.assert_frame_equal(
-        ours.astype({"customer_id": object, "recency": "int64", "frequency": "int64"}),
-        ref.astype({"customer_id": object, "recency": "int64", "frequency": "int64"}),
-        check_exact=True,
-    )
+    pdt.assert_frame_equal(ours[COLUMNS].astype(INTS), ref[COLUMNS].astype(INTS), check_exact=True)
 
 
 # -- Olist layout -------------------------------------------------------------------------
@@ -40,6 +38,28 @@ def test_olist_rfm_equals_pandas_reference(sample_folder):
     assert table.frame["recency"].min() == 1
 
 
+def test_repurchase_gaps_equal_the_pandas_reference(sample_folder):
+    table = load_rfm(OlistSource(sample_folder))
+    p50, p80, p95, returning = reference.gap_quantiles(reference.olist_orders(sample_folder))
+    assert (table.gaps.p50, table.gaps.p80, table.gaps.p95) == (p50, p80, p95)
+    assert table.gaps.returning_customers == returning == (table.frame["occasions"] > 1).sum()
+
+
+def test_same_day_orders_are_one_purchase_occasion(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({
+        "c": ["a", "a", "a", "b", "b", "c"],
+        "o": ["1", "2", "3", "4", "5", "6"],
+        "d": ["2024-01-01 09:00", "2024-01-01 17:00", "2024-01-31", "2024-01-10", "2024-01-10", "2024-02-01"],
+        "amt": [10, 20, 30, 5, 5, 7],
+    }).to_csv(path, index=False)
+    table = load_rfm(source_from_spec(path, customer_col="c", order_col="o", date_col="d", amount_col="amt"))
+    f = table.frame.set_index("customer_id")
+    assert f.loc["a", ["frequency", "occasions", "gap"]].tolist() == [3, 2, 30.0]
+    assert f.loc["b", ["frequency", "occasions"]].tolist() == [2, 1] and np.isnan(f.loc["b", "gap"])
+    assert (table.gaps.p50, table.gaps.returning_customers, table.gaps.gaps) == (30, 1, 1)
+
+
 def test_olist_gzipped_and_as_of(sample_folder, tmp_path):
     for f in sample_folder.glob("*.csv"):
         with open(f, "rb") as src, gzip.open(tmp_path / (f.name + ".gz"), "wb") as dst:
@@ -49,6 +69,8 @@ def test_olist_gzipped_and_as_of(sample_folder, tmp_path):
     _assert_same(_frame(table), reference.olist_rfm(sample_folder, as_of=as_of))
     assert table.snapshot_date == as_of
     assert table.excluded["after_as_of"] > 0
+    expected = reference.gap_quantiles(reference.olist_orders(sample_folder), as_of=as_of)
+    assert (table.gaps.p50, table.gaps.p80, table.gaps.p95, table.gaps.returning_customers) == expected
     assert table.latest_purchase <= as_of
 
 

@@ -3,21 +3,21 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import run_cli
+
 from segmentation import store as store_mod
 from segmentation.errors import ModelIntegrityError, ModelNotFoundError
 from segmentation.inputs import parse_rfm
 from segmentation.service import SegmentService
 from segmentation.sources import OlistSource, load_rfm
 from segmentation.store import ModelStore
-from segmentation.training import fit_bundle
+from segmentation.training import fit
 
 
 @pytest.fixture(scope="module")
 def fitted(sample_folder):
     table = load_rfm(OlistSource(sample_folder))
-    return fit_bundle(table, k=6)
+    return fit(table, k=6)
 
 
 def _fresh(tmp_path, fitted, n=1) -> ModelStore:
@@ -30,8 +30,9 @@ def _fresh(tmp_path, fitted, n=1) -> ModelStore:
 def test_save_and_load_round_trip(tmp_path, fitted):
     store = _fresh(tmp_path, fitted, 2)
     assert store.versions() == ["v0001", "v0002"] and store.current_version() == "v0002"
-    bundle = store.load()
-    assert bundle["version"] == "v0002" and bundle["metadata"]["k"] == 6
+    version, trained = store.load()
+    assert version == "v0002" and trained.info.k == 6
+    assert (trained.segments, trained.terms, trained.at_risk) == (fitted[0].segments, fitted[0].terms, fitted[0].at_risk)
     info = store.info("v0002")
     assert info.manifest["sha256"] == store_mod.sha256_hex((tmp_path / "models" / "v0002.joblib").read_bytes())
     assert not list((tmp_path / "models").glob(".*.tmp"))
@@ -47,9 +48,11 @@ def test_checksum_mismatch_is_refused(tmp_path, fitted, damage):
     elif damage == "truncate":
         data = data[: len(data) - 10]
     else:  # a perfectly valid pickle that is not the one that was saved
-        import io, joblib
+        import io
+
+        import joblib
         buf = io.BytesIO()
-        joblib.dump({"schema_version": 1, "evil": True}, buf)
+        joblib.dump({"schema_version": 2, "evil": True}, buf)
         data = buf.getvalue()
     path.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
@@ -61,7 +64,7 @@ def test_checksum_mismatch_is_refused(tmp_path, fitted, damage):
 def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch):
     store = _fresh(tmp_path, fitted)
     service = SegmentService(store)
-    before = service.predict(parse_rfm("30 2 150"))
+    before = service.served().predict(parse_rfm("30 2 150"))
 
     def crash(*a, **k):
         raise OSError("disk full")
@@ -72,7 +75,7 @@ def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch
     monkeypatch.undo()
     assert store.current_version() == "v0001"
     assert store.versions() == ["v0001"]  # the half-written version has no manifest
-    assert service.predict(parse_rfm("30 2 150")) == before
+    assert service.served().predict(parse_rfm("30 2 150")) == before
     assert not list((tmp_path / "models").glob(".*.tmp"))
     # the next save does not reuse the number of the broken attempt's leftovers
     assert store.save(*fitted) == "v0003"
@@ -104,7 +107,7 @@ def test_rollback_and_retention(tmp_path, fitted):
     store.save(*fitted)
     assert store.versions() == [f"v{n:04d}" for n in range(4, 9)]
     assert store.rollback() == ("v0008", "v0007")
-    assert store.load()["version"] == "v0007"
+    assert store.load()[0] == "v0007"
     # a damaged older version is skipped, never served
     (tmp_path / "models" / "v0006.joblib").write_bytes(b"junk")
     assert store.rollback() == ("v0007", "v0005")
@@ -121,21 +124,24 @@ def test_no_model_yet(tmp_path):
 def test_assignments_answer_customers_and_export(tmp_path, fitted):
     store = _fresh(tmp_path, fitted)
     _, assignments = fitted
-    service = SegmentService(store)
+    served = SegmentService(store).served()
     row = assignments.iloc[17]
-    ans = service.customer(row["customer_id"])
+    ans = served.customer(row["customer_id"])
     assert (ans.recency, ans.frequency, ans.monetary) == (row["recency"], row["frequency"], row["monetary"])
-    assert ans.cluster == row["cluster"]
-    seg = next(s for s in service.segments() if s["cluster"] == row["cluster"])
-    assert ans.segment == seg["name"]
+    assert ans.cluster == row["cluster"] and ans.purchase_days == row["occasions"]
+    assert ans.at_risk == bool(row["at_risk"])
+    seg = served.segment(int(row["cluster"]))
+    assert ans.segment == seg.name
     out = tmp_path / "seg.csv"
-    names, n = service.export(seg["name"], out)
-    assert n == (assignments["cluster"] == row["cluster"]).sum() == seg["customers"]
-    assert out.read_text().splitlines()[0] == "customer_id,segment,recency_days,frequency,monetary"
+    names, n = served.export(served.resolve(seg.name), out, store)
+    assert n == (assignments["cluster"] == row["cluster"]).sum() == seg.customers
+    lines = out.read_text().splitlines()
+    assert lines[0] == "customer_id,segment,at_risk,recency_days,orders,purchase_days,monetary"
+    assert len(lines) == n + 1
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     store.assignments_path("v0001").unlink()
     with pytest.raises(ModelNotFoundError, match="retrain to rebuild the customer table"):
-        service.customer(row["customer_id"])
+        served.customer(row["customer_id"])
 
 
 def test_rollback_never_returns_to_a_version_rolled_back_from(tmp_path, fitted):
@@ -153,7 +159,7 @@ def test_damaged_current_pointer(tmp_path, fitted):
     r = run_cli("--artifacts", str(tmp_path), "predict", "30", "2", "150")
     assert r.code == 1 and "CURRENT is damaged" in r.err
     assert store.rollback()[1] == "v0002"  # a rollback repairs it
-    assert store.load()["version"] == "v0002"
+    assert store.load()[0] == "v0002"
 
 
 def test_leftovers_of_dead_saves_are_cleaned(tmp_path, fitted):

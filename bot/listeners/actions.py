@@ -2,54 +2,53 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from segmentation.errors import InputError
 from segmentation.inputs import parse_rfm
 
 from .. import blocks
 from ..context import BotContext
-from ..digests import write_at_risk_as_of
-from ..exports import send_csv, send_segments_csv
+from ..digests import export_value, write_at_risk_as_of
+from ..exports import send_csv
 from ..followup import guarded
 
 
 def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) -> None:
-    value = json.loads(body["actions"][0]["value"])
-    rfm = parse_rfm([f"r={value['r']}", f"f={value['f']}", f"m={value['m']}"])  # re-checked, never trusted
-    p = ctx.service.predict(rfm)
+    """Post the answer that was shown: the same profile answered by the same model version. The
+    button's value came back from Slack, so every field of it is checked again."""
+    try:
+        value = json.loads(body["actions"][0]["value"])
+        r, f, m, version = value["r"], value["f"], value["m"], value.get("v")
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise InputError("That button is not one of mine; ask again with /segment R F M.") from None
+    rfm = parse_rfm([f"r={r}", f"f={f}", f"m={m}"])
+    served = ctx.service.served(version) if version is not None else ctx.service.served()
     respond(response_type="in_channel", replace_original=False,
-            **blocks.prediction(p, ctx.service.version, shareable=False, asked_by=body["user"]["id"]))
+            **blocks.prediction(served.predict(rfm), shareable=False, asked_by=body["user"]["id"]))
 
 
 def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
-    value = body["actions"][0].get("value") or ""
-    if value:  # from a digest: the customers that digest counted, scored as of its date
-        spec = json.loads(value)
-        as_of = dt.date.fromisoformat(spec["as_of"])
-        version = spec.get("model") or ctx.service.version
-        line = send_csv(client, body["user"]["id"], f"at-risk-{as_of}-{version}.csv",
+    version, as_of = export_value(body["actions"][0].get("value") or "")
+    served = ctx.service.served(version)  # a version the store keeps, or one line of refusal
+    user = body["user"]["id"]
+    if as_of is not None:  # from a digest: the customers that digest counted, scored as of its date
+        line = send_csv(client, user, f"at-risk-{as_of}-{version}.csv",
                         f"At-risk customers as of {as_of} ({version})",
-                        lambda path: write_at_risk_as_of(ctx, as_of, path, version),
+                        lambda path: write_at_risk_as_of(ctx, as_of, path, served),
                         f"scored as of {as_of} with model {version}")
-        respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
-        return
-    summary = ctx.service.at_risk()
-    if not summary["segments"]:
-        respond(response_type="ephemeral", replace_original=False, **blocks.plain("No customers are at risk in this model."))
-        return
-    line = send_segments_csv(client, ctx.service, body["user"]["id"], summary["segments"], "at-risk",
-                             summary["model_version"])
+    else:
+        line = send_csv(client, user, f"at-risk-{version}.csv", f"At-risk customers ({version})",
+                        lambda path: served.export_at_risk(path), f"at risk in model {version}")
     respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
 
 def show_segments(respond: Respond, ctx: BotContext) -> None:
-    s = ctx.service
-    respond(response_type="ephemeral", replace_original=False, **blocks.segments(s.segments(), s.version, s.metadata))
+    respond(response_type="ephemeral", replace_original=False, **blocks.segments(ctx.service.served()))
 
 
 def register(app: App, ctx: BotContext) -> None:

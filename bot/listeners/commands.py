@@ -21,8 +21,8 @@ from segmentation.errors import InputError, SegmentationError
 from segmentation.inputs import parse_rfm
 
 from .. import blocks, schedule_spec
-from .. import state as state_mod
 from .. import digests as digests_mod
+from .. import state as state_mod
 from ..context import BotContext
 from ..exports import send_segments_csv
 
@@ -46,43 +46,41 @@ Reply = tuple[blocks.Message, After | None]
 
 def do_predict(req: Request) -> Reply:
     rfm = parse_rfm(req.args)
-    service = req.ctx.service
-    return blocks.prediction(service.predict(rfm), service.version), None
+    return blocks.prediction(req.ctx.service.served().predict(rfm)), None
 
 
 def do_customer(req: Request) -> Reply:
     if not req.args.strip():
         raise InputError("Which customer? Example: /segment customer 861eff4711a542e4b93843c6dd7febb0")
-    return blocks.customer(req.ctx.service.customer(req.args.strip())), None
+    return blocks.customer(req.ctx.service.served().customer(req.args.strip())), None
 
 
 def do_segments(req: Request) -> Reply:
-    s = req.ctx.service
-    return blocks.segments(s.segments(), s.version, s.metadata), None
+    return blocks.segments(req.ctx.service.served()), None
 
 
 def do_at_risk(req: Request) -> Reply:
-    return blocks.at_risk(req.ctx.service.at_risk()), None
+    served = req.ctx.service.served()
+    return blocks.at_risk(served.at_risk(), served.terms), None
 
 
 def do_export(req: Request) -> Reply:
     if not req.args.strip():
         raise InputError('Which segment? Example: /segment export At Risk  (see /segment segments for names)')
-    bundle = req.ctx.service.bundle  # the upload uses this version even if a retrain lands meanwhile
-    matched = req.ctx.service.resolve_segment(req.args, bundle)
+    served = req.ctx.service.served()  # the upload uses this version even if a retrain lands meanwhile
+    matched = served.resolve(req.args)
     label = req.args.strip()
 
     def upload() -> None:
-        line = send_segments_csv(req.client, req.ctx.service, req.user_id, matched, label, bundle["version"])
+        line = send_segments_csv(req.client, served, req.user_id, matched, label)
         req.respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
-    names = ", ".join(s["name"] for s in matched)
+    names = ", ".join(s.name for s in matched)
     return blocks.plain(f"Preparing the export of {names}… I'll send the CSV in a direct message."), upload
 
 
 def do_model(req: Request) -> Reply:
-    s = req.ctx.service
-    return blocks.model_info(s.version, s.metadata), None
+    return blocks.model_info(req.ctx.service.served()), None
 
 
 def _refuse(req: Request, command: str) -> Reply | None:
@@ -113,7 +111,7 @@ def do_rollback(req: Request) -> Reply:
             f"A retrain started by <@{running.detail.get('user_id', '?')}> is running; "
             "roll back after its result is posted."), None
     try:
-        old, new = req.ctx.store.rollback()
+        old, new = req.ctx.service.rollback()
     except SegmentationError as exc:
         req.ctx.state.audit(req.user_id, "rollback", "", True, f"failed: {exc}", req.channel_id)
         raise

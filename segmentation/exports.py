@@ -1,0 +1,34 @@
+"""The one CSV layout for exported customers, written atomically."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from .store import CustomerRow, atomic_path
+
+CSV_COLUMNS = ("customer_id", "segment", "at_risk", "recency_days", "orders", "purchase_days", "monetary")
+
+
+def write_customers_csv(rows: Iterable[CustomerRow], names: Mapping[int, str], out: Path) -> int:
+    """Write ``rows`` (their cluster named by ``names``) to ``out``; returns the row count."""
+    n = 0
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for row in rows:
+            w.writerow([row.customer_id, names[row.cluster], "yes" if row.at_risk else "no", row.recency,
+                        row.frequency, row.occasions, f"{row.monetary:.2f}"])
+            n += 1
+    return n
+
+
+def frame_rows(frame: pd.DataFrame, labels, flags) -> Iterable[CustomerRow]:
+    """Rows of a freshly scored RFM frame, biggest spenders first (as stored exports are)."""
+    f = frame.assign(cluster=labels, at_risk=flags).sort_values(["monetary", "customer_id"], ascending=[False, True])
+    for cid, r, fr, m, o, g, c, a in zip(f["customer_id"], f["recency"], f["frequency"], f["monetary"],
+                                         f["occasions"], f["gap"], f["cluster"], f["at_risk"]):
+        yield CustomerRow(str(cid), int(r), int(fr), float(m), int(o), None if pd.isna(g) else float(g), int(c), bool(a))

@@ -1,0 +1,106 @@
+"""Every segment name means what its definition says, on any shop."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import shop_table
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segmentation import definitions as d
+from segmentation.terms import Band, Freq, Spend, measure
+from segmentation.training import fit
+
+PROFILES = list(itertools.product(Band, Freq, Spend))
+
+
+def _pure(band, freq, spend, n=10):
+    return np.full(n, band), np.full(n, freq), np.full(n, spend)
+
+
+@pytest.mark.parametrize("band, freq, spend", PROFILES)
+def test_a_pure_population_gets_the_first_name_that_holds_for_it(band, freq, spend):
+    name = d.name_for(*_pure(band, freq, spend))
+    assert d.BY_NAME[name].holds(*_pure(band, freq, spend)).all()
+    earlier = d.VOCABULARY[: d.VOCABULARY.index(name)]
+    assert not any(d.BY_NAME[e].holds(*_pure(band, freq, spend)).any() for e in earlier)
+    assert band in d.BY_NAME[name].bands
+
+
+def test_the_business_rules_of_the_names():
+    def name(b, f, s):
+        return d.name_for_profile(b, f, s)
+
+    for b, f, s in PROFILES:
+        n = name(b, f, s)
+        if f == Freq.ONE_TIME:  # buying once is never loyalty
+            assert n not in {"Champions", "Loyal Customers", "Potential Loyalists", "Can't Lose Them"}
+        if b == Band.ACTIVE:
+            assert n in {"Champions", "Loyal Customers", "Potential Loyalists", "Promising", "New Customers"}
+        else:  # past the return time: never an "active" name
+            assert n not in {"Champions", "Loyal Customers", "Potential Loyalists", "Promising", "New Customers"}
+        if b == Band.LOST:
+            assert n == "Lost"
+        if n == "Champions":
+            assert (b, s) == (Band.ACTIVE, Spend.HIGH) and f != Freq.ONE_TIME
+    assert name(Band.LAPSING, Freq.ONE_TIME, Spend.HIGH) == "At Risk"  # a big one-time spender going cold
+    assert name(Band.LAPSED, Freq.REPEAT, Spend.LOW) == "At Risk"  # a returning customer, not yet lost
+    assert name(Band.LAPSED, Freq.ONE_TIME, Spend.HIGH) == "Hibernating"
+    assert name(Band.ACTIVE, Freq.FREQUENT, Spend.MID) == "Loyal Customers"
+    assert {name(*p) for p in PROFILES} == set(d.VOCABULARY)  # every name is reachable
+
+
+@settings(max_examples=200, deadline=None)
+@given(band=st.sampled_from(list(Band)),
+       mix=st.lists(st.tuples(st.sampled_from(list(Freq)), st.sampled_from(list(Spend))), min_size=1, max_size=60))
+def test_every_cluster_within_one_band_gets_a_name_that_at_least_half_of_it_fits(band, mix):
+    b = np.full(len(mix), band)
+    f = np.array([m[0] for m in mix])
+    s = np.array([m[1] for m in mix])
+    name = d.name_for(b, f, s)
+    chk = d.check(name, b, f, s)
+    assert chk.passed and chk.fit >= 0.5 and chk.band == band
+
+
+def test_definitions_are_written_with_the_shops_numbers(tmp_path):
+    table = shop_table(tmp_path, 5)
+    terms = measure(table.frame, table.gaps, currency="€")
+    champions = d.BY_NAME["Champions"].text(terms)
+    assert f"within {terms.return_time} days" in champions and terms.money(terms.spend_high_from) in champions
+    assert "2 or more days" in champions
+    at_risk = d.BY_NAME["At Risk"].text(terms)
+    assert f"{terms.return_time + 1}–{terms.lost_after} days" in at_risk and "; or " in at_risk
+    assert f"more than {terms.lost_after} days" in d.BY_NAME["Lost"].text(terms)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), gap=st.floats(5, 120), dropout=st.floats(0.05, 0.9),
+       one_time=st.floats(0.2, 0.97), k=st.integers(4, 14))
+def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_truth(
+        tmp_path_factory, seed, gap, dropout, one_time, k):
+    table = shop_table(tmp_path_factory.mktemp("shop"), seed, gap_days=gap, dropout=dropout, one_time_share=one_time)
+    trained, assignments = fit(table, k=k)
+    terms = trained.terms
+    band = terms.bands(assignments["recency"])
+    names = [s.name for s in trained.segments]
+    assert len(set(names)) == len(names)
+    for s in trained.segments:
+        members = (assignments["cluster"] == s.cluster).to_numpy()
+        assert s.check.passed, (s.name, s.check)
+        assert set(band[members]) == {s.band}  # a segment never mixes recency bands
+        assert s.customers == members.sum() and "tier" not in s.name
+        qualifier = s.name.partition(" — ")[2]
+        if "high spend" in qualifier:
+            assert s.monetary_median >= terms.spend_high_from
+        if "low spend" in qualifier:
+            assert s.monetary_median < terms.spend_low_below
+        if "one-time buyers" in qualifier:
+            assert s.occasions_median == 1
+        if "repeat buyers" in qualifier or "frequent buyers" in qualifier:
+            assert s.occasions_median >= 2
+        for word in ("lapsing", "lapsed"):
+            if word in qualifier.split(", "):
+                assert s.band.word == word

@@ -1,0 +1,100 @@
+"""The typed, immutable served model: one version per answer, the same answers everywhere."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import shop_table
+
+from segmentation.errors import InputError
+from segmentation.inputs import parse_rfm
+from segmentation.service import SegmentService, ServedModel
+from segmentation.sources import source_from_spec
+from segmentation.store import ModelStore
+from segmentation.training import train
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("svc")
+    table = shop_table(tmp, 41, customers=800)
+    src = source_from_spec(tmp / "shop-41.csv", customer_col="customer", order_col="order", date_col="date",
+                           amount_col="amount")
+    service = SegmentService(ModelStore(tmp / "art"))
+    train(src, service.store, k=8)
+    return service, table, src
+
+
+def test_the_served_model_is_frozen_and_pinned_until_current_moves(shop, tmp_path):
+    service, _, src = shop
+    served = service.served()
+    assert isinstance(served, ServedModel) and service.served() is served
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        served.version = "v9999"  # type: ignore[misc]
+    store = ModelStore(tmp_path)
+    other = SegmentService(store)
+    train(src, store, k=6)
+    first = other.served()
+    train(src, store, k=7)
+    second = other.served()
+    assert (first.version, second.version) == ("v0001", "v0002")
+    assert first.info.k == 6 and second.info.k == 7  # an answer in flight keeps its version
+    assert other.served("v0001").info.k == 6  # pinned: the version a shared answer was given with
+    for bad in ("v9999", "../../evil", "/tmp/x", "", "v0001/../v0002"):
+        with pytest.raises(InputError, match="not kept any more"):
+            other.served(bad)
+
+
+def test_predict_agrees_with_scoring(shop):
+    service, _, _ = shop
+    served = service.served()
+    rng = np.random.default_rng(3)
+    for r, f, m in zip(rng.integers(0, 700, 200), rng.integers(1, 12, 200), rng.uniform(5, 3000, 200)):
+        ans = served.predict(parse_rfm(f"{r} {f} {m:.2f}"))
+        label = served.trained.model.predict(np.array([[r, f, round(m, 2)]]))[0]
+        assert ans.cluster == label and ans.segment == served.segment(label).name
+        assert ans.model_version == served.version and ans.definition == served.segment(label).definition
+
+
+def test_stored_at_risk_equals_scoring_the_training_data(shop):
+    service, table, _ = shop
+    served = service.served()
+    fresh = served.at_risk(served.score(table.frame), as_of=served.info.snapshot_date)
+    stored = served.at_risk()
+    assert stored == fresh and stored.model_version == served.version and stored.customers > 0
+
+
+def test_exports_write_the_one_csv_layout(shop, tmp_path):
+    service, table, _ = shop
+    served = service.served()
+    names, n = served.export_at_risk(tmp_path / "risk.csv")
+    rows = list(csv.DictReader(open(tmp_path / "risk.csv")))
+    assert n == len(rows) == served.at_risk().customers
+    assert {r["at_risk"] for r in rows} == {"yes"}
+    assert sorted(set(r["segment"] for r in rows)) == sorted(names)
+    spend = [float(r["monetary"]) for r in rows]
+    assert spend == sorted(spend, reverse=True)
+    scored = served.score(table.frame)
+    n2 = served.export_at_risk(tmp_path / "fresh.csv", scored=scored)[1]
+    assert open(tmp_path / "fresh.csv").read() == open(tmp_path / "risk.csv").read() and n2 == n
+    seg = served.trained.segments[0]
+    _, n3 = served.export([seg], tmp_path / "seg.csv")
+    assert n3 == seg.customers
+    with pytest.raises(InputError, match="is a folder"):
+        served.export([seg], tmp_path)
+
+
+def test_customer_answers_show_their_numbers_and_the_segments(shop):
+    service, table, _ = shop
+    served = service.served()
+    row = table.frame.sort_values("occasions").iloc[-1]
+    ans = served.customer(row["customer_id"])
+    assert ans.purchase_days == row["occasions"] and ans.usual_gap == pytest.approx(row["gap"])
+    seg = served.segment(ans.cluster)
+    assert ans.typical == seg.typical(served.terms) and "typically" in ans.typical
+    assert set(ans.as_json()) >= {"customer_id", "segment", "definition", "typical", "at_risk", "model_version"}
+    with pytest.raises(InputError, match="No customer 'nobody'"):
+        served.customer("nobody")
