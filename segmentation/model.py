@@ -90,8 +90,8 @@ class SegmentModel:
         return self
 
     def _choose_strata(self, band: np.ndarray, group: np.ndarray) -> list[tuple[int, int]]:
-        counts = {(int(b), int(g)): int(n) for (b, g), n in
-                  zip(*np.unique(np.column_stack([band, group]), axis=0, return_counts=True))}
+        tally = np.bincount(band * 2 + group, minlength=N_BANDS * 2)
+        counts = {(i // 2, i % 2): int(n) for i, n in enumerate(tally) if n}
         keys = sorted(counts)
         while len(keys) > self.n_clusters:
             # merge the smallest repeat stratum into its band's one-time stratum
@@ -125,7 +125,7 @@ class SegmentModel:
             if k + 1 > distinct[s]:
                 return -1.0
             if len(inertia[s]) <= k:
-                km = KMeans(n_clusters=k + 1, n_init=3, random_state=0).fit(samples[s])
+                km = KMeans(n_clusters=k + 1, n_init=1, random_state=0).fit(samples[s])
                 inertia[s].append(float(km.inertia_) * scale[s])
             return inertia[s][k - 1] - inertia[s][k]
 
