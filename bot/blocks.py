@@ -69,7 +69,8 @@ def _rfm_fields(p: Prediction) -> dict[str, Any]:
 
 
 def _segment_numbers(p: Prediction) -> dict[str, Any]:
-    return section(f"*The segment* ({p.segment_customers:,} customers): {p.typical}.\n"
+    return section(f"*The segment* ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition): "
+                   f"{p.typical}.\n"
                    f"_Definition:_ {p.definition}.")
 
 

@@ -1,7 +1,9 @@
 """What every segment name means, in the shop's own terms: the one table of definitions.
 
 A definition is one or more clauses; a customer fits a clause when their recency band,
-frequency class and spend level are all among the clause's. A cluster earns a name when **at
+frequency class, spend level and churn-risk flag (from the one at-risk rule, ``atrisk.py``) are
+all among the clause's. "At Risk" and "Can't Lose Them" ask for the flag, so a segment carrying
+those names is one the at-risk count agrees with. A cluster earns a name when **at
 least half of its customers fit the definition** (all conditions at once, not one dimension at
 a time). Names are tried in the order of the table, most specific first, and the first that fits
 wins.
@@ -9,7 +11,8 @@ wins.
 Clusters never mix recency bands (the model clusters within each band), and every band ends
 with a name that asks nothing more than the band (or the band and one-time vs repeat, which
 splits every cluster into two halves one of which is the majority), so every cluster gets a
-name that holds. Every name belongs to the bands of its clauses: a segment's recency band is
+name that holds (in the lapsing and lapsed bands, "Need Attention" takes the returning
+customers the churn rule does not flag). Every name belongs to the bands of its clauses: a segment's recency band is
 the band of its customers, and that band is how "more active" is ordered.
 """
 
@@ -29,18 +32,26 @@ _ALL_S = frozenset(Spend)
 _RETURNED = frozenset({Freq.REPEAT, Freq.FREQUENT})
 
 
+_ANY_RISK = frozenset({False, True})
+
+
 @dataclass(frozen=True)
 class Clause:
     bands: frozenset[Band]
     freqs: frozenset[Freq] = _ALL_F
     spends: frozenset[Spend] = _ALL_S
+    risk: frozenset[bool] = _ANY_RISK
 
-    def holds(self, band: np.ndarray, freq: np.ndarray, spend: np.ndarray) -> np.ndarray:
-        return (np.isin(band, list(self.bands)) & np.isin(freq, list(self.freqs))
-                & np.isin(spend, list(self.spends)))
+    def holds(self, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> np.ndarray:
+        out = np.isin(band, list(self.bands)) & np.isin(freq, list(self.freqs)) & np.isin(spend, list(self.spends))
+        if self.risk != _ANY_RISK:
+            out &= np.asarray(risk, dtype=bool) == next(iter(self.risk))
+        return out
 
     def words(self, terms: ShopTerms) -> str:
         parts = []
+        if self.risk == frozenset({True}):
+            parts.append("flagged at risk by the churn rule")
         if self.freqs != _ALL_F:
             parts.append(_freq_words(self.freqs, terms))
         if self.spends != _ALL_S:
@@ -54,10 +65,10 @@ class Definition:
     name: str
     clauses: tuple[Clause, ...]
 
-    def holds(self, band: np.ndarray, freq: np.ndarray, spend: np.ndarray) -> np.ndarray:
+    def holds(self, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> np.ndarray:
         out = np.zeros(np.shape(band), dtype=bool)
         for c in self.clauses:
-            out |= c.holds(band, freq, spend)
+            out |= c.holds(band, freq, spend, risk)
         return out
 
     @property
@@ -69,8 +80,9 @@ class Definition:
         return "; or ".join(c.words(terms) for c in self.clauses)
 
 
-def _clause(bands: Iterable[Band], freqs: Iterable[Freq] = _ALL_F, spends: Iterable[Spend] = _ALL_S) -> Clause:
-    return Clause(frozenset(bands), frozenset(freqs), frozenset(spends))
+def _clause(bands: Iterable[Band], freqs: Iterable[Freq] = _ALL_F, spends: Iterable[Spend] = _ALL_S,
+            risk: Iterable[bool] = _ANY_RISK) -> Clause:
+    return Clause(frozenset(bands), frozenset(freqs), frozenset(spends), frozenset(risk))
 
 
 A, G, D, L = Band.ACTIVE, Band.LAPSING, Band.LAPSED, Band.LOST
@@ -82,9 +94,9 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("Potential Loyalists", (_clause([A], _RETURNED),)),
     Definition("Promising", (_clause([A], [Freq.ONE_TIME], [Spend.MID, Spend.HIGH]),)),
     Definition("New Customers", (_clause([A], [Freq.ONE_TIME]),)),
-    Definition("Can't Lose Them", (_clause([G, D], _RETURNED, [Spend.HIGH]),)),
-    Definition("At Risk", (_clause([G, D], _RETURNED), _clause([G], _ALL_F, [Spend.HIGH]))),
-    Definition("Need Attention", (_clause([G], [Freq.ONE_TIME], [Spend.MID, Spend.HIGH]),)),
+    Definition("Can't Lose Them", (_clause([G, D], _RETURNED, [Spend.HIGH], [True]),)),
+    Definition("At Risk", (_clause([G, D], risk=[True]),)),
+    Definition("Need Attention", (_clause([G, D], _RETURNED), _clause([G], [Freq.ONE_TIME], [Spend.MID, Spend.HIGH]))),
     Definition("About To Sleep", (_clause([G], [Freq.ONE_TIME]),)),
     Definition("Hibernating", (_clause([D]),)),
     Definition("Lost", (_clause([L]),)),
@@ -110,16 +122,13 @@ class Check:
     frequent_share: float
     high_spend_share: float
     low_spend_share: float
+    at_risk_share: float
 
 
-def classify(terms: ShopTerms, recency, occasions, monetary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return terms.bands(recency), terms.freqs(occasions), terms.spends(monetary)
-
-
-def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray) -> Check:
+def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> Check:
     """Measure how the customers of one cluster fit the definition of ``name``."""
     n = max(len(band), 1)
-    fit = float(BY_NAME[name].holds(band, freq, spend).sum() / n)
+    fit = float(BY_NAME[name].holds(band, freq, spend, risk).sum() / n)
     counts = np.bincount(band.astype(np.int64), minlength=len(Band))
     top = int(counts.argmax())
     return Check(
@@ -129,14 +138,15 @@ def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray) -> C
         frequent_share=float((freq == Freq.FREQUENT).sum() / n),
         high_spend_share=float((spend == Spend.HIGH).sum() / n),
         low_spend_share=float((spend == Spend.LOW).sum() / n),
+        at_risk_share=float(np.asarray(risk, dtype=bool).sum() / n),
     )
 
 
-def name_for(band: np.ndarray, freq: np.ndarray, spend: np.ndarray) -> str:
+def name_for(band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> str:
     """The first name of the table that at least half of these customers fit."""
     n = len(band)
     for d in DEFINITIONS:
-        if n and d.holds(band, freq, spend).sum() >= FIT_THRESHOLD * n:
+        if n and d.holds(band, freq, spend, risk).sum() >= FIT_THRESHOLD * n:
             return d.name
     # Unreachable for band-pure clusters (every band ends with a name asking nothing more);
     # a mixed cluster falls back on the name of its most common band.
@@ -145,9 +155,9 @@ def name_for(band: np.ndarray, freq: np.ndarray, spend: np.ndarray) -> str:
             Band.LAPSED: "Hibernating", Band.LOST: "Lost"}[top]
 
 
-def name_for_profile(band: Band, freq: Freq, spend: Spend) -> str:
+def name_for_profile(band: Band, freq: Freq, spend: Spend, risk: bool = False) -> str:
     """The name a single customer's own terms fit first (used to explain one answer)."""
-    return name_for(np.array([band]), np.array([freq]), np.array([spend]))
+    return name_for(np.array([band]), np.array([freq]), np.array([spend]), np.array([risk]))
 
 
 # -- words -------------------------------------------------------------------------------

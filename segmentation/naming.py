@@ -6,7 +6,9 @@ reads, chosen in this order, the first that gives every cluster a different word
 
 1. the recency band ("— lapsing", "— lapsed");
 2. what most of them are ("— one-time buyers", "— repeat buyers", "— frequent buyers");
-3. the spend level of the typical customer ("— high spend", "— mid spend", "— low spend");
+3. either of those with the spend level of the typical customer, when they differ in it
+   ("— repeat buyers, high spend", "— one-time buyers, low spend"); then spend alone
+   ("— high spend", "— mid spend", "— low spend");
 4. comparisons on the dimension where they differ most ("— higher spend", "— lower spend";
    "— most recent" … "— longest ago"), up to five clusters;
 5. their typical value on that dimension ("— around R$640").
@@ -76,12 +78,16 @@ def _qualifiers(members: list[Candidate], terms: ShopTerms):
         lambda c: f"{c.freq.word} buyers",
         lambda c: f"{c.spend.word} spend",
     ]
-    for f in simple:
+    band, freq, spend = simple
+    # When the clusters differ in band or in kind of buyer, say so even if spend alone would
+    # tell them apart: "repeat buyers, high spend" says more than "high spend".
+    order = [band, freq]
+    for f in (band, freq):
+        if len({f(c) for c in members}) > 1:
+            order.append(lambda c, f=f: f"{f(c)}, {spend(c)}")
+    order += [spend, lambda c: f"{band(c)}, {spend(c)}", lambda c: f"{freq(c)}, {spend(c)}"]
+    for f in order:
         words = {c.cluster: f(c) for c in members}
-        if len(set(words.values())) == len(members):
-            yield words
-    for f, g in ((simple[0], simple[2]), (simple[1], simple[2])):
-        words = {c.cluster: f"{f(c)}, {g(c)}" for c in members}
         if len(set(words.values())) == len(members):
             yield words
     # the dimension where they differ most, relative to the shop's spread on it

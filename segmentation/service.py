@@ -42,6 +42,7 @@ class Prediction:
     definition: str  # the segment's definition in the shop's terms
     typical: str  # the segment's typical numbers, in words
     segment_customers: int
+    fit: float  # share of the segment's customers meeting its definition, at training
     typical_values: tuple[float, float, float]  # median days, orders, spend of the segment
     recency: float
     frequency: float
@@ -67,6 +68,7 @@ class Prediction:
             "typical": {
                 "text": self.typical,
                 "customers": self.segment_customers,
+                "fit": self.fit,
                 "recency_median": self.typical_values[0],
                 "frequency_median": self.typical_values[1],
                 "monetary_median": self.typical_values[2],
@@ -151,7 +153,7 @@ class ServedModel:
         return dict(
             segment=seg.name, cluster=cluster, base=seg.base, band=seg.band.word,
             description=play["description"], actions=play["actions"], definition=seg.definition,
-            typical=seg.typical(self.terms), segment_customers=seg.customers,
+            typical=seg.typical(self.terms), segment_customers=seg.customers, fit=seg.check.fit,
             typical_values=(seg.recency_median, seg.frequency_median, seg.monetary_median),
             recency=r, frequency=f, monetary=m, occasions=occasions, at_risk=flag,
             model_version=self.version, currency=self.terms.currency,

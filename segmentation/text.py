@@ -69,7 +69,8 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
         f"{ans.segment}: {ans.description}",
         f"  This customer: {ans.recency:,.0f} days since the last order, {ans.frequency:,.0f} "
         f"order{'s' if ans.frequency != 1 else ''}, spend {terms.money(ans.monetary)}; {risk}.",
-        f"  The segment ({ans.segment_customers:,} customers): {ans.typical}.",
+        f"  The segment ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit its definition): "
+        f"{ans.typical}.",
         f"  Its definition: {ans.definition}.",
     ]
     if ans.note:

@@ -15,7 +15,7 @@ import pandas as pd
 from . import playbook as playbook_mod
 from .atrisk import summarise
 from .baseline import rule_based_segments
-from .definitions import BY_NAME, check, classify, name_for, vocabulary_rank
+from .definitions import BY_NAME, check, name_for, vocabulary_rank
 from .errors import DataError, ModelNotFoundError, SegmentationError
 from .model import DEFAULT_K, FEATURES, MIN_K, RANDOM_STATE, SegmentModel, silhouette
 from .naming import Candidate, changes, qualified_names
@@ -117,7 +117,7 @@ def fit(
             raise DataError(f"{table.source}: {exc}; use more data or a smaller --k") from None
         labels = model.labels_
     with timer.step("naming", "Naming segments from their definitions and comparing with the quantile rules"):
-        band, freq, spend = classify(terms, rfm["recency"], rfm["occasions"], rfm["monetary"])
+        band, freq, spend = terms.bands(rfm["recency"]), terms.freqs(rfm["occasions"]), terms.spends(rfm["monetary"])
         flags = book.at_risk.frame_flags(terms, rfm)
         segments = _segments(model, rfm, labels, band, freq, spend, flags, terms, book)
         names = {s.cluster: s.name for s in segments}
@@ -172,14 +172,14 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
     cands, stats = [], {}
     for c in range(k):
         idx = order[bounds[c]:bounds[c + 1]]
-        b, f, s = band[idx], freq[idx], spend[idx]
-        base = name_for(b, f, s)
+        b, f, s, r = band[idx], freq[idx], spend[idx], flags[idx]
+        base = name_for(b, f, s, r)
         med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
         cands.append(Candidate(
             cluster=c, base=base, band=Band(int(np.bincount(b, minlength=4).argmax())),
             freq=terms.freq(med[1]), spend=terms.spend(med[2]), medians=med,
         ))
-        stats[c] = (idx, check(base, b, f, s))
+        stats[c] = (idx, check(base, b, f, s, r))
     display = qualified_names(cands, terms)
     segments = []
     for cand in cands:

@@ -30,7 +30,10 @@ def test_qualifiers_are_words_chosen_where_clusters_differ():
     assert names == {0: "At Risk — lapsing", 1: "At Risk — lapsed", 2: "Champions"}
     names = qualified_names([_cand(0, "Lost", freq=Freq.REPEAT), _cand(1, "Lost", spend=Spend.HIGH),
                              _cand(2, "Lost", spend=Spend.LOW)], t)
-    assert names == {0: "Lost — mid spend", 1: "Lost — high spend", 2: "Lost — low spend"}
+    assert names == {0: "Lost — repeat buyers, mid spend", 1: "Lost — one-time buyers, high spend",
+                     2: "Lost — one-time buyers, low spend"}  # the kind of buyer is said when it differs
+    names = qualified_names([_cand(0, "Lost", spend=Spend.MID), _cand(1, "Lost", spend=Spend.HIGH)], t)
+    assert names == {0: "Lost — mid spend", 1: "Lost — high spend"}
 
 
 def test_comparatives_then_typical_values_when_words_do_not_tell_them_apart():
