@@ -120,6 +120,7 @@ def resolve_source(args: argparse.Namespace):
         quantity_col=args.quantity_col,
         price_col=args.price_col,
         date_format=args.date_format,
+        currency=args.currency,
     ), str(data)
 
 
@@ -131,6 +132,7 @@ def add_column_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantity-col", help="transactions file: quantity column (with --price-col)")
     p.add_argument("--price-col", help="transactions file: unit price column (with --quantity-col)")
     p.add_argument("--date-format", help="strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)")
+    p.add_argument("--currency", help="symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)")
 
 
 def source_from_data_spec(spec: str | None, artifacts: str | os.PathLike, name: str = "SEGMENT_DATA"):
@@ -174,21 +176,11 @@ def train_json(version: str, trained) -> dict[str, Any]:
     }
 
 
-def _source_args(args: argparse.Namespace):
-    source, data_ref = resolve_source(args)
-    currency = args.currency
-    if currency is None:
-        from .sources import OlistSource
-
-        currency = "R$" if isinstance(source, OlistSource) else ""
-    return source, data_ref, currency
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from . import text
     from .training import train
 
-    source, data_ref, currency = _source_args(args)
+    source, data_ref = resolve_source(args)
     version, trained = train(
         source,
         _store(args),
@@ -197,7 +189,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         trained_by=args.trained_by or os.environ.get("USER") or "cli",
         data_ref=data_ref,
-        currency=currency,
         progress=_progress(args),
     )
     if args.json:
@@ -370,12 +361,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from . import text, validate
     from .sources import load_rfm
 
-    source, _, currency = _source_args(args)
+    source, _ = resolve_source(args)
     progress = _progress(args)
     if progress:
         progress(f"Reading {source.describe()} and computing RFM")
     table = load_rfm(source, as_of=args.as_of)
-    report = validate.run(table, k=args.k, currency=currency, progress=progress)
+    report = validate.run(table, k=args.k, progress=progress)
     if args.json:
         _print_json(validation_json(report))
     else:
@@ -433,7 +424,6 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
         p.add_argument("--k", type=k_value, default=11, help="number of segments (default 11)")
         p.add_argument("--as-of", type=parse_date,
                        help="snapshot date YYYY-MM-DD (default: day after the latest purchase)")
-        p.add_argument("--currency", help="symbol shown before amounts (default: R$ for the Olist layout, none otherwise)")
         add_column_options(p)
         p.add_argument("--json", action="store_true", help="machine-readable output")
 

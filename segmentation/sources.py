@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -118,6 +118,7 @@ class OlistSource:
     """A folder in the Olist layout (plain or gzipped CSVs)."""
 
     folder: Path
+    currency: str = "R$"  # Olist is a Brazilian marketplace
 
     def describe(self) -> str:
         return f"Olist folder {self.folder}"
@@ -135,6 +136,7 @@ class TransactionsSource:
     quantity_col: str | None = None
     price_col: str | None = None
     date_format: str | None = None
+    currency: str = ""
 
     def describe(self) -> str:
         return f"transactions file {self.path}"
@@ -154,6 +156,7 @@ class RFMTable:
     excluded: dict[str, int] = field(default_factory=dict)
     source: str = ""
     gaps: GapStats = GapStats(None, None, None, 0, 0)
+    currency: str = ""  # the symbol amounts are shown with
 
     @property
     def customers(self) -> int:
@@ -180,8 +183,12 @@ def source_from_spec(
     quantity_col: str | None = None,
     price_col: str | None = None,
     date_format: str | None = None,
+    currency: str | None = None,
 ) -> Source:
-    """Turn a ``--data`` argument and column flags into a source, checking what can be checked."""
+    """Turn a ``--data`` argument and column flags into a source, checking what can be checked.
+    ``currency`` is the symbol amounts are shown with (default: R$ for Olist, none otherwise)."""
+    if currency is not None and (len(currency) > 5 or any(ch.isdigit() or ch.isspace() for ch in currency)):
+        raise DataError(f"--currency is a short symbol such as $, € or R$; got '{currency}'")
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
@@ -190,7 +197,7 @@ def source_from_spec(
             raise DataError(
                 f"{p}: column flags apply to a single transactions file, not to an Olist folder"
             )
-        return OlistSource(p)
+        return OlistSource(p) if currency is None else OlistSource(p, currency)
     if not _is_supported_file(p):
         raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
     missing = [flag for flag, v in (("--customer-col", customer_col), ("--date-col", date_col)) if not v]
@@ -204,7 +211,7 @@ def source_from_spec(
     if not amount_col and not (quantity_col and price_col):
         raise DataError(f"{p}: give --amount-col, or both --quantity-col and --price-col")
     return TransactionsSource(
-        p, customer_col, date_col, order_col, amount_col, quantity_col, price_col, date_format
+        p, customer_col, date_col, order_col, amount_col, quantity_col, price_col, date_format, currency or ""
     )
 
 
@@ -383,7 +390,7 @@ def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
             where = source.path
         try:
             con.execute(f"CREATE TEMP TABLE orders AS {orders_sql}")
-            return _aggregate(con, as_of, source.describe(), where)
+            return replace(_aggregate(con, as_of, source.describe(), where), currency=source.currency)
         except duckdb.Error as exc:
             raise DataError(f"{where}: cannot be read ({_first_line(exc)})") from None
     finally:

@@ -26,7 +26,7 @@ from .segments import (
     Segment,
     TrainedModel,
 )
-from .sources import OlistSource, RFMTable, Source, load_rfm
+from .sources import RFMTable, Source, load_rfm
 from .store import SCHEMA_VERSION, ModelStore
 from .terms import Band, measure
 
@@ -82,10 +82,6 @@ def rule_based_comparison(rfm: pd.DataFrame, segment_base: np.ndarray) -> RuleBa
     })
 
 
-def default_currency(table: RFMTable, source: Source | None) -> str:
-    return "R$" if isinstance(source, OlistSource) else ""
-
-
 def fit(
     table: RFMTable,
     *,
@@ -94,7 +90,6 @@ def fit(
     trained_by: str = "cli",
     data_ref: str | None = None,
     previous: tuple[str, TrainedModel] | None = None,
-    currency: str = "",
     timer: Timer | None = None,
     book: playbook_mod.Playbook | None = None,
 ) -> tuple[TrainedModel, pd.DataFrame]:
@@ -105,7 +100,7 @@ def fit(
     if not MIN_K <= k <= MAX_K:
         raise DataError(f"--k must be between {MIN_K} and {MAX_K}; got {k}")
     book = book or playbook_mod.load()
-    terms = measure(rfm, table.gaps, currency)
+    terms = measure(rfm, table.gaps, table.currency)
     X = rfm[FEATURES].to_numpy(dtype=np.float64)
     with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands"):
         model = SegmentModel(
@@ -220,7 +215,6 @@ def train(
     as_of: dt.date | None = None,
     trained_by: str = "cli",
     data_ref: str | None = None,
-    currency: str | None = None,
     progress: Progress | None = None,
 ) -> tuple[str, TrainedModel]:
     """Train on ``source`` and save a new current version. Returns (version, trained model)."""
@@ -232,8 +226,7 @@ def train(
     except (ModelNotFoundError, SegmentationError):
         previous = None  # none yet, or damaged: nothing to compare names with
     trained, assignments = fit(
-        table, k=k, seed=seed, trained_by=trained_by, data_ref=data_ref, previous=previous,
-        currency=default_currency(table, source) if currency is None else currency, timer=timer,
+        table, k=k, seed=seed, trained_by=trained_by, data_ref=data_ref, previous=previous, timer=timer,
     )
     with timer.step("save", "Saving the model"):
         trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))

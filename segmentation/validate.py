@@ -134,11 +134,11 @@ def _bands(trained: TrainedModel, labels: np.ndarray) -> np.ndarray:
 
 
 def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks: Sequence[int] = KS,
-        shift_days: int = SHIFT_DAYS, currency: str = "",
+        shift_days: int = SHIFT_DAYS,
         progress: Callable[[str], None] | None = None) -> Report:
     say = progress or (lambda _: None)
     say(f"Training the reference model (K={k}, seed {seeds[0]})")
-    trained, assignments = fit(table, k=k, seed=seeds[0], currency=currency)
+    trained, assignments = fit(table, k=k, seed=seeds[0])
     labels = assignments["cluster"].to_numpy()
     flags = assignments["at_risk"].to_numpy(bool)
     ref_base = _base_labels(trained, labels)
@@ -151,7 +151,7 @@ def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks
     for seed in seeds:
         for kk in ([k] if seed != seeds[0] else [kk for kk in ks if kk != k]):
             say(f"Refitting with seed {seed}, K={kk}")
-            other, other_assign = fit(table, k=kk, seed=seed, currency=currency)
+            other, other_assign = fit(table, k=kk, seed=seed)
             other_base = _base_labels(other, other_assign["cluster"].to_numpy())
             runs.append(Run(seed, kk, tuple(sorted({s.base for s in other.segments})),
                             float((other_base != ref_base).mean()), int(other_assign["at_risk"].sum())))
@@ -164,7 +164,7 @@ def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks
     band_scored = _bands(trained, later_labels)
     later_table = replace(table, frame=later,
                           snapshot_date=table.snapshot_date + pd.Timedelta(days=shift_days).to_pytimedelta())
-    retrained, later_assign = fit(later_table, k=k, seed=seeds[0], currency=currency)
+    retrained, later_assign = fit(later_table, k=k, seed=seeds[0])
     band_retrained = _bands(retrained, later_assign["cluster"].to_numpy())
     active = int(Band.ACTIVE)
     invariants = Invariants(

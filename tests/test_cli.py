@@ -209,3 +209,20 @@ def test_validate_command(tmp_path, sample_folder):
     text = cli(tmp_path, "validate", "--data", str(sample_folder)).out
     assert "Overall: pass" in text and "No promotion without a purchase" in text and "BG/NBD" in text
     assert not (tmp_path / "models").exists()  # validation saves nothing
+
+
+def test_currency_is_a_property_of_the_data(tmp_path):
+    import pandas as pd
+
+    from conftest import shop_orders
+
+    path = tmp_path / "sales.csv"
+    shop_orders(3).to_csv(path, index=False)
+    flags = ["--data", str(path), "--customer-col", "customer", "--order-col", "order", "--date-col", "date",
+             "--amount-col", "amount"]
+    assert cli(tmp_path, "train", *flags, "--currency", "€").code == 0
+    out = cli(tmp_path, "predict", "30", "2", "150").out
+    assert "spend €150" in out and "R$" not in out
+    r = cli(tmp_path, "train", *flags, "--currency", "12 dollars")
+    assert r.code == 1 and "--currency is a short symbol" in r.err and r.err.count("\n") == 1
+    assert pd.read_csv(path).shape[0] > 0
