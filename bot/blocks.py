@@ -60,17 +60,18 @@ def _rfm_fields(p: Prediction) -> dict[str, Any]:
     return {
         "type": "section",
         "fields": [
-            {"type": "mrkdwn", "text": f"*Recency*\n{p.recency:,.0f} days"},
-            {"type": "mrkdwn", "text": f"*Frequency*\n{p.frequency:,.0f} order{'' if p.frequency == 1 else 's'}"},
-            {"type": "mrkdwn", "text": f"*Monetary*\n{money(p.monetary, p.currency)}"},
+            {"type": "mrkdwn", "text": f"*Recency*\n{p.recency:,.0f} days · {p.levels[0]}"},
+            {"type": "mrkdwn",
+             "text": f"*Frequency*\n{p.frequency:,.0f} order{'' if p.frequency == 1 else 's'} · {p.levels[1]}"},
+            {"type": "mrkdwn", "text": f"*Monetary*\n{money(p.monetary, p.currency)} · {p.levels[2]}"},
             {"type": "mrkdwn", "text": f"*Churn risk*\n{'at risk' if p.at_risk else 'not at risk'}"},
         ],
     }
 
 
 def _segment_numbers(p: Prediction) -> dict[str, Any]:
-    return section(f"*The segment* ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition): "
-                   f"{p.typical}.\n"
+    counted = f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
+    return section(f"*The segment*{counted}: {p.typical}.\n"
                    f"_Definition:_ {p.definition}.")
 
 

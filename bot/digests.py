@@ -90,13 +90,15 @@ def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_da
     """Score every customer with the served model and compare with the previous digest."""
     scored = served.score(rfm_table.frame)
     summary = served.at_risk(scored, as_of=run_date.isoformat())
-    k = len(served.trained.segments)
+    k = len(served.trained.all_segments)
     counts = np.bincount(scored.labels, minlength=k)
     risky_counts = np.bincount(scored.labels[scored.at_risk], minlength=k)
     n = len(rfm_table.frame)
     segments = []
-    for s in served.trained.segments:  # served order: most valuable first
+    for s in served.trained.all_segments:  # served order: most valuable first, then reserved ones
         c = s.cluster
+        if s.reserved and not counts[c]:
+            continue
         prev = previous.counts.get(s.name) if previous else None
         segments.append({
             "name": s.name, "base": s.base, "customers": int(counts[c]), "at_risk": int(risky_counts[c]),

@@ -2,11 +2,13 @@
 
 A customer is at risk when they are worth keeping and are slipping, but are not yet gone:
 
-- **repeat buyers** (2+ purchase days) whose time since the last order is past the larger of
-  ``own_gap_multiple`` × their own usual gap and the shop's return time, and who are not lost
-  (within the lost cut-off). Measuring against their own rhythm catches a weekly buyer gone
-  for two months long before the shop-wide window would; the shop's return time keeps a
-  customer who happened to buy twice in one week from counting as lapsing after a fortnight;
+- **repeat buyers** (2+ purchase days) whose time since the last order is past
+  ``own_gap_multiple`` × their own usual gap, but never before the shop's return time and at
+  the latest once past the return window, and who are not lost (within the lost cut-off).
+  Measuring against their own rhythm catches a weekly buyer gone for two months long before the
+  shop-wide window would; the return time keeps a customer who happened to buy twice in one
+  week from counting as overdue after a fortnight; the return window makes sure a slow repeat
+  buyer (a usual gap of half the lost cut-off or more) is flagged before they count as lost;
 - **one-time buyers with high spend** (top 20% by default) who are past the shop's return time
   but still within its return window: after that, most of those who come back have done so.
 
@@ -41,7 +43,9 @@ class AtRiskRule:
         out = np.zeros(r.shape, dtype=bool)
         if self.repeat_buyers:
             g = np.asarray(gap, dtype=np.float64)
-            due = np.fmax(self.own_gap_multiple * g, terms.return_time)  # fmax: a NaN gap counts as none
+            # overdue at `own_gap_multiple` x their own gap, but never before the return time and at
+            # the latest past the return window (fmin/fmax: a NaN gap counts as none)
+            due = np.fmax(np.fmin(self.own_gap_multiple * g, terms.return_window), terms.return_time)
             out |= (o >= 2) & (r > due) & (r <= terms.lost_after)
         threshold = self.one_time_threshold(terms)
         if threshold is not None:
@@ -61,9 +65,9 @@ class AtRiskRule:
         if self.repeat_buyers:
             mult = f"{self.own_gap_multiple:g}×" if self.own_gap_multiple != 2 else "twice"
             parts.append(
-                f"repeat buyers (2+ purchase days) whose last order is past both {mult} their own usual "
-                f"gap and the shop's return time ({terms.return_time} days), and not yet lost "
-                f"(within {terms.lost_after} days)"
+                f"repeat buyers (2+ purchase days) whose last order is past {mult} their own usual gap "
+                f"(but not before the return time, {terms.return_time} days, and at the latest past the "
+                f"return window, {terms.return_window} days), and not yet lost (within {terms.lost_after} days)"
             )
         if self.one_time_spend != "none":
             share, threshold = (("top 20%", terms.spend_high_from) if self.one_time_spend == "high"

@@ -1,25 +1,30 @@
-"""The clustering model: KMeans within the shop's recency bands.
+"""The clustering model: KMeans within the shop's recency bands and kinds of customer.
 
 ``SegmentModel`` follows scikit-learn's conventions: parameters in ``__init__``, learned state
 in attributes ending with ``_`` set by ``fit``, ``predict`` for new data. Input is an
-``(n, 3)`` array of recency (days), purchase days (occasions) and monetary (total spend).
+``(n, 3)`` array of recency (days), purchase days (occasions) and monetary (total spend), and
+each row's *kind*: one-time buyer, repeat buyer, or flagged at risk by the churn rule
+(``kinds_of``).
 
 Features are ``log1p`` then standard scaling, as in the original analysis. Unlike a plain
 KMeans, a cluster never mixes customers of different recency bands (active, lapsing, lapsed,
 lost; the band cut-offs are the shop's return time, return window and lost cut-off, given as
-``cutoffs``), nor, when there are enough clusters, one-time with repeat buyers: the customers are
-split into those *strata* first and KMeans runs inside each. A plain KMeans on a shop where 97%
-buy once puts every repeat buyer in one or two clusters whatever their recency (frequency
-dominates the scaled space), and no true name fits such a cluster.
+``cutoffs``), nor, when there are enough clusters, different kinds: the customers are split
+into those *strata* first and KMeans runs inside each. A plain KMeans on a shop where 97% buy
+once puts every repeat buyer in one or two clusters whatever their recency (frequency dominates
+the scaled space), and no true name fits such a cluster; and a cluster mixing customers the
+churn rule flags with others could be named neither "At Risk" nor anything that leaves them out.
 
 How many clusters each stratum gets: one each, then every further cluster goes to the stratum
 where it lowers the within-cluster sum of squares most (KMeans's own objective), measured with a
 fixed seed so that the split does not depend on ``random_state``. With fewer clusters than
-strata, one-time and repeat buyers of the same band are merged, smallest first; bands are never
-merged (at least 4 clusters are needed).
+strata, one-time and repeat buyers of a band are merged first (smallest first), then the
+customers at risk with the rest of their band; bands are never merged (at least 4 clusters).
 
-Without a purchase, a customer's recency only grows, so their band only gets older: scoring the
-same customers later can never move them into a more active band's cluster.
+Every (band, kind) the training data lacked gets a *reserved* cluster of its own (no customers
+at training), so a customer older than anyone seen in training is never compared with a more
+active band's clusters. Without a purchase a customer's recency only grows, so their band only
+gets older: scoring the same customers later can never move them into a more active band.
 """
 
 from __future__ import annotations
@@ -35,11 +40,22 @@ N_BANDS = 4
 MIN_K = N_BANDS
 FEATURES = ["recency", "occasions", "monetary"]  # columns of the RFM frame the model reads
 ALLOCATION_SAMPLE = 50_000  # customers per stratum used to decide where extra clusters go
-ANY = -1  # a stratum holding both one-time and repeat buyers of its band
+SMALL_STRATUM = 50_000  # customers x clusters under which a stratum gets more KMeans restarts
+ONE_TIME, REPEAT, AT_RISK = 0, 1, 2
+N_KINDS = 3
+# The churn rule (atrisk.py) only flags customers past the return time and not yet lost.
+RISK_BANDS = (1, 2)
+Stratum = tuple[int, tuple[int, ...]]  # (band, kinds)
+
+
+def kinds_of(occasions, at_risk) -> np.ndarray:
+    """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
+    o = np.asarray(occasions, dtype=np.float64)
+    return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int64)
 
 
 class SegmentModel:
-    """log1p → StandardScaler → KMeans inside each recency band (and one-time/repeat group)."""
+    """log1p → StandardScaler → KMeans inside each recency band and kind of customer."""
 
     def __init__(self, n_clusters: int = DEFAULT_K, cutoffs: tuple[float, float, float] = (90, 180, 365),
                  random_state: int = RANDOM_STATE, n_init: int = 10):
@@ -49,58 +65,97 @@ class SegmentModel:
         self.n_init = n_init
 
     # -- strata ----------------------------------------------------------------------------
-    def _band_group(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        band = np.searchsorted(np.asarray(self.cutoffs, dtype=np.float64), X[:, 0], side="left")
-        group = (X[:, 1] >= 2).astype(np.int64)
-        return band, group
+    def bands(self, X: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.cutoffs, dtype=np.float64), np.atleast_2d(X)[:, 0], side="left")
 
-    def strata(self, X: np.ndarray) -> np.ndarray:
+    def strata(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """The stratum index of every row (after ``fit``)."""
-        band, group = self._band_group(np.atleast_2d(np.asarray(X, dtype=np.float64)))
-        return self.lookup_[band, group]
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        return self.lookup_[self.bands(X), np.asarray(kinds, dtype=np.int64)]
 
-    def fit(self, X: np.ndarray) -> SegmentModel:
+    def fit(self, X: np.ndarray, kinds: np.ndarray) -> SegmentModel:
         X = np.asarray(X, dtype=np.float64)
+        kinds = np.asarray(kinds, dtype=np.int64)
         if X.ndim != 2 or X.shape[1] != 3 or not len(X):
             raise ValueError("X must be a non-empty (n, 3) array of recency, occasions, monetary")
-        if not (np.all(np.diff(self.cutoffs) > 0) and len(self.cutoffs) == N_BANDS - 1):
+        if kinds.shape != (len(X),) or kinds.min() < 0 or kinds.max() >= N_KINDS:
+            raise ValueError("kinds must give every row's kind: 0 one-time, 1 repeat, 2 at risk")
+        if len(self.cutoffs) != N_BANDS - 1 or not np.all(np.diff(self.cutoffs) > 0):
             raise ValueError(f"cutoffs must be 3 increasing day counts, got {self.cutoffs}")
         Z = np.log1p(X)
         self.scaler_ = StandardScaler().fit(Z)
         Zs = self.scaler_.transform(Z)
-        band, group = self._band_group(X)
-        keys = self._choose_strata(band, group)
+        band = self.bands(X)
+        keys = self._choose_strata(band, kinds)
         if len(keys) > self.n_clusters:
             raise ValueError(f"{self.n_clusters} clusters cannot keep {len(keys)} recency bands apart")
-        self.strata_ = tuple(keys)
-        self.lookup_ = _lookup(keys)
-        stratum = self.lookup_[band, group]
+        lookup = np.full((N_BANDS, N_KINDS), -1, dtype=np.int64)
+        for i, (b, ks) in enumerate(keys):
+            lookup[b, list(ks)] = i
+        stratum = lookup[band, kinds]
         members = [np.flatnonzero(stratum == s) for s in range(len(keys))]
-        ks = self._allocate([Zs[m] for m in members])
-        centers, owner, labels = [], [], np.empty(len(X), dtype=np.int64)
-        for s, (m, k) in enumerate(zip(members, ks)):
+        per = self._allocate([Zs[m] for m in members])
+        centers: list[np.ndarray] = []
+        owner: list[int] = []
+        labels = np.empty(len(X), dtype=np.int64)
+        for s, (m, k) in enumerate(zip(members, per)):
             local_centers, local_labels = self._fit_stratum(Zs[m], k)
             labels[m] = local_labels + len(centers)
             centers.extend(local_centers)
             owner.extend([s] * len(local_centers))
+        reserved = []
+        for b in range(N_BANDS):  # a reserved cluster for every (band, kind) not seen in training
+            for kind in range(N_KINDS):
+                if lookup[b, kind] < 0 and kind == AT_RISK and b not in RISK_BANDS:
+                    continue  # the churn rule never flags anyone here
+                if lookup[b, kind] < 0:
+                    lookup[b, kind] = len(keys)
+                    owner.append(len(keys))
+                    keys.append((b, (kind,)))
+                    reserved.append(len(centers))
+                    centers.append(self.scaler_.transform(np.log1p([self._representative(b, kind)]))[0])
+        for b in range(N_BANDS):  # (unreachable) at risk outside RISK_BANDS: the band's repeat buyers
+            if lookup[b, AT_RISK] < 0:
+                lookup[b, AT_RISK] = lookup[b, REPEAT]
+        self.strata_ = tuple(keys)
+        self.lookup_ = lookup
         self.cluster_centers_ = np.asarray(centers)
         self.center_stratum_ = np.asarray(owner, dtype=np.int64)
-        self.clusters_per_stratum_ = tuple(int(k) for k in ks)
+        self.clusters_per_stratum_ = tuple(int(k) for k in per)
+        self.reserved_ = frozenset(reserved)
         self.labels_ = labels
         return self
 
-    def _choose_strata(self, band: np.ndarray, group: np.ndarray) -> list[tuple[int, int]]:
-        tally = np.bincount(band * 2 + group, minlength=N_BANDS * 2)
-        counts = {(i // 2, i % 2): int(n) for i, n in enumerate(tally) if n}
-        keys = sorted(counts)
-        while len(keys) > self.n_clusters:
-            # merge the smallest repeat stratum into its band's one-time stratum
-            split = [b for b in {k[0] for k in keys} if (b, 0) in keys and (b, 1) in keys]
-            if not split:
+    def _representative(self, band: int, kind: int) -> list[float]:
+        """A typical profile for a reserved cluster: the middle of its band, one purchase day
+        (two for repeat buyers and those at risk), the shop's typical spend."""
+        edges = [0.0, *map(float, self.cutoffs), float(self.cutoffs[-1]) * 1.5]
+        recency = (edges[band] + edges[band + 1]) / 2
+        occasions = 1.0 if kind == ONE_TIME else 2.0
+        monetary = float(np.expm1(self.scaler_.mean_[2]))
+        return [recency, occasions, monetary]
+
+    def _choose_strata(self, band: np.ndarray, kinds: np.ndarray) -> list[Stratum]:
+        tally = np.bincount(band * N_KINDS + kinds, minlength=N_BANDS * N_KINDS)
+        groups: dict[int, dict[tuple[int, ...], int]] = {
+            b: {(k,): int(tally[b * N_KINDS + k]) for k in range(N_KINDS) if tally[b * N_KINDS + k]}
+            for b in range(N_BANDS)
+        }
+
+        def pairs(allow_risk: bool) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...]]]:
+            return [(n1 + n2, b, k1, k2) for b, g in groups.items() for k1, n1 in g.items()
+                    for k2, n2 in g.items() if k1 < k2 and (allow_risk or AT_RISK not in k1 + k2)]
+
+        # merge one-time with repeat buyers first (smallest pair first), then those at risk with
+        # the rest of their band; never two bands
+        while sum(len(g) for g in groups.values()) > self.n_clusters:
+            candidates = pairs(False) or pairs(True)
+            if not candidates:
                 break
-            b = min(split, key=lambda b: (counts[(b, 1)], b))
-            keys = sorted([k for k in keys if k[0] != b] + [(b, ANY)])
-        return keys
+            _, b, k1, k2 = min(candidates)
+            merged = groups[b].pop(k1) + groups[b].pop(k2)
+            groups[b][tuple(sorted(k1 + k2))] = merged
+        return [(b, k) for b in range(N_BANDS) for k in sorted(groups[b])]
 
     def _allocate(self, parts: list[np.ndarray]) -> list[int]:
         """Clusters per stratum: one each, then greedily where they lower the inertia most."""
@@ -134,7 +189,7 @@ class SegmentModel:
             s = int(np.argmax(gains))
             if gains[s] < 0:
                 raise ValueError(
-                    f"only {sum(min(d, self.n_clusters) for d in distinct)} distinct profiles, "
+                    f"only {sum(min(d, self.n_clusters) for d in distinct)} distinct customer profiles, "
                     f"too few for {self.n_clusters} clusters"
                 )
             ks[s] += 1
@@ -144,26 +199,34 @@ class SegmentModel:
     def _fit_stratum(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k == 1:
             return P.mean(axis=0, keepdims=True), np.zeros(len(P), dtype=np.int64)
-        km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit(P)
+        km = KMeans(n_clusters=k, n_init=self.restarts(len(P), k), random_state=self.random_state).fit(P)
         order = np.argsort(-km.cluster_centers_[:, 2], kind="stable")  # higher spend first
         rank = np.empty(k, dtype=np.int64)
         rank[order] = np.arange(k)
         return km.cluster_centers_[order], rank[km.labels_]
+
+    def restarts(self, n: int, k: int) -> int:
+        """KMeans restarts for a stratum of ``n`` customers and ``k`` clusters: ``n_init``, or
+        more for small strata (up to 100), whose many equally good local optima would otherwise
+        let the seed decide their split; the extra work stays under a million distances."""
+        if n * k > SMALL_STRATUM:
+            return self.n_init
+        return max(self.n_init, min(100, 1_000_000 // max(n * k, 1)))
 
     # -- predicting ------------------------------------------------------------------------
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Raw values to the standardised log space the clusters live in."""
         return (np.log1p(np.asarray(X, dtype=np.float64)) - self.scaler_.mean_) / self.scaler_.scale_
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """The nearest centre of each row's own stratum (squared Euclidean distance, first
         minimum on ties), in plain NumPy and in bounded memory."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         Z = self.transform(X)
-        stratum = self.strata(X)
+        stratum = self.strata(X, kinds)
         out = np.empty(len(Z), dtype=np.int64)
         for s in range(len(self.strata_)):
-            own = np.flatnonzero(self.center_stratum_ == s)
+            own = self._own[s]
             rows = np.flatnonzero(stratum == s)
             centers = self.cluster_centers_[own]
             for start in range(0, len(rows), 65_536):
@@ -172,15 +235,14 @@ class SegmentModel:
                 out[idx] = own[d.argmin(axis=1)]
         return out
 
-    def predict_one(self, r: float, f: float, m: float) -> int:
+    def predict_one(self, r: float, f: float, m: float, kind: int) -> int:
         band = 0
         while band < N_BANDS - 1 and r > self.cutoffs[band]:
             band += 1
-        s = self.lookup_[band, 1 if f >= 2 else 0]
+        own = self._own[self.lookup_[band, kind]]
         z0 = (np.log1p(r) - self.scaler_.mean_[0]) / self.scaler_.scale_[0]
         z1 = (np.log1p(f) - self.scaler_.mean_[1]) / self.scaler_.scale_[1]
         z2 = (np.log1p(m) - self.scaler_.mean_[2]) / self.scaler_.scale_[2]
-        own = self._own[s]
         c = self.cluster_centers_[own]
         d = (c[:, 0] - z0) ** 2 + (c[:, 1] - z1) ** 2 + (c[:, 2] - z2) ** 2
         return int(own[d.argmin()])
@@ -203,24 +265,8 @@ class SegmentModel:
         """Cluster centres back in original units (days, purchase days, money)."""
         return np.expm1(self.scaler_.inverse_transform(self.cluster_centers_))
 
-
-def _lookup(keys: list[tuple[int, int]]) -> np.ndarray:
-    """(band, one-time/repeat) → stratum, for every combination, including those not seen in
-    training: a missing group uses its band's other stratum; a missing band uses the nearest
-    older band that has customers, else the nearest more active one (so the mapping never
-    makes anyone more active as their recency grows)."""
-    table = np.full((N_BANDS, 2), -1, dtype=np.int64)
-    by_band: dict[int, dict[int, int]] = {}
-    for i, (b, g) in enumerate(keys):
-        by_band.setdefault(b, {})[g] = i
-    present = sorted(by_band)
-    for b in range(N_BANDS):
-        older = [p for p in present if p >= b]
-        src = older[0] if older else present[-1]
-        groups = by_band[src]
-        for g in (0, 1):
-            table[b, g] = groups.get(g, groups.get(ANY, groups.get(1 - g, -1)))
-    return table
+    def band_of(self, cluster: int) -> int:
+        return self.strata_[self.center_stratum_[cluster]][0]
 
 
 def _distinct_rows(P: np.ndarray, cap: int) -> int:

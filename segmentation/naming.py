@@ -9,9 +9,10 @@ reads, chosen in this order, the first that gives every cluster a different word
 3. either of those with the spend level of the typical customer, when they differ in it
    ("— repeat buyers, high spend", "— one-time buyers, low spend"); then spend alone
    ("— high spend", "— mid spend", "— low spend");
-4. comparisons on the dimension where they differ most ("— higher spend", "— lower spend";
-   "— most recent" … "— longest ago"), up to five clusters;
-5. their typical value on that dimension ("— around R$640").
+4. comparisons on the dimension where they differ most, measured against the shop's spread
+   ("— higher spend", "— lower spend"; "— most recent" … "— longest ago"), up to five clusters;
+5. their typical values on the two dimensions where they differ most, with units
+   ("— typically 207 days since the last order, spend R$640").
 
 Every word is true of the typical (median) customer of its cluster.
 """
@@ -39,6 +40,7 @@ class Candidate:
     freq: Freq  # of its median customer (by purchase days)
     spend: Spend  # of its median customer
     medians: tuple[float, float, float]  # recency days, purchase days, money
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # in the model's standardised space
 
 
 _COMPARATIVE = {
@@ -81,19 +83,23 @@ def _qualifiers(members: list[Candidate], terms: ShopTerms):
     band, freq, spend = simple
     # When the clusters differ in band or in kind of buyer, say so even if spend alone would
     # tell them apart: "repeat buyers, high spend" says more than "high spend".
+    varies = [f for f in (band, freq) if len({f(c) for c in members}) > 1]
     order = [band, freq]
-    for f in (band, freq):
-        if len({f(c) for c in members}) > 1:
-            order.append(lambda c, f=f: f"{f(c)}, {spend(c)}")
-    order += [spend, lambda c: f"{band(c)}, {spend(c)}", lambda c: f"{freq(c)}, {spend(c)}"]
+    if len(varies) == 2:
+        order.append(lambda c: f"{band(c)}, {freq(c)}")
+    order += [lambda c, f=f: f"{f(c)}, {spend(c)}" for f in varies]
+    order += [spend, lambda c: f"{band(c)}, {spend(c)}", lambda c: f"{freq(c)}, {spend(c)}",
+              lambda c: f"{band(c)}, {freq(c)}, {spend(c)}"]
     for f in order:
         words = {c.cluster: f(c) for c in members}
         if len(set(words.values())) == len(members):
             yield words
-    # the dimension where they differ most, relative to the shop's spread on it
-    med = np.log1p(np.array([c.medians for c in members]))
-    dim = int(np.argmax(np.ptp(med, axis=0)))
-    order = sorted(members, key=lambda c: (c.medians[dim], c.cluster))
+    # the dimension where they differ most, relative to the shop's spread on it (the model's
+    # standardised space), then the two where they differ most
+    spread = np.ptp(np.array([c.center for c in members]), axis=0)
+    dims = [int(d) for d in np.argsort(-spread, kind="stable")]
+    dim = dims[0]
+    order = sorted(members, key=lambda c: (c.center[dim], c.cluster))
     n = len(members)
     if n in _COMPARATIVE:
         if dim == 0:
@@ -102,23 +108,28 @@ def _qualifiers(members: list[Candidate], terms: ShopTerms):
             noun = "spend" if dim == 2 else "frequency"
             words = {c.cluster: f"{_COMPARATIVE[n][i]} {noun}" for i, c in enumerate(order)}
         yield words
-    yield _by_value(order, dim, terms)
+    yield _by_value(order, dims[:2], terms)
 
 
-def _by_value(order: list[Candidate], dim: int, terms: ShopTerms) -> dict[int, str]:
-    def fmt(v: float, digits: int) -> str:
-        x = float(f"{v:.{digits}g}")
-        if dim == 0:
-            return f"around {plural(round(x), 'day')}"
-        if dim == 1:
-            return f"around {plural(round(x), 'purchase day')}"
-        return f"around {terms.money(x)}"
+def _by_value(order: list[Candidate], dims: list[int], terms: ShopTerms) -> dict[int, str]:
+    """Each cluster's typical values on the given dimensions, with their units."""
+    def fmt(c: Candidate, digits: int) -> str:
+        parts = []
+        for d in sorted(dims):
+            x = float(f"{c.medians[d]:.{digits}g}")
+            if d == 0:
+                parts.append(f"{plural(round(x), 'day')} since the last order")
+            elif d == 1:
+                parts.append(plural(round(x), "purchase day"))
+            else:
+                parts.append(f"spend {terms.money(x)}")
+        return "typically " + ", ".join(parts)
 
     for digits in range(2, 8):
-        words = {c.cluster: fmt(c.medians[dim], digits) for c in order}
+        words = {c.cluster: fmt(c, digits) for c in order}
         if len(set(words.values())) == len(order):
             return words
-    return {c.cluster: f"{fmt(c.medians[dim], 8)} (#{i + 1})" for i, c in enumerate(order)}
+    return {c.cluster: f"{fmt(c, 8)} (group {i + 1})" for i, c in enumerate(order)}
 
 
 def match(previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[str, np.ndarray]]) -> list[tuple[int, int]]:

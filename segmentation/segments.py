@@ -42,9 +42,13 @@ class Segment:
     centroid: tuple[float, float, float]  # days, purchase days, money
     description: str  # the playbook's text at training (answers use the current playbook)
     actions: tuple[str, ...]
+    reserved: bool = False  # kept for customers who age into a band or kind nobody was in at training
 
     def typical(self, terms: ShopTerms) -> str:
         """E.g. "typically 268 days since the last order, 1 order, R$644"."""
+        if self.reserved:
+            return ("no customer was like this at training: a segment kept for customers who reach "
+                    f"this band ({terms.band_range(self.band)})")
         return (f"typically {plural(round(self.recency_median), 'day')} since the last order, "
                 f"{plural(self.frequency_median, 'order')}, {terms.money(self.monetary_median)}")
 
@@ -66,6 +70,7 @@ class Segment:
             "definition": self.definition,
             "fit": self.check.fit,
             "definition_holds": self.check.passed,
+            "reserved": self.reserved,
         }
 
 
@@ -155,11 +160,16 @@ class TrainedModel:
     rule_based: RuleBasedComparison
     info: ModelInfo
     changes: NameChanges | None = None  # against the model it replaced, if any
+    reserved: tuple[Segment, ...] = ()  # clusters with no customers at training (see model.py)
+
+    @property
+    def all_segments(self) -> tuple[Segment, ...]:
+        return self.segments + self.reserved
 
     def by_cluster(self) -> dict[int, Segment]:
         cached = self.__dict__.get("_by_cluster")
         if cached is None:
-            cached = {s.cluster: s for s in self.segments}
+            cached = {s.cluster: s for s in self.all_segments}
             object.__setattr__(self, "_by_cluster", cached)  # a cache of immutable data, not state
         return cached
 

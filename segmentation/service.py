@@ -24,11 +24,11 @@ from .atrisk import AtRiskSummary, summarise
 from .errors import InputError, ModelNotFoundError
 from .exports import frame_rows, write_customers_csv
 from .inputs import RFM
-from .model import FEATURES
+from .model import FEATURES, kinds_of
 from .segments import ModelInfo, Segment, TrainedModel
 from .sources import Source
 from .store import Assignments, CustomerRow, ModelStore
-from .terms import ShopTerms
+from .terms import ShopTerms, Spend
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Prediction:
     monetary: float
     occasions: float
     at_risk: bool
+    levels: tuple[str, str, str]  # this customer's own recency band, kind of buyer, spend level
     model_version: str
     currency: str = ""
     note: str | None = None  # set when the values lie outside anything the model was trained on
@@ -77,6 +78,7 @@ class Prediction:
             "frequency": self.frequency,
             "monetary": self.monetary,
             "at_risk": self.at_risk,
+            "levels": {"recency": self.levels[0], "frequency": self.levels[1], "spend": self.levels[2]},
             "note": self.note,
             "model_version": self.model_version,
         }
@@ -100,6 +102,14 @@ class Scored:
     frame: pd.DataFrame
     labels: np.ndarray
     at_risk: np.ndarray
+
+
+SPEND_WORDS = {Spend.HIGH: "top 20% by spend", Spend.MID: "mid spend", Spend.LOW: "bottom 40% by spend"}
+
+
+def levels(terms: ShopTerms, recency: float, occasions: float, monetary: float) -> tuple[str, str, str]:
+    """One customer's own standing in the shop's terms, e.g. ("lapsing", "one-time", "top 20% by spend")."""
+    return terms.band(recency).word, terms.freq(occasions).word, SPEND_WORDS[terms.spend(monetary)]
 
 
 def default_artifacts() -> Path:
@@ -134,37 +144,37 @@ class ServedModel:
     def resolve(self, query: str) -> tuple[Segment, ...]:
         """Segments matching ``query``: an exact name, or every cluster of a base name."""
         q = " ".join(query.split()).casefold().replace(" - ", " — ")
-        segs = self.trained.segments
+        segs = self.trained.all_segments
         exact = tuple(s for s in segs if s.name.casefold() == q)
         if exact:
             return exact
         by_base = tuple(s for s in segs if s.base.casefold() == q)
         if by_base:
             return by_base
-        names = ", ".join(s.name for s in segs)
+        names = ", ".join(s.name for s in self.trained.segments)
         raise InputError(f"No segment '{query.strip()}' in model {self.version}. Segments: {names}")
 
     # -- questions ----------------------------------------------------------------------
-    def _answer(self, cluster: int, r: float, f: float, m: float, occasions: float, gap: float | None,
+    def _answer(self, cluster: int, r: float, f: float, m: float, occasions: float, at_risk: bool,
                 book: playbook_mod.Playbook | None) -> dict[str, Any]:
         seg = self.segment(cluster)
         play = _play(seg, book or _playbook_or_none())
-        flag = bool(self.trained.rule.flags(self.terms, [r], [occasions], [np.nan if gap is None else gap], [m])[0])
         return dict(
             segment=seg.name, cluster=cluster, base=seg.base, band=seg.band.word,
             description=play["description"], actions=play["actions"], definition=seg.definition,
             typical=seg.typical(self.terms), segment_customers=seg.customers, fit=seg.check.fit,
             typical_values=(seg.recency_median, seg.frequency_median, seg.monetary_median),
-            recency=r, frequency=f, monetary=m, occasions=occasions, at_risk=flag,
-            model_version=self.version, currency=self.terms.currency,
+            recency=r, frequency=f, monetary=m, occasions=occasions, at_risk=at_risk,
+            levels=levels(self.terms, r, occasions, m), model_version=self.version, currency=self.terms.currency,
         )
 
     def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
         """The segment of a typed profile. Its orders count as separate purchase days, and its
         own usual gap is unknown, so the at-risk rule uses the shop's return time for it."""
         r, f, m = rfm.as_tuple()
-        cluster = self.trained.model.predict_one(r, f, m)
-        return Prediction(**self._answer(cluster, r, f, m, f, None, book), note=self._range_note(rfm))
+        flag = bool(self.trained.rule.flags(self.terms, [r], [f], [np.nan], [m])[0])
+        cluster = self.trained.model.predict_one(r, f, m, int(kinds_of([f], [flag])[0]))
+        return Prediction(**self._answer(cluster, r, f, m, f, flag, book), note=self._range_note(rfm))
 
     def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
         cid = customer_id.strip()
@@ -175,23 +185,22 @@ class ServedModel:
                 f"({self.info.customers:,} customers from {self.info.source}). "
                 "Check the id (for Olist data it is the customer_unique_id)."
             )
-        ans = self._answer(row.cluster, row.recency, row.frequency, row.monetary, row.occasions, row.gap, book)
-        ans["at_risk"] = row.at_risk  # as flagged at training, with the model's rule
+        ans = self._answer(row.cluster, row.recency, row.frequency, row.monetary, row.occasions, row.at_risk, book)
         return CustomerAnswer(**ans, customer_id=cid, purchase_days=row.occasions, usual_gap=row.gap)
 
     def score(self, frame: pd.DataFrame) -> Scored:
         """Every customer of an RFM frame: cluster (nearest centre in their band) and at-risk flag."""
-        labels = self.trained.model.predict(frame[FEATURES].to_numpy(np.float64))
         flags = self.trained.rule.frame_flags(self.terms, frame)
+        labels = self.trained.model.predict(frame[FEATURES].to_numpy(np.float64), kinds_of(frame["occasions"], flags))
         return Scored(frame, labels, flags)
 
     def at_risk(self, scored: Scored | None = None, as_of: str | None = None) -> AtRiskSummary:
         """Churn risk over the training customers (default) or a freshly scored frame."""
         if scored is None:
             return replace(self.trained.at_risk, model_version=self.version)
-        names = {s.cluster: s.name for s in self.trained.segments}
+        names = {s.cluster: s.name for s in self.trained.all_segments}
         return summarise(scored.at_risk, scored.frame["monetary"].to_numpy(), scored.labels, names,
-                         [s.cluster for s in self.trained.segments], self.trained.rule.text(self.terms),
+                         [s.cluster for s in self.trained.all_segments], self.trained.rule.text(self.terms),
                          self.version, as_of or self.info.snapshot_date)
 
     # -- exports ------------------------------------------------------------------------
@@ -206,7 +215,7 @@ class ServedModel:
     def export_at_risk(self, out: str | os.PathLike, store: ModelStore | None = None,
                        scored: Scored | None = None) -> tuple[list[str], int]:
         """The customers at risk, as flagged at training (default) or in a freshly scored frame."""
-        names = {s.cluster: s.name for s in self.trained.segments}
+        names = {s.cluster: s.name for s in self.trained.all_segments}
         rows: Iterable[CustomerRow]
         if scored is None:
             rows = Assignments(self.assignments_path).members(at_risk_only=True)

@@ -34,6 +34,7 @@ EXCLUSION_LABELS: dict[str, str] = {
     "bad_amount": "rows with an unparseable amount",
     "nonpositive_total": "orders whose total is not positive (returns, cancellations)",
     "after_as_of": "orders after the --as-of date",
+    "future_date": "orders dated in the future (after tomorrow, UTC)",
 }
 
 OLIST_FILES = {
@@ -356,11 +357,11 @@ def _transactions_orders_sql(con: duckdb.DuckDBPyConnection, src: TransactionsSo
         FROM flagged WHERE excluded IS NOT NULL
     ),
     orders AS (
-        SELECT order_id,
-               MIN(customer_id) AS customer_id, MIN(ordered_at) AS ordered_at,
-               SUM(amount) AS amount
+        -- an order is (customer, order id): exports that merge several stores can reuse
+        -- order numbers, and those must never merge two customers
+        SELECT order_id, customer_id, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount
         FROM flagged WHERE excluded IS NULL
-        GROUP BY order_id
+        GROUP BY customer_id, order_id
     )
     SELECT order_id, customer_id, ordered_at, amount,
            CASE WHEN amount <= 0 THEN 'nonpositive_total' END AS excluded
@@ -404,6 +405,15 @@ def _aggregate(con, as_of: dt.date | None, description: str, where: Path) -> RFM
             "SELECT excluded, COUNT(*) FROM orders WHERE excluded IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).fetchall()
     }
+    if as_of is None:  # a mistyped year must not become the snapshot date of every customer
+        tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+        (future,) = con.execute(
+            "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?", [tomorrow]
+        ).fetchone()
+        if future:
+            con.execute("UPDATE orders SET excluded = 'future_date' "
+                        "WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?", [tomorrow])
+            excluded["future_date"] = int(future)
     (latest,) = con.execute(
         "SELECT MAX(CAST(ordered_at AS DATE)) FROM orders WHERE excluded IS NULL"
     ).fetchone()

@@ -133,10 +133,11 @@ class ShopTerms:
         else:
             basis = (f"only {self.returning_customers:,} returning customers: too few to measure, "
                      "so conventional cut-offs are used")
+        days = lambda n: f"{n} day" + ("" if n == 1 else "s")  # noqa: E731
         return [
-            f"Return time {self.return_time} days (half of all returns come sooner), "
-            f"return window {self.return_window} days (80% come sooner), "
-            f"lost after {self.lost_after} days (95% come sooner); {basis}.",
+            f"Return time {days(self.return_time)}, return window {days(self.return_window)}, lost after "
+            f"{days(self.lost_after)}: half, 80% and 95% of the gaps between a returning customer's "
+            f"purchase days are no longer (each returning customer counting once); {basis}.",
             f"Recency: active ≤ {self.return_time} days · lapsing ≤ {self.return_window} · "
             f"lapsed ≤ {self.lost_after} · lost beyond.",
             f"Frequency (purchase days; same-day orders count once): one-time 1 · repeat 2+ · "

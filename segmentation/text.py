@@ -20,8 +20,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> 
                     colalign=colalign, disable_numparse=True)
 
 
-def money(terms: ShopTerms, x: float) -> str:
-    return terms.money(x)
+def share(x: float) -> str:
+    """A share as a percentage; a tiny one is never shown as 0.0%."""
+    return "<0.1%" if 0 < x < 0.0005 else f"{x:.1%}"
 
 
 def terms_block(terms: ShopTerms) -> str:
@@ -30,7 +31,7 @@ def terms_block(terms: ShopTerms) -> str:
 
 def segments_table(segments: Sequence[Segment], terms: ShopTerms) -> str:
     rows = [
-        [s.name, f"{s.customers:,}", f"{s.share:.1%}", f"{s.revenue_share:.1%}", f"{s.recency_median:,.0f}",
+        [s.name, f"{s.customers:,}", share(s.share), share(s.revenue_share), f"{s.recency_median:,.0f}",
          f"{s.frequency_median:g}", terms.money(s.monetary_median), f"{s.at_risk:,}",
          f"{s.check.fit:.0%}" + ("" if s.check.passed else " FAIL")]
         for s in segments
@@ -43,8 +44,8 @@ def segments_table(segments: Sequence[Segment], terms: ShopTerms) -> str:
 
 def at_risk_block(a: AtRiskSummary, terms: ShopTerms) -> str:
     lines = [
-        f"At risk: {a.customers:,} customers ({a.share_of_customers:.1%} of {a.all_customers:,}), "
-        f"revenue {terms.money(a.revenue)} ({a.share_of_revenue:.1%} of all spend)",
+        f"At risk: {a.customers:,} customers ({share(a.share_of_customers)} of {a.all_customers:,}), "
+        f"revenue {terms.money(a.revenue)} ({share(a.share_of_revenue)} of all spend)",
         f"  Who counts: {a.definition}.",
     ]
     if a.by_segment:
@@ -54,8 +55,8 @@ def at_risk_block(a: AtRiskSummary, terms: ShopTerms) -> str:
 
 def at_risk_table(a: AtRiskSummary, terms: ShopTerms) -> str:
     head = (f"Churn risk in model {a.model_version}, as of {a.as_of}: {a.customers:,} customers "
-            f"({a.share_of_customers:.1%} of {a.all_customers:,}), revenue {terms.money(a.revenue)} "
-            f"({a.share_of_revenue:.1%} of all spend)")
+            f"({share(a.share_of_customers)} of {a.all_customers:,}), revenue {terms.money(a.revenue)} "
+            f"({share(a.share_of_revenue)} of all spend)")
     body = f"Who counts: {a.definition}."
     if not a.by_segment:
         return f"{head}\n{body}"
@@ -67,10 +68,11 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
     risk = "at risk of churning" if ans.at_risk else "not at risk"
     lines = [
         f"{ans.segment}: {ans.description}",
-        f"  This customer: {ans.recency:,.0f} days since the last order, {ans.frequency:,.0f} "
-        f"order{'s' if ans.frequency != 1 else ''}, spend {terms.money(ans.monetary)}; {risk}.",
-        f"  The segment ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit its definition): "
-        f"{ans.typical}.",
+        f"  This customer: {ans.recency:,.0f} days since the last order ({ans.levels[0]}), "
+        f"{ans.frequency:,.0f} order{'s' if ans.frequency != 1 else ''} ({ans.levels[1]}), "
+        f"spend {terms.money(ans.monetary)} ({ans.levels[2]}); {risk}.",
+        (f"  The segment ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit its definition): "
+         f"{ans.typical}." if ans.segment_customers else f"  The segment: {ans.typical}."),
         f"  Its definition: {ans.definition}.",
     ]
     if ans.note:

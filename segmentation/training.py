@@ -15,9 +15,9 @@ import pandas as pd
 from . import playbook as playbook_mod
 from .atrisk import summarise
 from .baseline import rule_based_segments
-from .definitions import BY_NAME, check, name_for, vocabulary_rank
+from .definitions import BY_NAME, check, name_for, name_for_profile, vocabulary_rank
 from .errors import DataError, ModelNotFoundError, SegmentationError
-from .model import DEFAULT_K, FEATURES, MIN_K, RANDOM_STATE, SegmentModel, silhouette
+from .model import AT_RISK, DEFAULT_K, FEATURES, MIN_K, ONE_TIME, RANDOM_STATE, SegmentModel, kinds_of, silhouette
 from .naming import Candidate, changes, qualified_names
 from .segments import (
     ModelInfo,
@@ -28,7 +28,7 @@ from .segments import (
 )
 from .sources import RFMTable, Source, load_rfm
 from .store import SCHEMA_VERSION, ModelStore
-from .terms import Band, measure
+from .terms import Band, Freq, Spend, measure
 
 Progress = Callable[[str], None]
 MAX_K = 30
@@ -102,23 +102,26 @@ def fit(
     book = book or playbook_mod.load()
     terms = measure(rfm, table.gaps, table.currency)
     X = rfm[FEATURES].to_numpy(dtype=np.float64)
+    flags = book.at_risk.frame_flags(terms, rfm)
     with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands"):
         model = SegmentModel(
             n_clusters=k, cutoffs=(terms.return_time, terms.return_window, terms.lost_after), random_state=seed
         )
         try:
-            model.fit(X)
+            model.fit(X, kinds_of(rfm["occasions"], flags))
         except ValueError as exc:
-            raise DataError(f"{table.source}: {exc}; use more data or a smaller --k") from None
+            hint = "use more data or a smaller --k" if k > MIN_K else "there is too little variety to segment"
+            raise DataError(f"{table.source}: {exc}; {hint}") from None
         labels = model.labels_
     with timer.step("naming", "Naming segments from their definitions and comparing with the quantile rules"):
         band, freq, spend = terms.bands(rfm["recency"]), terms.freqs(rfm["occasions"]), terms.spends(rfm["monetary"])
-        flags = book.at_risk.frame_flags(terms, rfm)
-        segments = _segments(model, rfm, labels, band, freq, spend, flags, terms, book)
-        names = {s.cluster: s.name for s in segments}
-        base_of = np.array([s.base for s in sorted(segments, key=lambda s: s.cluster)], dtype=object)
+        everything = _segments(model, rfm, labels, band, freq, spend, flags, terms, book)
+        segments = [s for s in everything if not s.reserved]
+        reserved = [s for s in everything if s.reserved]
+        names = {s.cluster: s.name for s in everything}
+        base_of = np.array([s.base for s in sorted(everything, key=lambda s: s.cluster)], dtype=object)
         rule_based = rule_based_comparison(rfm, base_of[labels])
-        at_risk = summarise(flags, rfm["monetary"].to_numpy(), labels, names, [s.cluster for s in segments],
+        at_risk = summarise(flags, rfm["monetary"].to_numpy(), labels, names, [s.cluster for s in everything],
                             book.at_risk.text(terms), "", table.snapshot_date.isoformat())
         name_changes = None
         if previous is not None:
@@ -150,12 +153,15 @@ def fit(
         schema_version=SCHEMA_VERSION,
     )
     del model.labels_  # not needed to predict; keeps the saved model small
-    trained = TrainedModel(model, terms, book.at_risk, tuple(segments), at_risk, rule_based, info, name_changes)
+    trained = TrainedModel(model, terms, book.at_risk, tuple(segments), at_risk, rule_based, info, name_changes,
+                           reserved=tuple(reserved))
     assignments = rfm.assign(cluster=labels, at_risk=flags)
     return trained, assignments
 
 
 def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list[Segment]:
+    """Every cluster named, with its check and typical numbers; reserved clusters (no customers
+    at training) are named from the typical profile of their band and kind."""
     k = len(model.cluster_centers_)
     recency = rfm["recency"].to_numpy()
     frequency = rfm["frequency"].to_numpy()
@@ -167,12 +173,23 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
     cands, stats = [], {}
     for c in range(k):
         idx = order[bounds[c]:bounds[c + 1]]
+        if c in model.reserved_:
+            b, kind = model.strata_[model.center_stratum_[c]][0], model.strata_[model.center_stratum_[c]][1][0]
+            f = Freq.ONE_TIME if kind == ONE_TIME else Freq.REPEAT
+            base = name_for_profile(Band(b), f, Spend.LOW, kind == AT_RISK)
+            r, o, m = model.centroids_[c]
+            med = (float(round(r)), float(round(o)), float(m))
+            cands.append(Candidate(cluster=c, base=base, band=Band(b), freq=f, spend=Spend.LOW, medians=med,
+                                   center=tuple(model.cluster_centers_[c])))
+            stats[c] = (idx, check(base, band[idx], freq[idx], spend[idx], flags[idx]))
+            continue
         b, f, s, r = band[idx], freq[idx], spend[idx], flags[idx]
         base = name_for(b, f, s, r)
         med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
         cands.append(Candidate(
             cluster=c, base=base, band=Band(int(np.bincount(b, minlength=4).argmax())),
             freq=terms.freq(med[1]), spend=terms.spend(med[2]), medians=med,
+            center=tuple(model.cluster_centers_[c]),
         ))
         stats[c] = (idx, check(base, b, f, s, r))
     display = qualified_names(cands, terms)
@@ -181,6 +198,7 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
         idx, chk = stats[cand.cluster]
         play = book.play(cand.base)
         revenue = float(monetary[idx].sum())
+        reserved = cand.cluster in model.reserved_
         segments.append(Segment(
             cluster=cand.cluster,
             name=display[cand.cluster],
@@ -193,14 +211,15 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
             revenue=revenue,
             revenue_share=revenue / total_revenue if total_revenue else 0.0,
             recency_median=cand.medians[0],
-            frequency_median=float(np.median(frequency[idx])),
-            frequency_mean=float(frequency[idx].mean()),
+            frequency_median=cand.medians[1] if reserved else float(np.median(frequency[idx])),
+            frequency_mean=cand.medians[1] if reserved else float(frequency[idx].mean()),
             occasions_median=cand.medians[1],
             monetary_median=cand.medians[2],
             at_risk=int(flags[idx].sum()),
             centroid=tuple(float(v) for v in model.centroids_[cand.cluster]),
             description=play.description,
             actions=play.actions,
+            reserved=reserved,
         ))
     segments.sort(key=lambda s: (vocabulary_rank(s.base), s.band, -s.monetary_median, s.cluster))
     return segments

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import palive
 from .atrisk import AtRiskSummary
-from .model import DEFAULT_K, FEATURES, RANDOM_STATE
+from .model import DEFAULT_K, FEATURES, RANDOM_STATE, kinds_of
 from .segments import TrainedModel
 from .sources import RFMTable
 from .terms import Band
@@ -160,7 +160,8 @@ def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks
     say(f"Checking that {shift_days} days without a purchase never make anyone more active")
     later = table.frame.assign(recency=table.frame["recency"] + shift_days)
     band_now = _bands(trained, labels)
-    later_labels = trained.model.predict(later[FEATURES].to_numpy(np.float64))
+    later_flags = trained.rule.frame_flags(trained.terms, later)
+    later_labels = trained.model.predict(later[FEATURES].to_numpy(np.float64), kinds_of(later["occasions"], later_flags))
     band_scored = _bands(trained, later_labels)
     later_table = replace(table, frame=later,
                           snapshot_date=table.snapshot_date + pd.Timedelta(days=shift_days).to_pytimedelta())

@@ -94,23 +94,21 @@ def lines_rfm(lines: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame
     dates = pd.to_datetime(lines["date"], errors="coerce", format="mixed")
     ok &= dates.notna() & lines["cents"].notna()
     good = lines[ok].assign(ordered_at=dates[ok])
-    per_order = good.groupby("order").agg(
-        customer_id=("customer", "min"), ordered_at=("ordered_at", "min"), cents=("cents", "sum")
-    )
-    per_order = per_order[per_order["cents"] > 0].reset_index().rename(columns={"order": "order_id"})
+    per_order = good.groupby(["customer", "order"]).agg(ordered_at=("ordered_at", "min"), cents=("cents", "sum"))
+    per_order = per_order[per_order["cents"] > 0].reset_index().rename(
+        columns={"order": "order_id", "customer": "customer_id"})
     per_order["cents"] = per_order["cents"].astype(np.int64)
     return rfm_from_orders(per_order, as_of)
 
 
-def segment_labels(model, X: np.ndarray) -> np.ndarray:
-    """The model's clusters the obvious way: each row's recency band and one-time/repeat group,
-    then the nearest centre of that stratum, one row at a time."""
+def segment_labels(model, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """The model's clusters the obvious way: each row's recency band and kind (one-time, repeat,
+    at risk), then the nearest centre of that stratum, one row at a time."""
     out = []
     Z = (np.log1p(X) - model.scaler_.mean_) / model.scaler_.scale_
-    for x, z in zip(X, Z):
+    for x, z, kind in zip(X, Z, kinds):
         band = sum(x[0] > c for c in model.cutoffs)
-        group = 1 if x[1] >= 2 else 0
-        s = model.lookup_[band, group]
+        s = model.lookup_[band, kind]
         own = [i for i, owner in enumerate(model.center_stratum_) if owner == s]
         d = [float(((z - model.cluster_centers_[i]) ** 2).sum()) for i in own]
         out.append(own[int(np.argmin(d))])
@@ -123,6 +121,7 @@ def at_risk(rule, terms, r: float, o: float, g: float | None, m: float) -> bool:
 
     if o >= 2:
         usual = 0.0 if g is None or math.isnan(g) else g
-        return rule.repeat_buyers and r > max(rule.own_gap_multiple * usual, terms.return_time) and r <= terms.lost_after
+        due = max(terms.return_time, min(rule.own_gap_multiple * usual, terms.return_window))
+        return rule.repeat_buyers and r > due and r <= terms.lost_after
     threshold = {"high": terms.spend_high_from, "mid": terms.spend_low_below, "none": math.inf}[rule.one_time_spend]
     return m >= threshold and terms.return_time < r <= terms.return_window

@@ -42,10 +42,11 @@ def test_the_classic_cases():
     assert not f(40, 2, 30, 50)  # within twice their own gap (60 days)
     assert not f(25, 5, 7, 50)  # not yet past the shop's return time
     assert not f(250, 5, 7, 50)  # past the lost cut-off: lost, not at risk
+    assert f(95, 3, 80, 50) and not f(85, 3, 80, 50)  # a slow buyer: at the latest past the return window
     assert f(60, 1, np.nan, terms.spend_high_from)  # a big one-time spender going cold
     assert not f(60, 1, np.nan, terms.spend_high_from - 1)
     assert not f(120, 1, np.nan, terms.spend_high_from)  # past the return window
-    assert "twice their own usual gap" in rule.text(terms) and "(30 days)" in rule.text(terms)
+    assert "twice their own usual gap" in rule.text(terms) and "30 days" in rule.text(terms)
 
 
 def test_at_risk_does_not_depend_on_k_or_the_seed(tmp_path):

@@ -187,7 +187,7 @@ def test_at_risk_command(trained, tmp_path):
 
 def test_answers_show_the_segment_s_typical_numbers_and_definition(trained):
     out = cli(trained, "predict", "650", "2", "220").out
-    assert "This customer: 650 days since the last order, 2 orders" in out
+    assert "This customer: 650 days since the last order (lost), 2 orders (repeat)" in out
     assert "typically" in out and "Its definition:" in out
     first_line = out.splitlines()[0]
     assert not first_line.startswith(("Champions", "Loyal", "Potential", "Promising", "New"))  # 650 days is not active

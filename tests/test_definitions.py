@@ -115,3 +115,8 @@ def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_tru
         for word in ("lapsing", "lapsed"):
             if word in qualifier.split(", "):
                 assert s.band.word == word
+        kinds = trained.model.strata_[trained.model.center_stratum_[s.cluster]][1]
+        if kinds == (2,):  # a stratum of customers the churn rule flags: named for it, all of them at risk
+            assert s.base in {"At Risk", "Can't Lose Them"} and s.at_risk == s.customers
+        elif 2 not in kinds:
+            assert s.at_risk == 0 and s.base not in {"At Risk", "Can't Lose Them"}

@@ -54,12 +54,15 @@ def expected_counts(ctx, folder, as_of):
     table = load_rfm(OlistSource(folder), as_of=as_of)
     served = ctx.service.served()
     f = table.frame
-    labels = reference.segment_labels(served.trained.model, f[["recency", "occasions", "monetary"]].to_numpy(float))
-    names = {s.cluster: s.name for s in served.trained.segments}
-    risky = [reference.at_risk(served.trained.rule, served.terms, r, o, g, m)
-             for r, o, g, m in zip(f["recency"], f["occasions"], f["gap"], f["monetary"])]
-    at_risk_ids = set(f["customer_id"][np.array(risky)])
-    counts = {names[c]: int((labels == c).sum()) for c in names}
+    risky = np.array([reference.at_risk(served.trained.rule, served.terms, r, o, g, m)
+                      for r, o, g, m in zip(f["recency"], f["occasions"], f["gap"], f["monetary"])], dtype=bool)
+    kinds = np.where(risky, 2, np.where(f["occasions"] >= 2, 1, 0))
+    labels = reference.segment_labels(served.trained.model, f[["recency", "occasions", "monetary"]].to_numpy(float),
+                                      kinds)
+
+    at_risk_ids = set(f["customer_id"][risky])
+    counts = {s.name: int((labels == s.cluster).sum()) for s in served.trained.all_segments
+              if not s.reserved or (labels == s.cluster).any()}  # reserved segments show once they have customers
     return table, counts, at_risk_ids
 
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segmentation.service import SegmentService
-from segmentation.sources import source_from_spec
+from segmentation.inputs import parse_rfm
+from segmentation.sources import load_rfm, source_from_spec
 from segmentation.store import ModelStore
 from segmentation.terms import Band
 from segmentation.training import train
@@ -51,3 +52,23 @@ def test_scoring_or_retraining_later_never_promotes_anyone(tmp_path_factory, see
     band_retrained = _segment_bands(second, second.score(later.frame).labels)
     assert (band_retrained >= band_now).all()
     assert not (scored_now.at_risk & (band_retrained == Band.ACTIVE)).any()
+
+
+def test_customers_older_than_anyone_at_training_are_not_called_active(tmp_path):
+    from conftest import shop_orders
+
+    orders = shop_orders(77, customers=500, days=60, gap_days=10)  # a young shop: two months of orders
+    path = tmp_path / "young.csv"
+    orders.to_csv(path, index=False)
+    src = source_from_spec(path, customer_col="customer", order_col="order", date_col="date", amount_col="amount")
+    service = SegmentService(ModelStore(tmp_path / "art"))
+    train(src, service.store, k=6)
+    served = service.served()
+    a_year_later = load_rfm(src, as_of=dt.date.fromisoformat(served.info.snapshot_date) + dt.timedelta(days=400))
+    scored = served.score(a_year_later.frame)
+    by = served.trained.by_cluster()
+    own_band = served.terms.bands(a_year_later.frame["recency"])
+    assert (np.array([int(by[c].band) for c in scored.labels]) == own_band).all()
+    assert {by[c].base for c in scored.labels} <= {"Lost", "Hibernating"}
+    ans = served.predict(parse_rfm("900 1 50"))
+    assert ans.base == "Lost" and ans.band == "lost"

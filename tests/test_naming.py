@@ -19,7 +19,8 @@ def _terms():
 
 
 def _cand(cluster, base, band=Band.LOST, freq=Freq.ONE_TIME, spend=Spend.MID, medians=(300, 1, 50)):
-    return Candidate(cluster, base, band, freq, spend, medians)
+    center = tuple(float(np.log1p(v)) for v in medians)  # a stand-in for the standardised space
+    return Candidate(cluster, base, band, freq, spend, medians, center)
 
 
 def test_qualifiers_are_words_chosen_where_clusters_differ():
@@ -40,9 +41,10 @@ def test_comparatives_then_typical_values_when_words_do_not_tell_them_apart():
     t = _terms()
     names = qualified_names([_cand(i, "Lost", medians=(300, 1, 20 + 10 * i)) for i in range(3)], t)
     assert names == {0: "Lost — lowest spend", 1: "Lost — middle spend", 2: "Lost — highest spend"}
-    many = qualified_names([_cand(i, "Lost", medians=(300, 1, 100 + 37 * i)) for i in range(7)], t)
-    assert len(set(many.values())) == 7 and all("around $" in n for n in many.values())
-    assert not any("tier" in n for n in many.values())
+    many = qualified_names([_cand(i, "Lost", medians=(300 + i, 1, 100 + 37 * i)) for i in range(7)], t)
+    assert len(set(many.values())) == 7 and all("spend $" in n and "days since the last order" in n
+                                                 for n in many.values())
+    assert not any("tier" in n or "#" in n for n in many.values())
 
 
 def test_matching_pairs_clusters_by_their_centres():

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import shop_table
 
@@ -54,7 +55,9 @@ def test_predict_agrees_with_scoring(shop):
     rng = np.random.default_rng(3)
     for r, f, m in zip(rng.integers(0, 700, 200), rng.integers(1, 12, 200), rng.uniform(5, 3000, 200)):
         ans = served.predict(parse_rfm(f"{r} {f} {m:.2f}"))
-        label = served.trained.model.predict(np.array([[r, f, round(m, 2)]]))[0]
+        profile = pd.DataFrame({"customer_id": ["x"], "recency": [r], "frequency": [f], "monetary": [round(m, 2)],
+                                "occasions": [f], "gap": [np.nan]})
+        label = served.score(profile).labels[0]
         assert ans.cluster == label and ans.segment == served.segment(label).name
         assert ans.model_version == served.version and ans.definition == served.segment(label).definition
 

@@ -13,7 +13,7 @@ import reference
 from conftest import run_cli
 
 from segmentation.errors import DataError
-from segmentation.sources import OlistSource, load_rfm, source_from_spec
+from segmentation.sources import OlistSource, describe_exclusions, load_rfm, source_from_spec
 
 COLUMNS = ["customer_id", "recency", "frequency", "monetary", "occasions", "gap"]
 INTS = {"customer_id": object, "recency": "int64", "frequency": "int64", "occasions": "int64", "gap": "float64"}
@@ -270,3 +270,28 @@ def test_utc_offsets_are_converted_not_dropped(tmp_path):
     f = table.frame.set_index("customer_id")
     assert table.latest_purchase == dt.date(2024, 1, 6)  # 23:30 at UTC-5 is 04:30 UTC the next day
     assert f["recency"].to_dict() == {"a": 1, "b": 1, "c": 1}
+
+
+def test_order_numbers_reused_by_two_customers_are_two_orders(tmp_path):
+    path = tmp_path / "two-stores.csv"
+    pd.DataFrame({
+        "c": ["north-1", "south-1", "north-2", "south-1"],
+        "o": ["1", "1", "2", "2"],
+        "d": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"],
+        "amt": [10, 20, 30, 40],
+    }).to_csv(path, index=False)
+    table = load_rfm(source_from_spec(path, customer_col="c", order_col="o", date_col="d", amount_col="amt"))
+    assert table.customers == 3 and table.orders == 4
+    assert table.frame.set_index("customer_id").loc["south-1", ["frequency", "monetary"]].tolist() == [2, 60.0]
+
+
+def test_orders_dated_in_the_future_are_excluded_and_counted(tmp_path):
+    path = tmp_path / "future.csv"
+    pd.DataFrame({"c": ["a", "b", "c"], "d": ["2024-03-01", "2024-03-05", "2099-01-01"], "amt": [1, 2, 3]}).to_csv(
+        path, index=False)
+    src = source_from_spec(path, customer_col="c", date_col="d", amount_col="amt")
+    table = load_rfm(src)
+    assert table.excluded["future_date"] == 1 and table.snapshot_date == dt.date(2024, 3, 6)
+    assert describe_exclusions(table.excluded) == "1 order dated in the future (after tomorrow, UTC)"
+    later = load_rfm(src, as_of=dt.date(2100, 1, 1))  # a snapshot the user asks for is theirs to choose
+    assert "future_date" not in later.excluded and later.customers == 3
