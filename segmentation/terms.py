@@ -128,8 +128,7 @@ class ShopTerms:
     def lines(self) -> list[str]:
         """The terms as a marketer reads them, one per line."""
         if self.measured:
-            basis = (f"measured on the gaps between purchase days of {self.returning_customers:,} "
-                     f"returning customers ({self.gaps:,} gaps)")
+            basis = f"measured on {self.returning_customers:,} returning customers ({self.gaps:,} gaps)"
         else:
             basis = (f"only {self.returning_customers:,} returning customers: too few to measure, "
                      "so conventional cut-offs are used")
