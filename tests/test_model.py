@@ -121,3 +121,28 @@ def test_rule_based_calls_one_time_buyers_champions():
     names = rule_based_segments(rfm)
     one_time_champions = ((names == "Champions") & (rfm["frequency"] == 1)).sum()
     assert one_time_champions > 500  # the failure mode the comparison exists to show
+
+
+def test_lazy_allocation_gives_the_plain_greedy_result():
+    """Each extra cluster goes where it lowers the within-cluster sum of squares most: the plain
+    greedy, with every stratum's inertia fitted for every k, picks the same as the lazy one."""
+    from sklearn.cluster import KMeans
+
+    X, kinds = _rfm(6000, seed=4)
+    for k in (10, 13, 16):
+        model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds)
+        Z = model.transform(X)
+        strata = model.strata(X, kinds)
+        trained = len(model.clusters_per_stratum_)
+        parts = [Z[strata == s] for s in range(trained)]
+
+        def inertia(P, n):
+            if n == 1:
+                return float(((P - P.mean(axis=0)) ** 2).sum())
+            return float(KMeans(n_clusters=n, n_init=1, random_state=0).fit(P).inertia_)
+
+        ks = [1] * trained
+        for _ in range(k - trained):
+            gains = [inertia(P, n) - inertia(P, n + 1) for P, n in zip(parts, ks)]
+            ks[int(np.argmax(gains))] += 1
+        assert tuple(ks) == model.clusters_per_stratum_, k
