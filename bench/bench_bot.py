@@ -24,6 +24,7 @@ from bot.emulator import SlackEmulator
 from bot.server import HttpServer
 from bot.settings import Settings
 from segmentation.sample import write_sample
+from segmentation.service import SegmentService
 from segmentation.sources import OlistSource
 from segmentation.store import ModelStore
 from segmentation.training import train
@@ -53,7 +54,7 @@ def main() -> None:
         train(OlistSource(write_sample(Path(tmp) / "data", orders=100_000)), store)
         settings = Settings(bot_token="xoxb-bench", signing_secret=SECRET, api_url=slack.api_url,
                             artifacts=store.root, database_url=f"sqlite:///{tmp}/s.db")
-        app = create_app(build_context(settings, store=store))
+        app = create_app(build_context(settings, service=SegmentService(store)))
 
         @app.command("/noop")
         def noop(ack):

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from segmentation.inputs import parse_rfm
+from segmentation.model import kinds_of
 from segmentation.sample import write_sample
 from segmentation.service import SegmentService
 from segmentation.sources import OlistSource
@@ -42,10 +43,12 @@ def main() -> None:
         model = served.trained.model
         rng = np.random.default_rng(0)
         pts = np.column_stack([rng.uniform(0, 700, args.calls), rng.integers(1, 10, args.calls), rng.uniform(1, 2000, args.calls)])
-        direct = per_call(lambda p: model.predict_one(*p), pts)
-        batch = per_call(lambda p: model.predict(p.reshape(1, -1)), pts[:5000])
-        full = per_call(lambda p: served.predict(parse_rfm([str(v) for v in p])), pts[:5000])
-        assert all(model.predict_one(*p) == model.predict(p.reshape(1, -1))[0] for p in pts[:2000])
+        kinds = kinds_of(pts[:, 1], np.zeros(len(pts), dtype=bool))
+        rows = list(zip(pts, kinds))
+        direct = per_call(lambda pk: model.predict_one(*pk[0], int(pk[1])), rows)
+        batch = per_call(lambda pk: model.predict(pk[0].reshape(1, -1), [pk[1]]), rows[:5000])
+        full = per_call(lambda pk: served.predict(parse_rfm([str(v) for v in pk[0]])), rows[:5000])
+        assert all(model.predict_one(*p, int(k)) == model.predict(p.reshape(1, -1), [k])[0] for p, k in rows[:2000])
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
     for name, t in (("predict_one (NumPy, one row)", direct), ("predict (vectorised) on one row", batch),
                     ("served.predict incl. parsing", full)):
