@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from segmentation.atrisk import AtRiskSummary
-from segmentation.segments import TrainedModel
+from segmentation.segments import TrainedModel, plural
 from segmentation.service import CustomerAnswer, Prediction, ServedModel
 from segmentation.terms import ShopTerms
 
@@ -15,7 +15,7 @@ Message = dict[str, Any]
 
 HELP_EXAMPLES = [
     ("/segment 30 2 150", "segment of a customer who last bought 30 days ago, 2 orders, 150 spent"),
-    ("/segment r=30 f=2 m=150", "the same, by name; also `30d 2 $150` and `150,50`"),
+    ("/segment r=30 f=2 m=150", "the same, by name; also `30d 2 $150`, and a decimal comma: `30 2 150,50`"),
     ("/segment customer <id>", "one customer's R, F, M, segment and actions"),
     ("/segment segments", "every segment with size, share and actions"),
     ("/segment at-risk", "customers and revenue at risk of churning, with an export button"),
@@ -97,7 +97,7 @@ def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = Non
 
 
 def customer(a: CustomerAnswer) -> Message:
-    gap = "" if a.usual_gap is None else f", usually {a.usual_gap:,.0f} days apart"
+    gap = "" if a.usual_gap is None else f", usually {plural(round(a.usual_gap), 'day')} apart"
     blocks = [
         header(f"{a.segment}"),
         section(f"Customer `{a.customer_id}`: {a.purchase_days} purchase day{'s' if a.purchase_days != 1 else ''}"
@@ -116,9 +116,9 @@ def segments(served: ServedModel) -> Message:
     segs = served.segments()
     blocks: list[dict[str, Any]] = [
         header(f"Segments · {info.customers:,} customers"),
-        context(f"Model {served.version} · trained {info.trained_at[:16].replace('T', ' ')} UTC on {info.source} · "
-                f"return time {terms.return_time} days, return window {terms.return_window}, "
-                f"lost after {terms.lost_after}"),
+        context(f"Model {served.version} · sizes as trained on {info.source}, data as of {info.snapshot_date} "
+                f"(trained {info.trained_at[:16].replace('T', ' ')} UTC) · return time {terms.return_time} days, "
+                f"return window {terms.return_window}, lost after {terms.lost_after}"),
     ]
     for s in segs:
         blocks.append({"type": "divider"})

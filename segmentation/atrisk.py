@@ -37,15 +37,17 @@ class AtRiskRule:
     one_time_spend: str = "high"  # "high" (top 20%), "mid" (top 60%) or "none"
 
     def flags(self, terms: ShopTerms, recency, occasions, gap, monetary) -> np.ndarray:
-        """True for every customer at risk. ``gap`` may be NaN (one purchase day, or unknown)."""
+        """True for every customer at risk. ``gap`` may be NaN: one purchase day, or unknown."""
         r = np.asarray(recency, dtype=np.float64)
         o = np.asarray(occasions, dtype=np.float64)
         out = np.zeros(r.shape, dtype=bool)
         if self.repeat_buyers:
+            # an unknown usual gap (a typed profile) counts as the shop's typical one, the return time
             g = np.asarray(gap, dtype=np.float64)
+            g = np.where(np.isnan(g), float(terms.return_time), g)
             # overdue at `own_gap_multiple` x their own gap, but never before the return time and at
-            # the latest past the return window (fmin/fmax: a NaN gap counts as none)
-            due = np.fmax(np.fmin(self.own_gap_multiple * g, terms.return_window), terms.return_time)
+            # the latest past the return window
+            due = np.maximum(np.minimum(self.own_gap_multiple * g, terms.return_window), terms.return_time)
             out |= (o >= 2) & (r > due) & (r <= terms.lost_after)
         threshold = self.one_time_threshold(terms)
         if threshold is not None:
@@ -73,7 +75,7 @@ class AtRiskRule:
             share, threshold = (("top 20%", terms.spend_high_from) if self.one_time_spend == "high"
                                 else ("top 60%", terms.spend_low_below))
             parts.append(
-                f"one-time buyers in the {share} by spend ({terms.money(threshold)} or more) past the "
+                f"one-time buyers in the {share} by spend ({terms.money(threshold, exact=True)} or more) past the "
                 f"return time but within the return window ({terms.return_time + 1}–"
                 f"{terms.return_window} days)"
             )

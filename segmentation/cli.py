@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(text.at_risk_block(trained.at_risk, trained.terms))
     if trained.changes is not None:
         print()
-        print(f"Compared with {trained.changes.previous_version}: " + " ".join(trained.changes.lines()))
+        print(f"Compared with {trained.changes.previous_version}: " + "; ".join(trained.changes.lines()))
     print()
     print(text.rule_based_block(trained.rule_based))
     return 0
@@ -234,13 +234,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_customer(args: argparse.Namespace) -> int:
     from . import text
+    from .segments import plural
 
     served = _served(args)
     ans = served.customer(args.customer_id)
     if args.json:
         _print_json(ans.as_json())
     else:
-        gap = "" if ans.usual_gap is None else f", usually {ans.usual_gap:,.0f} days apart"
+        gap = "" if ans.usual_gap is None else f", usually {plural(round(ans.usual_gap), 'day')} apart"
         print(f"Customer {ans.customer_id} (model {ans.model_version}): {ans.purchase_days} purchase "
               f"day{'s' if ans.purchase_days != 1 else ''}{gap}")
         print(text.answer(ans, served.terms))

@@ -186,9 +186,9 @@ def _freq_words(freqs: frozenset[Freq], terms: ShopTerms) -> str:
 
 def _spend_words(spends: frozenset[Spend], terms: ShopTerms) -> str:
     if spends == frozenset({Spend.HIGH}):
-        return f"spent {terms.money(terms.spend_high_from)} or more (top 20%)"
+        return f"spent {terms.money(terms.spend_high_from, exact=True)} or more (top 20%)"
     if spends == frozenset({Spend.MID, Spend.HIGH}):
-        return f"spent {terms.money(terms.spend_low_below)} or more (top 60%)"
+        return f"spent {terms.money(terms.spend_low_below, exact=True)} or more (top 60%)"
     if spends == frozenset({Spend.LOW}):
-        return f"spent less than {terms.money(terms.spend_low_below)} (bottom 40%)"
+        return f"spent less than {terms.money(terms.spend_low_below, exact=True)} (bottom 40%)"
     return " or ".join(f"{s.word} spend" for s in sorted(spends))

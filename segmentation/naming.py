@@ -2,17 +2,17 @@
 
 Each cluster's base name comes from the definitions table (``definitions.name_for``). When
 several clusters earn the same base name, a qualifier tells them apart in words a marketer
-reads, chosen in this order, the first that gives every cluster a different word:
+reads: first the recency band where they differ ("— lapsing", "— lapsed"), then the kind of
+buyer ("— one-time buyers", "— repeat buyers"), each applied again inside the clusters that
+still share words; clusters alike in both are told apart by
 
-1. the recency band ("— lapsing", "— lapsed");
-2. what most of them are ("— one-time buyers", "— repeat buyers", "— frequent buyers");
-3. either of those with the spend level of the typical customer, when they differ in it
-   ("— repeat buyers, high spend", "— one-time buyers, low spend"); then spend alone
-   ("— high spend", "— mid spend", "— low spend");
-4. comparisons on the dimension where they differ most, measured against the shop's spread
-   ("— higher spend", "— lower spend"; "— most recent" … "— longest ago"), up to five clusters;
-5. their typical values on the two dimensions where they differ most, with units
-   ("— typically 207 days since the last order, spend R$640").
+1. the spend level of their typical customer ("— high spend", "— mid spend", "— low spend"),
+   said only when at least two thirds of each cluster are at that level;
+2. comparisons on the dimension where their typical customers differ most, measured against
+   the shop's spread ("— higher spend", "— lower spend"; "— most recent" … "— longest ago"), up
+   to five clusters whose typical values all differ;
+3. their typical values on as few dimensions as tell them apart, written as the typical line
+   writes them ("— typically 207 days since the last order, spend R$640").
 
 Every word is true of the typical (median) customer of its cluster.
 """
@@ -20,7 +20,7 @@ Every word is true of the typical (median) customer of its cluster.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +40,11 @@ class Candidate:
     freq: Freq  # of its median customer (by purchase days)
     spend: Spend  # of its median customer
     medians: tuple[float, float, float]  # recency days, purchase days, money
-    center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # in the model's standardised space
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the medians in the model's standardised space
+    spend_share: float = 1.0  # share of its customers at the spend level of its median customer
 
+
+SPEND_WORD_SHARE = 2 / 3
 
 _COMPARATIVE = {
     2: ("lower", "higher"),
@@ -64,72 +67,66 @@ def qualified_names(cands: Sequence[Candidate], terms: ShopTerms) -> dict[int, s
         groups[c.base].append(c)
     names: dict[int, str] = {}
     for base, members in groups.items():
-        if len(members) == 1:
-            names[members[0].cluster] = base
-            continue
-        for word in _qualifiers(members, terms):
-            names.update({c.cluster: f"{base} — {word[c.cluster]}" for c in members})
-            break
+        words = _words(members, terms)
+        names.update({c.cluster: " — ".join([base, ", ".join(words[c.cluster])]) if words[c.cluster] else base
+                      for c in members})
     return names
 
 
-def _qualifiers(members: list[Candidate], terms: ShopTerms):
-    """Candidate qualifier sets, best first; each maps cluster → word."""
-    simple: list[Callable[[Candidate], str]] = [
-        lambda c: c.band.word,
-        lambda c: f"{c.freq.word} buyers",
-        lambda c: f"{c.spend.word} spend",
-    ]
-    band, freq, spend = simple
-    # When the clusters differ in band or in kind of buyer, say so even if spend alone would
-    # tell them apart: "repeat buyers, high spend" says more than "high spend".
-    varies = [f for f in (band, freq) if len({f(c) for c in members}) > 1]
-    order = [band, freq]
-    if len(varies) == 2:
-        order.append(lambda c: f"{band(c)}, {freq(c)}")
-    order += [lambda c, f=f: f"{f(c)}, {spend(c)}" for f in varies]
-    order += [spend, lambda c: f"{band(c)}, {spend(c)}", lambda c: f"{freq(c)}, {spend(c)}",
-              lambda c: f"{band(c)}, {freq(c)}, {spend(c)}"]
-    for f in order:
-        words = {c.cluster: f(c) for c in members}
-        if len(set(words.values())) == len(members):
-            yield words
-    # the dimension where they differ most, relative to the shop's spread on it (the model's
-    # standardised space), then the two where they differ most
+def _words(members: list[Candidate], terms: ShopTerms) -> dict[int, list[str]]:
+    """Words that tell these clusters apart: the band or kind of buyer where they differ (then
+    the same again inside each part), else spend levels, comparisons or typical values."""
+    if len(members) == 1:
+        return {members[0].cluster: []}
+    for describe in (lambda c: c.band.word, lambda c: f"{c.freq.word} buyers"):
+        parts: dict[str, list[Candidate]] = defaultdict(list)
+        for c in members:
+            parts[describe(c)].append(c)
+        if len(parts) > 1:
+            out: dict[int, list[str]] = {}
+            for word, part in parts.items():
+                inner = _words(part, terms)
+                out.update({c.cluster: [word, *inner[c.cluster]] for c in part})
+            return out
+    # an absolute spend level only when two thirds of each cluster are at it: KMeans draws its
+    # own lines, and "low spend" over a cluster that is 40% mid spend would mislead
+    levels = {c.cluster: f"{c.spend.word} spend" for c in members if c.spend_share >= SPEND_WORD_SHARE}
+    if len(levels) == len(members) and len(set(levels.values())) == len(members):
+        return {k: [v] for k, v in levels.items()}
+    # where their typical customers differ most, relative to the shop's spread: comparisons when
+    # the typical values all differ, else the typical values themselves
     spread = np.ptp(np.array([c.center for c in members]), axis=0)
     dims = [int(d) for d in np.argsort(-spread, kind="stable")]
     dim = dims[0]
-    order = sorted(members, key=lambda c: (c.center[dim], c.cluster))
+    order = sorted(members, key=lambda c: (c.medians[dim], c.cluster))
     n = len(members)
-    if n in _COMPARATIVE:
+    if n in _COMPARATIVE and len({c.medians[dim] for c in members}) == n:
         if dim == 0:
-            words = {c.cluster: _RECENCY_COMPARATIVE[n][i] for i, c in enumerate(order)}
-        else:
-            noun = "spend" if dim == 2 else "frequency"
-            words = {c.cluster: f"{_COMPARATIVE[n][i]} {noun}" for i, c in enumerate(order)}
-        yield words
-    yield _by_value(order, dims[:2], terms)
+            return {c.cluster: [_RECENCY_COMPARATIVE[n][i]] for i, c in enumerate(order)}
+        noun = "spend" if dim == 2 else "frequency"
+        return {c.cluster: [f"{_COMPARATIVE[n][i]} {noun}"] for i, c in enumerate(order)}
+    return {k: [v] for k, v in _by_value(order, dims, terms).items()}
 
 
 def _by_value(order: list[Candidate], dims: list[int], terms: ShopTerms) -> dict[int, str]:
-    """Each cluster's typical values on the given dimensions, with their units."""
-    def fmt(c: Candidate, digits: int) -> str:
+    """Each cluster's typical values, written as the segment's typical line writes them, on as
+    few dimensions as tell them apart (most different first)."""
+    def fmt(c: Candidate, used: list[int]) -> str:
         parts = []
-        for d in sorted(dims):
-            x = float(f"{c.medians[d]:.{digits}g}")
+        for d in sorted(used):
             if d == 0:
-                parts.append(f"{plural(round(x), 'day')} since the last order")
+                parts.append(f"{plural(round(c.medians[0]), 'day')} since the last order")
             elif d == 1:
-                parts.append(plural(round(x), "purchase day"))
+                parts.append(plural(c.medians[1], "purchase day"))
             else:
-                parts.append(f"spend {terms.money(x)}")
+                parts.append(f"spend {terms.money(c.medians[2])}")
         return "typically " + ", ".join(parts)
 
-    for digits in range(2, 8):
-        words = {c.cluster: fmt(c, digits) for c in order}
+    for n in range(1, len(dims) + 1):
+        words = {c.cluster: fmt(c, dims[:n]) for c in order}
         if len(set(words.values())) == len(order):
             return words
-    return {c.cluster: f"{fmt(c, 8)} (group {i + 1})" for i, c in enumerate(order)}
+    return {c.cluster: f"{fmt(c, dims)} (group {i + 1})" for i, c in enumerate(order)}
 
 
 def match(previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[str, np.ndarray]]) -> list[tuple[int, int]]:

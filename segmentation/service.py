@@ -170,7 +170,7 @@ class ServedModel:
 
     def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
         """The segment of a typed profile. Its orders count as separate purchase days, and its
-        own usual gap is unknown, so the at-risk rule uses the shop's return time for it."""
+        own usual gap is unknown, so the at-risk rule takes it to be the shop's return time."""
         r, f, m = rfm.as_tuple()
         flag = bool(self.trained.rule.flags(self.terms, [r], [f], [np.nan], [m])[0])
         cluster = self.trained.model.predict_one(r, f, m, int(kinds_of([f], [flag])[0]))

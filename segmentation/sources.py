@@ -35,6 +35,7 @@ EXCLUSION_LABELS: dict[str, str] = {
     "nonpositive_total": "orders whose total is not positive (returns, cancellations)",
     "after_as_of": "orders after the --as-of date",
     "future_date": "orders dated in the future (after tomorrow, UTC)",
+    "too_old": "orders dated before 1990 (placeholder dates)",
 }
 
 OLIST_FILES = {
@@ -405,6 +406,13 @@ def _aggregate(con, as_of: dt.date | None, description: str, where: Path) -> RFM
             "SELECT excluded, COUNT(*) FROM orders WHERE excluded IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).fetchall()
     }
+    (ancient,) = con.execute(  # 1900-01-01 and friends are placeholders, not purchases
+        "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'"
+    ).fetchone()
+    if ancient:
+        con.execute("UPDATE orders SET excluded = 'too_old' "
+                    "WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'")
+        excluded["too_old"] = int(ancient)
     if as_of is None:  # a mistyped year must not become the snapshot date of every customer
         tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
         (future,) = con.execute(

@@ -111,10 +111,11 @@ class ShopTerms:
         return Spend(int(self.spends(np.array([monetary]))[0]))
 
     # -- words -------------------------------------------------------------------------
-    def money(self, x: float) -> str:
-        """Money as a marketer reads it: R$644, R$1,250, R$12.50 (no cents from 100 up)."""
-        text = f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}".rstrip("0").rstrip(".")
-        return f"{self.currency}{text}" if self.currency else text
+    def money(self, x: float, exact: bool = False) -> str:
+        """Money as a marketer reads it: R$644, R$1,250, R$12.50 (no cents from 100 up, unless
+        ``exact``: thresholds are shown to the cent so that "R$208.55 or more" means what it says)."""
+        text = f"{x:,.0f}" if abs(x) >= 100 and not exact else f"{x:,.2f}"
+        return f"{self.currency}{text}"
 
     def band_range(self, band: Band) -> str:
         if band == Band.ACTIVE:
@@ -141,8 +142,8 @@ class ShopTerms:
             f"lapsed ≤ {self.lost_after} · lost beyond.",
             f"Frequency (purchase days; same-day orders count once): one-time 1 · repeat 2+ · "
             f"frequent {self.frequent_from}+.",
-            f"Spend (total per customer): low < {self.money(self.spend_low_below)} (bottom 40%) · "
-            f"high ≥ {self.money(self.spend_high_from)} (top 20%).",
+            f"Spend (total per customer): low < {self.money(self.spend_low_below, exact=True)} (bottom 40%) · "
+            f"high ≥ {self.money(self.spend_high_from, exact=True)} (top 20%).",
         ]
 
     def as_json(self) -> dict[str, Any]:

@@ -180,16 +180,18 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
             r, o, m = model.centroids_[c]
             med = (float(round(r)), float(round(o)), float(m))
             cands.append(Candidate(cluster=c, base=base, band=Band(b), freq=f, spend=Spend.LOW, medians=med,
-                                   center=tuple(model.cluster_centers_[c])))
+                                   center=tuple(model.transform(np.array([med]))[0])))
             stats[c] = (idx, check(base, band[idx], freq[idx], spend[idx], flags[idx]))
             continue
         b, f, s, r = band[idx], freq[idx], spend[idx], flags[idx]
         base = name_for(b, f, s, r)
         med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
+        typical_spend = terms.spend(med[2])
         cands.append(Candidate(
             cluster=c, base=base, band=Band(int(np.bincount(b, minlength=4).argmax())),
-            freq=terms.freq(med[1]), spend=terms.spend(med[2]), medians=med,
-            center=tuple(model.cluster_centers_[c]),
+            freq=terms.freq(med[1]), spend=typical_spend, medians=med,
+            center=tuple(model.transform(np.array([med]))[0]),
+            spend_share=float((s == typical_spend).mean()),
         ))
         stats[c] = (idx, check(base, b, f, s, r))
     display = qualified_names(cands, terms)

@@ -120,7 +120,7 @@ def at_risk(rule, terms, r: float, o: float, g: float | None, m: float) -> bool:
     import math
 
     if o >= 2:
-        usual = 0.0 if g is None or math.isnan(g) else g
+        usual = terms.return_time if g is None or math.isnan(g) else g  # unknown: the shop's typical gap
         due = max(terms.return_time, min(rule.own_gap_multiple * usual, terms.return_window))
         return rule.repeat_buyers and r > due and r <= terms.lost_after
     threshold = {"high": terms.spend_high_from, "mid": terms.spend_low_below, "none": math.inf}[rule.one_time_spend]

@@ -104,6 +104,10 @@ def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_tru
         assert set(band[members]) == {s.band}  # a segment never mixes recency bands
         assert s.customers == members.sum() and "tier" not in s.name
         qualifier = s.name.partition(" — ")[2]
+        spend = terms.spends(assignments["monetary"][members])
+        for level, word in ((2, "high spend"), (1, "mid spend"), (0, "low spend")):
+            if word in qualifier.split(", "):  # a spend level is said of two thirds of the cluster at least
+                assert (spend == level).mean() >= 2 / 3
         if "high spend" in qualifier:
             assert s.monetary_median >= terms.spend_high_from
         if "low spend" in qualifier:

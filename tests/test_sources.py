@@ -287,11 +287,13 @@ def test_order_numbers_reused_by_two_customers_are_two_orders(tmp_path):
 
 def test_orders_dated_in_the_future_are_excluded_and_counted(tmp_path):
     path = tmp_path / "future.csv"
-    pd.DataFrame({"c": ["a", "b", "c"], "d": ["2024-03-01", "2024-03-05", "2099-01-01"], "amt": [1, 2, 3]}).to_csv(
-        path, index=False)
+    pd.DataFrame({"c": ["a", "b", "c", "d"], "d": ["2024-03-01", "2024-03-05", "2099-01-01", "1900-01-01"],
+                  "amt": [1, 2, 3, 4]}).to_csv(path, index=False)
     src = source_from_spec(path, customer_col="c", date_col="d", amount_col="amt")
     table = load_rfm(src)
     assert table.excluded["future_date"] == 1 and table.snapshot_date == dt.date(2024, 3, 6)
-    assert describe_exclusions(table.excluded) == "1 order dated in the future (after tomorrow, UTC)"
+    assert table.excluded["too_old"] == 1 and table.customers == 2
+    assert describe_exclusions(table.excluded) == ("1 order dated before 1990 (placeholder dates); "
+                                                   "1 order dated in the future (after tomorrow, UTC)")
     later = load_rfm(src, as_of=dt.date(2100, 1, 1))  # a snapshot the user asks for is theirs to choose
     assert "future_date" not in later.excluded and later.customers == 3

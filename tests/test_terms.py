@@ -64,4 +64,5 @@ def test_classification_boundaries():
 def test_money_reads_like_a_marketer_writes_it():
     frame = pd.DataFrame({"recency": [1], "occasions": [1], "monetary": [1.0]})
     terms = measure(frame, GapStats(None, None, None, 0, 0), currency="R$")
-    assert (terms.money(644.34), terms.money(1250), terms.money(12.5)) == ("R$644", "R$1,250", "R$12.5")
+    assert (terms.money(644.34), terms.money(1250), terms.money(12.5)) == ("R$644", "R$1,250", "R$12.50")
+    assert terms.money(208.55, exact=True) == "R$208.55"  # thresholds to the cent
