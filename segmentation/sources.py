@@ -282,13 +282,20 @@ def _olist_file(folder: Path, key: str) -> Path:
     raise DataError(f"{folder}: missing {stem}.csv (or {stem}.csv.gz), needed for the Olist layout")
 
 
-def _olist_orders_sql(con: duckdb.DuckDBPyConnection, src: OlistSource) -> str:
-    files = {key: _olist_file(src.folder, key) for key in OLIST_FILES}
-    for key, path in files.items():
+def _check_olist_columns(con: duckdb.DuckDBPyConnection, src: OlistSource) -> None:
+    """Raise a DataError naming the first file that lacks a column the Olist layout needs."""
+    for key in OLIST_FILES:
+        path = _olist_file(src.folder, key)
         available = _columns(con, path)
         for col in OLIST_COLUMNS[key]:
             if col not in available:
                 _resolve_column(available, col, path)  # raises with the list of columns
+
+
+def _olist_orders_sql(con: duckdb.DuckDBPyConnection, src: OlistSource) -> str:
+    # The columns are not checked up front (sniffing three gzipped files costs a third of a
+    # second on Olist): a query that fails is diagnosed with _check_olist_columns.
+    files = {key: _olist_file(src.folder, key) for key in OLIST_FILES}
     amount = "TRY_CAST(payment_value AS DECIMAL(18,2))"
     return f"""
     WITH o AS (
@@ -394,6 +401,8 @@ def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
             con.execute(f"CREATE TEMP TABLE orders AS {orders_sql}")
             return replace(_aggregate(con, as_of, source.describe(), where), currency=source.currency)
         except duckdb.Error as exc:
+            if isinstance(source, OlistSource):
+                _check_olist_columns(con, source)
             raise DataError(f"{where}: cannot be read ({_first_line(exc)})") from None
     finally:
         con.close()
