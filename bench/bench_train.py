@@ -29,9 +29,9 @@ DEFAULT = ROOT.parent / "shared" / "data" / "olist"
 KEYS = ["read_rfm", "fit", "naming", "silhouette", "save"]
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[float, str]:
     t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=cwd).stdout
     return time.perf_counter() - t, out
 
 
@@ -48,22 +48,31 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--against", help="also time `segment train` at this git commit or tag")
     args = ap.parse_args()
+    args.data = str(Path(args.data).resolve())
     runs: dict[str, list[float]] = {"baseline": [], "ours": [], "earlier": []}
     splits, base_splits, earlier_splits = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         earlier = export_ref(args.against, Path(tmp) / "earlier") if args.against else None
+        if earlier is not None:  # make sure the earlier runs really import the earlier code
+            _, where = timed([sys.executable, "-c", "import segmentation; print(segmentation.__file__)"],
+                             {**os.environ, "PYTHONPATH": str(earlier)}, cwd=tmp)
+            assert where.strip().startswith(str(earlier)), where
         for i in range(args.repeat):
-            t, out = timed([sys.executable, str(HERE / "baseline_pipeline.py"), args.data])
+            t, out = timed([sys.executable, str(HERE / "baseline_pipeline.py"), args.data], cwd=tmp)
             runs["baseline"].append(t)
             base_splits.append([float(x) for x in out.split()[:3]])
+            # every run starts in an empty folder: `python -m` puts the working directory first on
+            # sys.path, so running from a checkout would shadow the code under test
             env = {**os.environ, "SEGMENT_ARTIFACTS": str(Path(tmp) / f"ours{i}")}
-            t, out = timed([sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"], env)
+            env.pop("PYTHONPATH", None)
+            t, out = timed([sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"], env,
+                           cwd=tmp)
             runs["ours"].append(t)
             splits.append(json.loads(out)["timings"])
             if earlier is not None:
                 env = {**os.environ, "SEGMENT_ARTIFACTS": str(Path(tmp) / f"earlier{i}"), "PYTHONPATH": str(earlier)}
                 t, out = timed([sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"],
-                               env)
+                               env, cwd=tmp)
                 runs["earlier"].append(t)
                 earlier_splits.append(json.loads(out)["timings"])
     med = statistics.median
