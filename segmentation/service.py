@@ -54,9 +54,6 @@ class Prediction:
     currency: str = ""
     note: str | None = None  # set when the values lie outside anything the model was trained on
 
-    def money(self, x: float) -> str:
-        return f"{self.currency}{x:,.2f}"
-
     def as_json(self) -> dict[str, Any]:
         return {
             "segment": self.segment,
@@ -310,9 +307,6 @@ class SegmentService:
     def rollback(self) -> tuple[str, str]:
         """Serve the previous version. Returns (from, to)."""
         return self.store.rollback()
-
-    def is_inside(self, path: str | os.PathLike) -> bool:
-        return self.store.is_inside(path)
 
 
 def _out_path(out: str | os.PathLike, store: ModelStore | None) -> Path:

@@ -201,9 +201,6 @@ class ModelStore:
             )
         return version, saved["trained"]
 
-    def load_current(self) -> tuple[str, TrainedModel]:
-        return self.load()
-
     # -- writing -----------------------------------------------------------------------
     def save(self, trained: TrainedModel, assignments: pd.DataFrame, activate: bool = True) -> str:
         """Write a new version; make it current only once it is fully written and verified."""

@@ -40,7 +40,14 @@ LOW_SPEND_SHARE = 0.40  # bottom 40%
 MIN_FREQUENT = 3
 
 
-class Band(IntEnum):
+class _Level(IntEnum):
+    @property
+    def word(self) -> str:
+        """How a marketer says it: "lapsing", "one-time", "high"."""
+        return self.name.lower().replace("_", "-")
+
+
+class Band(_Level):
     """Recency bands, from the most to the least active."""
 
     ACTIVE = 0
@@ -48,29 +55,17 @@ class Band(IntEnum):
     LAPSED = 2
     LOST = 3
 
-    @property
-    def word(self) -> str:
-        return self.name.lower()
 
-
-class Freq(IntEnum):
+class Freq(_Level):
     ONE_TIME = 0
     REPEAT = 1
     FREQUENT = 2
 
-    @property
-    def word(self) -> str:
-        return ("one-time", "repeat", "frequent")[self]
 
-
-class Spend(IntEnum):
+class Spend(_Level):
     LOW = 0
     MID = 1
     HIGH = 2
-
-    @property
-    def word(self) -> str:
-        return self.name.lower()
 
 
 @dataclass(frozen=True)

@@ -243,7 +243,7 @@ def train(
     with timer.step("read_rfm", f"Reading {source.describe()} and computing RFM"):
         table = load_rfm(source, as_of=as_of)
     try:
-        previous = store.load_current()
+        previous = store.load()
     except (ModelNotFoundError, SegmentationError):
         previous = None  # none yet, or damaged: nothing to compare names with
     trained, assignments = fit(
