@@ -71,7 +71,7 @@ def build_context(settings: Settings, *, service: SegmentService | None = None, 
                   train_fn: TrainFn | None = None, client: WebClient | None = None) -> BotContext:
     from .digests import Digests
 
-    service = service or SegmentService(ModelStore(settings.artifacts))
+    service = service or SegmentService(ModelStore(settings.artifacts, key=settings.model_key))
     state = state or StateDB(settings.database_url)
     kwargs = {"train_fn": train_fn} if train_fn else {}
     client = client or make_client(settings)

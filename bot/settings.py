@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segmentation.errors import SegmentationError
+from segmentation.signing import ModelKey, load_key
 
 
 class SettingsError(SegmentationError):
@@ -33,6 +34,7 @@ class Settings:
     digest_admin_only: bool = False
     digest_channel: str | None = None
     digest_cron: str | None = None
+    model_key: ModelKey | None = None  # None: the key file in ``artifacts``
 
     @property
     def socket_mode(self) -> bool:
@@ -138,4 +140,5 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
         admin_user_ids=admins,
         database_url=database_url,
         artifacts=artifacts,
+        model_key=load_key(artifacts, env),
     )

@@ -36,9 +36,10 @@ class Command:
 # -- helpers --------------------------------------------------------------------------------
 
 def _store(args: argparse.Namespace):
+    from .signing import load_key
     from .store import ModelStore
 
-    return ModelStore(args.artifacts)
+    return ModelStore(args.artifacts, key=load_key(args.artifacts, os.environ))
 
 
 def _served(args: argparse.Namespace):
@@ -310,19 +311,31 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def model_json(store) -> dict[str, Any]:
-    current = store.current_version()
+    """Every version with its metadata and whether it can be served (``damaged`` says why not);
+    one unreadable manifest is listed as damaged, never breaks the listing."""
+    try:
+        current = store.current_version()
+    except SegmentationError:
+        current = None
     versions = []
     for v in store.versions():
-        manifest = store.info(v).manifest  # one manifest read per version
-        meta = manifest.get("metadata", {})
-        versions.append({"version": v, "current": v == current,
+        try:
+            manifest = store.info(v, verify=False).manifest
+        except SegmentationError:
+            manifest = {}
+        meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+        versions.append({"version": v, "current": v == current, "damaged": store.problem(v),
                          **{k: meta.get(k) for k in ("trained_at", "trained_by", "source", "customers", "k",
                                                      "seed", "silhouette")},
                          "terms": manifest.get("terms"), "at_risk_rule": manifest.get("at_risk_rule")})
-    served = next((v for v in versions if v["current"]), None)
+    served = next((v for v in versions if v["current"] and not v["damaged"]), None)
     return {"current": current, "versions": versions,
             "terms": served["terms"] if served else None,
             "at_risk_rule": served["at_risk_rule"] if served else None}
+
+
+def _cell(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -330,17 +343,28 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     store = _store(args)
     info = model_json(store)
+    current = next((v for v in info["versions"] if v["current"]), None)
+    broken = current is not None and current["damaged"]
     if args.json:
         _print_json(info)
-        return 0
+        return 1 if broken else 0
     if not info["versions"]:
         raise SegmentationError("No model yet: run 'segment train' first.")
     rows = [
-        [("* " if v["current"] else "  ") + v["version"], v["trained_at"], v["trained_by"], v["source"],
-         f"{v['customers']:,}", v["k"], "-" if v["silhouette"] is None else f"{v['silhouette']:.3f}"]
+        [("! " if v["current"] and v["damaged"] else "* " if v["current"] else "  ") + v["version"],
+         "DAMAGED" if v["damaged"] else "ok", _cell(v["trained_at"]), _cell(v["trained_by"]), _cell(v["source"]),
+         _cell(v["customers"], "{:,}"), _cell(v["k"]), _cell(v["silhouette"], "{:.3f}")]
         for v in reversed(info["versions"])
     ]
-    print(text.table(("Version", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows, "lllllrr"))
+    print(text.table(("Version", "State", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows,
+                     "llllllrr"))
+    for v in reversed(info["versions"]):
+        if v["damaged"]:
+            print(f"  {v['version']}: {v['damaged']}")
+    if broken:
+        print(f"segment: the served version {current['version']} is damaged and cannot answer; "
+              "roll back or retrain.", file=sys.stderr)
+        return 1
     if info["terms"]:
         from .terms import ShopTerms
 
@@ -349,6 +373,27 @@ def cmd_model(args: argparse.Namespace) -> int:
         print(f"Served model {info['current']}: " + text.terms_block(terms))
         if info["at_risk_rule"]:
             print(f"  At risk: {info['at_risk_rule']['text']}.")
+    return 0
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    """Rotate the model key: a new key signs every version that verifies with the old one."""
+    from . import signing
+
+    store = _store(args)
+    key = store.key
+    if key.file is not None and not key.previous:  # a key file, no rotation under way: start one
+        key = signing.new_key_file(key)
+    elif key.file is None and not key.previous:
+        raise SegmentationError(
+            f"the model key comes from {signing.KEY_ENV}: set {signing.PREVIOUS_KEY_ENV} to the old value and "
+            f"{signing.KEY_ENV} to a new one, then run `segment rekey` again"
+        )
+    done, refused = store.rekey(key)
+    signing.finish_rotation(key)
+    print(f"Re-signed {len(done)} model version(s) with the new key from {key.origin}.")
+    if refused:
+        print(f"Left alone (damaged or signed with an unknown key, so never served): {', '.join(refused)}.")
     return 0
 
 
@@ -474,6 +519,9 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("model", help="the saved model versions and the served model's terms; * marks the served one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("rekey", help="rotate the model key: re-sign every version with a new key")
+    p.set_defaults(func=cmd_rekey)
 
     p = sub.add_parser("rollback", help="serve the previous model version")
     p.set_defaults(func=cmd_rollback)

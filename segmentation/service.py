@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import playbook as playbook_mod
 from .atrisk import AtRiskSummary, summarise
-from .errors import InputError, ModelNotFoundError
+from .errors import InputError, ModelIntegrityError, ModelNotFoundError
 from .exports import frame_rows, write_customers_csv
 from .inputs import RFM
 from .model import FEATURES, kinds_of
@@ -119,7 +119,7 @@ class ServedModel:
 
     version: str
     trained: TrainedModel
-    assignments_path: Path
+    assignments: Assignments  # verified against the signed manifest
 
     # -- what it is ---------------------------------------------------------------------
     @property
@@ -136,7 +136,10 @@ class ServedModel:
         return tuple(replace(s, **_play(s, book)) for s in self.trained.segments)
 
     def segment(self, cluster: int) -> Segment:
-        return self.trained.by_cluster()[cluster]
+        try:
+            return self.trained.by_cluster()[cluster]
+        except KeyError:
+            raise ModelIntegrityError(f"model {self.version} has no cluster {cluster}; retrain it") from None
 
     def resolve(self, query: str) -> tuple[Segment, ...]:
         """Segments matching ``query``: an exact name, or every cluster of a base name."""
@@ -175,7 +178,7 @@ class ServedModel:
 
     def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
         cid = customer_id.strip()
-        row = Assignments(self.assignments_path).get(cid)
+        row = self.assignments.get(cid)
         if row is None:
             raise InputError(
                 f"No customer '{cid}' in model {self.version} "
@@ -206,7 +209,7 @@ class ServedModel:
         """The customers of ``segments`` as assigned at training, to a CSV file."""
         segments = list(segments)
         names = {s.cluster: s.name for s in segments}
-        rows = Assignments(self.assignments_path).members(list(names))
+        rows = self.assignments.members(list(names))
         return list(names.values()), write_customers_csv(rows, names, _out_path(out, store))
 
     def export_at_risk(self, out: str | os.PathLike, store: ModelStore | None = None,
@@ -215,7 +218,7 @@ class ServedModel:
         names = {s.cluster: s.name for s in self.trained.all_segments}
         rows: Iterable[CustomerRow]
         if scored is None:
-            rows = Assignments(self.assignments_path).members(at_risk_only=True)
+            rows = self.assignments.members(at_risk_only=True)
             present = [s.name for s in self.at_risk().by_segment]
         else:
             keep = scored.at_risk
@@ -276,8 +279,7 @@ class SegmentService:
             return s
 
     def _load(self, version: str | None) -> ServedModel:
-        v, trained = self.store.load(version)
-        return ServedModel(v, trained, self.store.assignments_path(v))
+        return ServedModel(*self.store.open(version))
 
     # -- administration -------------------------------------------------------------------
     def current_version(self) -> str | None:

@@ -3,14 +3,19 @@
     <root>/models/v0007.joblib               the bundle (joblib pickle)
     <root>/models/v0007.assignments.sqlite   every customer's R, F, M, purchase days, usual gap,
                                              cluster and at-risk flag
-    <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle, metadata;
-                                             written last, so a version without one is incomplete
+    <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle and of the
+                                             assignments, metadata, and an HMAC-SHA256 signature
+                                             made with the model key (see ``signing``); written
+                                             last, so a version without one is incomplete
     <root>/models/CURRENT                    the served version
 
 Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
 old file or the new one. ``CURRENT`` moves only after the new version has been read back and
-verified. A bundle is only unpickled after its bytes match the SHA-256 in the manifest: a
-pickle is code, and a changed or truncated file is refused.
+verified. A bundle is only unpickled after its manifest's signature verifies with the model key
+and its bytes match the manifest's SHA-256: a pickle is code, and whoever can write the folder
+but does not hold the key cannot make a version this store will load. The assignments file is
+checked against its SHA-256 when the version is loaded and again whenever the file changes on
+disk afterwards.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import re
 import sqlite3
 import tempfile
-import time
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +40,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import ModelIntegrityError, ModelNotFoundError, SegmentationError
+from .signing import ModelKey, load_key
 
 if TYPE_CHECKING:
     from .segments import TrainedModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KEEP_VERSIONS = 10
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -82,6 +88,16 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: Path) -> tuple[str, int]:
+    """(SHA-256 hex, size) of a file, read in chunks."""
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     version: str
@@ -93,10 +109,14 @@ class VersionInfo:
 
 
 class ModelStore:
-    def __init__(self, root: str | os.PathLike, keep: int = KEEP_VERSIONS):
+    """Model versions under ``root``. ``key`` signs and verifies manifests; by default it is the
+    key file in ``root`` (created on first use)."""
+
+    def __init__(self, root: str | os.PathLike, keep: int = KEEP_VERSIONS, key: ModelKey | None = None):
         self.root = Path(root)
         self.models = self.root / "models"
         self.keep = max(5, keep)
+        self.key = key or load_key(self.root)
 
     # -- paths -------------------------------------------------------------------------
     def _bundle_path(self, version: str) -> Path:
@@ -164,42 +184,72 @@ class ModelStore:
         except ValueError:
             return False
 
-    def info(self, version: str) -> VersionInfo:
+    def info(self, version: str, verify: bool = True) -> VersionInfo:
+        """A version's manifest; with ``verify`` (the default) only if its signature verifies."""
+        if not isinstance(version, str) or not _VERSION_RE.match(version):
+            raise ModelNotFoundError(f"'{str(version)[:20]}' is not a model version (they look like v0003)")
+        name = self._manifest_path(version).name
         try:
             manifest = json.loads(self._manifest_path(version).read_text())
         except FileNotFoundError:
             raise ModelNotFoundError(f"No model version {version} in {self.models}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            raise ModelIntegrityError(f"{name} is damaged; refusing to load {version}") from None
+        if not isinstance(manifest, dict):
+            raise ModelIntegrityError(f"{name} is damaged; refusing to load {version}")
+        if verify and not self.key.verifies(manifest):
+            state = "is not signed" if "signature" not in manifest else "has a signature that does not verify"
             raise ModelIntegrityError(
-                f"{self._manifest_path(version)} is damaged; refusing to load {version}"
-            ) from None
+                f"{name} {state} with this deployment's model key ({self.key.origin}); refusing to load "
+                f"{version}. Retrain, or roll back to a version signed with this key."
+            )
         return VersionInfo(version, manifest)
 
     def load(self, version: str | None = None) -> tuple[str, TrainedModel]:
-        """(version, trained model) of ``version`` (default: current), after checking its SHA-256."""
+        """(version, trained model) of ``version`` (default: current), after checking the
+        manifest's signature and the SHA-256 of the bundle and of the assignments."""
+        version, trained, _ = self._load(version)
+        return version, trained
+
+    def open(self, version: str | None = None) -> tuple[str, TrainedModel, Assignments]:
+        """Like ``load``, with the version's verified per-customer table."""
+        return self._load(version)
+
+    def _load(self, version: str | None) -> tuple[str, TrainedModel, Assignments]:
         version = version or self.current_version()
         if version is None:
             raise ModelNotFoundError("No model yet: run 'segment train' first.")
-        if not _VERSION_RE.match(version):
-            raise ModelNotFoundError(f"'{version}' is not a model version (they look like v0003)")
         info = self.info(version)
         path = self._bundle_path(version)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ModelIntegrityError(f"{path} is missing; refusing to serve {version}") from None
+            raise ModelIntegrityError(f"{path.name} is missing; refusing to serve {version}") from None
         expected = info.manifest.get("sha256")
         if not expected or sha256_hex(data) != expected or len(data) != info.manifest.get("bytes"):
             raise ModelIntegrityError(
-                f"{path} does not match the checksum recorded when it was saved "
+                f"{path.name} does not match the checksum recorded when it was saved "
                 f"(changed or truncated); refusing to load it. Retrain, or roll back to an earlier version."
             )
+        recorded = info.manifest.get("assignments") or {}
+        assignments = Assignments(self.assignments_path(version), recorded.get("sha256"), recorded.get("bytes"))
+        assignments.verify()
         saved = joblib.load(io.BytesIO(data))
         if not isinstance(saved, dict) or saved.get("schema_version") != SCHEMA_VERSION or "trained" not in saved:
             raise ModelIntegrityError(
-                f"{path} was written by an incompatible version of this software; retrain the model."
+                f"{path.name} was written by an incompatible version of this software; retrain the model."
             )
-        return version, saved["trained"]
+        return version, saved["trained"], assignments
+
+    def problem(self, version: str) -> str | None:
+        """Why ``version`` cannot be served (damaged, unsigned, missing files), or None."""
+        try:
+            self._load(version)
+        except SegmentationError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - a signed bundle that still fails to unpickle
+            return f"{version} cannot be read ({type(exc).__name__})"
+        return None
 
     # -- writing -----------------------------------------------------------------------
     def save(self, trained: TrainedModel, assignments: pd.DataFrame, activate: bool = True) -> str:
@@ -218,23 +268,46 @@ class ModelStore:
             atomic_write_bytes(self._bundle_path(version), data)
             with atomic_path(self.assignments_path(version)) as tmp:
                 write_assignments(tmp, assignments)
+                table_sha, table_bytes = file_sha256(tmp)
             manifest = {
                 "version": version,
                 "schema_version": SCHEMA_VERSION,
                 "sha256": sha256_hex(data),
                 "bytes": len(data),
+                "assignments": {"sha256": table_sha, "bytes": table_bytes},
                 "metadata": trained.info.as_json(),
                 "terms": trained.terms.as_json(),
                 "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms)},
             }
-            atomic_write_bytes(
-                self._manifest_path(version), json.dumps(manifest, indent=2, default=str).encode()
-            )
+            self._write_manifest(version, manifest)
             self.load(version)  # read back and verify before anyone is served from it
             if activate:
                 self._set_current(version)
             self._prune()
             return version
+
+    def _write_manifest(self, version: str, manifest: dict[str, Any]) -> None:
+        manifest = json.loads(json.dumps(manifest, default=str))  # what will be read back
+        manifest["signature"] = self.key.sign(manifest)
+        atomic_write_bytes(self._manifest_path(version), json.dumps(manifest, indent=2).encode())
+
+    def rekey(self, key: ModelKey) -> tuple[list[str], list[str]]:
+        """Re-sign every version that verifies now with ``key``'s signing key. Returns
+        (re-signed, refused); refused versions are left as they are."""
+        done, refused = [], []
+        with self._lock():
+            self.key = key  # verifies with the new key and the previous ones
+            for v in self.versions():
+                if self.problem(v) is not None:
+                    refused.append(v)
+                    continue
+                manifest = dict(self.info(v).manifest)
+                if not key.signed_by_current(manifest):
+                    manifest.pop("signature", None)
+                    manifest["signature"] = key.sign(manifest)
+                    atomic_write_bytes(self._manifest_path(v), json.dumps(manifest, indent=2).encode())
+                done.append(v)
+        return done, refused
 
     def _set_current(self, version: str) -> None:
         atomic_write_bytes(self._current_path, f"{version}\n".encode())
@@ -291,11 +364,20 @@ class ModelStore:
             if m and p.name.split(".")[0] not in complete and int(m.group(1)) < newest:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
-        cutoff = time.time() - 3600
+        self._remove_temporary_files()
+
+    def _remove_temporary_files(self) -> None:
+        """Temporary files are only written under the lock, so any found while holding it was
+        left by a process that died mid-write."""
         for p in self.models.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
-                if p.stat().st_mtime < cutoff:
-                    p.unlink()
+                p.unlink()
+
+    def clean(self) -> None:
+        """Remove what killed saves left behind (called at start-up and by every save)."""
+        if self.models.is_dir():
+            with self._lock():
+                self._remove_temporary_files()
 
 
 def _num(version: str) -> int:
@@ -357,14 +439,36 @@ def _row(t: tuple) -> CustomerRow:
 
 
 class Assignments:
-    """Read-only view of one version's per-customer table."""
+    """Read-only view of one version's per-customer table, checked against the SHA-256 its
+    signed manifest records: at load, and again whenever the file changes on disk."""
 
-    def __init__(self, path: Path):
-        if not path.exists():
-            raise ModelNotFoundError(f"{path.name} is missing: retrain to rebuild the customer table.")
+    def __init__(self, path: Path, sha256: str | None, size: int | None):
         self.path = path
+        self._sha256, self._size = sha256, size
+        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) when last verified
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int, int]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise ModelIntegrityError(f"{self.path.name} is missing: retrain to rebuild the customer table.") from None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def verify(self) -> None:
+        with self._lock:
+            seen = self._stat()
+            if seen == self._seen:
+                return
+            if not self._sha256 or file_sha256(self.path) != (self._sha256, self._size):
+                raise ModelIntegrityError(
+                    f"{self.path.name} does not match the checksum recorded when it was saved (changed or "
+                    "truncated); refusing to answer from it. Retrain, or roll back to an earlier version."
+                )
+            self._seen = seen
 
     def _connect(self) -> sqlite3.Connection:
+        self.verify()
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
 
     def get(self, customer_id: str) -> CustomerRow | None:

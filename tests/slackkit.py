@@ -158,6 +158,7 @@ def start_bot(slack: SlackEmulator, artifacts: Path, state: StateDB, *, data: st
 
 def copy_artifacts(trained: Path, dest: Path) -> Path:
     shutil.copytree(trained / "models", dest / "models")
+    shutil.copy2(trained / "model.key", dest / "model.key")  # the key that signed them
     return dest
 
 

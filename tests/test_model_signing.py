@@ -1,0 +1,141 @@
+"""Signed manifests: a model version is only loaded if it was signed with this deployment's key,
+and its per-customer table is only answered from while it matches its signed checksum."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import stat
+
+import joblib
+import pytest
+from conftest import run_cli
+
+from segmentation import signing
+from segmentation import store as store_mod
+from segmentation.errors import ModelIntegrityError, SegmentationError
+from segmentation.service import SegmentService
+from segmentation.sources import OlistSource, load_rfm
+from segmentation.store import ModelStore
+from segmentation.training import fit
+
+
+@pytest.fixture(scope="module")
+def fitted(sample_folder):
+    return fit(load_rfm(OlistSource(sample_folder)), k=6)
+
+
+def _store(tmp_path, fitted, n=1, **kw) -> ModelStore:
+    store = ModelStore(tmp_path, **kw)
+    for _ in range(n):
+        store.save(*fitted)
+    return store
+
+
+def _manifest(tmp_path, v="v0001"):
+    return tmp_path / "models" / f"{v}.json"
+
+
+def test_key_file_is_created_private_and_a_shared_one_is_refused(tmp_path, fitted):
+    _store(tmp_path, fitted)
+    key_file = tmp_path / "model.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(key_file.read_text().strip()) >= signing.MIN_KEY_CHARS
+    os.chmod(key_file, 0o644)
+    with pytest.raises(signing.ModelKeyError, match="chmod 600"):
+        ModelStore(tmp_path)
+    r = run_cli("--artifacts", str(tmp_path), "predict", "30", "2", "150")
+    assert r.code == 1 and "chmod 600" in r.err and "Traceback" not in r.err
+
+
+def test_a_replaced_bundle_with_a_recomputed_checksum_is_refused(tmp_path, fitted):
+    """Whoever can write the folder but lacks the key can no longer get a pickle loaded."""
+    store = _store(tmp_path, fitted)
+    buf = io.BytesIO()
+    joblib.dump({"schema_version": store_mod.SCHEMA_VERSION, "evil": True}, buf)
+    data = buf.getvalue()
+    (tmp_path / "models" / "v0001.joblib").write_bytes(data)
+    m = json.loads(_manifest(tmp_path).read_text())
+    m.update(sha256=store_mod.sha256_hex(data), bytes=len(data))
+    _manifest(tmp_path).write_text(json.dumps(m))
+    with pytest.raises(ModelIntegrityError, match="signature that does not verify"):
+        store.load()
+    del m["signature"]
+    _manifest(tmp_path).write_text(json.dumps(m))
+    with pytest.raises(ModelIntegrityError, match="is not signed"):
+        store.load()
+    # another deployment's key does not verify either
+    other = signing.ModelKey(b"k" * 40, "test")
+    store2 = _store(tmp_path / "other", fitted, key=other)
+    (tmp_path / "models" / "v0002.joblib").write_bytes((tmp_path / "other/models/v0001.joblib").read_bytes())
+    (tmp_path / "models" / "v0002.assignments.sqlite").write_bytes(
+        store2.assignments_path("v0001").read_bytes())
+    m2 = json.loads((tmp_path / "other/models/v0001.json").read_text())
+    _manifest(tmp_path, "v0002").write_text(json.dumps(m2))
+    with pytest.raises(ModelIntegrityError, match="does not verify"):
+        store.load("v0002")
+
+
+@pytest.mark.parametrize("edit", ["UPDATE assignments SET monetary = 1e12 WHERE rowid IN (SELECT rowid FROM assignments LIMIT 1)",
+                                  "UPDATE assignments SET cluster = 999"])
+def test_an_edited_customer_table_is_refused(tmp_path, fitted, edit):
+    store = _store(tmp_path, fitted)
+    served = SegmentService(store).served()
+    cid = fitted[1]["customer_id"].iloc[0]
+    assert served.customer(cid).customer_id == cid
+    con = sqlite3.connect(store.assignments_path("v0001"))
+    con.execute(edit.replace("rowid IN (SELECT rowid FROM assignments LIMIT 1)", f"customer_id = '{cid}'"))
+    con.commit()
+    con.close()
+    with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
+        served.customer(cid)  # the served model notices the file changed under it
+    with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
+        SegmentService(store).served()
+    r = run_cli("--artifacts", str(tmp_path), "customer", cid)
+    assert r.code == 1 and "does not match the checksum" in r.err and "KeyError" not in r.err
+
+
+def test_segment_model_marks_damaged_versions_and_survives_a_garbage_manifest(tmp_path, fitted):
+    _store(tmp_path, fitted, 3)
+    _manifest(tmp_path, "v0001").write_bytes(b"\x00\xff not json")
+    (tmp_path / "models" / "v0003.joblib").write_bytes(b"tampered")
+    r = run_cli("--artifacts", str(tmp_path), "model")
+    assert r.code == 1, r.out
+    lines = {tok: line for line in r.out.splitlines() for tok in line.split()[:2] if tok.startswith("v0")}
+    assert lines["v0003"].startswith("! ") and "DAMAGED" in lines["v0003"]
+    assert "DAMAGED" in lines["v0001"] and "ok" in lines["v0002"].split()
+    assert "served version v0003 is damaged" in r.err
+    r = run_cli("--artifacts", str(tmp_path), "--quiet", "model", "--json")
+    versions = {v["version"]: v for v in json.loads(r.out)["versions"]}
+    assert r.code == 1 and versions["v0002"]["damaged"] is None and versions["v0001"]["damaged"]
+    assert run_cli("--artifacts", str(tmp_path), "rollback").code == 0
+    r = run_cli("--artifacts", str(tmp_path), "model")
+    assert r.code == 0 and "* v0002" in r.out
+
+
+def test_rekey_rotates_the_key_file_and_keeps_every_good_version(tmp_path, fitted):
+    store = _store(tmp_path, fitted, 2)
+    old = (tmp_path / "model.key").read_text()
+    (tmp_path / "models" / "v0001.joblib").write_bytes(b"tampered")
+    r = run_cli("--artifacts", str(tmp_path), "rekey")
+    assert r.code == 0 and "Re-signed 1 model version" in r.out and "v0001" in r.out, r.err
+    assert (tmp_path / "model.key").read_text() != old
+    assert not (tmp_path / "model.key.previous").exists()
+    assert ModelStore(tmp_path).load()[0] == "v0002"  # verifies with the new key alone
+    with pytest.raises(SegmentationError):
+        ModelStore(tmp_path, key=signing.ModelKey(old.strip().encode(), "old")).load()
+    assert store.versions() == ["v0001", "v0002"]
+
+
+def test_key_from_the_environment(tmp_path, fitted):
+    env = {signing.KEY_ENV: "e" * 40}
+    store = _store(tmp_path, fitted, key=signing.load_key(tmp_path, env))
+    assert not (tmp_path / "model.key").exists()
+    assert store.load()[0] == "v0001"
+    with pytest.raises(signing.ModelKeyError, match="at least 32"):
+        signing.load_key(tmp_path, {signing.KEY_ENV: "short"})
+    rotated = signing.load_key(tmp_path, {signing.KEY_ENV: "n" * 40, signing.PREVIOUS_KEY_ENV: "e" * 40})
+    assert ModelStore(tmp_path, key=rotated).rekey(rotated) == (["v0001"], [])
+    assert ModelStore(tmp_path, key=signing.load_key(tmp_path, {signing.KEY_ENV: "n" * 40})).load()[0] == "v0001"
