@@ -14,6 +14,7 @@ import os
 import platform
 import tempfile
 import time
+import uuid
 import urllib.parse
 from pathlib import Path
 
@@ -35,7 +36,7 @@ SECRET = "bench-secret"
 def body(command: str, text: str, response_url: str) -> str:
     return urllib.parse.urlencode({
         "team_id": "T1", "channel_id": "C1", "user_id": "U1", "command": command, "text": text,
-        "response_url": response_url, "trigger_id": "1", "api_app_id": "A1",
+        "response_url": response_url, "trigger_id": uuid.uuid4().hex, "api_app_id": "A1",
     })
 
 
@@ -54,13 +55,14 @@ def main() -> None:
         train(OlistSource(write_sample(Path(tmp) / "data", orders=100_000)), store)
         settings = Settings(bot_token="xoxb-bench", signing_secret=SECRET, api_url=slack.api_url,
                             artifacts=store.root, database_url=f"sqlite:///{tmp}/s.db")
-        app = create_app(build_context(settings, service=SegmentService(store)))
+        ctx = build_context(settings, service=SegmentService(store))
+        app = create_app(ctx)
 
         @app.command("/noop")
         def noop(ack):
             ack()
 
-        server = HttpServer(app, host="127.0.0.1", port=0).start()
+        server = HttpServer(app, SECRET, ctx.state, host="127.0.0.1", port=0).start()
         conn = http.client.HTTPConnection("127.0.0.1", server.port)
         rng = np.random.default_rng(0)
         cases = {"/segment R F M": [], "no-op command": []}

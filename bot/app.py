@@ -23,8 +23,10 @@ from .context import BotContext
 from .listeners import register_listeners
 from .retrain import Retrainer, TrainFn
 from .settings import Settings
-from .state import StateDB
+from .state import StateDB, clean_text
 
+log = logging.getLogger(__name__)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+")
 
 
@@ -35,6 +37,17 @@ class RedactTokens(logging.Filter):
         msg = record.getMessage()
         if _TOKEN.search(msg):
             record.msg, record.args = _TOKEN.sub("xox…redacted", msg), None
+        return True
+
+
+class OneLine(logging.Filter):
+    """One record, one line: newlines and other control characters in a message (often from user
+    input) are escaped, so no one can forge a log line. Tracebacks are formatted separately."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if _CONTROL.search(msg):
+            record.msg, record.args = clean_text(msg), None
         return True
 
 
@@ -49,6 +62,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
+        handler.addFilter(OneLine())
         handler.addFilter(_QuietBoltClientWarning())
     logging.getLogger("slack_sdk").setLevel(max(level, logging.INFO))
 
@@ -105,4 +119,11 @@ def create_app(ctx: BotContext, *, process_before_response: bool = True) -> App:
         process_before_response=process_before_response,
     )
     register_listeners(app, ctx)
+
+    @app.error
+    def on_error(error: Exception) -> None:
+        """The one place a listener's unexpected exception ends up: logged, never shown to a user
+        (listeners already answer with one line for everything they expect)."""
+        log.error("a listener failed: %s", type(error).__name__, exc_info=error)
+
     return app

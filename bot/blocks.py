@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -182,7 +183,17 @@ def help_message(note: str | None = None) -> Message:
     return {"text": (note + "\n" if note else "") + "Try /segment 30 2 150 or /segment help", "blocks": blocks}
 
 
+_PATH = re.compile(r"(?<![\w:/.<])(?:~|\.{1,2})?(?:/[^\s/'\"`<>|]+){2,}")
+
+
+def hide_paths(text: str) -> str:
+    """Server file paths cut to their last part: replies never show where things live on disk."""
+    return _PATH.sub(lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")):],
+                     text)
+
+
 def error_line(message: str) -> Message:
+    message = hide_paths(message)
     return {"text": message, "blocks": [section(f":warning: {message}")]}
 
 

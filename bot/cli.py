@@ -45,7 +45,7 @@ def run_bot(args: argparse.Namespace) -> int:
         return 0
     from .server import HttpServer
 
-    server = HttpServer(app, port=settings.port)
+    server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address, port=settings.port)
     log.info("Listening on %s (model %s)", server.url, ctx.service.current_version())
     try:
         server.serve_forever()

@@ -1,4 +1,5 @@
-"""HTTP mode: the Bolt app behind waitress, a production WSGI server (Bolt's own is for development)."""
+"""HTTP mode: the Bolt app behind the gate (size, signature, replay, shape: see ``gate``) and
+waitress, a production WSGI server (Bolt's own is for development)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
+from .gate import MAX_BODY, SlackGate
+from .state import StateDB
+
 PATH = "/slack/events"
 
 
 class HttpServer:
-    def __init__(self, app: App, host: str = "0.0.0.0", port: int = 3000, threads: int = 8):
-        self.server = create_server(SlackRequestHandler(app, path=PATH), host=host, port=port, threads=threads,
-                                    ident="segment-bot")
+    def __init__(self, app: App, signing_secret: str, state: StateDB, host: str = "127.0.0.1", port: int = 3000,
+                 threads: int = 8):
+        gate = SlackGate(SlackRequestHandler(app, path=PATH), signing_secret, state)
+        self.server = create_server(gate, host=host, port=port, threads=threads, ident="segment-bot",
+                                    max_request_body_size=MAX_BODY)
         self._thread: threading.Thread | None = None
         self._stopping = False
 

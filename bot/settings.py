@@ -25,6 +25,7 @@ class Settings:
     signing_secret: str = ""
     app_token: str = ""
     port: int = 3000
+    bind_address: str = "127.0.0.1"
     api_url: str | None = None
     data: str | None = None
     admin_user_ids: frozenset[str] = field(default_factory=frozenset)
@@ -45,7 +46,7 @@ class Settings:
 
     def __repr__(self) -> str:  # never print tokens
         return (
-            f"Settings(port={self.port}, api_url={self.api_url!r}, data={self.data!r}, "
+            f"Settings(bind={self.bind_address}:{self.port}, api_url={self.api_url!r}, data={self.data!r}, "
             f"admins={sorted(self.admin_user_ids)}, database_url={_redact(self.database_url)!r}, "
             f"socket_mode={self.socket_mode})"
         )
@@ -83,6 +84,14 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
             raise ValueError
     except ValueError:
         raise SettingsError(f"PORT must be a port number (0-65535), not '{port_text}'") from None
+
+    bind_address = get("BIND_ADDRESS") or "127.0.0.1"
+    try:
+        import ipaddress
+
+        ipaddress.ip_address(bind_address)
+    except ValueError:
+        raise SettingsError(f"BIND_ADDRESS must be an IP address such as 127.0.0.1 or 0.0.0.0, not '{bind_address}'") from None
 
     api_url = get("SLACK_API_URL") or None
     if api_url:
@@ -135,6 +144,7 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
         signing_secret=secret,
         app_token=app_token,
         port=port,
+        bind_address=bind_address,
         api_url=api_url,
         data=get("SEGMENT_DATA") or None,
         admin_user_ids=admins,

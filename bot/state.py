@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,17 @@ digest_runs = sa.Table(
     sa.UniqueConstraint("channel_id", "scheduled_for", name="digest_runs_once"),
 )
 
+seen_requests = sa.Table(
+    "seen_requests",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),  # "sig:<hex>" or "trigger:<id>"
+    sa.Column("seen_at", sa.DateTime, nullable=False, index=True),
+)
+
+# Schema creation runs under this PostgreSQL advisory lock, so bots started together on an
+# empty database do not race on CREATE TABLE (pg_type's unique index).
+_SCHEMA_LOCK = 0x5E6_3E47
+
 
 class StateError(SegmentationError):
     pass
@@ -103,19 +116,55 @@ class StateDB:
         self.url = url
         try:
             self.engine = engine or sa.create_engine(url, **kwargs)
-            metadata.create_all(self.engine)
+            self._create_schema()
         except (SQLAlchemyError, ImportError) as exc:
             raise StateError(f"DATABASE_URL: cannot open the state database ({_one_line(exc)})") from None
+        self._sightings = 0
+
+    def _create_schema(self) -> None:
+        """Create missing tables, once, even when several bots start together."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as con:  # DDL is transactional: the lock is held until commit
+                con.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                metadata.create_all(con)
+            return
+        for attempt in range(5):  # SQLite: another process may create a table between check and create
+            try:
+                metadata.create_all(self.engine)
+                return
+            except SQLAlchemyError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     # -- audit --------------------------------------------------------------------------
     def audit(self, user_id: str, command: str, args: str, allowed: bool, result: str, channel_id: str | None = None) -> None:
+        """One row per admin-gated attempt. Text is stored as typed, except NUL (which PostgreSQL
+        refuses) and other control characters, which are escaped."""
         with self.engine.begin() as con:
             con.execute(
                 audit_log.insert().values(
-                    at=utcnow(), user_id=user_id, command=command, args=args[:500],
-                    allowed=allowed, result=result[:2000], channel_id=channel_id,
+                    at=utcnow(), user_id=clean_text(user_id)[:64], command=clean_text(command)[:64],
+                    args=clean_text(args)[:500], allowed=allowed, result=clean_text(result)[:2000],
+                    channel_id=None if channel_id is None else clean_text(channel_id)[:64],
                 )
             )
+
+    # -- replay protection --------------------------------------------------------------
+    def first_sighting(self, keys: list[str], window_seconds: float) -> bool:
+        """Record ``keys``; False if any of them was recorded within the window (a replay)."""
+        now = utcnow()
+        self._sightings += 1
+        if self._sightings % 50 == 1:  # forget what is outside the window, now and then
+            with self.engine.begin() as con:
+                con.execute(seen_requests.delete().where(
+                    seen_requests.c.seen_at < now - dt.timedelta(seconds=2 * window_seconds)))
+        try:
+            with self.engine.begin() as con:
+                con.execute(seen_requests.insert(), [{"key": k[:128], "seen_at": now} for k in keys])
+        except IntegrityError:
+            return False
+        return True
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as con:
@@ -171,6 +220,14 @@ class StateDB:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with control characters (NUL, newlines) shown as escapes, safe for any database and log."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ADMIN = "UADMIN01"
 USER = "UUSER001"
 CHANNEL = "C0MARKETING"
+
+
+def _trigger_id() -> str:
+    """A fresh trigger id, as Slack sends with every command and click."""
+    return f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}"
 
 
 def sign(body: str, timestamp: str, secret: str = SECRET) -> str:
@@ -119,7 +125,7 @@ class RunningBot:
             "token": "deprecated", "team_id": "T0TEAM", "team_domain": "shop", "channel_id": channel,
             "channel_name": "marketing", "user_id": user, "user_name": user.lower(), "command": "/segment",
             "text": text, "api_app_id": "A0APP", "is_enterprise_install": "false",
-            "response_url": self.slack.response_url(f"cmd{self._response_ids}"), "trigger_id": "1.2.3",
+            "response_url": self.slack.response_url(f"cmd{self._response_ids}"), "trigger_id": _trigger_id(),
         })
 
     def command(self, text: str, user: str = USER, channel: str = CHANNEL) -> Reply:
@@ -131,7 +137,7 @@ class RunningBot:
         payload = {
             "type": "block_actions", "team": {"id": "T0TEAM"}, "user": {"id": user}, "api_app_id": "A0APP",
             "channel": {"id": channel}, "container": {"type": "message", "channel_id": channel},
-            "trigger_id": "1.2.3", "response_url": self.slack.response_url(f"act{self._response_ids}"),
+            "trigger_id": _trigger_id(), "response_url": self.slack.response_url(f"act{self._response_ids}"),
             "actions": [{"type": "button", "action_id": button["action_id"], "block_id": "b1",
                          "value": button.get("value", ""), "action_ts": str(time.time())}],
         }
@@ -145,14 +151,14 @@ class RunningBot:
 
 
 def start_bot(slack: SlackEmulator, artifacts: Path, state: StateDB, *, data: str | None = None,
-              train_fn=None, admins: frozenset[str] = frozenset({ADMIN})) -> RunningBot:
+              train_fn=None, admins: frozenset[str] = frozenset({ADMIN}), **settings_kw) -> RunningBot:
     settings = Settings(
         bot_token="xoxb-test-token", signing_secret=SECRET, port=0, api_url=slack.api_url, data=data,
-        admin_user_ids=admins, database_url=state.url, artifacts=artifacts,
+        admin_user_ids=admins, database_url=state.url, artifacts=artifacts, **settings_kw,
     )
     ctx = build_context(settings, state=state, train_fn=train_fn)
     app = create_app(ctx)
-    server = HttpServer(app, host="127.0.0.1", port=0).start()
+    server = HttpServer(app, SECRET, state, host="127.0.0.1", port=0).start()
     return RunningBot(ctx, server, slack)
 
 

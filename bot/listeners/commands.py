@@ -147,11 +147,33 @@ def _check_channel(req: Request) -> str | None:
 
 
 def do_digest(req: Request) -> Reply:
+    """``/segment digest …``. Changes (subscribe, unsubscribe, now) leave one audit row each,
+    allowed or refused."""
+    word = req.args.strip().partition(" ")[0].lower()
+    if word not in {"subscribe", "unsubscribe", "now"}:
+        return _digest(req)
+    command, args = f"digest {word}", req.args.strip().partition(" ")[2]
+    audit = lambda allowed, result: req.ctx.state.audit(  # noqa: E731
+        req.user_id, command, args, allowed, result, req.channel_id)
+    if not req.ctx.can_manage_digests(req.user_id):
+        audit(False, "refused: not an admin (SEGMENT_DIGEST_ADMIN_ONLY)")
+        return blocks.error_line("Only admins manage digests here (SEGMENT_DIGEST_ADMIN_ONLY is on)."), None
+    try:
+        message, after = _digest(req)
+    except SegmentationError as exc:
+        audit(True, f"failed: {exc}")
+        raise
+    except Exception as exc:
+        audit(True, f"failed: {type(exc).__name__}")
+        raise
+    audit(True, message["text"][:300])
+    return message, after
+
+
+def _digest(req: Request) -> Reply:
     ctx = req.ctx
     word, _, rest = req.args.strip().partition(" ")
     word = word.lower()
-    if word in {"subscribe", "unsubscribe", "now"} and not ctx.can_manage_digests(req.user_id):
-        return blocks.error_line("Only admins manage digests here (SEGMENT_DIGEST_ADMIN_ONLY is on)."), None
     if word == "subscribe":
         schedule = schedule_spec.parse(rest, ctx.settings.timezone)
         problem = _check_channel(req)

@@ -1,0 +1,147 @@
+"""The HTTP endpoint's gate: what reaches Bolt is small, signed by Slack, fresh, seen once, and
+well formed. Everything else is refused here with a status and one log line that never contains
+the request body.
+
+- Size: more than ``MAX_BODY`` bytes is refused with 413 before a byte of it is read (Slack's own
+  payloads are a few kilobytes; the largest, a button click on a 50-block message, stays well
+  under the cap).
+- Signature: Slack's ``v0`` HMAC-SHA256 over timestamp and body, with the timestamp at most five
+  minutes from now. Missing, malformed or wrong headers: 401.
+- Replays: the signature, and the ``trigger_id`` of commands and clicks, are remembered in the
+  state database for the five-minute window (shared by every bot process): a request seen before
+  is refused with 409, so a captured ``/segment rollback`` runs once.
+- Shape: a signed body that is not a command, an interaction payload (JSON object with a type,
+  a user and, for clicks, a list of actions) or an event object is refused with 400.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slack_sdk.signature import SignatureVerifier
+
+from .state import StateDB
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # 1 MiB
+WINDOW_SECONDS = 300  # Slack's own freshness window for signed requests
+_SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+
+StartResponse = Callable[..., Any]
+
+
+class Refused(Exception):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class SlackGate:
+    """WSGI middleware in front of Bolt's handler (see the module docstring)."""
+
+    def __init__(self, inner: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], signing_secret: str,
+                 state: StateDB, *, max_body: int = MAX_BODY, clock: Callable[[], float] = time.time):
+        self.inner = inner
+        self.state = state
+        self.max_body = max_body
+        self.clock = clock
+        self.verifier = SignatureVerifier(signing_secret)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.inner(environ, start_response)  # Bolt answers 404 / 405 for anything else
+        try:
+            body = self._check(environ)
+        except Refused as refused:
+            log.warning("refused a request from %s: %s", environ.get("REMOTE_ADDR", "?"), refused.reason)
+            data = json.dumps({"error": refused.reason}).encode()
+            start_response(refused.status, [("Content-Type", "application/json"),
+                                             ("Content-Length", str(len(data)))])
+            return [data]
+        if body is None:  # Slack's SSL check: nothing to do but answer
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return self.inner(environ, start_response)
+
+    # -- the checks ---------------------------------------------------------------------
+    def _check(self, environ: dict[str, Any]) -> bytes | None:
+        text = (environ.get("CONTENT_LENGTH") or "").strip()
+        if not text.isdigit():
+            raise Refused("411 Length Required", "no valid Content-Length")
+        length = int(text)
+        if length > self.max_body:
+            raise Refused("413 Payload Too Large", f"body of {length:,} bytes is over the {self.max_body:,}-byte cap")
+        body = environ["wsgi.input"].read(length)
+        timestamp = (environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or "").strip()
+        signature = (environ.get("HTTP_X_SLACK_SIGNATURE") or "").strip()
+        if not _TIMESTAMP.match(timestamp) or not _SIGNATURE.match(signature):
+            raise Refused("401 Unauthorized", "missing or malformed signature headers")
+        if abs(self.clock() - int(timestamp)) > WINDOW_SECONDS:
+            raise Refused("401 Unauthorized", "stale timestamp (more than 5 minutes from now)")
+        if not self.verifier.is_valid(body, timestamp, signature):
+            raise Refused("401 Unauthorized", "invalid signature")
+        kind, parsed = _parse(body, environ.get("CONTENT_TYPE") or "")
+        if kind == "ssl_check":
+            return None
+        keys = [f"sig:{signature[3:]}"]
+        trigger = parsed.get("trigger_id")
+        if isinstance(trigger, str) and trigger:
+            keys.append(f"trigger:{trigger[:100]}")
+        if not self.state.first_sighting(keys, WINDOW_SECONDS):
+            raise Refused("409 Conflict", f"replayed {kind} (already handled)")
+        return body
+
+
+def _parse(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
+    """(kind, parsed fields) of a signed body, or ``Refused`` with 400 if it is not one of Slack's."""
+    bad = Refused("400 Bad Request", "malformed Slack payload")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad from None
+    if content_type.startswith("application/json"):
+        try:
+            event = json.loads(text)
+        except ValueError:
+            raise bad from None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise bad
+        return "event", event
+    form = {k: v[-1] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
+    if form.get("ssl_check") == "1":
+        return "ssl_check", form
+    if "payload" in form:
+        try:
+            payload = json.loads(form["payload"])
+        except ValueError:
+            raise bad from None
+        if not _interaction_ok(payload):
+            raise bad
+        return "interaction", payload
+    if form.get("command") and form.get("user_id") and "text" in form:
+        return "command", form
+    raise bad
+
+
+def _interaction_ok(payload: Any) -> bool:
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return False
+    user = payload.get("user")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+        return False
+    if payload["type"] == "block_actions":
+        actions = payload.get("actions")
+        return (isinstance(actions, list) and bool(actions)
+                and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions))
+    return True

@@ -1,0 +1,228 @@
+"""Attacks on the HTTP endpoint, through the real protocol: forged, replayed, oversized and
+malformed requests, button values that try to reach files, audit rows that must not go missing."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+import urllib.parse
+
+import pytest
+from slackkit import ADMIN, CHANNEL, USER, buttons, copy_artifacts, start_bot
+
+from bot.emulator import SlackEmulator
+
+
+@pytest.fixture
+def slack():
+    with SlackEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bot(slack, trained, tmp_path, state_db):
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db)
+    yield running
+    running.stop()
+
+
+def _click_body(bot, action_id: str, value: str, user: str = USER) -> str:
+    payload = {"type": "block_actions", "user": {"id": user}, "team": {"id": "T0TEAM"},
+               "channel": {"id": CHANNEL}, "trigger_id": f"t{time.time_ns()}",
+               "response_url": bot.slack.response_url(f"atk{time.time_ns()}"),
+               "actions": [{"type": "button", "action_id": action_id, "value": value, "action_ts": "1"}]}
+    return urllib.parse.urlencode({"payload": json.dumps(payload)})
+
+
+# -- 1. values that come back from Slack -------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["/tmp/x/evil", "../../evil", "v9999", "v0001/../../x", "", 7, None])
+def test_an_export_button_cannot_name_a_file_or_an_unknown_version(bot, slack, model):
+    loaded = []
+    real_open = bot.store.open
+    bot.store.open = lambda v=None: loaded.append(v) or real_open(v)
+    body = _click_body(bot, "export_at_risk", json.dumps({"as_of": "2018-08-01", "model": model}))
+    r = bot.post(body, bot.signed_headers(body))
+    assert r.status == 200
+    reply = slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"])[0].args
+    assert "not one of mine" in reply["text"] or "not kept any more" in reply["text"]
+    assert len(reply["text"].splitlines()) == 1
+    assert not slack.api_calls("files.uploadV2") and not slack.api_calls("files.getUploadURLExternal")
+    assert all(v in (None,) for v in loaded)  # nothing but the current version was ever opened
+
+
+# -- 3. replays ----------------------------------------------------------------------------------
+
+def test_a_captured_admin_rollback_runs_once(bot, slack, state_db, trained, tmp_path):
+    bot.command("retrain", user=ADMIN)
+    bot.ctx.retrainer.join(60)
+    bot.command("retrain", user=ADMIN)
+    bot.ctx.retrainer.join(60)
+    versions = bot.store.versions()
+    assert bot.store.current_version() == versions[-1] and len(versions) >= 3
+    body = bot.command_body("rollback", user=ADMIN)
+    headers = bot.signed_headers(body)
+    statuses = [bot.post(body, headers).status for _ in range(4)]
+    assert statuses == [200, 409, 409, 409]
+    assert bot.store.current_version() == versions[-2]  # one step back, not four
+    # the same trigger_id with a fresh signature (a retry built from the captured body) is refused too
+    later = bot.signed_headers(body, timestamp=int(time.time()) + 1)
+    assert bot.post(body, later).status == 409
+    # and another bot process on the same database refuses it as well
+    other = start_bot(slack, tmp_path / "art", state_db.clone())
+    try:
+        assert other.post(body, headers).status == 409
+    finally:
+        other.stop()
+    rollbacks = [a for a in bot.ctx.state.audit_entries() if a["command"] == "rollback"]
+    assert len(rollbacks) == 1
+
+
+def test_a_replayed_button_click_is_refused(bot, slack):
+    share = buttons(bot.command("30 2 150").json)[0]
+    body = _click_body(bot, "share_prediction", share["value"])
+    headers = bot.signed_headers(body)
+    assert bot.post(body, headers).status == 200
+    assert bot.post(body, headers).status == 409
+    time.sleep(0.3)
+    assert len([c for c in slack.responses()]) == 1
+
+
+def test_forged_and_stale_requests_are_refused(bot, slack):
+    body = bot.command_body("rollback", user=ADMIN)
+    assert bot.post(body, bot.signed_headers(body, secret="wrong")).status == 401
+    assert bot.post(body, bot.signed_headers(body, timestamp=int(time.time()) - 301)).status == 401
+    assert bot.post(body, bot.signed_headers(body, timestamp=int(time.time()) + 301)).status == 401
+    assert bot.store.current_version() == "v0001"
+
+
+# -- 4. size and logs ---------------------------------------------------------------------------
+
+def _raw(bot, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", bot.port, timeout=30)
+    conn.putrequest("POST", "/slack/events")
+    for k, v in {"Content-Length": str(len(body)), **headers}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    try:
+        conn.send(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may refuse before reading it all
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def test_an_oversized_body_is_refused_and_never_logged(bot, caplog):
+    caplog.set_level(logging.DEBUG)
+    big = b"text=" + b"A" * (50 * 1024 * 1024)
+    status, _ = _raw(bot, big, {"Content-Type": "application/x-www-form-urlencoded",
+                                "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "0" * 64})
+    assert status == 413
+    assert max((len(r.getMessage()) for r in caplog.records), default=0) < 500
+
+
+def test_an_unsigned_body_is_not_logged_and_cannot_forge_a_log_line(bot, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = "text=hello\n2026-01-01 00:00:00 INFO bot: admin UADMIN01 granted&user_id=UEVIL"
+    r = bot.post(body, {"Content-Type": "application/x-www-form-urlencoded",
+                        "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "1" * 64})
+    assert r.status == 401
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "granted" not in logged and "hello" not in logged
+    assert "refused a request" in logged
+
+
+def test_user_input_is_logged_on_one_line(bot, caplog):
+    from bot.app import OneLine
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "typed %s", ("a\nFORGED b\r",), None)
+    assert OneLine().filter(record) and "\n" not in record.getMessage() and "\\n" in record.getMessage()
+
+
+# -- 5. malformed requests ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("timestamp", ["", "abc", "12.5", "-1", "9" * 30])
+def test_bad_signature_headers_get_401(bot, timestamp, caplog):
+    caplog.set_level(logging.INFO)
+    body = bot.command_body("30 2 150")
+    headers = bot.signed_headers(body)
+    headers["X-Slack-Request-Timestamp"] = timestamp
+    r = bot.post(body, headers)
+    assert r.status == 401
+    assert not [rec for rec in caplog.records if rec.exc_info]
+
+
+@pytest.mark.parametrize("payload", ["not json", "", "[]", "null", "{}", '{"type": "block_actions"}',
+                                     '{"type": "block_actions", "user": {"id": "U1"}}',
+                                     '{"type": "block_actions", "user": {"id": "U1"}, "actions": []}',
+                                     '{"type": "block_actions", "actions": [{"action_id": "share_prediction"}]}',
+                                     '{"type": "block_actions", "user": "U1", "actions": [{"action_id": "x"}]}'])
+def test_malformed_signed_payloads_get_400_with_one_log_line(bot, payload, caplog):
+    caplog.set_level(logging.INFO)
+    body = urllib.parse.urlencode({"payload": payload})
+    r = bot.post(body, bot.signed_headers(body))
+    assert r.status == 400
+    mine = [rec for rec in caplog.records if "refused a request" in rec.getMessage()]
+    assert len(mine) == 1 and not [rec for rec in caplog.records if rec.exc_info]
+
+
+def test_a_signed_button_value_that_is_garbage_gets_one_line(bot, slack):
+    for value in ["{", "[]", json.dumps({"r": "x", "f": 1, "m": 1}), json.dumps({"r": 1e308, "f": 1, "m": 1})]:
+        slack.clear()
+        body = _click_body(bot, "share_prediction", value)
+        assert bot.post(body, bot.signed_headers(body)).status == 200
+        reply = slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"])[0].args
+        assert reply["response_type"] == "ephemeral" and len(reply["text"].splitlines()) == 1
+
+
+# -- 6. audit -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def admin_only_bot(slack, trained, tmp_path, state_db):
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, digest_admin_only=True)
+    yield running
+    running.stop()
+
+
+def test_every_admin_gated_attempt_leaves_one_audit_row(admin_only_bot):
+    bot = admin_only_bot
+    attempts = ["digest subscribe daily 09:00", "digest unsubscribe", "digest now", "retrain", "rollback"]
+    for text in attempts:
+        r = bot.command(text, user=USER)
+        assert r.status == 200 and "Only admins" in r.text
+    rows = bot.ctx.state.audit_entries()
+    assert sorted(row["command"] for row in rows) == sorted(
+        ["digest subscribe", "digest unsubscribe", "digest now", "retrain", "rollback"])
+    assert all(row["allowed"] is False and row["user_id"] == USER for row in rows)
+
+
+def test_nul_and_newlines_in_user_input_are_audited_not_fatal(bot):
+    r = bot.command("rollback \x00\nrm -rf", user="UEVIL\x00X")
+    assert r.status == 200 and "Only admins" in r.text and "went wrong" not in r.text
+    row = bot.ctx.state.audit_entries()[0]
+    assert row["user_id"] == "UEVIL\\x00X" and "\\x00" in row["args"] and "\n" not in row["args"]
+
+
+# -- 7. no server paths in replies; a private bind address by default ---------------------------
+
+def test_error_replies_do_not_show_server_paths(bot, tmp_path):
+    (tmp_path / "art" / "models" / "v0001.joblib").write_bytes(b"tampered")
+    bot.ctx.service._current = None
+    r = bot.command("30 2 150")
+    assert "v0001.joblib" in r.text and str(tmp_path) not in r.text and "/models" not in r.text
+    r = bot.command("model")
+    assert str(tmp_path) not in r.text
+
+
+def test_the_http_server_binds_to_localhost_unless_told(tmp_path):
+    from bot import settings as settings_mod
+
+    base = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SEGMENT_ARTIFACTS": str(tmp_path)}
+    assert settings_mod.load(base, dotenv=False).bind_address == "127.0.0.1"
+    assert settings_mod.load({**base, "BIND_ADDRESS": "0.0.0.0"}, dotenv=False).bind_address == "0.0.0.0"
+    with pytest.raises(settings_mod.SettingsError, match="BIND_ADDRESS"):
+        settings_mod.load({**base, "BIND_ADDRESS": "example.com"}, dotenv=False)
