@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,34 +27,48 @@ def _ensure_model(ctx) -> None:
     ctx.service.train(ctx.settings.data, trained_by="startup")
 
 
+def _raise_interrupt(signum, frame) -> None:  # SIGTERM ends the bot like Ctrl-C: cleanly
+    raise KeyboardInterrupt
+
+
 def run_bot(args: argparse.Namespace) -> int:
     from . import settings as settings_mod
     from .app import build_context, configure_logging, create_app, start_scheduler
 
     configure_logging()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     os.environ["SEGMENT_ARTIFACTS"] = args.artifacts  # --artifacts wins over .env
     settings = settings_mod.load()
     ctx = build_context(settings)
+    ctx.service.tidy()
     _ensure_model(ctx)
     app = create_app(ctx)
     start_scheduler(ctx)
-    if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    try:  # every way out (Ctrl-C, SIGTERM, a crash) releases the digest scheduler's lease
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        log.info("Starting in Socket Mode (model %s)", ctx.service.current_version())
-        SocketModeHandler(app, settings.app_token).start()
-        return 0
-    from .server import HttpServer
+            log.info("Starting in Socket Mode (model %s)", ctx.service.current_version())
+            SocketModeHandler(app, settings.app_token).start()
+        else:
+            from .server import HttpServer
 
-    server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address, port=settings.port)
-    log.info("Listening on %s (model %s)", server.url, ctx.service.current_version())
-    try:
-        server.serve_forever()
+            server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address,
+                                port=settings.port)
+            log.info("Listening on %s (model %s)", server.url, ctx.service.current_version())
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        ctx.scheduler.stop()
+        shutdown(ctx)
     return 0
+
+
+def shutdown(ctx) -> None:
+    """Stop scheduling and release the lease so another bot takes over at once."""
+    if ctx.scheduler is not None:
+        ctx.scheduler.stop()
+    ctx.follow_ups.shutdown()
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -62,6 +77,7 @@ def run_chat(args: argparse.Namespace) -> int:
     from .console import Console
 
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     os.environ["SEGMENT_ARTIFACTS"] = args.artifacts
     base = settings_mod.load(require_slack=False)
     # The console keeps its own state (audit, subscriptions, schedule) so it can never take over

@@ -237,11 +237,22 @@ class Digests:
 
     # -- subscriptions ------------------------------------------------------------------
     def subscribe(self, channel_id: str, schedule: Schedule, user_id: str) -> None:
+        """Set the channel's schedule (replacing any) in one upsert, so bots starting together
+        with DIGEST_CHANNEL all succeed: the last write wins."""
+        values = dict(channel_id=channel_id, cron=schedule.cron, timezone=schedule.timezone,
+                      schedule_text=schedule.text, created_by=user_id, created_at=utcnow())
+        dialect = self.state.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:  # pragma: no cover - the state database is SQLite or PostgreSQL
+            raise NotImplementedError(dialect)
+        stmt = insert(subscriptions).values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=[subscriptions.c.channel_id],
+                                          set_={k: stmt.excluded[k] for k in values if k != "channel_id"})
         with self.state.engine.begin() as con:
-            con.execute(subscriptions.delete().where(subscriptions.c.channel_id == channel_id))
-            con.execute(subscriptions.insert().values(
-                channel_id=channel_id, cron=schedule.cron, timezone=schedule.timezone,
-                schedule_text=schedule.text, created_by=user_id, created_at=utcnow()))
+            con.execute(stmt)
 
     def unsubscribe(self, channel_id: str) -> bool:
         with self.state.engine.begin() as con:

@@ -46,6 +46,7 @@ class SlackEmulator:
         self._ids = itertools.count(1)
         self.uploads: dict[str, bytes] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, list[dict[str, Any]]] = {}  # channel -> messages posted, oldest first
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -179,8 +180,26 @@ class SlackEmulator:
             return {"ok": True, "url": "https://local.slack/", "team": "Local", "user": "segment",
                     "team_id": "T0LOCAL", "user_id": "U0BOT", "bot_id": "B0BOT"}
         if method == "chat.postMessage":
-            return {"ok": True, "channel": args.get("channel"), "ts": f"{int(time.time())}.{n:06d}",
-                    "message": {"text": args.get("text"), "blocks": args.get("blocks")}}
+            ts = f"{int(time.time())}.{n:06d}"
+            message = {"type": "message", "ts": ts, "text": args.get("text"), "blocks": args.get("blocks")}
+            metadata = args.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            if metadata:
+                message["metadata"] = metadata
+            with self._lock:
+                self.history.setdefault(str(args.get("channel")), []).append(message)
+            return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+        if method == "conversations.history":  # newest first, metadata only when asked for
+            with self._lock:
+                messages = list(reversed(self.history.get(str(args.get("channel")), [])))
+            oldest = float(args.get("oldest") or 0)
+            messages = [m for m in messages if float(m["ts"]) >= oldest][: int(args.get("limit") or 100)]
+            if str(args.get("include_all_metadata")).lower() not in {"true", "1"}:
+                messages = [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
+            return {"ok": True, "messages": messages, "has_more": False}
+        if method == "apps.connections.open":  # Socket Mode: a URL where nothing listens
+            return {"ok": True, "url": f"ws://127.0.0.1:9/socket-{n}"}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{int(time.time())}.{n:06d}"}
         if method == "conversations.open":

@@ -24,7 +24,7 @@ from segmentation.training import train
 
 from . import blocks
 from .settings import Settings
-from .state import StateDB
+from .state import Lease, StateDB, utcnow
 
 log = logging.getLogger(__name__)
 LEASE = "retrain"
@@ -47,26 +47,47 @@ class Retrainer:
     def source_label(self) -> str:
         return self.settings.data or "the built-in sample data"
 
+    def running(self) -> tuple[Lease | None, str | None]:
+        """(the lease of a retrain that is really running, or None; a note when a dead one was
+        cleared). A holder is dead when its process is gone (same host) or its heartbeat stopped."""
+        lease = self.state.lease(LEASE)
+        if lease is None:
+            return None, None
+        why = _dead(lease)
+        if why is None:
+            return lease, None
+        self.state.release(LEASE, lease.holder)
+        who = lease.detail.get("user_id") or "someone"
+        note = (f"The retrain started by <@{who}> at {lease.acquired_at:%H:%M} UTC stopped ({why}) "
+                "without finishing; the served model was not changed.")
+        log.warning("cleared the lease of a dead retrain (%s, %s)", lease.holder, why)
+        return None, note
+
     def request(self, user_id: str, channel_id: str, client: WebClient,
-                respond: Callable[..., Any] | None = None) -> str:
+                respond: Callable[..., Any] | None = None, options: dict[str, Any] | None = None) -> str:
         """Start a retrain unless one is running. Returns the line to acknowledge with."""
+        options = dict(options or {})
+        running, note = self.running()
+        prefix = f"{note} " if note else ""
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         ok, lease = self.state.try_acquire(
             LEASE, holder, LEASE_TTL,
-            {"user_id": user_id, "channel_id": channel_id, "started_at": dt.datetime.now(dt.timezone.utc).isoformat()},
-        )
+            {"user_id": user_id, "channel_id": channel_id, "host": socket.gethostname(), "pid": os.getpid(),
+             "started_at": dt.datetime.now(dt.timezone.utc).isoformat()},
+        ) if running is None else (False, running)
         if not ok:
-            since = lease.acquired_at.strftime("%Y-%m-%d %H:%M UTC") if lease else "a moment ago"
-            who = f"<@{lease.detail.get('user_id')}>" if lease and lease.detail.get("user_id") else "someone"
-            self.state.audit(user_id, "retrain", "", True, f"busy: running since {since}", channel_id)
-            return f"A retrain is already running, started by {who} since {since}. I'll post its result when it's done."
-        self.state.audit(user_id, "retrain", self.source_label(), True, "started", channel_id)
+            line = busy_line(lease)
+            self.state.audit(user_id, "retrain", _describe(options), True, f"busy: {line}", channel_id)
+            return prefix + line + " I'll post its result when it's done."
+        self.state.audit(user_id, "retrain", _describe(options) or self.source_label(), True, "started", channel_id)
         t = threading.Thread(
-            target=self._run, args=(holder, user_id, channel_id, client, respond), name="retrain", daemon=True
+            target=self._run, args=(holder, user_id, channel_id, client, respond, options), name="retrain",
+            daemon=True,
         )
         self._threads.append(t)
         t.start()
-        return f"Retraining on {self.source_label()}… I'll post the result here."
+        settings = f" with {_describe(options)}" if options else ""
+        return prefix + f"Retraining on {self.source_label()}{settings}… I'll post the result here."
 
     def join(self, timeout: float | None = None) -> None:
         for t in list(self._threads):
@@ -81,7 +102,7 @@ class Retrainer:
                 log.warning("could not renew the retrain lease", exc_info=True)
 
     def _run(self, holder: str, user_id: str, channel_id: str, client: WebClient,
-             respond: Callable[..., Any] | None) -> None:
+             respond: Callable[..., Any] | None, options: dict[str, Any]) -> None:
         done = threading.Event()
         threading.Thread(target=self._keep_lease, args=(holder, done), name="retrain-lease", daemon=True).start()
         try:
@@ -89,7 +110,10 @@ class Retrainer:
                 previous = self.service.served()
             except SegmentationError:  # none yet, or damaged: a retrain is exactly the way out
                 previous = None
-            version, trained = self.service.train(self.settings.data, trained_by=user_id, train_fn=self.train_fn)
+            if previous is not None:  # keep the served model's settings unless the admin gave new ones
+                options = {"k": previous.info.k, "seed": previous.info.seed, **options}
+            version, trained = self.service.train(self.settings.data, trained_by=user_id, train_fn=self.train_fn,
+                                                  **options)
             message = blocks.retrain_result(version, trained, previous)
             result = f"succeeded: {version}"
         except SegmentationError as exc:
@@ -125,3 +149,32 @@ class Retrainer:
             log.warning("could not post the retrain result to %s: %s", channel_id, exc.response.get("error"))
             if respond is not None:  # not in that channel: answer through the command's response URL
                 respond(response_type="ephemeral", replace_original=False, **message)
+
+
+def _describe(options: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def busy_line(lease: Lease | None) -> str:
+    if lease is None:
+        return "A retrain is already running."
+    who = f"<@{lease.detail['user_id']}>" if lease.detail.get("user_id") else "someone"
+    beat = max(0, int((utcnow() - (lease.expires_at - LEASE_TTL)).total_seconds()))
+    return (f"A retrain started by {who} at {lease.acquired_at:%Y-%m-%d %H:%M} UTC is running "
+            f"(last heartbeat {beat} s ago).")
+
+
+def _dead(lease: Lease) -> str | None:
+    """Why the holder of ``lease`` is certainly gone, or None while it may be alive."""
+    host, pid = lease.detail.get("host"), lease.detail.get("pid")
+    if host == socket.gethostname() and isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"its process {pid} is gone"
+        except PermissionError:
+            pass  # alive, another user's
+    silent = (utcnow() - (lease.expires_at - LEASE_TTL)).total_seconds()
+    if silent > 2 * RENEW_EVERY + 5:
+        return f"no heartbeat for {int(silent)} s"
+    return None

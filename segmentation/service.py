@@ -285,6 +285,10 @@ class SegmentService:
     def current_version(self) -> str | None:
         return self.store.current_version()
 
+    def tidy(self) -> None:
+        """Remove what interrupted saves left behind (at start-up)."""
+        self.store.clean()
+
     def has_model(self) -> bool:
         """Whether a model version can be served now (False when none exists yet)."""
         try:

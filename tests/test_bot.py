@@ -301,7 +301,7 @@ def test_two_retrains_at_once_run_one_training(gated, slack):
         t.join()
     texts = sorted(r.text for r in replies)
     assert sum("Retraining on" in t for t in texts) == 1
-    busy = next(t for t in texts if "already running" in t)
+    busy = next(t for t in texts if "is running (last heartbeat" in t)
     assert f"<@{ADMIN}>" in busy and "UTC" in busy
     gate.gate.set()
     slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)
@@ -384,9 +384,60 @@ def test_rollback_waits_for_a_running_retrain(gated):
     running.command("retrain", user=ADMIN)
     assert gate.started.wait(5)
     r = running.command("rollback", user=ADMIN)
-    assert "is running; roll back after its result is posted" in r.text
-    assert running.ctx.state.audit_entries()[0]["result"] == "busy: a retrain is running"
+    assert "is running (last heartbeat" in r.text and "Roll back after its result is posted" in r.text
+    assert running.ctx.state.audit_entries()[0]["result"].startswith("busy: A retrain started by")
     gate.gate.set()
+
+
+def test_a_retrain_whose_process_died_does_not_block(bot, slack):
+    """A lease left by a killed process on this host (its pid is gone), or by one whose heartbeat
+    stopped, is cleared at once with a true message, not "a retrain is running"."""
+    import datetime as dt
+    import socket
+    import subprocess
+
+    from bot.retrain import LEASE, LEASE_TTL
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    bot.ctx.state.try_acquire(LEASE, "host:dead", LEASE_TTL, {"user_id": ADMIN, "host": socket.gethostname(),
+                                                               "pid": gone.pid})
+    r = bot.command("retrain", user=ADMIN)
+    assert f"stopped (its process {gone.pid} is gone) without finishing" in r.text and "Retraining on" in r.text
+    assert "is running" not in r.text
+    bot.ctx.retrainer.join(60)
+    assert bot.ctx.state.lease(LEASE) is None and bot.store.current_version() == "v0002"
+    # another host's holder that stopped renewing for more than two heartbeats
+    bot.ctx.state.try_acquire(LEASE, "elsewhere:1", LEASE_TTL, {"user_id": ADMIN, "host": "elsewhere", "pid": 1})
+    with bot.ctx.state.engine.begin() as con:
+        from bot.state import leases
+        expires = bot.ctx.state.lease(LEASE).expires_at
+        con.execute(leases.update().values(expires_at=expires - dt.timedelta(seconds=70)))
+    r = bot.command("rollback", user=ADMIN)
+    assert "stopped (no heartbeat for 7" in r.text and "Rolled back: now serving model v0001" in r.text
+    # a live holder elsewhere (recent heartbeat) is respected
+    bot.ctx.state.try_acquire(LEASE, "elsewhere:2", LEASE_TTL, {"user_id": ADMIN, "host": "elsewhere", "pid": 2})
+    r = bot.command("retrain", user=ADMIN)
+    assert "is running (last heartbeat 0 s ago)" in r.text
+
+
+def test_retrain_keeps_the_served_k_unless_given(bot, slack):
+    k = bot.ctx.service.served().info.k
+    bot.command("retrain", user=ADMIN)
+    bot.ctx.retrainer.join(60)
+    assert bot.ctx.service.served().info.k == k
+    r = bot.command("retrain k=7 seed=3", user=ADMIN)
+    assert "with k=7 seed=3" in r.text
+    bot.ctx.retrainer.join(60)
+    info = bot.ctx.service.served().info
+    assert (info.k, info.seed) == (7, 3)
+    bot.command("retrain", user=ADMIN)
+    bot.ctx.retrainer.join(60)
+    assert bot.ctx.service.served().info.k == 7  # the served model's K is kept from now on
+    for bad in ("k=1", "k=x", "depth=3", "k=" + "9" * 200):
+        r = bot.command(f"retrain {bad}", user=ADMIN)
+        assert r.text.startswith(":warning:") or "must be" in r.text or "don't know" in r.text
+        assert len(r.json["text"]) < 200 and "\n" not in r.json["text"]
 
 
 def test_values_beyond_the_training_data_are_flagged(bot):

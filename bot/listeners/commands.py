@@ -22,9 +22,9 @@ from segmentation.inputs import parse_rfm
 
 from .. import blocks, schedule_spec
 from .. import digests as digests_mod
-from .. import state as state_mod
 from ..context import BotContext
 from ..exports import send_segments_csv
+from ..retrain import busy_line
 
 COMMAND = "/segment"
 log = logging.getLogger(__name__)
@@ -92,11 +92,35 @@ def _refuse(req: Request, command: str) -> Reply | None:
     ), None
 
 
+RETRAIN_OPTIONS = {"k": (2, 40), "seed": (0, 2**32 - 1)}
+RETRAIN_HELP = "`/segment retrain` keeps the served model's K and seed; give new ones as `/segment retrain k=12 seed=7`"
+
+
+def retrain_options(args: str) -> dict[str, int]:
+    """``k=12 seed=7`` → {"k": 12, "seed": 7}; anything else is one line of refusal."""
+    options: dict[str, int] = {}
+    for token in args.split():
+        key, sep, value = token.partition("=")
+        key = key.lower()
+        if not sep or key not in RETRAIN_OPTIONS:
+            raise InputError(f"I don't know the retrain option '{_short(token)}'. {RETRAIN_HELP}.")
+        lo, hi = RETRAIN_OPTIONS[key]
+        if not value.isdigit() or not lo <= int(value) <= hi:
+            raise InputError(f"{key} must be a whole number from {lo} to {hi:,}, not '{_short(value)}'.")
+        options[key] = int(value)
+    return options
+
+
 def do_retrain(req: Request) -> Reply:
     refused = _refuse(req, "retrain")
     if refused:
         return refused
-    line = req.ctx.retrainer.request(req.user_id, req.channel_id, req.client, req.respond)
+    try:
+        options = retrain_options(req.args)
+    except InputError as exc:
+        req.ctx.state.audit(req.user_id, "retrain", req.args, True, f"refused: {exc}", req.channel_id)
+        raise
+    line = req.ctx.retrainer.request(req.user_id, req.channel_id, req.client, req.respond, options)
     return blocks.plain(line), None
 
 
@@ -104,19 +128,18 @@ def do_rollback(req: Request) -> Reply:
     refused = _refuse(req, "rollback")
     if refused:
         return refused
-    running = req.ctx.state.lease("retrain")
-    if running is not None and running.expires_at > state_mod.utcnow():
-        req.ctx.state.audit(req.user_id, "rollback", "", True, "busy: a retrain is running", req.channel_id)
-        return blocks.error_line(
-            f"A retrain started by <@{running.detail.get('user_id', '?')}> is running; "
-            "roll back after its result is posted."), None
+    running, note = req.ctx.retrainer.running()
+    if running is not None:
+        line = busy_line(running)
+        req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"busy: {line}", req.channel_id)
+        return blocks.error_line(f"{line} Roll back after its result is posted."), None
     try:
         old, new = req.ctx.service.rollback()
     except SegmentationError as exc:
-        req.ctx.state.audit(req.user_id, "rollback", "", True, f"failed: {exc}", req.channel_id)
-        raise
-    req.ctx.state.audit(req.user_id, "rollback", "", True, f"succeeded: {old} -> {new}", req.channel_id)
-    return blocks.plain(f"Rolled back: now serving model {new} (was {old})."), None
+        req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"failed: {exc}", req.channel_id)
+        return blocks.error_line((f"{note} " if note else "") + str(exc)), None
+    req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"succeeded: {old} -> {new}", req.channel_id)
+    return blocks.plain((f"{note} " if note else "") + f"Rolled back: now serving model {new} (was {old})."), None
 
 
 DIGEST_HELP = (
@@ -250,6 +273,12 @@ def route(text: str) -> tuple[Callable[[Request], Reply] | None, str]:
     if any(ch.isdigit() for ch in word) or "=" in word:
         return do_predict, text
     return None, word
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """User input quoted back, never whole when it is long."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
