@@ -13,6 +13,9 @@ import datetime as dt
 import io
 import json
 import logging
+import os
+import socket
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +62,8 @@ class DigestData:
     at_risk: AtRiskSummary
     moved_into_at_risk: int | None
     previous_date: dt.date | None
+    data_source: str = ""
+    not_comparable: str | None = None  # why the previous digest is not compared with, if it is not
     at_risk_hashes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.uint64))
 
     @property
@@ -71,6 +76,8 @@ class PreviousRun:
     scheduled_for: dt.datetime
     counts: dict[str, int]
     at_risk_hashes: np.ndarray | None
+    model_version: str | None = None
+    data_source: str | None = None
 
 
 def hash_ids(ids: pd.Series) -> np.ndarray:
@@ -86,8 +93,17 @@ def unpack_hashes(data: bytes | None) -> np.ndarray | None:
     return None if data is None else np.frombuffer(zlib.decompress(data), dtype="<u8")
 
 
-def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_date: dt.date) -> DigestData:
-    """Score every customer with the served model and compare with the previous digest."""
+def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_date: dt.date,
+            data_source: str = "") -> DigestData:
+    """Score every customer with the served model and compare with the previous digest, only if
+    that one was built with the same model on the same data (like with like)."""
+    not_comparable = None
+    if previous is not None and previous.model_version != served.version:
+        not_comparable = (f"model changed since the last digest ({previous.model_version or 'unknown'} → "
+                          f"{served.version}): sizes are not compared")
+    elif previous is not None and previous.data_source is not None and previous.data_source != data_source:
+        not_comparable = "the data source changed since the last digest: sizes are not compared"
+    compared = previous if not_comparable is None else None
     scored = served.score(rfm_table.frame)
     summary = served.at_risk(scored, as_of=run_date.isoformat())
     k = len(served.trained.all_segments)
@@ -99,17 +115,17 @@ def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_da
         c = s.cluster
         if s.reserved and not counts[c]:
             continue
-        prev = previous.counts.get(s.name) if previous else None
+        prev = compared.counts.get(s.name) if compared else None
         segments.append({
             "name": s.name, "base": s.base, "customers": int(counts[c]), "at_risk": int(risky_counts[c]),
             "share": counts[c] / n if n else 0.0,
             "change": None if prev is None else int(counts[c]) - prev,
-            "new": previous is not None and prev is None,
+            "new": compared is not None and prev is None,
         })
     hashes = hash_ids(rfm_table.frame["customer_id"][scored.at_risk])
     moved = None
-    if previous is not None and previous.at_risk_hashes is not None:
-        moved = int((~np.isin(hashes, previous.at_risk_hashes, assume_unique=True)).sum())
+    if compared is not None and compared.at_risk_hashes is not None:
+        moved = int((~np.isin(hashes, compared.at_risk_hashes, assume_unique=True)).sum())
     return DigestData(
         run_date=run_date,
         latest_order=rfm_table.latest_purchase,
@@ -119,7 +135,9 @@ def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_da
         segments=segments,
         at_risk=summary,
         moved_into_at_risk=moved,
-        previous_date=previous.scheduled_for.date() if previous else None,
+        previous_date=compared.scheduled_for.date() if compared else None,
+        data_source=data_source,
+        not_comparable=not_comparable,
         at_risk_hashes=hashes,
     )
 
@@ -182,16 +200,22 @@ def message(data: DigestData) -> blocks.Message:
                        f"{money(risk.revenue)} ({risk.share_of_revenue:.1%} of all spend)" + moved
                        + "\n" + risk_lines),
         blocks.context(f"At risk: {risk.definition}"),
-        {"type": "actions", "elements": [
-            blocks.button("Export at-risk customers", "export_at_risk",
-                          json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
-                          style="primary"),
-            blocks.button("All segments", "show_segments"),
-        ]},
     ]
+    if data.not_comparable:
+        b.insert(3, blocks.context(f":information_source: {_cap(data.not_comparable)}."))
+    elements = [blocks.button("All segments", "show_segments")]
+    if risk.customers:  # nothing to export when no one is at risk
+        elements.insert(0, blocks.button("Export at-risk customers", "export_at_risk",
+                                         json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
+                                         style="primary"))
+    b.append({"type": "actions", "elements": elements})
     text = (f"Customer digest {data.run_date:%Y-%m-%d}: {data.customers:,} customers, "
             f"{risk.customers:,} at risk")
     return {"text": text, "blocks": b}
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def chart_png(data: DigestData) -> bytes:
@@ -220,6 +244,35 @@ def chart_png(data: DigestData) -> bytes:
     return buf.getvalue()
 
 
+METADATA_EVENT = "segment_digest"
+# A run left "running" by a process on another host is taken over after this long (a digest
+# takes seconds to a minute; on this host a dead process is recognised at once).
+ORPHANED_AFTER = dt.timedelta(minutes=10)
+
+
+def run_metadata(channel_id: str, when: dt.datetime) -> dict[str, Any]:
+    """The message metadata that identifies one run: its channel and scheduled time."""
+    return {"event_type": METADATA_EVENT, "event_payload": {"run": f"{channel_id}@{when:%Y-%m-%dT%H:%M:%S}"}}
+
+
+def _runner_dead(runner: str | None, started_at: dt.datetime) -> str | None:
+    """Why the process that started a run is certainly gone, or None while it may be alive."""
+    host, _, rest = (runner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return None  # this process: still running it
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"its process {pid} is gone"
+        except PermissionError:
+            pass
+    if utcnow() - started_at > ORPHANED_AFTER:
+        return f"started {int((utcnow() - started_at).total_seconds())} s ago by a process that stopped"
+    return None
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     status: str  # ok, failed, duplicate
@@ -234,6 +287,7 @@ class Digests:
         self.ctx = ctx
         self.client = client
         self.state: StateDB = ctx.state
+        self.runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- subscriptions ------------------------------------------------------------------
     def subscribe(self, channel_id: str, schedule: Schedule, user_id: str) -> None:
@@ -278,14 +332,16 @@ class Digests:
     # -- runs ---------------------------------------------------------------------------
     def _previous(self, con, channel_id: str, before: dt.datetime) -> PreviousRun | None:
         row = con.execute(
-            sa.select(digest_runs.c.scheduled_for, digest_runs.c.counts, digest_runs.c.at_risk_ids)
+            sa.select(digest_runs.c.scheduled_for, digest_runs.c.counts, digest_runs.c.at_risk_ids,
+                  digest_runs.c.model_version, digest_runs.c.data_source)
             .where(digest_runs.c.channel_id == channel_id, digest_runs.c.status == "ok",
                    digest_runs.c.scheduled_for < before)
             .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc()).limit(1)
         ).mappings().first()
         if row is None:
             return None
-        return PreviousRun(row["scheduled_for"], json.loads(row["counts"] or "{}"), unpack_hashes(row["at_risk_ids"]))
+        return PreviousRun(row["scheduled_for"], json.loads(row["counts"] or "{}"), unpack_hashes(row["at_risk_ids"]),
+                           row["model_version"], row["data_source"])
 
     def claim(self, channel_id: str, scheduled_for: dt.datetime, status: str = "running", error: str | None = None) -> int | None:
         """Record (channel, scheduled time) before anything is posted; None if it was already there."""
@@ -293,7 +349,7 @@ class Digests:
             with self.state.engine.begin() as con:
                 return con.execute(digest_runs.insert().values(
                     channel_id=channel_id, scheduled_for=scheduled_for, started_at=utcnow(),
-                    status=status, error=error)).inserted_primary_key[0]
+                    status=status, error=error, runner=self.runner)).inserted_primary_key[0]
         except IntegrityError:
             return None
 
@@ -316,20 +372,34 @@ class Digests:
         if run_id is None:
             log.info("digest for %s at %s was already posted; not posting again", channel_id, when)
             return RunOutcome("duplicate")
+        return self._deliver(run_id, channel_id, when)
+
+    def _run_date(self, channel_id: str, when: dt.datetime) -> dt.date:
         sub = self.subscription(channel_id)
         tz = ZoneInfo(sub["timezone"] if sub else self.ctx.settings.timezone)
-        run_date = when.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+        return when.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+
+    def _deliver(self, run_id: int, channel_id: str, when: dt.datetime) -> RunOutcome:
+        """Compute the run's digest, record its numbers, post it with its run key in the message
+        metadata (so a leader taking over after a crash can tell whether it reached Slack), then
+        mark the run done."""
+        run_date = self._run_date(channel_id, when)
         try:
             source, _ = self.ctx.service.source(self.ctx.settings.data)
             table = load_rfm(source, as_of=run_date)
             with self.state.engine.connect() as con:
                 previous = self._previous(con, channel_id, when)
-            data = compute(self.ctx.service.served(), table, previous, run_date)
-            posted = self.client.chat_postMessage(channel=channel_id, **message(data))
+            data = compute(self.ctx.service.served(), table, previous, run_date, source.describe())
+            numbers = dict(model_version=data.model_version, latest_order=data.latest_order,
+                           data_source=data.data_source[:500],
+                           customers=data.customers, counts=json.dumps(data.counts),
+                           at_risk_ids=pack_hashes(data.at_risk_hashes))
+            with self.state.engine.begin() as con:  # the numbers first: recovery needs them if we die posting
+                con.execute(digest_runs.update().where(digest_runs.c.id == run_id).values(**numbers))
+            posted = self.client.chat_postMessage(channel=channel_id, **message(data),
+                                                  metadata=run_metadata(channel_id, when))
             ts = posted.get("ts")
-            self._finish(run_id, status="ok", model_version=data.model_version, latest_order=data.latest_order,
-                         customers=data.customers, counts=json.dumps(data.counts),
-                         at_risk_ids=pack_hashes(data.at_risk_hashes), message_ts=ts)
+            self._finish(run_id, status="ok", message_ts=ts)
         except SlackApiError as exc:
             code = exc.response.get("error") or f"HTTP {exc.response.status_code}"
             log.warning("digest for %s failed: %s", channel_id, code)
@@ -349,15 +419,67 @@ class Digests:
             log.warning("digest chart for %s not uploaded: %s", channel_id, exc.response.get("error"))
         return RunOutcome("ok", None, run_id)
 
-    def mark_interrupted(self, older_than: dt.timedelta = dt.timedelta(minutes=10)) -> int:
-        """Runs left "running" by a process that died: say so. They are not posted again (the
-        crash may have come after the post), so a crash in that window loses at most one digest."""
-        with self.state.engine.begin() as con:
-            return con.execute(
-                digest_runs.update()
-                .where(digest_runs.c.status == "running", digest_runs.c.started_at < utcnow() - older_than)
-                .values(status="failed", finished_at=utcnow(), error="interrupted: the bot stopped while posting")
-            ).rowcount
+    # -- crash recovery -----------------------------------------------------------------
+    def recover(self) -> list[RunOutcome]:
+        """Finish the runs a dead process left "running" (called by the scheduling leader on every
+        heartbeat). A run whose message is in the channel (found by its metadata) is marked done;
+        one that never reached Slack is posted now. Nothing is lost and nothing is posted twice."""
+        with self.state.engine.connect() as con:
+            rows = con.execute(
+                sa.select(digest_runs.c.id, digest_runs.c.channel_id, digest_runs.c.scheduled_for,
+                          digest_runs.c.started_at, digest_runs.c.runner)
+                .where(digest_runs.c.status == "running")
+            ).mappings().all()
+        outcomes = []
+        for row in rows:
+            why = _runner_dead(row["runner"], row["started_at"])
+            if why is None:
+                continue
+            outcomes.append(self._recover(row, why))
+        return outcomes
+
+    def _recover(self, row: Any, why: str) -> RunOutcome:
+        run_id, channel, when = row["id"], row["channel_id"], row["scheduled_for"]
+        with self.state.engine.begin() as con:  # take it over; only one leader gets the row
+            taken = con.execute(digest_runs.update().where(
+                digest_runs.c.id == run_id, digest_runs.c.status == "running",
+                digest_runs.c.runner.is_(None) if row["runner"] is None else digest_runs.c.runner == row["runner"],
+            ).values(runner=self.runner, started_at=utcnow())).rowcount
+        if not taken:
+            return RunOutcome("duplicate", None, run_id)
+        try:
+            ts = self._find_posted(channel, when, since=row["started_at"])
+        except SlackApiError as exc:  # cannot tell whether it was posted: never risk posting twice
+            code = exc.response.get("error") or "unknown"
+            log.warning("digest run %s for %s was interrupted (%s) and the channel cannot be checked (%s)",
+                        run_id, channel, why, code)
+            self._finish(run_id, status="failed", error=f"interrupted ({why}); could not check the channel: {code}")
+            return RunOutcome("failed", code, run_id)
+        if ts is not None:
+            log.info("digest run %s for %s was posted before its process stopped (%s); marked done",
+                     run_id, channel, why)
+            self._finish(run_id, status="ok", message_ts=ts)
+            return RunOutcome("ok", None, run_id)
+        log.warning("digest run %s for %s was interrupted before reaching Slack (%s); posting it now",
+                    run_id, channel, why)
+        return self._deliver(run_id, channel, when)
+
+    def _find_posted(self, channel_id: str, when: dt.datetime, since: dt.datetime) -> str | None:
+        """The ts of this run's message in the channel, found by its metadata, or None."""
+        key = run_metadata(channel_id, when)["event_payload"]["run"]
+        oldest = (since.replace(tzinfo=dt.timezone.utc) - dt.timedelta(minutes=5)).timestamp()
+        cursor = None
+        for _ in range(10):  # at most 2,000 messages since the run started
+            page = self.client.conversations_history(channel=channel_id, oldest=f"{oldest:.6f}", limit=200,
+                                                     include_all_metadata=True, cursor=cursor)
+            for m in page.get("messages", []):
+                meta = m.get("metadata") or {}
+                if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get("run") == key:
+                    return m.get("ts")
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return None
+        return None
 
     def record_missed(self, channel_id: str, scheduled_for: dt.datetime, late_by: dt.timedelta) -> None:
         when = scheduled_for.astimezone(dt.timezone.utc).replace(tzinfo=None)

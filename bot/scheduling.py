@@ -145,6 +145,7 @@ class DigestScheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
+        self._recovery: threading.Thread | None = None
 
     @property
     def leading(self) -> bool:
@@ -165,6 +166,8 @@ class DigestScheduler:
             self._thread.join(10)
         with self._lock:
             self._stop_scheduler()
+        if self._recovery is not None:
+            self._recovery.join(60)
         if release:
             self.state.release(LEASE, self.holder)
 
@@ -193,6 +196,21 @@ class DigestScheduler:
                 self._stop_scheduler()
             if self.leading:
                 self.sync()
+                self._recover()
+
+    def _recover(self) -> None:
+        """Finish runs a dead process left behind, off the heartbeat thread (a digest can take
+        longer than the lease)."""
+        if self._recovery is not None and self._recovery.is_alive():
+            return
+        self._recovery = threading.Thread(target=self._recover_now, name="digest-recovery", daemon=True)
+        self._recovery.start()
+
+    def _recover_now(self) -> None:
+        try:
+            self.digests.recover()
+        except Exception:  # noqa: BLE001 - tried again on the next beat
+            log.exception("digest recovery failed")
 
     def _start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(
@@ -203,9 +221,6 @@ class DigestScheduler:
             timezone=dt.timezone.utc,
         )
         scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
-        interrupted = self.digests.mark_interrupted()
-        if interrupted:
-            log.warning("%d digest run(s) were interrupted by a stopped bot; marked failed", interrupted)
         scheduler.start(paused=True)  # reconcile against the stored jobs before anything runs
         self.scheduler = scheduler
         self.sync()

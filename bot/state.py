@@ -74,6 +74,8 @@ digest_runs = sa.Table(
     sa.Column("counts", sa.Text, nullable=True),  # JSON {segment name: customers}
     sa.Column("at_risk_ids", sa.LargeBinary, nullable=True),  # zlib of sorted, newline-joined ids
     sa.Column("message_ts", sa.String(32), nullable=True),
+    sa.Column("runner", sa.String(128), nullable=True),  # host:pid:id of the process posting it
+    sa.Column("data_source", sa.String(500), nullable=True),  # the data it was computed on
     sa.UniqueConstraint("channel_id", "scheduled_for", name="digest_runs_once"),
 )
 
@@ -127,10 +129,13 @@ class StateDB:
             with self.engine.begin() as con:  # DDL is transactional: the lock is held until commit
                 con.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
                 metadata.create_all(con)
+                _upgrade(con)
             return
         for attempt in range(5):  # SQLite: another process may create a table between check and create
             try:
-                metadata.create_all(self.engine)
+                with self.engine.begin() as con:
+                    metadata.create_all(con)
+                    _upgrade(con)
                 return
             except SQLAlchemyError:
                 if attempt == 4:
@@ -220,6 +225,18 @@ class StateDB:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# Columns added after a table was first released: (table, column, DDL type).
+_ADDED_COLUMNS = [("digest_runs", "runner", "VARCHAR(128)"), ("digest_runs", "data_source", "VARCHAR(500)")]
+
+
+def _upgrade(con: sa.Connection) -> None:
+    """Add the columns a database created by an earlier release lacks."""
+    inspector = sa.inspect(con)
+    for table, column, ddl in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            con.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

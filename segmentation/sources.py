@@ -122,6 +122,9 @@ class OlistSource:
     folder: Path
     currency: str = "R$"  # Olist is a Brazilian marketplace
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))  # a str is welcome too
+
     def describe(self) -> str:
         return f"Olist folder {self.folder}"
 

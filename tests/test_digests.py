@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,17 +382,84 @@ def test_digest_export_button_exports_the_digests_own_customers(bot, slack, samp
     assert "2025-01-05" in done.args["initial_comment"]
 
 
-def test_a_run_interrupted_by_a_crash_is_reported_not_reposted(ctx, slack):
-    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
-    run_id = ctx.digests.claim("C1", when.replace(tzinfo=None))  # the process died right after this
+def _crashed_run(ctx, when, *, runner: str, started: dt.datetime | None = None) -> int:
+    """A run claimed by a process that died before finishing it."""
+    run_id = ctx.digests.claim("C1", when.replace(tzinfo=None))
     with ctx.state.engine.begin() as con:
         con.execute(digest_runs.update().where(digest_runs.c.id == run_id)
-                    .values(started_at=dt.datetime(2025, 1, 5, 9)))
+                    .values(runner=runner, started_at=started or dt.datetime.now(UTC).replace(tzinfo=None)))
+    return run_id
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_a_run_that_never_reached_slack_is_posted_by_the_next_leader(ctx, slack):
+    import socket
+
+    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
+    _crashed_run(ctx, when, runner=f"{socket.gethostname()}:{_dead_pid()}:x")  # killed 0.3 s into the run
     sched = fast(ctx.digests).start()
-    sched.stop()
+    try:
+        slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=30)
+        deadline = time.time() + 30
+        while _runs(ctx.state)[0]["status"] == "running" and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        sched.stop()
     run = _runs(ctx.state)[0]
-    assert (run["status"], run["error"]) == ("failed", "interrupted: the bot stopped while posting")
-    assert ctx.digests.run("C1", when).status == "duplicate" and posts(slack) == []
+    assert run["status"] == "ok" and run["message_ts"] == slack.history["C1"][0]["ts"]
+    post = posts(slack)[0]
+    meta = post.args["metadata"]
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    assert meta == {"event_type": "segment_digest", "event_payload": {"run": "C1@2025-01-05T09:00:00"}}
+    assert "Customer digest · Sun 05 Jan 2025" in text_of(post)
+    assert len(posts(slack)) == 1
+    fast(ctx.digests).start().stop()  # another leader later: nothing more
+    assert ctx.digests.run("C1", when).status == "duplicate" and len(posts(slack)) == 1
+
+
+def test_a_run_that_reached_slack_before_the_crash_is_not_posted_again(ctx, slack):
+    import socket
+
+    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
+    assert ctx.digests.run("C1", when).status == "ok"
+    ts = slack.history["C1"][-1]["ts"]
+    with ctx.state.engine.begin() as con:  # as if the process died after the post, before recording it
+        con.execute(digest_runs.update().values(status="running", message_ts=None,
+                                                runner=f"{socket.gethostname()}:{_dead_pid()}:x"))
+    slack.clear()
+    ctx.digests.recover()
+    run = _runs(ctx.state)[0]
+    assert (run["status"], run["message_ts"]) == ("ok", ts)
+    assert posts(slack) == [] and slack.api_calls("conversations.history")
+
+
+def test_an_interrupted_run_that_cannot_be_checked_is_reported_not_reposted(ctx, slack):
+    import socket
+
+    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
+    _crashed_run(ctx, when, runner=f"{socket.gethostname()}:{_dead_pid()}:x")
+    slack.fail("conversations.history", "missing_scope")
+    ctx.digests.recover()
+    run = _runs(ctx.state)[0]
+    assert run["status"] == "failed" and "could not check the channel: missing_scope" in run["error"]
+    assert posts(slack) == []
+
+
+def test_a_run_of_a_live_process_elsewhere_is_left_alone_until_it_is_orphaned(ctx, slack):
+    when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
+    run_id = _crashed_run(ctx, when, runner="another-host:123:x")
+    assert ctx.digests.recover() == [] and _runs(ctx.state)[0]["status"] == "running"
+    with ctx.state.engine.begin() as con:
+        con.execute(digest_runs.update().where(digest_runs.c.id == run_id)
+                    .values(started_at=dt.datetime.now(UTC).replace(tzinfo=None) - dt.timedelta(minutes=11)))
+    assert [o.status for o in ctx.digests.recover()] == ["ok"] and len(posts(slack)) == 1
 
 
 def test_a_catch_up_run_compares_with_the_digest_before_it(ctx, slack):
@@ -422,3 +490,30 @@ def test_a_forged_job_row_is_never_unpickled(ctx, slack, tmp_path):
         assert pickle.dumps(Evil()) not in bytes(state)
     finally:
         sched.stop()
+
+
+def test_a_digest_after_a_retrain_does_not_compare_sizes_across_models(ctx, slack):
+    ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
+    ctx.service.train(ctx.settings.data, trained_by="test", k=7)
+    ctx.digests.run("C1", dt.datetime(2025, 1, 12, 9, tzinfo=UTC))
+    second = text_of(posts(slack, "C1")[1])
+    assert "Model changed since the last digest (v0001 → v0002): sizes are not compared" in second
+    assert "▲" not in second and "▼" not in second and "became at risk" not in second and "changes since" not in second
+    ctx.digests.run("C1", dt.datetime(2025, 1, 19, 9, tzinfo=UTC))  # same model again: compared
+    third = text_of(posts(slack, "C1")[2])
+    assert "changes since 12 Jan" in third and "became at risk since 12 Jan" in third and "Model changed" not in third
+
+
+def test_a_digest_with_no_one_at_risk_has_no_export_button(ctx):
+    import dataclasses
+
+    from bot.digests import compute, message
+
+    served = ctx.service.served()
+    table = load_rfm(OlistSource(Path(ctx.settings.data)), as_of=dt.date(2025, 1, 5))
+    data = compute(served, table, None, dt.date(2025, 1, 5))
+    assert [b["action_id"] for b in buttons(message(data))] == ["export_at_risk", "show_segments"]
+    nobody = dataclasses.replace(data, at_risk=dataclasses.replace(data.at_risk, customers=0, revenue=0.0, by_segment=()))
+    msg = message(nobody)
+    assert [b["action_id"] for b in buttons(msg)] == ["show_segments"]
+    assert "*Churn risk: 0 customers*" in json.dumps(msg["blocks"], ensure_ascii=False)
