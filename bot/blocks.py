@@ -16,28 +16,44 @@ Message = dict[str, Any]
 
 HELP_EXAMPLES = [
     ("/segment 30 2 150", "segment of a customer who last bought 30 days ago, 2 orders, 150 spent"),
-    ("/segment r=30 f=2 m=150", "the same, by name; also `30d 2 $150`, and a decimal comma: `30 2 150,50`"),
+    ("/segment r=30 f=2 m=150", "the same, by name; also `30d 2 $150`, a decimal comma `30 2 150,50` and "
+     "thousands `30 2 1,250`"),
     ("/segment customer <id>", "one customer's R, F, M, segment and actions"),
     ("/segment segments", "every segment with size, share and actions"),
     ("/segment at-risk", "customers and revenue at risk of churning, with an export button"),
-    ("/segment export <segment>", "a CSV of a segment's customers, sent to you"),
+    ("/segment export {segment}", "a CSV of a segment's customers, sent to you"),
     ("/segment model", "the model being served"),
     ("/segment digest subscribe daily 09:00", "a digest of segments and churn risk in this channel; also `list`, `unsubscribe`, `now`"),
-    ("/segment retrain", "retrain on the latest data (admins)"),
+    ("/segment retrain", "retrain on the latest data with the served model's K (admins; `k=12` to change it)"),
     ("/segment rollback", "serve the previous model (admins)"),
 ]
 
 
+MAX_BLOCKS = 50  # Slack's limit for a message
+MAX_TEXT = 3000  # a section's or context element's text
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, cut at a word with "…" when it is longer."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:.-") + "…"
+
+
 def section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_TEXT)}}
 
 
 def context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, MAX_TEXT)}]}
 
 
 def header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": text[:150], "emoji": True}}
+    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, 150), "emoji": True}}
 
 
 def button(text: str, action_id: str, value: str = "", style: str | None = None) -> dict[str, Any]:
@@ -121,15 +137,26 @@ def segments(served: ServedModel) -> Message:
                 f"(trained {info.trained_at[:16].replace('T', ' ')} UTC) · return time {terms.return_time} days, "
                 f"return window {terms.return_window}, lost after {terms.lost_after}"),
     ]
-    for s in segs:
-        blocks.append({"type": "divider"})
-        blocks.append(section(
-            f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
-            f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
-            + "\n".join(f"• {a}" for a in s.actions)
-        ))
+    texts = [
+        f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
+        f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
+        + "\n".join(f"• {a}" for a in s.actions)
+        for s in segs
+    ]
+    room = MAX_BLOCKS - len(blocks)
+    if 2 * len(texts) <= room:  # a divider and a section each
+        for t in texts:
+            blocks += [{"type": "divider"}, section(t)]
+    elif len(texts) <= room:  # no dividers
+        blocks += [section(t) for t in texts]
+    else:  # more segments than blocks: the most valuable in full, the rest named with their sizes
+        shown = room - 1
+        blocks += [section(t) for t in texts[:shown]]
+        rest = segs[shown:]
+        blocks.append(section(f"_…and {len(rest)} more:_ " + ", ".join(
+            f"{s.name} ({s.customers:,})" for s in rest) + ". `/segment export <name>` lists their customers."))
     text = "Segments: " + ", ".join(f"{s.name} {s.customers:,}" for s in segs)
-    return {"text": text, "blocks": blocks[:50]}
+    return {"text": cut(text, MAX_TEXT), "blocks": blocks}
 
 
 def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
@@ -174,8 +201,9 @@ def model_info(served: ServedModel) -> Message:
             "blocks": blocks}
 
 
-def help_message(note: str | None = None) -> Message:
-    lines = "\n".join(f"`{cmd}` {what}" for cmd, what in HELP_EXAMPLES)
+def help_message(note: str | None = None, segment: str | None = None) -> Message:
+    """The help; ``segment`` is a segment of the served model, so the export example works as typed."""
+    lines = "\n".join(f"`{cmd.format(segment=segment or '<segment>')}` {what}" for cmd, what in HELP_EXAMPLES)
     blocks = []
     if note:
         blocks.append(section(note))

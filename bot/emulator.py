@@ -47,6 +47,7 @@ class SlackEmulator:
         self.uploads: dict[str, bytes] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}  # channel -> messages posted, oldest first
+        self.response_delay = 0.0  # seconds a response_url POST takes (Slack is sometimes slow)
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,6 +145,8 @@ class SlackEmulator:
             return 200, {"ok": True}, {}
         args = _parse_body(headers, body)
         if parts[0] == "response" and len(parts) == 2:
+            if self.response_delay:
+                time.sleep(self.response_delay)
             self._record(Call("response_url", parts[1], args, headers, body))
             return 200, {"ok": True}, {}
         if parts[0] != "api" or len(parts) != 2:

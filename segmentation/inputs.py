@@ -40,8 +40,21 @@ class RFM:
         return (self.recency, self.frequency, self.monetary)
 
 
+def shown(text: str, limit: int = 30) -> str:
+    """User input quoted back in a message: on one line, never whole when it is long."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Thousands groups: 1,250 or 1,250,000 (and 1.250.000 with a decimal comma)
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:([,.])\d{3})(?:\1\d{3})*(?:[.,]\d+)?$")
+
+
 def parse_number(text: str, what: str) -> float:
     t = text.strip().replace("\u00a0", "").replace(" ", "")
+    bad = InputError(f"{what} must be a number, not '{shown(text)}'. Example: {EXAMPLE}")
+    if t.count(",") + t.count(".") > 1 and not _GROUPED.match(t):
+        raise bad  # e.g. 150,5,5: not thousands groups, not a decimal
     if "," in t and "." in t:
         if t.rfind(",") > t.rfind("."):
             t = t.replace(".", "").replace(",", ".")
@@ -52,22 +65,24 @@ def parse_number(text: str, what: str) -> float:
         t = whole + frac if len(frac) == 3 and whole.lstrip("+-") else whole + "." + frac
     elif t.count(",") > 1:
         t = t.replace(",", "")
+    elif t.count(".") > 1:
+        t = t.replace(".", "")  # 1.250.000
     try:
         value = float(t)
     except ValueError:
-        raise InputError(f"{what} must be a number, not '{text}'. Example: {EXAMPLE}") from None
+        raise bad from None
     if not math.isfinite(value):
-        raise InputError(f"{what} must be a finite number, not '{text}'. Example: {EXAMPLE}")
+        raise InputError(f"{what} must be a finite number, not '{shown(text)}'. Example: {EXAMPLE}")
     return value
 
 
 def _check(field: str, value: float, raw: str) -> float:
     lo, hi, unit = LIMITS[field]
     if field == "frequency" and value != int(value):
-        raise InputError(f"frequency is a number of orders, a whole number ≥ 1; got '{raw}'. Example: {EXAMPLE}")
+        raise InputError(f"frequency is a number of orders, a whole number ≥ 1; got '{shown(raw)}'. Example: {EXAMPLE}")
     if not lo <= value <= hi:
         span = f"{lo:,.0f} and {hi:,.0f}" + (f" {unit}" if unit else "")
-        raise InputError(f"{field} must be between {span}; got '{raw}'. Example: {EXAMPLE}")
+        raise InputError(f"{field} must be between {span}; got '{shown(raw)}'. Example: {EXAMPLE}")
     return value
 
 
@@ -90,7 +105,7 @@ def parse_rfm(tokens: list[str] | str) -> RFM:
             key, _, body = tok.partition("=")
             field = _KEYS.get(key.strip().lower())
             if field is None:
-                raise InputError(f"Unknown key '{key}': use r=, f= and m=. Example: r=30 f=2 m=150")
+                raise InputError(f"Unknown key '{shown(key)}': use r=, f= and m=. Example: r=30 f=2 m=150")
         elif _CURRENCY.search(tok):
             field, body = "monetary", _CURRENCY.sub("", tok)
         elif _DAYS.search(tok):

@@ -226,3 +226,16 @@ def test_the_http_server_binds_to_localhost_unless_told(tmp_path):
     assert settings_mod.load({**base, "BIND_ADDRESS": "0.0.0.0"}, dotenv=False).bind_address == "0.0.0.0"
     with pytest.raises(settings_mod.SettingsError, match="BIND_ADDRESS"):
         settings_mod.load({**base, "BIND_ADDRESS": "example.com"}, dotenv=False)
+
+
+# -- 13. acks never wait for Slack -----------------------------------------------------------
+
+def test_clicks_are_acknowledged_before_a_slow_response_url(bot, slack):
+    share = buttons(bot.command("30 2 150").json)[0]
+    slack.response_delay = 4.0  # Slack's response_url answering slowly
+    for button in (share, {"action_id": "show_segments"}):
+        r = bot.click(button)
+        assert r.status == 200 and r.seconds < 1.0, (button["action_id"], r.seconds)
+    answers = slack.wait_for(lambda calls: len([c for c in calls if c.kind == "response_url"]) >= 2 and calls,
+                             timeout=20)
+    assert answers

@@ -444,3 +444,36 @@ def test_values_beyond_the_training_data_are_flagged(bot):
     r = bot.command("36500 1 100")
     assert ":information_source: Beyond the training data: recency 36,500" in r.text
     assert "Beyond the training data" not in bot.command("30 2 150").text
+
+
+def test_every_example_in_the_help_works_on_the_served_model(bot, slack):
+    import re
+
+    help_text = bot.command("help").text
+    examples = sorted(set(re.findall(r"`/segment ([^`<]+)`", help_text))
+                      | set(re.findall(r"`(\d[^`<]*)`", help_text)))
+    assert "30 2 150,50" in examples and any(e.startswith("export ") for e in examples)
+    for example in examples:
+        if example.split()[0] in {"retrain", "rollback", "digest"}:
+            continue  # they act; tested on their own
+        r = bot.command(example, user=ADMIN)
+        assert r.status == 200 and ":warning:" not in r.text, (example, r.text[:200])
+    assert "30 2 1,250" in examples and "R$1,250.00" in bot.command("30 2 1,250").text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("nan", "Give exactly three values, R F M, e.g. 30 2 150"),
+    ("inf", "Give exactly three values, R F M, e.g. 30 2 150"),
+    ("banana", "I don't know `banana`"),
+    ("nan 2 150", "recency must be a finite number"),
+    ("30 2 inf", "monetary must be a finite number"),
+    ("30 2 150,5,5", "monetary must be a number, not '150,5,5'"),
+    ("x" * 5000, "I don't know `xxxxxxxxxxxxxxxxxxxxxxxxxxxxx…`"),
+    ("30 2 " + "9" * 5000, "monetary must be a finite number, not '999"),
+    ("30 2 " + "9" * 20, "monetary must be between 0 and 10,000,000,000"),
+])
+def test_bad_input_gets_one_short_line(bot, text, expected):
+    r = bot.command(text)
+    line = r.json["text"]
+    assert expected in line and "\n" not in line and len(line) < 300, line[:300]
+    assert len(r.json["blocks"]) == 1

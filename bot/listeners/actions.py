@@ -15,7 +15,6 @@ from .. import blocks
 from ..context import BotContext
 from ..digests import export_value, write_at_risk_as_of
 from ..exports import send_csv
-from ..followup import guarded
 
 
 def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) -> None:
@@ -52,15 +51,18 @@ def show_segments(respond: Respond, ctx: BotContext) -> None:
 
 
 def register(app: App, ctx: BotContext) -> None:
+    """Every click is acknowledged at once; the answer goes through the response URL from the
+    follow-up pool, so a slow response URL never delays the ack past Slack's 3 seconds."""
+
     @app.action("show_segments")
     def on_segments(ack: Ack, respond: Respond) -> None:
         ack()
-        guarded(respond, show_segments, respond, ctx)
+        ctx.follow_ups.submit(respond, show_segments, respond, ctx)
 
     @app.action("share_prediction")
     def on_share(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        guarded(respond, share_prediction, body, respond, ctx)
+        ctx.follow_ups.submit(respond, share_prediction, body, respond, ctx)
 
     @app.action("export_at_risk")
     def on_export(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:

@@ -66,7 +66,8 @@ def do_at_risk(req: Request) -> Reply:
 
 def do_export(req: Request) -> Reply:
     if not req.args.strip():
-        raise InputError('Which segment? Example: /segment export At Risk  (see /segment segments for names)')
+        example = _example_segment(req) or "Champions"
+        raise InputError(f"Which segment? Example: /segment export {example}  (see /segment segments for names)")
     served = req.ctx.service.served()  # the upload uses this version even if a retrain lands meanwhile
     matched = served.resolve(req.args)
     label = req.args.strip()
@@ -160,9 +161,14 @@ def _check_channel(req: Request) -> str | None:
     try:
         info = req.client.conversations_info(channel=req.channel_id)["channel"]
     except SlackApiError as exc:
-        if exc.response.get("error") in {"channel_not_found", "not_in_channel"}:
+        error = exc.response.get("error")
+        if error in {"channel_not_found", "not_in_channel"}:
             return ("I can't see this channel. If it is private, invite me first with `/invite @segment`, "
                     "then subscribe again.")
+        if error == "missing_scope":
+            needed = exc.response.get("needed") or "im:read, mpim:read"
+            return (f"I'm not allowed to look at this conversation (Slack needs the {needed} permission). "
+                    "An admin can reinstall the app from slack-manifest.yml, which asks for it.")
         raise
     if not info.get("is_im") and not info.get("is_member", True):
         return "I'm not a member of this channel yet: invite me with `/invite @segment`, then subscribe again."
@@ -242,7 +248,17 @@ def _digest(req: Request) -> Reply:
 
 
 def do_help(req: Request) -> Reply:
-    return blocks.help_message(), None
+    return blocks.help_message(segment=_example_segment(req)), None
+
+
+def _example_segment(req: Request) -> str | None:
+    """A segment name of the served model, so the help's export example works as typed."""
+    try:
+        served = req.ctx.service.served()
+    except SegmentationError:
+        return None
+    risky = [r.name for r in served.at_risk().by_segment]
+    return risky[0] if risky else served.trained.segments[0].name
 
 
 SUBCOMMANDS: dict[str, Callable[[Request], Reply]] = {
@@ -270,9 +286,12 @@ def route(text: str) -> tuple[Callable[[Request], Reply] | None, str]:
     handler = SUBCOMMANDS.get(word.lower())
     if handler:
         return handler, rest
-    if any(ch.isdigit() for ch in word) or "=" in word:
+    if any(ch.isdigit() for ch in text) or "=" in word or word.lower().lstrip("+-") in _NUMBER_WORDS:
         return do_predict, text
     return None, word
+
+
+_NUMBER_WORDS = {"nan", "inf", "infinity"}
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -284,7 +303,9 @@ def _short(text: str, limit: int = 40) -> str:
 def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
     handler, args = route(command.get("text") or "")
     if handler is None:
-        ack(**blocks.help_message(f"I don't know `{args}`."))
+        ack(response_type="ephemeral", **blocks.error_line(
+            f"I don't know `{_short(args, 30)}`. Try `/segment 30 2 150` (days since the last order, orders, "
+            "spend), `/segment customer <id>`, or `/segment help` for everything."))
         return
     req = Request(ctx, args, command.get("user_id", ""), command.get("channel_id", ""), client, respond)
     after: After | None = None

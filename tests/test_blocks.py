@@ -1,0 +1,59 @@
+"""Block Kit limits: many segments and long texts stay within Slack's limits and say what was left out."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import blocks
+from segmentation.service import SegmentService
+from segmentation.sources import OlistSource
+from segmentation.store import ModelStore
+from segmentation.training import train
+
+
+@pytest.fixture(scope="module")
+def served_k30(sample_folder, tmp_path_factory):
+    store = ModelStore(tmp_path_factory.mktemp("k30"))
+    train(OlistSource(sample_folder), store, k=30)
+    return SegmentService(store).served()
+
+
+def _texts(message) -> str:
+    out = []
+    for b in message["blocks"]:
+        if isinstance(b.get("text"), dict):
+            out.append(b["text"]["text"])
+    return "\n".join(out)
+
+
+def test_thirty_segments_fit_in_one_message_and_none_is_dropped_silently(served_k30):
+    msg = blocks.segments(served_k30)
+    assert len(msg["blocks"]) <= blocks.MAX_BLOCKS
+    text = _texts(msg)
+    segs = served_k30.segments()
+    assert len(segs) > 24
+    for s in segs:
+        assert s.name in text, s.name
+    if 2 + 2 * len(segs) > blocks.MAX_BLOCKS and 2 + len(segs) > blocks.MAX_BLOCKS:
+        assert "more:_" in text
+    assert all(len(b["text"]["text"]) <= blocks.MAX_TEXT for b in msg["blocks"] if isinstance(b.get("text"), dict))
+
+
+def test_many_segments_beyond_the_block_limit_are_summarised(served_k30, monkeypatch):
+    import dataclasses
+
+    segs = served_k30.segments()
+    many = tuple(dataclasses.replace(s, name=f"{s.name} #{i}") for i in range(3) for s in segs)
+    monkeypatch.setattr(type(served_k30), "segments", lambda self, book=None: many)
+    msg = blocks.segments(served_k30)
+    assert len(msg["blocks"]) == blocks.MAX_BLOCKS
+    last = msg["blocks"][-1]["text"]["text"]
+    hidden = len(many) - (blocks.MAX_BLOCKS - 3)
+    assert last.startswith(f"_…and {hidden} more:_") and many[-1].name in last
+
+
+def test_long_text_is_cut_at_a_word_with_an_ellipsis():
+    text = "word " * 1000
+    out = blocks.section(text)["text"]["text"]
+    assert len(out) <= blocks.MAX_TEXT and out.endswith("word…")
+    assert blocks.cut("short", 10) == "short"
