@@ -14,8 +14,8 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 import urllib.parse
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +34,28 @@ SECRET = "bench-secret"
 
 
 def body(command: str, text: str, response_url: str) -> str:
-    return urllib.parse.urlencode({
-        "team_id": "T1", "channel_id": "C1", "user_id": "U1", "command": command, "text": text,
-        "response_url": response_url, "trigger_id": uuid.uuid4().hex, "api_app_id": "A1",
-    })
+    return urllib.parse.urlencode(
+        {
+            "team_id": "T1",
+            "channel_id": "C1",
+            "user_id": "U1",
+            "command": command,
+            "text": text,
+            "response_url": response_url,
+            "trigger_id": uuid.uuid4().hex,
+            "api_app_id": "A1",
+        }
+    )
 
 
 def headers(b: str) -> dict[str, str]:
     ts = str(int(time.time()))
     sig = "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:{b}".encode(), hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig}
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sig,
+    }
 
 
 def main() -> None:
@@ -53,8 +65,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SlackEmulator() as slack:
         store = ModelStore(Path(tmp) / "art")
         train(OlistSource(write_sample(Path(tmp) / "data", orders=100_000)), store)
-        settings = Settings(bot_token="xoxb-bench", signing_secret=SECRET, api_url=slack.api_url,
-                            artifacts=store.root, database_url=f"sqlite:///{tmp}/s.db")
+        settings = Settings(
+            bot_token="xoxb-bench",
+            signing_secret=SECRET,
+            api_url=slack.api_url,
+            artifacts=store.root,
+            database_url=f"sqlite:///{tmp}/s.db",
+        )
         ctx = build_context(settings, service=SegmentService(store))
         app = create_app(ctx)
 
@@ -80,8 +97,10 @@ def main() -> None:
             if i >= 200:  # warm-up
                 cases["/segment R F M" if is_segment else "no-op command"].append(dt_ms)
         server.stop()
-    print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{args.requests} requests each, interleaved, one keep-alive connection")
+    print(
+        f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{args.requests} requests each, interleaved, one keep-alive connection"
+    )
     stats = {}
     for name, t in cases.items():
         a = np.array(t)

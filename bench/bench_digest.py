@@ -46,9 +46,11 @@ def bench(name, folder, run_date, repeat, tmp):
     runs = [build(service, OlistSource(folder), previous, run_date) for _ in range(repeat)]
     data = runs[0][0]
     med = [statistics.median(r[1][i] for r in runs) for i in range(4)]
-    print(f"{name:28s} {data.customers:>9,} customers  total {med[3]:5.2f} s  "
-          f"(read+RFM {med[0]:.2f}, score+compare {med[1]:.2f}, chart {med[2]:.2f}); "
-          f"at risk {data.at_risk.customers:,}, newly at risk: {data.moved_into_at_risk:,}")
+    print(
+        f"{name:28s} {data.customers:>9,} customers  total {med[3]:5.2f} s  "
+        f"(read+RFM {med[0]:.2f}, score+compare {med[1]:.2f}, chart {med[2]:.2f}); "
+        f"at risk {data.at_risk.customers:,}, newly at risk: {data.moved_into_at_risk:,}"
+    )
 
 
 def main() -> None:
@@ -57,8 +59,10 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"medians of {args.repeat} digests, each compared with a previous one")
+    print(
+        f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"medians of {args.repeat} digests, each compared with a previous one"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if Path(args.olist).exists():
             bench("Olist (real)", Path(args.olist), dt.date(2018, 9, 1), args.repeat, tmp)

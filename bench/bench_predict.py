@@ -42,7 +42,9 @@ def main() -> None:
         served = SegmentService(store).served()
         model = served.trained.model
         rng = np.random.default_rng(0)
-        pts = np.column_stack([rng.uniform(0, 700, args.calls), rng.integers(1, 10, args.calls), rng.uniform(1, 2000, args.calls)])
+        pts = np.column_stack(
+            [rng.uniform(0, 700, args.calls), rng.integers(1, 10, args.calls), rng.uniform(1, 2000, args.calls)]
+        )
         kinds = kinds_of(pts[:, 1], np.zeros(len(pts), dtype=bool))
         rows = list(zip(pts, kinds))
         direct = per_call(lambda pk: model.predict_one(*pk[0], int(pk[1])), rows)
@@ -50,8 +52,11 @@ def main() -> None:
         full = per_call(lambda pk: served.predict(parse_rfm([str(v) for v in pk[0]])), rows[:5000])
         assert all(model.predict_one(*p, int(k)) == model.predict(p.reshape(1, -1), [k])[0] for p, k in rows[:2000])
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
-    for name, t in (("predict_one (NumPy, one row)", direct), ("predict (vectorised) on one row", batch),
-                    ("served.predict incl. parsing", full)):
+    for name, t in (
+        ("predict_one (NumPy, one row)", direct),
+        ("predict (vectorised) on one row", batch),
+        ("served.predict incl. parsing", full),
+    ):
         print(f"{name:32s} p50 {np.median(t):8.1f} µs  p99 {np.percentile(t, 99):8.1f} µs  ({len(t):,} calls)")
     print(f"one-row path vs vectorised path at p50: {np.median(batch) / np.median(direct):.0f}x faster")
 

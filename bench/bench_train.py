@@ -54,8 +54,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         earlier = export_ref(args.against, Path(tmp) / "earlier") if args.against else None
         if earlier is not None:  # make sure the earlier runs really import the earlier code
-            _, where = timed([sys.executable, "-c", "import segmentation; print(segmentation.__file__)"],
-                             {**os.environ, "PYTHONPATH": str(earlier)}, cwd=tmp)
+            _, where = timed(
+                [sys.executable, "-c", "import segmentation; print(segmentation.__file__)"],
+                {**os.environ, "PYTHONPATH": str(earlier)},
+                cwd=tmp,
+            )
             assert where.strip().startswith(str(earlier)), where
         for i in range(args.repeat):
             t, out = timed([sys.executable, str(HERE / "baseline_pipeline.py"), args.data], cwd=tmp)
@@ -65,22 +68,28 @@ def main() -> None:
             # sys.path, so running from a checkout would shadow the code under test
             env = {**os.environ, "SEGMENT_ARTIFACTS": str(Path(tmp) / f"ours{i}")}
             env.pop("PYTHONPATH", None)
-            t, out = timed([sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"], env,
-                           cwd=tmp)
+            t, out = timed(
+                [sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"], env, cwd=tmp
+            )
             runs["ours"].append(t)
             splits.append(json.loads(out)["timings"])
             if earlier is not None:
                 env = {**os.environ, "SEGMENT_ARTIFACTS": str(Path(tmp) / f"earlier{i}"), "PYTHONPATH": str(earlier)}
-                t, out = timed([sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"],
-                               env, cwd=tmp)
+                t, out = timed(
+                    [sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"],
+                    env,
+                    cwd=tmp,
+                )
                 runs["earlier"].append(t)
                 earlier_splits.append(json.loads(out)["timings"])
     med = statistics.median
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"data: {args.data}, {args.repeat} alternating runs, medians (wall clock, fresh process each)")
     b = runs["baseline"]
-    print(f"baseline pipeline  : {med(b):6.2f} s  (read {med(s[0] for s in base_splits):.2f}, "
-          f"merge+groupby {med(s[1] for s in base_splits):.2f}, scale+KMeans {med(s[2] for s in base_splits):.2f})")
+    print(
+        f"baseline pipeline  : {med(b):6.2f} s  (read {med(s[0] for s in base_splits):.2f}, "
+        f"merge+groupby {med(s[1] for s in base_splits):.2f}, scale+KMeans {med(s[2] for s in base_splits):.2f})"
+    )
 
     def line(label: str, times: list[float], parts: list[dict[str, float]]) -> None:
         keys = [k for k in KEYS if all(k in p for p in parts)]

@@ -81,8 +81,14 @@ def make_client(settings: Settings) -> WebClient:
     )
 
 
-def build_context(settings: Settings, *, service: SegmentService | None = None, state: StateDB | None = None,
-                  train_fn: TrainFn | None = None, client: WebClient | None = None) -> BotContext:
+def build_context(
+    settings: Settings,
+    *,
+    service: SegmentService | None = None,
+    state: StateDB | None = None,
+    train_fn: TrainFn | None = None,
+    client: WebClient | None = None,
+) -> BotContext:
     from .digests import Digests
 
     service = service or SegmentService(ModelStore(settings.artifacts, key=settings.model_key))

@@ -16,14 +16,19 @@ Message = dict[str, Any]
 
 HELP_EXAMPLES = [
     ("/segment 30 2 150", "segment of a customer who last bought 30 days ago, 2 orders, 150 spent"),
-    ("/segment r=30 f=2 m=150", "the same, by name; also `30d 2 $150`, a decimal comma `30 2 150,50` and "
-     "thousands `30 2 1,250`"),
+    (
+        "/segment r=30 f=2 m=150",
+        "the same, by name; also `30d 2 $150`, a decimal comma `30 2 150,50` and thousands `30 2 1,250`",
+    ),
     ("/segment customer <id>", "one customer's R, F, M, segment and actions"),
     ("/segment segments", "every segment with size, share and actions"),
     ("/segment at-risk", "customers and revenue at risk of churning, with an export button"),
     ("/segment export {segment}", "a CSV of a segment's customers, sent to you"),
     ("/segment model", "the model being served"),
-    ("/segment digest subscribe daily 09:00", "a digest of segments and churn risk in this channel; also `list`, `unsubscribe`, `now`"),
+    (
+        "/segment digest subscribe daily 09:00",
+        "a digest of segments and churn risk in this channel; also `list`, `unsubscribe`, `now`",
+    ),
     ("/segment retrain", "retrain on the latest data with the served model's K (admins; `k=12` to change it)"),
     ("/segment rollback", "serve the previous model (admins)"),
 ]
@@ -78,8 +83,10 @@ def _rfm_fields(p: Prediction) -> dict[str, Any]:
         "type": "section",
         "fields": [
             {"type": "mrkdwn", "text": f"*Recency*\n{p.recency:,.0f} days · {p.levels[0]}"},
-            {"type": "mrkdwn",
-             "text": f"*Frequency*\n{p.frequency:,.0f} order{'' if p.frequency == 1 else 's'} · {p.levels[1]}"},
+            {
+                "type": "mrkdwn",
+                "text": f"*Frequency*\n{p.frequency:,.0f} order{'' if p.frequency == 1 else 's'} · {p.levels[1]}",
+            },
             {"type": "mrkdwn", "text": f"*Monetary*\n{money(p.monetary, p.currency)} · {p.levels[2]}"},
             {"type": "mrkdwn", "text": f"*Churn risk*\n{'at risk' if p.at_risk else 'not at risk'}"},
         ],
@@ -87,9 +94,10 @@ def _rfm_fields(p: Prediction) -> dict[str, Any]:
 
 
 def _segment_numbers(p: Prediction) -> dict[str, Any]:
-    counted = f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
-    return section(f"*The segment*{counted}: {p.typical}.\n"
-                   f"_Definition:_ {p.definition}.")
+    counted = (
+        f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
+    )
+    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.")
 
 
 def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = None) -> Message:
@@ -108,8 +116,10 @@ def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = Non
     if shareable:
         value = json.dumps({"r": p.recency, "f": p.frequency, "m": p.monetary, "v": p.model_version})
         blocks.append({"type": "actions", "elements": [button("Share in channel", "share_prediction", value)]})
-    text = (f"{p.segment}: {p.description} (R {p.recency:,.0f} days, F {p.frequency:,.0f}, "
-            f"M {money(p.monetary, p.currency)}; the segment is {p.typical})")
+    text = (
+        f"{p.segment}: {p.description} (R {p.recency:,.0f} days, F {p.frequency:,.0f}, "
+        f"M {money(p.monetary, p.currency)}; the segment is {p.typical})"
+    )
     return {"text": text, "blocks": blocks}
 
 
@@ -117,15 +127,19 @@ def customer(a: CustomerAnswer) -> Message:
     gap = "" if a.usual_gap is None else f", usually {plural(round(a.usual_gap), 'day')} apart"
     blocks = [
         header(f"{a.segment}"),
-        section(f"Customer `{a.customer_id}`: {a.purchase_days} purchase day{'s' if a.purchase_days != 1 else ''}"
-                f"{gap}\n{a.description}"),
+        section(
+            f"Customer `{a.customer_id}`: {a.purchase_days} purchase day{'s' if a.purchase_days != 1 else ''}"
+            f"{gap}\n{a.description}"
+        ),
         _rfm_fields(a),
         _segment_numbers(a),
         section(_actions_text(a.actions)),
         context(f"Model {a.model_version} · values as of its snapshot date"),
     ]
-    return {"text": f"Customer {a.customer_id}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})",
-            "blocks": blocks}
+    return {
+        "text": f"Customer {a.customer_id}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})",
+        "blocks": blocks,
+    }
 
 
 def segments(served: ServedModel) -> Message:
@@ -133,9 +147,11 @@ def segments(served: ServedModel) -> Message:
     segs = served.segments()
     blocks: list[dict[str, Any]] = [
         header(f"Segments · {info.customers:,} customers"),
-        context(f"Model {served.version} · sizes as trained on {info.source}, data as of {info.snapshot_date} "
-                f"(trained {info.trained_at[:16].replace('T', ' ')} UTC) · return time {terms.return_time} days, "
-                f"return window {terms.return_window}, lost after {terms.lost_after}"),
+        context(
+            f"Model {served.version} · sizes as trained on {info.source}, data as of {info.snapshot_date} "
+            f"(trained {info.trained_at[:16].replace('T', ' ')} UTC) · return time {terms.return_time} days, "
+            f"return window {terms.return_window}, lost after {terms.lost_after}"
+        ),
     ]
     texts = [
         f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
@@ -153,29 +169,52 @@ def segments(served: ServedModel) -> Message:
         shown = room - 1
         blocks += [section(t) for t in texts[:shown]]
         rest = segs[shown:]
-        blocks.append(section(f"_…and {len(rest)} more:_ " + ", ".join(
-            f"{s.name} ({s.customers:,})" for s in rest) + ". `/segment export <name>` lists their customers."))
+        blocks.append(
+            section(
+                f"_…and {len(rest)} more:_ "
+                + ", ".join(f"{s.name} ({s.customers:,})" for s in rest)
+                + ". `/segment export <name>` lists their customers."
+            )
+        )
     text = "Segments: " + ", ".join(f"{s.name} {s.customers:,}" for s in segs)
     return {"text": cut(text, MAX_TEXT), "blocks": blocks}
 
 
 def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
-    head = (f"*{summary.customers:,} customers at risk* ({summary.share_of_customers:.1%} of "
-            f"{summary.all_customers:,}), revenue {terms.money(summary.revenue)} "
-            f"({summary.share_of_revenue:.1%} of all spend)")
-    lines = "\n".join(f"• *{r.name}*: {r.customers:,} customers, revenue {terms.money(r.revenue)}"
-                      for r in summary.by_segment) or "• none"
+    head = (
+        f"*{summary.customers:,} customers at risk* ({summary.share_of_customers:.1%} of "
+        f"{summary.all_customers:,}), revenue {terms.money(summary.revenue)} "
+        f"({summary.share_of_revenue:.1%} of all spend)"
+    )
+    lines = (
+        "\n".join(
+            f"• *{r.name}*: {r.customers:,} customers, revenue {terms.money(r.revenue)}" for r in summary.by_segment
+        )
+        or "• none"
+    )
     blocks = [
         header("Churn risk"),
         section(head),
         section(lines),
-        context(f"Model {summary.model_version}, data as of {summary.as_of} · revenue is the customers' total "
-                f"spend · at risk: {summary.definition}"),
+        context(
+            f"Model {summary.model_version}, data as of {summary.as_of} · revenue is the customers' total "
+            f"spend · at risk: {summary.definition}"
+        ),
     ]
     if summary.customers:
-        blocks.append({"type": "actions", "elements": [
-            button("Export at-risk customers", "export_at_risk", json.dumps({"model": summary.model_version}),
-                   style="primary")]})
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    button(
+                        "Export at-risk customers",
+                        "export_at_risk",
+                        json.dumps({"model": summary.model_version}),
+                        style="primary",
+                    )
+                ],
+            }
+        )
     text = f"At risk: {summary.customers:,} customers, revenue {terms.money(summary.revenue)}"
     return {"text": text, "blocks": blocks}
 
@@ -197,8 +236,10 @@ def model_info(served: ServedModel) -> Message:
         section("*The shop's terms*\n" + "\n".join(f"• {line}" for line in terms.lines())),
         context(f"At risk: {served.trained.rule.text(terms)}"),
     ]
-    return {"text": f"Model {served.version}: {info.customers:,} customers, K={info.k}, trained {info.trained_at}",
-            "blocks": blocks}
+    return {
+        "text": f"Model {served.version}: {info.customers:,} customers, K={info.k}, trained {info.trained_at}",
+        "blocks": blocks,
+    }
 
 
 def help_message(note: str | None = None, segment: str | None = None) -> Message:
@@ -216,8 +257,9 @@ _PATH = re.compile(r"(?<![\w:/.<])(?:~|\.{1,2})?(?:/[^\s/'\"`<>|]+){2,}")
 
 def hide_paths(text: str) -> str:
     """Server file paths cut to their last part: replies never show where things live on disk."""
-    return _PATH.sub(lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")):],
-                     text)
+    return _PATH.sub(
+        lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")) :], text
+    )
 
 
 def error_line(message: str) -> Message:
@@ -253,8 +295,10 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
         header(f"Retrained: model {version} is now serving"),
         section(f"{info.customers:,} customers from {info.source} · K={info.k}{sil}"),
         section(table),
-        section(f"*At risk:* {risk.customers:,} customers ({risk.share_of_customers:.1%}), revenue "
-                f"{trained.terms.money(risk.revenue)}"),
+        section(
+            f"*At risk:* {risk.customers:,} customers ({risk.share_of_customers:.1%}), revenue "
+            f"{trained.terms.money(risk.revenue)}"
+        ),
     ]
     if trained.changes is not None:
         blocks.append(context(" · ".join(trained.changes.lines())))

@@ -53,8 +53,7 @@ def run_bot(args: argparse.Namespace) -> int:
         else:
             from .server import HttpServer
 
-            server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address,
-                                port=settings.port)
+            server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address, port=settings.port)
             log.info("Listening on %s (model %s)", server.url, ctx.service.current_version())
             server.serve_forever()
     except KeyboardInterrupt:
@@ -83,8 +82,9 @@ def run_chat(args: argparse.Namespace) -> int:
     # The console keeps its own state (audit, subscriptions, schedule) so it can never take over
     # the real bot's digest scheduler or write subscriptions for channels that only exist here.
     # Models are shared: a retrain or rollback typed here is as real as `segment train`.
-    base = dataclasses.replace(base, database_url=f"sqlite:///{Path(args.artifacts) / 'console.db'}",
-                               digest_channel=None, digest_cron=None)
+    base = dataclasses.replace(
+        base, database_url=f"sqlite:///{Path(args.artifacts) / 'console.db'}", digest_channel=None, digest_cron=None
+    )
     ctx_holder = {}
 
     def factory(s):

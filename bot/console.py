@@ -1,12 +1,14 @@
 """``segment chat``: try the bot in a terminal, without a Slack workspace.
 
 Every line is sent as a signed slash-command request through the same Bolt app and listeners
-as in Slack; the bot's Web API calls go to a local emulator that prints them.
+as in Slack; the bot's Web API calls go to a local emulator that prints them. Files the bot
+uploads (CSV exports, digest charts) are saved under ``<artifacts>/console/`` so they can be opened.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import threading
@@ -14,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import IO, Any
 
 from slack_bolt import App, BoltRequest
@@ -28,17 +31,28 @@ TEAM = "T0LOCAL"
 
 
 class Console:
-    def __init__(self, app_factory: Callable[[Settings], App], settings: Settings, user_id: str = "U0CONSOLE",
-                 out: IO[str] = sys.stdout):
+    def __init__(
+        self,
+        app_factory: Callable[[Settings], App],
+        settings: Settings,
+        user_id: str = "U0CONSOLE",
+        out: IO[str] = sys.stdout,
+    ):
         self.out = out
         self.user_id = user_id
+        self.files = Path(settings.artifacts) / "console"
         self._print_lock = threading.Lock()
+        self._at_prompt = False  # a "> " prompt is showing: text arriving now must reprint it
         self.buttons: list[dict[str, Any]] = []
         self.emulator = SlackEmulator(on_call=self._on_call).start()
         self.secret = secrets.token_hex(16)
         self.settings = replace(
-            settings, bot_token="xoxb-local-console", signing_secret=self.secret, app_token="",
-            api_url=self.emulator.api_url, admin_user_ids=settings.admin_user_ids | {user_id},
+            settings,
+            bot_token="xoxb-local-console",
+            signing_secret=self.secret,
+            app_token="",
+            api_url=self.emulator.api_url,
+            admin_user_ids=settings.admin_user_ids | {user_id},
         )
         self.app = app_factory(self.settings)
         self.verifier = SignatureVerifier(self.secret)
@@ -49,7 +63,23 @@ class Console:
     # -- output -------------------------------------------------------------------------
     def _print(self, text: str) -> None:
         with self._print_lock:
-            print(text, file=self.out, flush=True)
+            if self._at_prompt:  # a reply that arrives after the prompt: below it, then the prompt again
+                self.out.write("\n" + text.lstrip("\n") + "\n> ")
+                self.out.flush()
+            else:
+                print(text, file=self.out, flush=True)
+
+    def _save(self, file_id: str, data: bytes) -> Path:
+        """Keep an uploaded file where the user can open it; never overwrite an earlier one."""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.emulator.filenames.get(file_id, file_id)).name).strip(".-")
+        self.files.mkdir(parents=True, exist_ok=True)
+        path = self.files / (name or file_id)
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.files / f"{Path(name).stem}-{n}{Path(name).suffix}"
+        path.write_bytes(data)
+        return path
 
     def _on_call(self, call: Call) -> None:
         if call.kind == "api" and call.method == "chat.postMessage":
@@ -66,7 +96,10 @@ class Console:
                 channel = call.args.get("channel_id", "")
                 where = "your DM" if channel.startswith("D") else f"#{channel}"
                 kind = "an image" if data.startswith(b"\x89PNG") else f"a file ({rows:,} rows)"
-                self._print(f"\n[bot uploaded {kind} to {where}: {f.get('title')}, {len(data):,} bytes]")
+                saved = self._save(f["id"], data)
+                self._print(
+                    f"\n[bot uploaded {kind} to {where}: {f.get('title')}, {len(data):,} bytes; saved as {saved}]"
+                )
 
     # -- input --------------------------------------------------------------------------
     def _signed(self, body: str) -> BoltRequest:
@@ -79,12 +112,22 @@ class Console:
         return BoltRequest(body=body, headers=headers)
 
     def command(self, text: str) -> str:
-        body = urllib.parse.urlencode({
-            "token": "local", "team_id": TEAM, "team_domain": "local", "channel_id": CHANNEL,
-            "channel_name": "console", "user_id": self.user_id, "user_name": "you", "command": "/segment",
-            "text": text, "api_app_id": "A0LOCAL", "response_url": self.emulator.response_url(),
-            "trigger_id": secrets.token_hex(8),
-        })
+        body = urllib.parse.urlencode(
+            {
+                "token": "local",
+                "team_id": TEAM,
+                "team_domain": "local",
+                "channel_id": CHANNEL,
+                "channel_name": "console",
+                "user_id": self.user_id,
+                "user_name": "you",
+                "command": "/segment",
+                "text": text,
+                "api_app_id": "A0LOCAL",
+                "response_url": self.emulator.response_url(),
+                "trigger_id": secrets.token_hex(8),
+            }
+        )
         return self._reply(self.app.dispatch(self._signed(body)))
 
     def click(self, n: int) -> str:
@@ -92,12 +135,24 @@ class Console:
             return f"There is no button [{n}]." if self.buttons else "There are no buttons yet."
         button = self.buttons[n - 1]
         payload = {
-            "type": "block_actions", "team": {"id": TEAM}, "user": {"id": self.user_id, "name": "you"},
-            "api_app_id": "A0LOCAL", "channel": {"id": CHANNEL, "name": "console"},
-            "container": {"type": "message", "channel_id": CHANNEL}, "trigger_id": secrets.token_hex(8),
+            "type": "block_actions",
+            "team": {"id": TEAM},
+            "user": {"id": self.user_id, "name": "you"},
+            "api_app_id": "A0LOCAL",
+            "channel": {"id": CHANNEL, "name": "console"},
+            "container": {"type": "message", "channel_id": CHANNEL},
+            "trigger_id": secrets.token_hex(8),
             "response_url": self.emulator.response_url(),
-            "actions": [{"type": "button", "action_id": button["action_id"], "block_id": "b",
-                         "value": button.get("value", ""), "text": button["text"], "action_ts": str(time.time())}],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button["action_id"],
+                    "block_id": "b",
+                    "value": button.get("value", ""),
+                    "text": button["text"],
+                    "action_ts": str(time.time()),
+                }
+            ],
         }
         body = urllib.parse.urlencode({"payload": json.dumps(payload)})
         return self._reply(self.app.dispatch(self._signed(body)))
@@ -123,19 +178,26 @@ class Console:
             arg = line[5:].strip()
             return self.click(int(arg)) if arg.isdigit() else "Type click and a button number, e.g. click 1"
         if line.startswith("/segment"):
-            line = line[len("/segment"):]
+            line = line[len("/segment") :]
         elif line.startswith("/"):
             return "Only /segment is known here. Try /segment help"
         return self.command(line.strip())
 
     def loop(self, stdin: IO[str] = sys.stdin) -> None:
-        self._print("Local console: type /segment commands (e.g. /segment 30 2 150, /segment at-risk), "
-                    "click N for a button, quit to leave.")
+        self._print(
+            "Local console: type /segment commands (e.g. /segment 30 2 150, /segment at-risk), "
+            "click N for a button, quit to leave."
+        )
+        tty = stdin.isatty()
         while True:
-            if stdin.isatty():
-                self.out.write("> ")
-                self.out.flush()
+            if tty:
+                with self._print_lock:
+                    self.out.write("> ")
+                    self.out.flush()
+                    self._at_prompt = True
             line = stdin.readline()
+            with self._print_lock:
+                self._at_prompt = False
             if not line:
                 break
             text = self.handle_line(line)

@@ -93,14 +93,17 @@ def unpack_hashes(data: bytes | None) -> np.ndarray | None:
     return None if data is None else np.frombuffer(zlib.decompress(data), dtype="<u8")
 
 
-def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_date: dt.date,
-            data_source: str = "") -> DigestData:
+def compute(
+    served: ServedModel, rfm_table, previous: PreviousRun | None, run_date: dt.date, data_source: str = ""
+) -> DigestData:
     """Score every customer with the served model and compare with the previous digest, only if
     that one was built with the same model on the same data (like with like)."""
     not_comparable = None
     if previous is not None and previous.model_version != served.version:
-        not_comparable = (f"model changed since the last digest ({previous.model_version or 'unknown'} → "
-                          f"{served.version}): sizes are not compared")
+        not_comparable = (
+            f"model changed since the last digest ({previous.model_version or 'unknown'} → "
+            f"{served.version}): sizes are not compared"
+        )
     elif previous is not None and previous.data_source is not None and previous.data_source != data_source:
         not_comparable = "the data source changed since the last digest: sizes are not compared"
     compared = previous if not_comparable is None else None
@@ -116,12 +119,17 @@ def compute(served: ServedModel, rfm_table, previous: PreviousRun | None, run_da
         if s.reserved and not counts[c]:
             continue
         prev = compared.counts.get(s.name) if compared else None
-        segments.append({
-            "name": s.name, "base": s.base, "customers": int(counts[c]), "at_risk": int(risky_counts[c]),
-            "share": counts[c] / n if n else 0.0,
-            "change": None if prev is None else int(counts[c]) - prev,
-            "new": compared is not None and prev is None,
-        })
+        segments.append(
+            {
+                "name": s.name,
+                "base": s.base,
+                "customers": int(counts[c]),
+                "at_risk": int(risky_counts[c]),
+                "share": counts[c] / n if n else 0.0,
+                "change": None if prev is None else int(counts[c]) - prev,
+                "new": compared is not None and prev is None,
+            }
+        )
     hashes = hash_ids(rfm_table.frame["customer_id"][scored.at_risk])
     moved = None
     if compared is not None and compared.at_risk_hashes is not None:
@@ -186,31 +194,40 @@ def message(data: DigestData) -> blocks.Message:
     lines = "\n".join(f"*{s['name']}*: {s['customers']:,} ({s['share']:.1%}){_change(s)}" for s in data.segments)
     risk = data.at_risk
     money = data.terms.money
-    risk_lines = "\n".join(f"• *{r.name}*: {r.customers:,} customers, revenue {money(r.revenue)}"
-                           for r in risk.by_segment) or "• none"
-    moved = ("" if data.moved_into_at_risk is None
-             else f"\n*{data.moved_into_at_risk:,}* customers became at risk{since}.")
+    risk_lines = (
+        "\n".join(f"• *{r.name}*: {r.customers:,} customers, revenue {money(r.revenue)}" for r in risk.by_segment)
+        or "• none"
+    )
+    moved = (
+        "" if data.moved_into_at_risk is None else f"\n*{data.moved_into_at_risk:,}* customers became at risk{since}."
+    )
     b = [
         blocks.header(f"Customer digest · {data.run_date:%a %d %b %Y}"),
         blocks.context(f"{fresh} · model {data.model_version}"),
         blocks.section(f"*{data.customers:,} customers*" + (f" · changes{since}" if since else "")),
         blocks.section(lines),
         {"type": "divider"},
-        blocks.section(f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue "
-                       f"{money(risk.revenue)} ({risk.share_of_revenue:.1%} of all spend)" + moved
-                       + "\n" + risk_lines),
+        blocks.section(
+            f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue "
+            f"{money(risk.revenue)} ({risk.share_of_revenue:.1%} of all spend)" + moved + "\n" + risk_lines
+        ),
         blocks.context(f"At risk: {risk.definition}"),
     ]
     if data.not_comparable:
         b.insert(3, blocks.context(f":information_source: {_cap(data.not_comparable)}."))
     elements = [blocks.button("All segments", "show_segments")]
     if risk.customers:  # nothing to export when no one is at risk
-        elements.insert(0, blocks.button("Export at-risk customers", "export_at_risk",
-                                         json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
-                                         style="primary"))
+        elements.insert(
+            0,
+            blocks.button(
+                "Export at-risk customers",
+                "export_at_risk",
+                json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
+                style="primary",
+            ),
+        )
     b.append({"type": "actions", "elements": elements})
-    text = (f"Customer digest {data.run_date:%Y-%m-%d}: {data.customers:,} customers, "
-            f"{risk.customers:,} at risk")
+    text = f"Customer digest {data.run_date:%Y-%m-%d}: {data.customers:,} customers, {risk.customers:,} at risk"
     return {"text": text, "blocks": b}
 
 
@@ -293,8 +310,14 @@ class Digests:
     def subscribe(self, channel_id: str, schedule: Schedule, user_id: str) -> None:
         """Set the channel's schedule (replacing any) in one upsert, so bots starting together
         with DIGEST_CHANNEL all succeed: the last write wins."""
-        values = dict(channel_id=channel_id, cron=schedule.cron, timezone=schedule.timezone,
-                      schedule_text=schedule.text, created_by=user_id, created_at=utcnow())
+        values = dict(
+            channel_id=channel_id,
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            schedule_text=schedule.text,
+            created_by=user_id,
+            created_at=utcnow(),
+        )
         dialect = self.state.engine.dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -303,8 +326,9 @@ class Digests:
         else:  # pragma: no cover - the state database is SQLite or PostgreSQL
             raise NotImplementedError(dialect)
         stmt = insert(subscriptions).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=[subscriptions.c.channel_id],
-                                          set_={k: stmt.excluded[k] for k in values if k != "channel_id"})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[subscriptions.c.channel_id], set_={k: stmt.excluded[k] for k in values if k != "channel_id"}
+        )
         with self.state.engine.begin() as con:
             con.execute(stmt)
 
@@ -316,11 +340,16 @@ class Digests:
         with self.state.engine.connect() as con:
             subs = [dict(r) for r in con.execute(subscriptions.select().order_by(subscriptions.c.id)).mappings()]
             for s in subs:
-                last = con.execute(
-                    sa.select(digest_runs.c.scheduled_for, digest_runs.c.status, digest_runs.c.error)
-                    .where(digest_runs.c.channel_id == s["channel_id"])
-                    .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc()).limit(1)
-                ).mappings().first()
+                last = (
+                    con.execute(
+                        sa.select(digest_runs.c.scheduled_for, digest_runs.c.status, digest_runs.c.error)
+                        .where(digest_runs.c.channel_id == s["channel_id"])
+                        .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc())
+                        .limit(1)
+                    )
+                    .mappings()
+                    .first()
+                )
                 s["last_run"] = dict(last) if last else None
         return subs
 
@@ -331,25 +360,52 @@ class Digests:
 
     # -- runs ---------------------------------------------------------------------------
     def _previous(self, con, channel_id: str, before: dt.datetime) -> PreviousRun | None:
-        row = con.execute(
-            sa.select(digest_runs.c.scheduled_for, digest_runs.c.counts, digest_runs.c.at_risk_ids,
-                  digest_runs.c.model_version, digest_runs.c.data_source)
-            .where(digest_runs.c.channel_id == channel_id, digest_runs.c.status == "ok",
-                   digest_runs.c.scheduled_for < before)
-            .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc()).limit(1)
-        ).mappings().first()
+        row = (
+            con.execute(
+                sa.select(
+                    digest_runs.c.scheduled_for,
+                    digest_runs.c.counts,
+                    digest_runs.c.at_risk_ids,
+                    digest_runs.c.model_version,
+                    digest_runs.c.data_source,
+                )
+                .where(
+                    digest_runs.c.channel_id == channel_id,
+                    digest_runs.c.status == "ok",
+                    digest_runs.c.scheduled_for < before,
+                )
+                .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
-        return PreviousRun(row["scheduled_for"], json.loads(row["counts"] or "{}"), unpack_hashes(row["at_risk_ids"]),
-                           row["model_version"], row["data_source"])
+        return PreviousRun(
+            row["scheduled_for"],
+            json.loads(row["counts"] or "{}"),
+            unpack_hashes(row["at_risk_ids"]),
+            row["model_version"],
+            row["data_source"],
+        )
 
-    def claim(self, channel_id: str, scheduled_for: dt.datetime, status: str = "running", error: str | None = None) -> int | None:
+    def claim(
+        self, channel_id: str, scheduled_for: dt.datetime, status: str = "running", error: str | None = None
+    ) -> int | None:
         """Record (channel, scheduled time) before anything is posted; None if it was already there."""
         try:
             with self.state.engine.begin() as con:
-                return con.execute(digest_runs.insert().values(
-                    channel_id=channel_id, scheduled_for=scheduled_for, started_at=utcnow(),
-                    status=status, error=error, runner=self.runner)).inserted_primary_key[0]
+                return con.execute(
+                    digest_runs.insert().values(
+                        channel_id=channel_id,
+                        scheduled_for=scheduled_for,
+                        started_at=utcnow(),
+                        status=status,
+                        error=error,
+                        runner=self.runner,
+                    )
+                ).inserted_primary_key[0]
         except IntegrityError:
             return None
 
@@ -357,17 +413,31 @@ class Digests:
         with self.state.engine.begin() as con:
             con.execute(digest_runs.update().where(digest_runs.c.id == run_id).values(finished_at=utcnow(), **values))
             if values.get("status") == "ok":  # keep the id hashes of the latest two runs per channel only
-                channel = con.execute(sa.select(digest_runs.c.channel_id).where(digest_runs.c.id == run_id)).scalar_one()
-                keep = [r[0] for r in con.execute(
-                    sa.select(digest_runs.c.id).where(digest_runs.c.channel_id == channel, digest_runs.c.status == "ok")
-                    .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc()).limit(2))]
-                con.execute(digest_runs.update().where(
-                    digest_runs.c.channel_id == channel, digest_runs.c.id.not_in(keep),
-                    digest_runs.c.at_risk_ids.is_not(None)).values(at_risk_ids=None))
+                channel = con.execute(
+                    sa.select(digest_runs.c.channel_id).where(digest_runs.c.id == run_id)
+                ).scalar_one()
+                keep = [
+                    r[0]
+                    for r in con.execute(
+                        sa.select(digest_runs.c.id)
+                        .where(digest_runs.c.channel_id == channel, digest_runs.c.status == "ok")
+                        .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc())
+                        .limit(2)
+                    )
+                ]
+                con.execute(
+                    digest_runs.update()
+                    .where(
+                        digest_runs.c.channel_id == channel,
+                        digest_runs.c.id.not_in(keep),
+                        digest_runs.c.at_risk_ids.is_not(None),
+                    )
+                    .values(at_risk_ids=None)
+                )
 
     def run(self, channel_id: str, scheduled_for: dt.datetime | None = None) -> RunOutcome:
         """Build and post one digest for ``channel_id``, at most once per scheduled time."""
-        when = (scheduled_for or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        when = (scheduled_for or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
         run_id = self.claim(channel_id, when)
         if run_id is None:
             log.info("digest for %s at %s was already posted; not posting again", channel_id, when)
@@ -377,7 +447,7 @@ class Digests:
     def _run_date(self, channel_id: str, when: dt.datetime) -> dt.date:
         sub = self.subscription(channel_id)
         tz = ZoneInfo(sub["timezone"] if sub else self.ctx.settings.timezone)
-        return when.replace(tzinfo=dt.timezone.utc).astimezone(tz).date()
+        return when.replace(tzinfo=dt.UTC).astimezone(tz).date()
 
     def _deliver(self, run_id: int, channel_id: str, when: dt.datetime) -> RunOutcome:
         """Compute the run's digest, record its numbers, post it with its run key in the message
@@ -390,14 +460,19 @@ class Digests:
             with self.state.engine.connect() as con:
                 previous = self._previous(con, channel_id, when)
             data = compute(self.ctx.service.served(), table, previous, run_date, source.describe())
-            numbers = dict(model_version=data.model_version, latest_order=data.latest_order,
-                           data_source=data.data_source[:500],
-                           customers=data.customers, counts=json.dumps(data.counts),
-                           at_risk_ids=pack_hashes(data.at_risk_hashes))
+            numbers = dict(
+                model_version=data.model_version,
+                latest_order=data.latest_order,
+                data_source=data.data_source[:500],
+                customers=data.customers,
+                counts=json.dumps(data.counts),
+                at_risk_ids=pack_hashes(data.at_risk_hashes),
+            )
             with self.state.engine.begin() as con:  # the numbers first: recovery needs them if we die posting
                 con.execute(digest_runs.update().where(digest_runs.c.id == run_id).values(**numbers))
-            posted = self.client.chat_postMessage(channel=channel_id, **message(data),
-                                                  metadata=run_metadata(channel_id, when))
+            posted = self.client.chat_postMessage(
+                channel=channel_id, **message(data), metadata=run_metadata(channel_id, when)
+            )
             ts = posted.get("ts")
             self._finish(run_id, status="ok", message_ts=ts)
         except SlackApiError as exc:
@@ -413,8 +488,13 @@ class Digests:
             self._finish(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
             return RunOutcome("failed", type(exc).__name__, run_id)
         try:  # the chart goes in the digest's thread; a failed upload does not undo the digest
-            self.client.files_upload_v2(channel=channel_id, thread_ts=ts, content=chart_png(data),
-                                        filename=f"segments-{run_date}.png", title="Customers per segment")
+            self.client.files_upload_v2(
+                channel=channel_id,
+                thread_ts=ts,
+                content=chart_png(data),
+                filename=f"segments-{run_date}.png",
+                title="Customers per segment",
+            )
         except SlackApiError as exc:
             log.warning("digest chart for %s not uploaded: %s", channel_id, exc.response.get("error"))
         return RunOutcome("ok", None, run_id)
@@ -425,11 +505,19 @@ class Digests:
         heartbeat). A run whose message is in the channel (found by its metadata) is marked done;
         one that never reached Slack is posted now. Nothing is lost and nothing is posted twice."""
         with self.state.engine.connect() as con:
-            rows = con.execute(
-                sa.select(digest_runs.c.id, digest_runs.c.channel_id, digest_runs.c.scheduled_for,
-                          digest_runs.c.started_at, digest_runs.c.runner)
-                .where(digest_runs.c.status == "running")
-            ).mappings().all()
+            rows = (
+                con.execute(
+                    sa.select(
+                        digest_runs.c.id,
+                        digest_runs.c.channel_id,
+                        digest_runs.c.scheduled_for,
+                        digest_runs.c.started_at,
+                        digest_runs.c.runner,
+                    ).where(digest_runs.c.status == "running")
+                )
+                .mappings()
+                .all()
+            )
         outcomes = []
         for row in rows:
             why = _runner_dead(row["runner"], row["started_at"])
@@ -441,37 +529,50 @@ class Digests:
     def _recover(self, row: Any, why: str) -> RunOutcome:
         run_id, channel, when = row["id"], row["channel_id"], row["scheduled_for"]
         with self.state.engine.begin() as con:  # take it over; only one leader gets the row
-            taken = con.execute(digest_runs.update().where(
-                digest_runs.c.id == run_id, digest_runs.c.status == "running",
-                digest_runs.c.runner.is_(None) if row["runner"] is None else digest_runs.c.runner == row["runner"],
-            ).values(runner=self.runner, started_at=utcnow())).rowcount
+            taken = con.execute(
+                digest_runs.update()
+                .where(
+                    digest_runs.c.id == run_id,
+                    digest_runs.c.status == "running",
+                    digest_runs.c.runner.is_(None) if row["runner"] is None else digest_runs.c.runner == row["runner"],
+                )
+                .values(runner=self.runner, started_at=utcnow())
+            ).rowcount
         if not taken:
             return RunOutcome("duplicate", None, run_id)
         try:
             ts = self._find_posted(channel, when, since=row["started_at"])
         except SlackApiError as exc:  # cannot tell whether it was posted: never risk posting twice
             code = exc.response.get("error") or "unknown"
-            log.warning("digest run %s for %s was interrupted (%s) and the channel cannot be checked (%s)",
-                        run_id, channel, why, code)
+            log.warning(
+                "digest run %s for %s was interrupted (%s) and the channel cannot be checked (%s)",
+                run_id,
+                channel,
+                why,
+                code,
+            )
             self._finish(run_id, status="failed", error=f"interrupted ({why}); could not check the channel: {code}")
             return RunOutcome("failed", code, run_id)
         if ts is not None:
-            log.info("digest run %s for %s was posted before its process stopped (%s); marked done",
-                     run_id, channel, why)
+            log.info(
+                "digest run %s for %s was posted before its process stopped (%s); marked done", run_id, channel, why
+            )
             self._finish(run_id, status="ok", message_ts=ts)
             return RunOutcome("ok", None, run_id)
-        log.warning("digest run %s for %s was interrupted before reaching Slack (%s); posting it now",
-                    run_id, channel, why)
+        log.warning(
+            "digest run %s for %s was interrupted before reaching Slack (%s); posting it now", run_id, channel, why
+        )
         return self._deliver(run_id, channel, when)
 
     def _find_posted(self, channel_id: str, when: dt.datetime, since: dt.datetime) -> str | None:
         """The ts of this run's message in the channel, found by its metadata, or None."""
         key = run_metadata(channel_id, when)["event_payload"]["run"]
-        oldest = (since.replace(tzinfo=dt.timezone.utc) - dt.timedelta(minutes=5)).timestamp()
+        oldest = (since.replace(tzinfo=dt.UTC) - dt.timedelta(minutes=5)).timestamp()
         cursor = None
         for _ in range(10):  # at most 2,000 messages since the run started
-            page = self.client.conversations_history(channel=channel_id, oldest=f"{oldest:.6f}", limit=200,
-                                                     include_all_metadata=True, cursor=cursor)
+            page = self.client.conversations_history(
+                channel=channel_id, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
+            )
             for m in page.get("messages", []):
                 meta = m.get("metadata") or {}
                 if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get("run") == key:
@@ -482,8 +583,9 @@ class Digests:
         return None
 
     def record_missed(self, channel_id: str, scheduled_for: dt.datetime, late_by: dt.timedelta) -> None:
-        when = scheduled_for.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        when = scheduled_for.astimezone(dt.UTC).replace(tzinfo=None)
         minutes = int(late_by.total_seconds() // 60)
-        log.warning("skipped the digest for %s scheduled at %s UTC: %d minutes late (bot was down)",
-                    channel_id, when, minutes)
+        log.warning(
+            "skipped the digest for %s scheduled at %s UTC: %d minutes late (bot was down)", channel_id, when, minutes
+        )
         self.claim(channel_id, when, status="skipped", error=f"missed by {minutes} min (bot was down)")

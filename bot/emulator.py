@@ -45,6 +45,7 @@ class SlackEmulator:
         self._cond = threading.Condition(self._lock)
         self._ids = itertools.count(1)
         self.uploads: dict[str, bytes] = {}
+        self.filenames: dict[str, str] = {}  # file id -> the file name the bot gave
         self.channels: dict[str, dict[str, Any]] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}  # channel -> messages posted, oldest first
         self.response_delay = 0.0  # seconds a response_url POST takes (Slack is sometimes slow)
@@ -103,8 +104,15 @@ class SlackEmulator:
         self.stop()
 
     # -- test helpers -------------------------------------------------------------------
-    def fail(self, method: str, error: str | None = None, *, status: int = 200,
-             headers: dict[str, str] | None = None, times: int = 1) -> None:
+    def fail(
+        self,
+        method: str,
+        error: str | None = None,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
         """Make the next ``times`` calls of ``method`` fail (``error`` as Slack's error code)."""
         body = {"ok": False, "error": error or "ratelimited"}
         with self._lock:
@@ -180,8 +188,15 @@ class SlackEmulator:
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         n = next(self._ids)
         if method == "auth.test":
-            return {"ok": True, "url": "https://local.slack/", "team": "Local", "user": "segment",
-                    "team_id": "T0LOCAL", "user_id": "U0BOT", "bot_id": "B0BOT"}
+            return {
+                "ok": True,
+                "url": "https://local.slack/",
+                "team": "Local",
+                "user": "segment",
+                "team_id": "T0LOCAL",
+                "user_id": "U0BOT",
+                "bot_id": "B0BOT",
+            }
         if method == "chat.postMessage":
             ts = f"{int(time.time())}.{n:06d}"
             message = {"type": "message", "ts": ts, "text": args.get("text"), "blocks": args.get("blocks")}
@@ -212,6 +227,8 @@ class SlackEmulator:
             return {"ok": True, "channel": self.channels.get(ch, {"id": ch, "is_member": True, "is_private": False})}
         if method == "files.getUploadURLExternal":
             fid = f"F{n:08d}"
+            with self._lock:
+                self.filenames[fid] = str(args.get("filename") or fid)
             return {"ok": True, "upload_url": f"{self.base_url}/upload/{fid}", "file_id": fid}
         if method == "files.completeUploadExternal":
             files = args.get("files")

@@ -35,5 +35,8 @@ def guarded(respond: Respond, fn: Callable[..., Any], *args: Any) -> None:
         respond(response_type="ephemeral", replace_original=False, **blocks.error_line(str(exc)))
     except Exception as exc:  # noqa: BLE001
         log.exception("follow-up %s failed", getattr(fn, "__name__", fn))
-        respond(response_type="ephemeral", replace_original=False,
-                **blocks.error_line(f"That did not work ({type(exc).__name__}); the details are in the bot's log."))
+        respond(
+            response_type="ephemeral",
+            replace_original=False,
+            **blocks.error_line(f"That did not work ({type(exc).__name__}); the details are in the bot's log."),
+        )

@@ -48,8 +48,15 @@ class Refused(Exception):
 class SlackGate:
     """WSGI middleware in front of Bolt's handler (see the module docstring)."""
 
-    def __init__(self, inner: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], signing_secret: str,
-                 state: StateDB, *, max_body: int = MAX_BODY, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        inner: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        signing_secret: str,
+        state: StateDB,
+        *,
+        max_body: int = MAX_BODY,
+        clock: Callable[[], float] = time.time,
+    ):
         self.inner = inner
         self.state = state
         self.max_body = max_body
@@ -64,8 +71,7 @@ class SlackGate:
         except Refused as refused:
             log.warning("refused a request from %s: %s", environ.get("REMOTE_ADDR", "?"), refused.reason)
             data = json.dumps({"error": refused.reason}).encode()
-            start_response(refused.status, [("Content-Type", "application/json"),
-                                             ("Content-Length", str(len(data)))])
+            start_response(refused.status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         if body is None:  # Slack's SSL check: nothing to do but answer
             start_response("200 OK", [("Content-Length", "0")])
@@ -142,6 +148,9 @@ def _interaction_ok(payload: Any) -> bool:
         return False
     if payload["type"] == "block_actions":
         actions = payload.get("actions")
-        return (isinstance(actions, list) and bool(actions)
-                and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions))
+        return (
+            isinstance(actions, list)
+            and bool(actions)
+            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+        )
     return True

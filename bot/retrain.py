@@ -58,30 +58,51 @@ class Retrainer:
             return lease, None
         self.state.release(LEASE, lease.holder)
         who = lease.detail.get("user_id") or "someone"
-        note = (f"The retrain started by <@{who}> at {lease.acquired_at:%H:%M} UTC stopped ({why}) "
-                "without finishing; the served model was not changed.")
+        note = (
+            f"The retrain started by <@{who}> at {lease.acquired_at:%H:%M} UTC stopped ({why}) "
+            "without finishing; the served model was not changed."
+        )
         log.warning("cleared the lease of a dead retrain (%s, %s)", lease.holder, why)
         return None, note
 
-    def request(self, user_id: str, channel_id: str, client: WebClient,
-                respond: Callable[..., Any] | None = None, options: dict[str, Any] | None = None) -> str:
+    def request(
+        self,
+        user_id: str,
+        channel_id: str,
+        client: WebClient,
+        respond: Callable[..., Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> str:
         """Start a retrain unless one is running. Returns the line to acknowledge with."""
         options = dict(options or {})
         running, note = self.running()
         prefix = f"{note} " if note else ""
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        ok, lease = self.state.try_acquire(
-            LEASE, holder, LEASE_TTL,
-            {"user_id": user_id, "channel_id": channel_id, "host": socket.gethostname(), "pid": os.getpid(),
-             "started_at": dt.datetime.now(dt.timezone.utc).isoformat()},
-        ) if running is None else (False, running)
+        ok, lease = (
+            self.state.try_acquire(
+                LEASE,
+                holder,
+                LEASE_TTL,
+                {
+                    "user_id": user_id,
+                    "channel_id": channel_id,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "started_at": dt.datetime.now(dt.UTC).isoformat(),
+                },
+            )
+            if running is None
+            else (False, running)
+        )
         if not ok:
             line = busy_line(lease)
             self.state.audit(user_id, "retrain", _describe(options), True, f"busy: {line}", channel_id)
             return prefix + line + " I'll post its result when it's done."
         self.state.audit(user_id, "retrain", _describe(options) or self.source_label(), True, "started", channel_id)
         t = threading.Thread(
-            target=self._run, args=(holder, user_id, channel_id, client, respond, options), name="retrain",
+            target=self._run,
+            args=(holder, user_id, channel_id, client, respond, options),
+            name="retrain",
             daemon=True,
         )
         self._threads.append(t)
@@ -101,8 +122,15 @@ class Retrainer:
             except Exception:  # noqa: BLE001 - a database hiccup; the next beat tries again
                 log.warning("could not renew the retrain lease", exc_info=True)
 
-    def _run(self, holder: str, user_id: str, channel_id: str, client: WebClient,
-             respond: Callable[..., Any] | None, options: dict[str, Any]) -> None:
+    def _run(
+        self,
+        holder: str,
+        user_id: str,
+        channel_id: str,
+        client: WebClient,
+        respond: Callable[..., Any] | None,
+        options: dict[str, Any],
+    ) -> None:
         done = threading.Event()
         threading.Thread(target=self._keep_lease, args=(holder, done), name="retrain-lease", daemon=True).start()
         try:
@@ -112,8 +140,9 @@ class Retrainer:
                 previous = None
             if previous is not None:  # keep the served model's settings unless the admin gave new ones
                 options = {"k": previous.info.k, "seed": previous.info.seed, **options}
-            version, trained = self.service.train(self.settings.data, trained_by=user_id, train_fn=self.train_fn,
-                                                  **options)
+            version, trained = self.service.train(
+                self.settings.data, trained_by=user_id, train_fn=self.train_fn, **options
+            )
             message = blocks.retrain_result(version, trained, previous)
             result = f"succeeded: {version}"
         except SegmentationError as exc:
@@ -160,8 +189,10 @@ def busy_line(lease: Lease | None) -> str:
         return "A retrain is already running."
     who = f"<@{lease.detail['user_id']}>" if lease.detail.get("user_id") else "someone"
     beat = max(0, int((utcnow() - (lease.expires_at - LEASE_TTL)).total_seconds()))
-    return (f"A retrain started by {who} at {lease.acquired_at:%Y-%m-%d %H:%M} UTC is running "
-            f"(last heartbeat {beat} s ago).")
+    return (
+        f"A retrain started by {who} at {lease.acquired_at:%Y-%m-%d %H:%M} UTC is running "
+        f"(last heartbeat {beat} s ago)."
+    )
 
 
 def _dead(lease: Lease) -> str | None:

@@ -16,10 +16,15 @@ from segmentation.errors import InputError
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DAY_ALIASES = {d: d for d in DAYS} | {
-    "sunday": "sun", "monday": "mon", "tuesday": "tue", "wednesday": "wed",
-    "thursday": "thu", "friday": "fri", "saturday": "sat",
+    "sunday": "sun",
+    "monday": "mon",
+    "tuesday": "tue",
+    "wednesday": "wed",
+    "thursday": "thu",
+    "friday": "fri",
+    "saturday": "sat",
 }
-EXAMPLE = "/segment digest subscribe daily 09:00  ·  weekly mon 09:00  ·  \"0 9 * * 1-5\" Europe/Berlin"
+EXAMPLE = '/segment digest subscribe daily 09:00  ·  weekly mon 09:00  ·  "0 9 * * 1-5" Europe/Berlin'
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,14 @@ def make_trigger(cron: str, timezone: str) -> CronTrigger:
         raise InputError(f"A cron expression has five fields (minute hour day month weekday); got '{cron}'.")
     minute, hour, day, month, dow = fields
     try:
-        return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                           day_of_week=_cron_dow_to_names(dow.lower()), timezone=ZoneInfo(timezone))
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=_cron_dow_to_names(dow.lower()),
+            timezone=ZoneInfo(timezone),
+        )
     except ValueError as exc:
         raise InputError(f"'{cron}' is not a valid cron expression ({exc}). Example: {EXAMPLE}") from None
 

@@ -132,8 +132,14 @@ class _DigestExecutor(ThreadPoolExecutor):
 
 
 class DigestScheduler:
-    def __init__(self, digests: Digests, *, lease_ttl: float = 30.0, heartbeat: float = 10.0,
-                 misfire_grace: dt.timedelta = MISFIRE_GRACE):
+    def __init__(
+        self,
+        digests: Digests,
+        *,
+        lease_ttl: float = 30.0,
+        heartbeat: float = 10.0,
+        misfire_grace: dt.timedelta = MISFIRE_GRACE,
+    ):
         self.digests = digests
         self.state = digests.state
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -216,9 +222,12 @@ class DigestScheduler:
         scheduler = BackgroundScheduler(
             jobstores={"default": job_store(self.state, self.digests.ctx.settings.bot_token)},
             executors={"default": _DigestExecutor(self)},
-            job_defaults={"coalesce": True, "misfire_grace_time": int(self.misfire_grace.total_seconds()),
-                          "max_instances": 1},
-            timezone=dt.timezone.utc,
+            job_defaults={
+                "coalesce": True,
+                "misfire_grace_time": int(self.misfire_grace.total_seconds()),
+                "max_instances": 1,
+            },
+            timezone=dt.UTC,
         )
         scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         scheduler.start(paused=True)  # reconcile against the stored jobs before anything runs
@@ -249,8 +258,14 @@ class DigestScheduler:
             job = existing.get(job_id)
             if job is not None and job.name == spec:
                 continue  # unchanged: keep its stored next run time (missed runs are caught up)
-            scheduler.add_job(digest_job, make_trigger(sub["cron"], sub["timezone"]), args=[sub["channel_id"]],
-                              id=job_id, name=spec, replace_existing=True)
+            scheduler.add_job(
+                digest_job,
+                make_trigger(sub["cron"], sub["timezone"]),
+                args=[sub["channel_id"]],
+                id=job_id,
+                name=spec,
+                replace_existing=True,
+            )
 
     def next_runs(self) -> dict[str, dt.datetime | None]:
         """Next run per channel, from the stored jobs (what will really happen), without unpickling them."""
@@ -260,13 +275,11 @@ class DigestScheduler:
         except SQLAlchemyError:  # no leader has created the table yet
             return {}
         return {
-            job_id.removeprefix(JOB_PREFIX): (
-                None if t is None else dt.datetime.fromtimestamp(float(t), dt.timezone.utc)
-            )
+            job_id.removeprefix(JOB_PREFIX): (None if t is None else dt.datetime.fromtimestamp(float(t), dt.UTC))
             for job_id, t in rows
         }
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
         channel = event.job_id.removeprefix(JOB_PREFIX)
-        late = dt.datetime.now(dt.timezone.utc) - event.scheduled_run_time
+        late = dt.datetime.now(dt.UTC) - event.scheduled_run_time
         self.digests.record_missed(channel, event.scheduled_run_time, late)

@@ -16,11 +16,13 @@ PATH = "/slack/events"
 
 
 class HttpServer:
-    def __init__(self, app: App, signing_secret: str, state: StateDB, host: str = "127.0.0.1", port: int = 3000,
-                 threads: int = 8):
+    def __init__(
+        self, app: App, signing_secret: str, state: StateDB, host: str = "127.0.0.1", port: int = 3000, threads: int = 8
+    ):
         gate = SlackGate(SlackRequestHandler(app, path=PATH), signing_secret, state)
-        self.server = create_server(gate, host=host, port=port, threads=threads, ident="segment-bot",
-                                    max_request_body_size=MAX_BODY)
+        self.server = create_server(
+            gate, host=host, port=port, threads=threads, ident="segment-bot", max_request_body_size=MAX_BODY
+        )
         self._thread: threading.Thread | None = None
         self._stopping = False
 

@@ -73,7 +73,9 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
         if not bot_token.startswith("xoxb-"):
             raise SettingsError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
         if app_token and not app_token.startswith("xapp-"):
-            raise SettingsError("SLACK_APP_TOKEN must be an app-level token starting with xapp- (or unset for HTTP mode)")
+            raise SettingsError(
+                "SLACK_APP_TOKEN must be an app-level token starting with xapp- (or unset for HTTP mode)"
+            )
         if not app_token and not secret:
             raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode needs the app's signing secret")
 
@@ -91,7 +93,9 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
 
         ipaddress.ip_address(bind_address)
     except ValueError:
-        raise SettingsError(f"BIND_ADDRESS must be an IP address such as 127.0.0.1 or 0.0.0.0, not '{bind_address}'") from None
+        raise SettingsError(
+            f"BIND_ADDRESS must be an IP address such as 127.0.0.1 or 0.0.0.0, not '{bind_address}'"
+        ) from None
 
     api_url = get("SLACK_API_URL") or None
     if api_url:
@@ -109,7 +113,9 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
     artifacts = Path(get("SEGMENT_ARTIFACTS") or "artifacts")
     database_url = get("DATABASE_URL") or f"sqlite:///{artifacts / 'segment.db'}"
     if "://" not in database_url:
-        raise SettingsError(f"DATABASE_URL must be a database URL such as sqlite:///artifacts/segment.db, not '{_redact(database_url)}'")
+        raise SettingsError(
+            f"DATABASE_URL must be a database URL such as sqlite:///artifacts/segment.db, not '{_redact(database_url)}'"
+        )
 
     timezone = get("SEGMENT_TIMEZONE") or "UTC"
     try:

@@ -96,7 +96,7 @@ class StateError(SegmentationError):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,20 @@ class StateDB:
                 time.sleep(0.05 * (attempt + 1))
 
     # -- audit --------------------------------------------------------------------------
-    def audit(self, user_id: str, command: str, args: str, allowed: bool, result: str, channel_id: str | None = None) -> None:
+    def audit(
+        self, user_id: str, command: str, args: str, allowed: bool, result: str, channel_id: str | None = None
+    ) -> None:
         """One row per admin-gated attempt. Text is stored as typed, except NUL (which PostgreSQL
         refuses) and other control characters, which are escaped."""
         with self.engine.begin() as con:
             con.execute(
                 audit_log.insert().values(
-                    at=utcnow(), user_id=clean_text(user_id)[:64], command=clean_text(command)[:64],
-                    args=clean_text(args)[:500], allowed=allowed, result=clean_text(result)[:2000],
+                    at=utcnow(),
+                    user_id=clean_text(user_id)[:64],
+                    command=clean_text(command)[:64],
+                    args=clean_text(args)[:500],
+                    allowed=allowed,
+                    result=clean_text(result)[:2000],
                     channel_id=None if channel_id is None else clean_text(channel_id)[:64],
                 )
             )
@@ -162,8 +168,11 @@ class StateDB:
         self._sightings += 1
         if self._sightings % 50 == 1:  # forget what is outside the window, now and then
             with self.engine.begin() as con:
-                con.execute(seen_requests.delete().where(
-                    seen_requests.c.seen_at < now - dt.timedelta(seconds=2 * window_seconds)))
+                con.execute(
+                    seen_requests.delete().where(
+                        seen_requests.c.seen_at < now - dt.timedelta(seconds=2 * window_seconds)
+                    )
+                )
         try:
             with self.engine.begin() as con:
                 con.execute(seen_requests.insert(), [{"key": k[:128], "seen_at": now} for k in keys])
@@ -177,7 +186,9 @@ class StateDB:
         return [dict(r) for r in rows]
 
     # -- leases -------------------------------------------------------------------------
-    def try_acquire(self, name: str, holder: str, ttl: dt.timedelta, detail: dict[str, Any] | None = None) -> tuple[bool, Lease | None]:
+    def try_acquire(
+        self, name: str, holder: str, ttl: dt.timedelta, detail: dict[str, Any] | None = None
+    ) -> tuple[bool, Lease | None]:
         """Take the lease ``name`` unless someone else holds an unexpired one.
 
         Returns (True, lease) when taken (or already ours, then renewed), else (False, holder's lease).
@@ -186,15 +197,16 @@ class StateDB:
         with self.engine.begin() as con:
             con.execute(leases.delete().where(leases.c.name == name, leases.c.expires_at < now))
             con.execute(
-                leases.update()
-                .where(leases.c.name == name, leases.c.holder == holder)
-                .values(expires_at=now + ttl)
+                leases.update().where(leases.c.name == name, leases.c.holder == holder).values(expires_at=now + ttl)
             )
         try:
             with self.engine.begin() as con:
                 con.execute(
                     leases.insert().values(
-                        name=name, holder=holder, acquired_at=now, expires_at=now + ttl,
+                        name=name,
+                        holder=holder,
+                        acquired_at=now,
+                        expires_at=now + ttl,
                         detail=json.dumps(detail or {}),
                     )
                 )
@@ -221,7 +233,9 @@ class StateDB:
             row = con.execute(leases.select().where(leases.c.name == name)).mappings().first()
         if row is None:
             return None
-        return Lease(row["name"], row["holder"], row["acquired_at"], row["expires_at"], json.loads(row["detail"] or "{}"))
+        return Lease(
+            row["name"], row["holder"], row["acquired_at"], row["expires_at"], json.loads(row["detail"] or "{}")
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -72,8 +72,11 @@ class AtRiskRule:
                 f"return window, {terms.return_window} days), and not yet lost (within {terms.lost_after} days)"
             )
         if self.one_time_spend != "none":
-            share, threshold = (("top 20%", terms.spend_high_from) if self.one_time_spend == "high"
-                                else ("top 60%", terms.spend_low_below))
+            share, threshold = (
+                ("top 20%", terms.spend_high_from)
+                if self.one_time_spend == "high"
+                else ("top 60%", terms.spend_low_below)
+            )
             parts.append(
                 f"one-time buyers in the {share} by spend ({terms.money(threshold, exact=True)} or more) past the "
                 f"return time but within the return window ({terms.return_time + 1}–"
@@ -122,15 +125,24 @@ class AtRiskSummary:
             "share_of_customers": self.share_of_customers,
             "share_of_revenue": self.share_of_revenue,
             "definition": self.definition,
-            "by_segment": [{"name": s.name, "customers": s.customers, "revenue": round(s.revenue, 2)}
-                           for s in self.by_segment],
+            "by_segment": [
+                {"name": s.name, "customers": s.customers, "revenue": round(s.revenue, 2)} for s in self.by_segment
+            ],
             "model_version": self.model_version,
             "as_of": self.as_of,
         }
 
 
-def summarise(flags: np.ndarray, monetary: np.ndarray, labels: np.ndarray, names: dict[int, str],
-              order: list[int], definition: str, model_version: str, as_of: str) -> AtRiskSummary:
+def summarise(
+    flags: np.ndarray,
+    monetary: np.ndarray,
+    labels: np.ndarray,
+    names: dict[int, str],
+    order: list[int],
+    definition: str,
+    model_version: str,
+    as_of: str,
+) -> AtRiskSummary:
     """Totals of ``flags`` overall and per cluster (segments in ``order``, empty ones left out)."""
     m = np.asarray(monetary, dtype=np.float64)
     k = max(names) + 1 if names else 0
@@ -138,7 +150,12 @@ def summarise(flags: np.ndarray, monetary: np.ndarray, labels: np.ndarray, names
     revenue = np.bincount(labels[flags], weights=m[flags], minlength=k)
     rows = tuple(SegmentRisk(names[c], int(counts[c]), float(revenue[c])) for c in order if counts[c])
     return AtRiskSummary(
-        customers=int(flags.sum()), revenue=float(m[flags].sum()), all_customers=len(m),
-        all_revenue=float(m.sum()), definition=definition, by_segment=rows,
-        model_version=model_version, as_of=as_of,
+        customers=int(flags.sum()),
+        revenue=float(m[flags].sum()),
+        all_customers=len(m),
+        all_revenue=float(m.sum()),
+        definition=definition,
+        by_segment=rows,
+        model_version=model_version,
+        as_of=as_of,
     )

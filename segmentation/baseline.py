@@ -15,7 +15,12 @@ import pandas as pd
 
 _C, _L, _PL, _N, _P = "Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising"
 _NA, _S, _AR, _CL, _H, _X = (
-    "Need Attention", "About To Sleep", "At Risk", "Can't Lose Them", "Hibernating", "Lost",
+    "Need Attention",
+    "About To Sleep",
+    "At Risk",
+    "Can't Lose Them",
+    "Hibernating",
+    "Lost",
 )
 
 # GRID[r][fm], r and fm in 1..5 (index 0 unused).

@@ -35,6 +35,7 @@ class Command:
 
 # -- helpers --------------------------------------------------------------------------------
 
+
 def _store(args: argparse.Namespace):
     from .signing import load_key
     from .store import ModelStore
@@ -75,7 +76,8 @@ def k_value(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if not MIN_K <= value <= MAX_K:
         raise argparse.ArgumentTypeError(
-            f"must be between {MIN_K} (one segment per recency band at least) and {MAX_K}, got {value}")
+            f"must be between {MIN_K} (one segment per recency band at least) and {MAX_K}, got {value}"
+        )
     return value
 
 
@@ -100,6 +102,7 @@ def positive_int(text: str) -> int:
 
 
 # -- commands --------------------------------------------------------------------------------
+
 
 def resolve_source(args: argparse.Namespace):
     """The source named by --data and the column flags; the built-in sample without --data."""
@@ -133,7 +136,9 @@ def add_column_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantity-col", help="transactions file: quantity column (with --price-col)")
     p.add_argument("--price-col", help="transactions file: unit price column (with --quantity-col)")
     p.add_argument("--date-format", help="strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)")
-    p.add_argument("--currency", help="symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)")
+    p.add_argument(
+        "--currency", help="symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)"
+    )
 
 
 def source_from_data_spec(spec: str | None, artifacts: str | os.PathLike, name: str = "SEGMENT_DATA"):
@@ -243,8 +248,10 @@ def cmd_customer(args: argparse.Namespace) -> int:
         _print_json(ans.as_json())
     else:
         gap = "" if ans.usual_gap is None else f", usually {plural(round(ans.usual_gap), 'day')} apart"
-        print(f"Customer {ans.customer_id} (model {ans.model_version}): {ans.purchase_days} purchase "
-              f"day{'s' if ans.purchase_days != 1 else ''}{gap}")
+        print(
+            f"Customer {ans.customer_id} (model {ans.model_version}): {ans.purchase_days} purchase "
+            f"day{'s' if ans.purchase_days != 1 else ''}{gap}"
+        )
         print(text.answer(ans, served.terms))
     return 0
 
@@ -255,9 +262,15 @@ def cmd_segments(args: argparse.Namespace) -> int:
     served = _served(args)
     segments = served.segments()
     if args.json:
-        _print_json({"model_version": served.version, "terms": served.terms.as_json(),
-                     "segments": [{**s.as_json(), "description": s.description, "actions": list(s.actions)}
-                                  for s in segments]})
+        _print_json(
+            {
+                "model_version": served.version,
+                "terms": served.terms.as_json(),
+                "segments": [
+                    {**s.as_json(), "description": s.description, "actions": list(s.actions)} for s in segments
+                ],
+            }
+        )
         return 0
     info = served.info
     print(f"Model {served.version}: {info.customers:,} customers, trained {info.trained_at}")
@@ -301,8 +314,10 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
     progress = None
     if not args.quiet:
+
         def progress(done: int, total: int) -> None:
             print(f"\r  {done:,} / {total:,} orders", end="", file=sys.stderr, flush=True)
+
     write_sample(args.out, orders=args.orders, seed=args.seed, progress=progress, shape=args.shape)
     if progress:
         print(file=sys.stderr)
@@ -324,14 +339,26 @@ def model_json(store) -> dict[str, Any]:
         except SegmentationError:
             manifest = {}
         meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
-        versions.append({"version": v, "current": v == current, "damaged": store.problem(v),
-                         **{k: meta.get(k) for k in ("trained_at", "trained_by", "source", "customers", "k",
-                                                     "seed", "silhouette")},
-                         "terms": manifest.get("terms"), "at_risk_rule": manifest.get("at_risk_rule")})
+        versions.append(
+            {
+                "version": v,
+                "current": v == current,
+                "damaged": store.problem(v),
+                **{
+                    k: meta.get(k)
+                    for k in ("trained_at", "trained_by", "source", "customers", "k", "seed", "silhouette")
+                },
+                "terms": manifest.get("terms"),
+                "at_risk_rule": manifest.get("at_risk_rule"),
+            }
+        )
     served = next((v for v in versions if v["current"] and not v["damaged"]), None)
-    return {"current": current, "versions": versions,
-            "terms": served["terms"] if served else None,
-            "at_risk_rule": served["at_risk_rule"] if served else None}
+    return {
+        "current": current,
+        "versions": versions,
+        "terms": served["terms"] if served else None,
+        "at_risk_rule": served["at_risk_rule"] if served else None,
+    }
 
 
 def _cell(value: Any, fmt: str = "{}") -> str:
@@ -351,19 +378,29 @@ def cmd_model(args: argparse.Namespace) -> int:
     if not info["versions"]:
         raise SegmentationError("No model yet: run 'segment train' first.")
     rows = [
-        [("! " if v["current"] and v["damaged"] else "* " if v["current"] else "  ") + v["version"],
-         "DAMAGED" if v["damaged"] else "ok", _cell(v["trained_at"]), _cell(v["trained_by"]), _cell(v["source"]),
-         _cell(v["customers"], "{:,}"), _cell(v["k"]), _cell(v["silhouette"], "{:.3f}")]
+        [
+            ("! " if v["current"] and v["damaged"] else "* " if v["current"] else "  ") + v["version"],
+            "DAMAGED" if v["damaged"] else "ok",
+            _cell(v["trained_at"]),
+            _cell(v["trained_by"]),
+            _cell(v["source"]),
+            _cell(v["customers"], "{:,}"),
+            _cell(v["k"]),
+            _cell(v["silhouette"], "{:.3f}"),
+        ]
         for v in reversed(info["versions"])
     ]
-    print(text.table(("Version", "State", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows,
-                     "llllllrr"))
+    print(
+        text.table(("Version", "State", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows, "llllllrr")
+    )
     for v in reversed(info["versions"]):
         if v["damaged"]:
             print(f"  {v['version']}: {v['damaged']}")
     if broken:
-        print(f"segment: the served version {current['version']} is damaged and cannot answer; "
-              "roll back or retrain.", file=sys.stderr)
+        print(
+            f"segment: the served version {current['version']} is damaged and cannot answer; roll back or retrain.",
+            file=sys.stderr,
+        )
         return 1
     if info["terms"]:
         from .terms import ShopTerms
@@ -442,6 +479,7 @@ def validation_json(r) -> dict[str, Any]:
 
 # -- parser ----------------------------------------------------------------------------------
 
+
 def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     parser = FriendlyParser(
         prog="segment",
@@ -468,8 +506,9 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     def data_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", help="Olist folder, or a CSV/Parquet transactions file (default: the built-in sample)")
         p.add_argument("--k", type=k_value, default=11, help="number of segments (default 11)")
-        p.add_argument("--as-of", type=parse_date,
-                       help="snapshot date YYYY-MM-DD (default: day after the latest purchase)")
+        p.add_argument(
+            "--as-of", type=parse_date, help="snapshot date YYYY-MM-DD (default: day after the latest purchase)"
+        )
         add_column_options(p)
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -499,7 +538,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_at_risk)
 
     p = sub.add_parser("export", help="write one segment's customers to a CSV file")
-    p.add_argument("segment", help="segment name, e.g. \"At Risk\" (a base name exports all its clusters)")
+    p.add_argument("segment", help='segment name, e.g. "At Risk" (a base name exports all its clusters)')
     p.add_argument("--out", required=True, help="CSV file to write")
     p.set_defaults(func=cmd_export)
 
@@ -511,9 +550,13 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument("--orders", type=positive_int, default=100_000)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=seed_value, default=42)
-    p.add_argument("--shape", choices=("marketplace", "wholesale", "catalogue"), default="marketplace",
-                   help="marketplace (97%% buy once), wholesale (customers return every few weeks) or "
-                        "catalogue (three years, most customers lapsed)")
+    p.add_argument(
+        "--shape",
+        choices=("marketplace", "wholesale", "catalogue"),
+        default="marketplace",
+        help="marketplace (97%% buy once), wholesale (customers return every few weeks) or "
+        "catalogue (three years, most customers lapsed)",
+    )
     p.set_defaults(func=cmd_sample_data)
 
     p = sub.add_parser("model", help="the saved model versions and the served model's terms; * marks the served one")
@@ -549,7 +592,9 @@ def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> in
     except Exception as exc:  # never a traceback at a user; SEGMENT_DEBUG=1 shows it
         if os.environ.get("SEGMENT_DEBUG"):
             raise
-        print(f"segment: unexpected error: {type(exc).__name__}: {exc} (set SEGMENT_DEBUG=1 for details)", file=sys.stderr)
+        print(
+            f"segment: unexpected error: {type(exc).__name__}: {exc} (set SEGMENT_DEBUG=1 for details)", file=sys.stderr
+        )
         return 1
 
 

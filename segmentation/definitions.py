@@ -80,8 +80,12 @@ class Definition:
         return "; or ".join(c.words(terms) for c in self.clauses)
 
 
-def _clause(bands: Iterable[Band], freqs: Iterable[Freq] = _ALL_F, spends: Iterable[Spend] = _ALL_S,
-            risk: Iterable[bool] = _ANY_RISK) -> Clause:
+def _clause(
+    bands: Iterable[Band],
+    freqs: Iterable[Freq] = _ALL_F,
+    spends: Iterable[Spend] = _ALL_S,
+    risk: Iterable[bool] = _ANY_RISK,
+) -> Clause:
     return Clause(frozenset(bands), frozenset(freqs), frozenset(spends), frozenset(risk))
 
 
@@ -132,8 +136,11 @@ def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk
     counts = np.bincount(band.astype(np.int64), minlength=len(Band))
     top = int(counts.argmax())
     return Check(
-        name=name, fit=fit, passed=fit >= FIT_THRESHOLD and len(band) > 0,
-        band=Band(top), band_share=float(counts[top] / n),
+        name=name,
+        fit=fit,
+        passed=fit >= FIT_THRESHOLD and len(band) > 0,
+        band=Band(top),
+        band_share=float(counts[top] / n),
         repeat_share=float((freq >= Freq.REPEAT).sum() / n),
         frequent_share=float((freq == Freq.FREQUENT).sum() / n),
         high_spend_share=float((spend == Spend.HIGH).sum() / n),
@@ -151,8 +158,12 @@ def name_for(band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.nda
     # Unreachable for band-pure clusters (every band ends with a name asking nothing more);
     # a mixed cluster falls back on the name of its most common band.
     top = Band(int(np.bincount(band.astype(np.int64), minlength=len(Band)).argmax())) if n else Band.LOST
-    return {Band.ACTIVE: "New Customers", Band.LAPSING: "About To Sleep",
-            Band.LAPSED: "Hibernating", Band.LOST: "Lost"}[top]
+    return {
+        Band.ACTIVE: "New Customers",
+        Band.LAPSING: "About To Sleep",
+        Band.LAPSED: "Hibernating",
+        Band.LOST: "Lost",
+    }[top]
 
 
 def name_for_profile(band: Band, freq: Freq, spend: Spend, risk: bool = False) -> str:
@@ -162,6 +173,7 @@ def name_for_profile(band: Band, freq: Freq, spend: Spend, risk: bool = False) -
 
 # -- words -------------------------------------------------------------------------------
 
+
 def _band_words(bands: frozenset[Band], terms: ShopTerms) -> str:
     ordered = sorted(bands)
     lo, hi = ordered[0], ordered[-1]
@@ -169,8 +181,7 @@ def _band_words(bands: frozenset[Band], terms: ShopTerms) -> str:
         word = {A: "active", G: "lapsing", D: "lapsed", L: "lost"}[lo]
         return f"{word} ({terms.band_range(lo)})"
     if (lo, hi) == (G, D):
-        return (f"past the return time but not lost (last order {terms.return_time + 1}–"
-                f"{terms.lost_after} days ago)")
+        return f"past the return time but not lost (last order {terms.return_time + 1}–{terms.lost_after} days ago)"
     return " or ".join(_band_words(frozenset({b}), terms) for b in ordered)
 
 

@@ -20,8 +20,17 @@ def write_customers_csv(rows: Iterable[CustomerRow], names: Mapping[int, str], o
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
         for row in rows:
-            w.writerow([row.customer_id, names[row.cluster], "yes" if row.at_risk else "no", row.recency,
-                        row.frequency, row.occasions, f"{row.monetary:.2f}"])
+            w.writerow(
+                [
+                    row.customer_id,
+                    names[row.cluster],
+                    "yes" if row.at_risk else "no",
+                    row.recency,
+                    row.frequency,
+                    row.occasions,
+                    f"{row.monetary:.2f}",
+                ]
+            )
             n += 1
     return n
 
@@ -29,6 +38,16 @@ def write_customers_csv(rows: Iterable[CustomerRow], names: Mapping[int, str], o
 def frame_rows(frame: pd.DataFrame, labels, flags) -> Iterable[CustomerRow]:
     """Rows of a freshly scored RFM frame, biggest spenders first (as stored exports are)."""
     f = frame.assign(cluster=labels, at_risk=flags).sort_values(["monetary", "customer_id"], ascending=[False, True])
-    for cid, r, fr, m, o, g, c, a in zip(f["customer_id"], f["recency"], f["frequency"], f["monetary"],
-                                         f["occasions"], f["gap"], f["cluster"], f["at_risk"]):
-        yield CustomerRow(str(cid), int(r), int(fr), float(m), int(o), None if pd.isna(g) else float(g), int(c), bool(a))
+    for cid, r, fr, m, o, g, c, a in zip(
+        f["customer_id"],
+        f["recency"],
+        f["frequency"],
+        f["monetary"],
+        f["occasions"],
+        f["gap"],
+        f["cluster"],
+        f["at_risk"],
+    ):
+        yield CustomerRow(
+            str(cid), int(r), int(fr), float(m), int(o), None if pd.isna(g) else float(g), int(c), bool(a)
+        )

@@ -21,9 +21,12 @@ LIMITS = {
     "monetary": (0.0, 1e10, ""),
 }
 _KEYS = {
-    "r": "recency", "recency": "recency",
-    "f": "frequency", "frequency": "frequency",
-    "m": "monetary", "monetary": "monetary",
+    "r": "recency",
+    "recency": "recency",
+    "f": "frequency",
+    "frequency": "frequency",
+    "m": "monetary",
+    "monetary": "monetary",
 }
 _CURRENCY = re.compile(r"^(?:R\$|US\$|\$|€|£|¥|₹)|(?:R\$|\$|€|£|¥|₹)$")
 _DAYS = re.compile(r"(?<=\d)\s*(?:d|days?)$", re.IGNORECASE)

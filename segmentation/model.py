@@ -57,8 +57,13 @@ def kinds_of(occasions, at_risk) -> np.ndarray:
 class SegmentModel:
     """log1p → StandardScaler → KMeans inside each recency band and kind of customer."""
 
-    def __init__(self, n_clusters: int = DEFAULT_K, cutoffs: tuple[float, float, float] = (90, 180, 365),
-                 random_state: int = RANDOM_STATE, n_init: int = 10):
+    def __init__(
+        self,
+        n_clusters: int = DEFAULT_K,
+        cutoffs: tuple[float, float, float] = (90, 180, 365),
+        random_state: int = RANDOM_STATE,
+        n_init: int = 10,
+    ):
         self.n_clusters = n_clusters
         self.cutoffs = cutoffs
         self.random_state = random_state
@@ -143,8 +148,13 @@ class SegmentModel:
         }
 
         def pairs(allow_risk: bool) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...]]]:
-            return [(n1 + n2, b, k1, k2) for b, g in groups.items() for k1, n1 in g.items()
-                    for k2, n2 in g.items() if k1 < k2 and (allow_risk or AT_RISK not in k1 + k2)]
+            return [
+                (n1 + n2, b, k1, k2)
+                for b, g in groups.items()
+                for k1, n1 in g.items()
+                for k2, n2 in g.items()
+                if k1 < k2 and (allow_risk or AT_RISK not in k1 + k2)
+            ]
 
         # merge one-time with repeat buyers first (smallest pair first), then those at risk with
         # the rest of their band; never two bands

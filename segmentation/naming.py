@@ -68,8 +68,9 @@ def qualified_names(cands: Sequence[Candidate], terms: ShopTerms) -> dict[int, s
     names: dict[int, str] = {}
     for base, members in groups.items():
         words = _words(members, terms)
-        names.update({c.cluster: " — ".join([base, ", ".join(words[c.cluster])]) if words[c.cluster] else base
-                      for c in members})
+        names.update(
+            {c.cluster: " — ".join([base, ", ".join(words[c.cluster])]) if words[c.cluster] else base for c in members}
+        )
     return names
 
 
@@ -111,6 +112,7 @@ def _words(members: list[Candidate], terms: ShopTerms) -> dict[int, list[str]]:
 def _by_value(order: list[Candidate], dims: list[int], terms: ShopTerms) -> dict[int, str]:
     """Each cluster's typical values, written as the segment's typical line writes them, on as
     few dimensions as tell them apart (most different first)."""
+
     def fmt(c: Candidate, used: list[int]) -> str:
         parts = []
         for d in sorted(used):
@@ -129,7 +131,9 @@ def _by_value(order: list[Candidate], dims: list[int], terms: ShopTerms) -> dict
     return {c.cluster: f"{fmt(c, dims)} (group {i + 1})" for i, c in enumerate(order)}
 
 
-def match(previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[str, np.ndarray]]) -> list[tuple[int, int]]:
+def match(
+    previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[str, np.ndarray]]
+) -> list[tuple[int, int]]:
     """Pairs (previous index, current index) matching clusters by the distance between their
     centres (Hungarian assignment on squared distances in one scaled space)."""
     if not previous or not current:
@@ -141,8 +145,9 @@ def match(previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[st
     return list(zip(rows.tolist(), cols.tolist()))
 
 
-def changes(previous_version: str, previous: Sequence[tuple[str, np.ndarray]],
-            current: Sequence[tuple[str, np.ndarray]]) -> NameChanges:
+def changes(
+    previous_version: str, previous: Sequence[tuple[str, np.ndarray]], current: Sequence[tuple[str, np.ndarray]]
+) -> NameChanges:
     """Which names appeared, vanished, or were renamed (a vanished name whose cluster matches a
     cluster with an appeared name: the same customers under a new name)."""
     old = [n for n, _ in previous]

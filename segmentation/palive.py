@@ -64,15 +64,21 @@ def fit(frame: pd.DataFrame) -> tuple[BGNBD | None, str]:
     if repeaters < MIN_REPEAT_BUYERS:
         return None, f"only {repeaters:,} repeat buyers; BG/NBD needs {MIN_REPEAT_BUYERS}+ to estimate dropout"
     rows, w = np.unique(np.column_stack([x, np.round(t_x, 3), T]), axis=0, return_counts=True)
-    res = minimize(_neg_ll, x0=np.log([1.0, max(float(np.mean(T)), 1.0), 1.0, 1.0]),
-                   args=(rows[:, 0], rows[:, 1], rows[:, 2], w.astype(np.float64)),
-                   method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+    res = minimize(
+        _neg_ll,
+        x0=np.log([1.0, max(float(np.mean(T)), 1.0), 1.0, 1.0]),
+        args=(rows[:, 0], rows[:, 1], rows[:, 2], w.astype(np.float64)),
+        method="L-BFGS-B",
+        bounds=[(-12.0, 12.0)] * 4,
+    )
     params = np.exp(res.x)
     if not res.success or not np.all(np.isfinite(params)) or np.any(np.abs(res.x) >= 11.9):
         return None, "the fit did not converge to usable parameters"
     model = BGNBD(*map(float, params))
     dropout = model.a / (model.a + model.b)
     if dropout < MIN_DROPOUT:
-        return None, (f"the fit puts the chance of dropping out after a purchase at {dropout:.2%}: "
-                      "too few returns to tell the lapsed from the alive")
+        return None, (
+            f"the fit puts the chance of dropping out after a purchase at {dropout:.2%}: "
+            "too few returns to tell the lapsed from the alive"
+        )
     return model, "fitted"

@@ -41,7 +41,7 @@ def parse(text: str, path: Path) -> Playbook:
         raise PlaybookError(f"{path}: not valid TOML ({exc})") from None
     segments = data.get("segments")
     if not isinstance(segments, dict):
-        raise PlaybookError(f"{path}: needs a [segments.\"<name>\"] table for each segment")
+        raise PlaybookError(f'{path}: needs a [segments."<name>"] table for each segment')
     plays: dict[str, Play] = {}
     for name in VOCABULARY:
         entry = segments.get(name)
@@ -60,9 +60,7 @@ def parse(text: str, path: Path) -> Playbook:
         plays[name] = Play(desc.strip(), tuple(a.strip() for a in actions))
     unknown = sorted(set(segments) - set(VOCABULARY))
     if unknown:
-        raise PlaybookError(
-            f"{path}: unknown segment {unknown[0]!r}; the names are: {', '.join(VOCABULARY)}"
-        )
+        raise PlaybookError(f"{path}: unknown segment {unknown[0]!r}; the names are: {', '.join(VOCABULARY)}")
     return Playbook(plays, _at_risk_rule(data.get("at_risk", {}), path), path)
 
 
@@ -89,7 +87,7 @@ def _at_risk_rule(table: object, path: Path) -> AtRiskRule:
     if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 1 <= mult <= 10:
         raise PlaybookError(f"{path}: at_risk.own_gap_multiple must be a number from 1 to 10")
     if spend not in ONE_TIME_SPEND:
-        raise PlaybookError(f"{path}: at_risk.one_time_spend must be \"high\", \"mid\" or \"none\"")
+        raise PlaybookError(f'{path}: at_risk.one_time_spend must be "high", "mid" or "none"')
     return AtRiskRule(repeat, float(mult), spend)
 
 

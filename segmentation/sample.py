@@ -106,12 +106,32 @@ class Shape:
 
 SHAPES: dict[str, Shape] = {
     "marketplace": Shape("marketplace", DAYS, CHUNK_CUSTOMERS),
-    "wholesale": Shape("wholesale", 730, 20_000, gap_days=21.0, rate_shape=3.0, dropout=0.03,
-                       dropout_concentration=30.0, acquisition="growth", value_log_mean=6.2,
-                       value_log_sd=0.6, max_orders_per_customer=400),
-    "catalogue": Shape("catalogue", 1095, 100_000, gap_days=110.0, rate_shape=2.0, dropout=0.45,
-                       dropout_concentration=6.0, acquisition="decline", value_log_mean=4.3,
-                       value_log_sd=0.6, max_orders_per_customer=60),
+    "wholesale": Shape(
+        "wholesale",
+        730,
+        20_000,
+        gap_days=21.0,
+        rate_shape=3.0,
+        dropout=0.03,
+        dropout_concentration=30.0,
+        acquisition="growth",
+        value_log_mean=6.2,
+        value_log_sd=0.6,
+        max_orders_per_customer=400,
+    ),
+    "catalogue": Shape(
+        "catalogue",
+        1095,
+        100_000,
+        gap_days=110.0,
+        rate_shape=2.0,
+        dropout=0.45,
+        dropout_concentration=6.0,
+        acquisition="decline",
+        value_log_mean=4.3,
+        value_log_sd=0.6,
+        max_orders_per_customer=60,
+    ),
 }
 
 
@@ -142,8 +162,9 @@ def _process_times(rng: np.random.Generator, n: int, shape: Shape) -> tuple[np.n
     return k, (t[inside] * 86400).astype(np.int64)
 
 
-def _chunk(rng: np.random.Generator, n_customers: int, max_orders: int,
-           shape: Shape = SHAPES["marketplace"]) -> dict[str, pa.Table]:
+def _chunk(
+    rng: np.random.Generator, n_customers: int, max_orders: int, shape: Shape = SHAPES["marketplace"]
+) -> dict[str, pa.Table]:
     if shape.name == "marketplace":
         k = _orders_per_customer(rng, n_customers)
         seconds = None
@@ -217,9 +238,7 @@ def _chunk(rng: np.random.Generator, n_customers: int, max_orders: int,
             {
                 "customer_id": customer_ids,
                 "customer_unique_id": person_ids.take(pa.array(owner)),
-                "customer_state": pa.array(
-                    rng.choice(STATES, size=n_people, p=STATE_P)[owner], type=pa.string()
-                ),
+                "customer_state": pa.array(rng.choice(STATES, size=n_people, p=STATE_P)[owner], type=pa.string()),
             }
         ),
     }

@@ -47,10 +47,14 @@ class Segment:
     def typical(self, terms: ShopTerms) -> str:
         """E.g. "typically 268 days since the last order, 1 order, R$644"."""
         if self.reserved:
-            return ("no customer was like this at training: a segment kept for customers who reach "
-                    f"this band ({terms.band_range(self.band)})")
-        return (f"typically {plural(round(self.recency_median), 'day')} since the last order, "
-                f"{plural(self.frequency_median, 'order')}, {terms.money(self.monetary_median)}")
+            return (
+                "no customer was like this at training: a segment kept for customers who reach "
+                f"this band ({terms.band_range(self.band)})"
+            )
+        return (
+            f"typically {plural(round(self.recency_median), 'day')} since the last order, "
+            f"{plural(self.frequency_median, 'order')}, {terms.money(self.monetary_median)}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,8 +102,12 @@ class NameChanges:
         return out or ["Same segment names as before."]
 
     def as_json(self) -> dict[str, Any]:
-        return {"previous_version": self.previous_version, "appeared": list(self.appeared),
-                "vanished": list(self.vanished), "renamed": [list(p) for p in self.renamed]}
+        return {
+            "previous_version": self.previous_version,
+            "appeared": list(self.appeared),
+            "vanished": list(self.vanished),
+            "renamed": [list(p) for p in self.renamed],
+        }
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,12 @@ class CustomerAnswer(Prediction):
     usual_gap: float | None = None  # days between their purchase days
 
     def as_json(self) -> dict[str, Any]:
-        return {"customer_id": self.customer_id, **super().as_json(), "purchase_days": self.purchase_days,
-                "usual_gap_days": self.usual_gap}
+        return {
+            "customer_id": self.customer_id,
+            **super().as_json(),
+            "purchase_days": self.purchase_days,
+            "usual_gap_days": self.usual_gap,
+        }
 
 
 @dataclass(frozen=True)
@@ -155,17 +159,38 @@ class ServedModel:
         raise InputError(f"No segment '{query.strip()}' in model {self.version}. Segments: {names}")
 
     # -- questions ----------------------------------------------------------------------
-    def _answer(self, cluster: int, r: float, f: float, m: float, occasions: float, at_risk: bool,
-                book: playbook_mod.Playbook | None) -> dict[str, Any]:
+    def _answer(
+        self,
+        cluster: int,
+        r: float,
+        f: float,
+        m: float,
+        occasions: float,
+        at_risk: bool,
+        book: playbook_mod.Playbook | None,
+    ) -> dict[str, Any]:
         seg = self.segment(cluster)
         play = _play(seg, book or _playbook_or_none())
         return dict(
-            segment=seg.name, cluster=cluster, base=seg.base, band=seg.band.word,
-            description=play["description"], actions=play["actions"], definition=seg.definition,
-            typical=seg.typical(self.terms), segment_customers=seg.customers, fit=seg.check.fit,
+            segment=seg.name,
+            cluster=cluster,
+            base=seg.base,
+            band=seg.band.word,
+            description=play["description"],
+            actions=play["actions"],
+            definition=seg.definition,
+            typical=seg.typical(self.terms),
+            segment_customers=seg.customers,
+            fit=seg.check.fit,
             typical_values=(seg.recency_median, seg.frequency_median, seg.monetary_median),
-            recency=r, frequency=f, monetary=m, occasions=occasions, at_risk=at_risk,
-            levels=levels(self.terms, r, occasions, m), model_version=self.version, currency=self.terms.currency,
+            recency=r,
+            frequency=f,
+            monetary=m,
+            occasions=occasions,
+            at_risk=at_risk,
+            levels=levels(self.terms, r, occasions, m),
+            model_version=self.version,
+            currency=self.terms.currency,
         )
 
     def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
@@ -199,21 +224,30 @@ class ServedModel:
         if scored is None:
             return replace(self.trained.at_risk, model_version=self.version)
         names = {s.cluster: s.name for s in self.trained.all_segments}
-        return summarise(scored.at_risk, scored.frame["monetary"].to_numpy(), scored.labels, names,
-                         [s.cluster for s in self.trained.all_segments], self.trained.rule.text(self.terms),
-                         self.version, as_of or self.info.snapshot_date)
+        return summarise(
+            scored.at_risk,
+            scored.frame["monetary"].to_numpy(),
+            scored.labels,
+            names,
+            [s.cluster for s in self.trained.all_segments],
+            self.trained.rule.text(self.terms),
+            self.version,
+            as_of or self.info.snapshot_date,
+        )
 
     # -- exports ------------------------------------------------------------------------
-    def export(self, segments: Iterable[Segment], out: str | os.PathLike,
-               store: ModelStore | None = None) -> tuple[list[str], int]:
+    def export(
+        self, segments: Iterable[Segment], out: str | os.PathLike, store: ModelStore | None = None
+    ) -> tuple[list[str], int]:
         """The customers of ``segments`` as assigned at training, to a CSV file."""
         segments = list(segments)
         names = {s.cluster: s.name for s in segments}
         rows = self.assignments.members(list(names))
         return list(names.values()), write_customers_csv(rows, names, _out_path(out, store))
 
-    def export_at_risk(self, out: str | os.PathLike, store: ModelStore | None = None,
-                       scored: Scored | None = None) -> tuple[list[str], int]:
+    def export_at_risk(
+        self, out: str | os.PathLike, store: ModelStore | None = None, scored: Scored | None = None
+    ) -> tuple[list[str], int]:
         """The customers at risk, as flagged at training (default) or in a freshly scored frame."""
         names = {s.cluster: s.name for s in self.trained.all_segments}
         rows: Iterable[CustomerRow]
@@ -303,7 +337,9 @@ class SegmentService:
 
         return source_from_data_spec(spec, self.store.root, name)
 
-    def train(self, spec: str | None, *, trained_by: str, train_fn: Any = None, **kwargs: Any) -> tuple[str, TrainedModel]:
+    def train(
+        self, spec: str | None, *, trained_by: str, train_fn: Any = None, **kwargs: Any
+    ) -> tuple[str, TrainedModel]:
         """Train on the source ``spec`` names and serve the new version once it is verified."""
         from .training import train
 

@@ -70,16 +70,20 @@ def _mac(key: bytes, manifest: Mapping[str, Any]) -> str:
 def _from_text(text: str, where: str) -> bytes:
     text = text.strip()
     if len(text) < MIN_KEY_CHARS:
-        raise ModelKeyError(f"{where} must hold at least {MIN_KEY_CHARS} characters (e.g. the output of "
-                        "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        raise ModelKeyError(
+            f"{where} must hold at least {MIN_KEY_CHARS} characters (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
     return text.encode()
 
 
 def _read_key_file(path: Path) -> bytes:
     st = path.stat()
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ModelKeyError(f"the model key file {path.name} can be read or written by others; "
-                        f"run `chmod 600 {path}` (or set {KEY_ENV})")
+        raise ModelKeyError(
+            f"the model key file {path.name} can be read or written by others; "
+            f"run `chmod 600 {path}` (or set {KEY_ENV})"
+        )
     return _from_text(path.read_text(), f"the model key file {path.name}")
 
 
@@ -119,8 +123,10 @@ def new_key_file(key: ModelKey) -> ModelKey:
     """Rotation, step one: keep the current key file as ``.previous`` and write a new key. The
     returned key signs with the new key and still verifies with the old ones."""
     if key.file is None:
-        raise ModelKeyError(f"the model key comes from {KEY_ENV}: to rotate it, set {PREVIOUS_KEY_ENV} to the old "
-                        f"value and {KEY_ENV} to the new one, then run `segment rekey`")
+        raise ModelKeyError(
+            f"the model key comes from {KEY_ENV}: to rotate it, set {PREVIOUS_KEY_ENV} to the old "
+            f"value and {KEY_ENV} to the new one, then run `segment rekey`"
+        )
     old = key.file.with_name(key.file.name + ".previous")
     if old.exists():
         raise ModelKeyError(f"a rotation is already under way ({old.name} exists): run `segment rekey` to finish it")

@@ -169,8 +169,11 @@ class RFMTable:
 
 
 def describe_exclusions(excluded: dict[str, int]) -> str:
-    parts = [f"{n:,} {_singular(EXCLUSION_LABELS.get(k, k)) if n == 1 else EXCLUSION_LABELS.get(k, k)}"
-             for k, n in excluded.items() if n]
+    parts = [
+        f"{n:,} {_singular(EXCLUSION_LABELS.get(k, k)) if n == 1 else EXCLUSION_LABELS.get(k, k)}"
+        for k, n in excluded.items()
+        if n
+    ]
     return "; ".join(parts) if parts else "nothing"
 
 
@@ -199,9 +202,7 @@ def source_from_spec(
         raise DataError(f"{p}: no such file or folder")
     if p.is_dir():
         if any((customer_col, date_col, order_col, amount_col, quantity_col, price_col)):
-            raise DataError(
-                f"{p}: column flags apply to a single transactions file, not to an Olist folder"
-            )
+            raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
         return OlistSource(p) if currency is None else OlistSource(p, currency)
     if not _is_supported_file(p):
         raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
@@ -270,10 +271,7 @@ def _timestamp_expr(col: str, date_format: str | None) -> str:
     # ISO dates and timestamps; one with a UTC offset is converted to UTC (the session time
     # zone), one without is taken as UTC. TIMESTAMPTZ first: a plain TIMESTAMP cast would
     # silently drop the offset.
-    return (
-        f"COALESCE(CAST(TRY_CAST({c} AS TIMESTAMPTZ) AS TIMESTAMP), "
-        f"TRY_CAST({c} AS TIMESTAMP))"
-    )
+    return f"COALESCE(CAST(TRY_CAST({c} AS TIMESTAMPTZ) AS TIMESTAMP), TRY_CAST({c} AS TIMESTAMP))"
 
 
 def _olist_file(folder: Path, key: str) -> Path:
@@ -303,17 +301,17 @@ def _olist_orders_sql(con: duckdb.DuckDBPyConnection, src: OlistSource) -> str:
     return f"""
     WITH o AS (
         SELECT order_id, customer_id AS cid, lower(trim(order_status)) AS status,
-               {_timestamp_expr('order_purchase_timestamp', None)} AS ordered_at
-        FROM {_reader(files['orders'])}
+               {_timestamp_expr("order_purchase_timestamp", None)} AS ordered_at
+        FROM {_reader(files["orders"])}
     ),
     p AS (
         SELECT order_id, SUM({amount}) AS amount, COUNT(*) AS n_rows, COUNT({amount}) AS n_ok
-        FROM {_reader(files['payments'])}
+        FROM {_reader(files["payments"])}
         GROUP BY order_id
     ),
     c AS (
         SELECT customer_id, MIN(NULLIF(trim(customer_unique_id), '')) AS uid
-        FROM {_reader(files['customers'])}
+        FROM {_reader(files["customers"])}
         GROUP BY customer_id
     )
     SELECT o.order_id, c.uid AS customer_id, o.ordered_at, p.amount,
@@ -338,10 +336,7 @@ def _transactions_orders_sql(con: duckdb.DuckDBPyConnection, src: TransactionsSo
         assert src.quantity_col and src.price_col
         q = _ident(_resolve_column(available, src.quantity_col, p))
         pr = _ident(_resolve_column(available, src.price_col, p))
-        amount = (
-            f"CAST(ROUND(TRY_CAST({q} AS DECIMAL(18,4)) * TRY_CAST({pr} AS DECIMAL(18,4)), 2) "
-            "AS DECIMAL(18,2))"
-        )
+        amount = f"CAST(ROUND(TRY_CAST({q} AS DECIMAL(18,4)) * TRY_CAST({pr} AS DECIMAL(18,4)), 2) AS DECIMAL(18,2))"
     if src.order_col:
         order = f"NULLIF(trim(CAST({_ident(_resolve_column(available, src.order_col, p))} AS VARCHAR)), '')"
     else:
@@ -422,25 +417,25 @@ def _aggregate(con, as_of: dt.date | None, description: str, where: Path) -> RFM
         "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'"
     ).fetchone()
     if ancient:
-        con.execute("UPDATE orders SET excluded = 'too_old' "
-                    "WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'")
+        con.execute(
+            "UPDATE orders SET excluded = 'too_old' "
+            "WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'"
+        )
         excluded["too_old"] = int(ancient)
     if as_of is None:  # a mistyped year must not become the snapshot date of every customer
-        tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+        tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
         (future,) = con.execute(
             "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?", [tomorrow]
         ).fetchone()
         if future:
-            con.execute("UPDATE orders SET excluded = 'future_date' "
-                        "WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?", [tomorrow])
+            con.execute(
+                "UPDATE orders SET excluded = 'future_date' WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?",
+                [tomorrow],
+            )
             excluded["future_date"] = int(future)
-    (latest,) = con.execute(
-        "SELECT MAX(CAST(ordered_at AS DATE)) FROM orders WHERE excluded IS NULL"
-    ).fetchone()
+    (latest,) = con.execute("SELECT MAX(CAST(ordered_at AS DATE)) FROM orders WHERE excluded IS NULL").fetchone()
     if latest is None:
-        raise DataError(
-            f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})"
-        )
+        raise DataError(f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})")
     snapshot = as_of or (latest + dt.timedelta(days=1))
     (after,) = con.execute(
         "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?",
@@ -452,21 +447,21 @@ def _aggregate(con, as_of: dt.date | None, description: str, where: Path) -> RFM
         "CREATE TEMP VIEW valid_orders AS SELECT * FROM orders WHERE excluded IS NULL "
         f"AND CAST(ordered_at AS DATE) <= DATE '{snapshot.isoformat()}'"
     )
-    n_orders, latest = con.execute(
-        "SELECT COUNT(*), MAX(CAST(ordered_at AS DATE)) FROM valid_orders"
-    ).fetchone()
+    n_orders, latest = con.execute("SELECT COUNT(*), MAX(CAST(ordered_at AS DATE)) FROM valid_orders").fetchone()
     if not n_orders:
         raise DataError(
-            f"{where}: no orders on or before {snapshot.isoformat()} "
-            f"(excluded: {describe_exclusions(excluded)})"
+            f"{where}: no orders on or before {snapshot.isoformat()} (excluded: {describe_exclusions(excluded)})"
         )
     frame = con.execute(RFM_SQL.format(orders="valid_orders"), [snapshot]).df()
     frame["customer_id"] = frame["customer_id"].astype(str)
     frame["gap"] = frame["gap"].astype(np.float64)
     p50, p80, p95, returning, n_gaps = con.execute(GAPS_SQL.format(orders="valid_orders")).fetchone()
     gaps = GapStats(
-        None if p50 is None else int(p50), None if p80 is None else int(p80),
-        None if p95 is None else int(p95), int(returning or 0), int(n_gaps or 0),
+        None if p50 is None else int(p50),
+        None if p80 is None else int(p80),
+        None if p95 is None else int(p95),
+        int(returning or 0),
+        int(n_gaps or 0),
     )
     return RFMTable(
         frame=frame,

@@ -256,11 +256,7 @@ class ModelStore:
         """Write a new version; make it current only once it is fully written and verified."""
         with self._lock():
             existing = [int(_VERSION_RE.match(v).group(1)) for v in self.versions()]
-            leftovers = [
-                int(m.group(1))
-                for p in self.models.glob("v*.joblib")
-                if (m := _VERSION_RE.match(p.stem))
-            ]
+            leftovers = [int(m.group(1)) for p in self.models.glob("v*.joblib") if (m := _VERSION_RE.match(p.stem))]
             version = f"v{max(existing + leftovers, default=0) + 1:04d}"
             buf = io.BytesIO()
             joblib.dump({"schema_version": SCHEMA_VERSION, "trained": trained}, buf, compress=3)

@@ -90,11 +90,15 @@ class ShopTerms:
 
     def freqs(self, occasions: np.ndarray | pd.Series) -> np.ndarray:
         o = np.asarray(occasions, dtype=np.float64)
-        return np.where(o >= self.frequent_from, Freq.FREQUENT, np.where(o >= 2, Freq.REPEAT, Freq.ONE_TIME)).astype(np.int8)
+        return np.where(o >= self.frequent_from, Freq.FREQUENT, np.where(o >= 2, Freq.REPEAT, Freq.ONE_TIME)).astype(
+            np.int8
+        )
 
     def spends(self, monetary: np.ndarray | pd.Series) -> np.ndarray:
         m = np.asarray(monetary, dtype=np.float64)
-        return np.where(m >= self.spend_high_from, Spend.HIGH, np.where(m < self.spend_low_below, Spend.LOW, Spend.MID)).astype(np.int8)
+        return np.where(
+            m >= self.spend_high_from, Spend.HIGH, np.where(m < self.spend_low_below, Spend.LOW, Spend.MID)
+        ).astype(np.int8)
 
     def band(self, recency: float) -> Band:
         return Band(int(self.bands(np.array([recency]))[0]))
@@ -126,8 +130,10 @@ class ShopTerms:
         if self.measured:
             basis = f"measured on {self.returning_customers:,} returning customers ({self.gaps:,} gaps)"
         else:
-            basis = (f"only {self.returning_customers:,} returning customers: too few to measure, "
-                     "so conventional cut-offs are used")
+            basis = (
+                f"only {self.returning_customers:,} returning customers: too few to measure, "
+                "so conventional cut-offs are used"
+            )
         days = lambda n: f"{n} day" + ("" if n == 1 else "s")  # noqa: E731
         return [
             f"Return time {days(self.return_time)}, return window {days(self.return_window)}, lost after "
@@ -162,8 +168,14 @@ def measure(frame: pd.DataFrame, gaps: GapStats, currency: str = "") -> ShopTerm
     m = frame["monetary"].to_numpy(np.float64)
     low, high = np.quantile(m, [LOW_SPEND_SHARE, 1 - HIGH_SPEND_SHARE])
     return ShopTerms(
-        return_time=t, return_window=w, lost_after=lost, frequent_from=int(frequent),
-        spend_low_below=float(low), spend_high_from=float(high),
-        returning_customers=gaps.returning_customers, gaps=gaps.gaps, measured=measured,
+        return_time=t,
+        return_window=w,
+        lost_after=lost,
+        frequent_from=int(frequent),
+        spend_low_below=float(low),
+        spend_high_from=float(high),
+        returning_customers=gaps.returning_customers,
+        gaps=gaps.gaps,
+        measured=measured,
         currency=currency,
     )

@@ -16,8 +16,13 @@ from .validate import MAX_AT_RISK_CHANGE, MAX_SEED_CHANGE, Report
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> str:
     colalign = tuple("left" if a == "l" else "right" for a in align)
-    return tabulate([[str(c) for c in r] for r in rows], headers=list(headers), tablefmt="simple",
-                    colalign=colalign, disable_numparse=True)
+    return tabulate(
+        [[str(c) for c in r] for r in rows],
+        headers=list(headers),
+        tablefmt="simple",
+        colalign=colalign,
+        disable_numparse=True,
+    )
 
 
 def share(x: float) -> str:
@@ -31,15 +36,27 @@ def terms_block(terms: ShopTerms) -> str:
 
 def segments_table(segments: Sequence[Segment], terms: ShopTerms) -> str:
     rows = [
-        [s.name, f"{s.customers:,}", share(s.share), share(s.revenue_share), f"{s.recency_median:,.0f}",
-         f"{s.frequency_median:g}", terms.money(s.monetary_median), f"{s.at_risk:,}",
-         f"{s.check.fit:.0%}" + ("" if s.check.passed else " FAIL")]
+        [
+            s.name,
+            f"{s.customers:,}",
+            share(s.share),
+            share(s.revenue_share),
+            f"{s.recency_median:,.0f}",
+            f"{s.frequency_median:g}",
+            terms.money(s.monetary_median),
+            f"{s.at_risk:,}",
+            f"{s.check.fit:.0%}" + ("" if s.check.passed else " FAIL"),
+        ]
         for s in segments
     ]
-    return table(("Segment", "Customers", "Share", "Revenue", "Days since last order", "Orders", "Spend",
-                  "At risk", "Fit"), rows, "lrrrrrrrr") + (
+    return table(
+        ("Segment", "Customers", "Share", "Revenue", "Days since last order", "Orders", "Spend", "At risk", "Fit"),
+        rows,
+        "lrrrrrrrr",
+    ) + (
         "\n(medians per segment; Revenue: share of all spend; Fit: share of the segment's customers "
-        "meeting its definition, at least half for the name to hold)")
+        "meeting its definition, at least half for the name to hold)"
+    )
 
 
 def at_risk_block(a: AtRiskSummary, terms: ShopTerms) -> str:
@@ -54,9 +71,11 @@ def at_risk_block(a: AtRiskSummary, terms: ShopTerms) -> str:
 
 
 def at_risk_table(a: AtRiskSummary, terms: ShopTerms) -> str:
-    head = (f"Churn risk in model {a.model_version}, as of {a.as_of}: {a.customers:,} customers "
-            f"({share(a.share_of_customers)} of {a.all_customers:,}), revenue {terms.money(a.revenue)} "
-            f"({share(a.share_of_revenue)} of all spend)")
+    head = (
+        f"Churn risk in model {a.model_version}, as of {a.as_of}: {a.customers:,} customers "
+        f"({share(a.share_of_customers)} of {a.all_customers:,}), revenue {terms.money(a.revenue)} "
+        f"({share(a.share_of_revenue)} of all spend)"
+    )
     body = f"Who counts: {a.definition}."
     if not a.by_segment:
         return f"{head}\n{body}"
@@ -71,8 +90,12 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
         f"  This customer: {ans.recency:,.0f} days since the last order ({ans.levels[0]}), "
         f"{ans.frequency:,.0f} order{'s' if ans.frequency != 1 else ''} ({ans.levels[1]}), "
         f"spend {terms.money(ans.monetary)} ({ans.levels[2]}); {risk}.",
-        (f"  The segment ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit its definition): "
-         f"{ans.typical}." if ans.segment_customers else f"  The segment: {ans.typical}."),
+        (
+            f"  The segment ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit its definition): "
+            f"{ans.typical}."
+            if ans.segment_customers
+            else f"  The segment: {ans.typical}."
+        ),
         f"  Its definition: {ans.definition}.",
     ]
     if ans.note:
@@ -86,8 +109,11 @@ def rule_based_block(rb: RuleBasedComparison) -> str:
     ch = rb.champions
     return (
         "Rule-based quantile segments, for comparison:\n"
-        + table(("Segment", "Customers", "of them one-time buyers"),
-                [[s.name, f"{s.customers:,}", f"{s.one_time_buyers:,}"] for s in rb.segments], "lrr")
+        + table(
+            ("Segment", "Customers", "of them one-time buyers"),
+            [[s.name, f"{s.customers:,}", f"{s.one_time_buyers:,}"] for s in rb.segments],
+            "lrr",
+        )
         + f"\n\nChampions: the quantile rules find {ch['rule_based']:,} ({ch['rule_based_one_time_buyers']:,} "
         f"of them one-time buyers); the segments here find {ch['kmeans']:,} "
         f"({ch['kmeans_one_time_buyers']:,} one-time)."
@@ -97,39 +123,70 @@ def rule_based_block(rb: RuleBasedComparison) -> str:
 def validation(r: Report) -> str:
     t = r.trained
     ok = lambda b: "pass" if b else "FAIL"  # noqa: E731
-    out = [f"Validation of {r.source}: {r.customers:,} customers, K = {t.info.k}, seed {t.info.seed}", "",
-           terms_block(t.terms), "", "Definitions (a name holds when at least half of its customers fit it)"]
-    rows = [[s.name, ok(s.passed), f"{s.fit:.0%}", f"{s.customers:,}", f"{s.share:.1%}", f"{s.revenue_share:.1%}",
-             f"{s.at_risk:,}", s.typical] for s in r.segments]
-    out.append(table(("Segment", "Check", "Fit", "Customers", "Share", "Revenue", "At risk", "Typical customer"),
-                     rows, "llrrrrrl"))
+    out = [
+        f"Validation of {r.source}: {r.customers:,} customers, K = {t.info.k}, seed {t.info.seed}",
+        "",
+        terms_block(t.terms),
+        "",
+        "Definitions (a name holds when at least half of its customers fit it)",
+    ]
+    rows = [
+        [
+            s.name,
+            ok(s.passed),
+            f"{s.fit:.0%}",
+            f"{s.customers:,}",
+            f"{s.share:.1%}",
+            f"{s.revenue_share:.1%}",
+            f"{s.at_risk:,}",
+            s.typical,
+        ]
+        for s in r.segments
+    ]
+    out.append(
+        table(
+            ("Segment", "Check", "Fit", "Customers", "Share", "Revenue", "At risk", "Typical customer"),
+            rows,
+            "llrrrrrl",
+        )
+    )
     out.append("")
     for s in r.segments:
         out.append(f"  {s.name}: {s.definition}")
     out += ["", at_risk_block(r.at_risk, t.terms), ""]
     seeds = r.seed_runs()
-    out.append(f"Stability across seeds {', '.join(str(x.seed) for x in seeds)} (K = {t.info.k}): "
-               f"same names: {ok(r.seed_names_same)}; customers changing base name: at most "
-               f"{r.seed_max_change:.2%} (limit {MAX_SEED_CHANGE:.0%}) {ok(r.seed_max_change <= MAX_SEED_CHANGE)}")
+    out.append(
+        f"Stability across seeds {', '.join(str(x.seed) for x in seeds)} (K = {t.info.k}): "
+        f"same names: {ok(r.seed_names_same)}; customers changing base name: at most "
+        f"{r.seed_max_change:.2%} (limit {MAX_SEED_CHANGE:.0%}) {ok(r.seed_max_change <= MAX_SEED_CHANGE)}"
+    )
     for x in seeds:
         out.append(f"  seed {x.seed}: {len(x.names)} names, {x.changed:.2%} changed, {x.at_risk:,} at risk")
     ks = r.k_runs()
-    out.append(f"At-risk count across K = {min(x.k for x in ks)}..{max(x.k for x in ks)} and seeds: "
-               f"largest change {r.at_risk_max_change:.2%} (limit {MAX_AT_RISK_CHANGE:.0%}) "
-               f"{ok(r.at_risk_max_change <= MAX_AT_RISK_CHANGE)}")
+    out.append(
+        f"At-risk count across K = {min(x.k for x in ks)}..{max(x.k for x in ks)} and seeds: "
+        f"largest change {r.at_risk_max_change:.2%} (limit {MAX_AT_RISK_CHANGE:.0%}) "
+        f"{ok(r.at_risk_max_change <= MAX_AT_RISK_CHANGE)}"
+    )
     out.append("  " + " · ".join(f"K={x.k}: {x.at_risk:,}" for x in sorted(ks, key=lambda x: x.k)))
     inv = r.invariants
     out.append(f"No promotion without a purchase ({inv.days} days later, no new orders): {ok(inv.hold)}")
-    out.append(f"  scored by the same model: {inv.scored_promoted:,} moved to a more active segment, "
-               f"{inv.scored_risk_to_active:,} from at risk to an active segment")
-    out.append(f"  retrained on the later snapshot: {inv.retrained_promoted:,} moved to a more active segment, "
-               f"{inv.retrained_risk_to_active:,} from at risk to an active segment")
+    out.append(
+        f"  scored by the same model: {inv.scored_promoted:,} moved to a more active segment, "
+        f"{inv.scored_risk_to_active:,} from at risk to an active segment"
+    )
+    out.append(
+        f"  retrained on the later snapshot: {inv.retrained_promoted:,} moved to a more active segment, "
+        f"{inv.retrained_risk_to_active:,} from at risk to an active segment"
+    )
     p = r.palive
     if p.usable:
-        out.append(f"BG/NBD P(alive), an extra signal for repeat buyers: {p.likely_gone:,} of {p.repeat_buyers:,} "
-                   f"repeat buyers are probably gone (P(alive) < 0.5): {p.also_at_risk:,} also at risk by the rule, "
-                   f"{p.lost_by_terms:,} already past the lost cut-off, {p.adds:,} more that the rule does not "
-                   f"flag yet; {p.rule_alive:,} flagged by the rule look alive to BG/NBD.")
+        out.append(
+            f"BG/NBD P(alive), an extra signal for repeat buyers: {p.likely_gone:,} of {p.repeat_buyers:,} "
+            f"repeat buyers are probably gone (P(alive) < 0.5): {p.also_at_risk:,} also at risk by the rule, "
+            f"{p.lost_by_terms:,} already past the lost cut-off, {p.adds:,} more that the rule does not "
+            f"flag yet; {p.rule_alive:,} flagged by the rule look alive to BG/NBD."
+        )
     else:
         out.append(f"BG/NBD P(alive) not used: {p.reason}.")
     out.append("")

@@ -34,7 +34,6 @@ Progress = Callable[[str], None]
 MAX_K = 30
 
 
-
 @dataclass
 class Timer:
     progress: Progress | None = None
@@ -74,12 +73,15 @@ def rule_based_comparison(rfm: pd.DataFrame, segment_base: np.ndarray) -> RuleBa
         for n in sorted(counts.index, key=vocabulary_rank)
     )
     champions = segment_base == "Champions"
-    return RuleBasedComparison(rows, {
-        "rule_based": int(counts.get("Champions", 0)),
-        "rule_based_one_time_buyers": int(one_time_counts.get("Champions", 0)),
-        "kmeans": int(champions.sum()),
-        "kmeans_one_time_buyers": int((champions & one_time).sum()),
-    })
+    return RuleBasedComparison(
+        rows,
+        {
+            "rule_based": int(counts.get("Champions", 0)),
+            "rule_based_one_time_buyers": int(one_time_counts.get("Champions", 0)),
+            "kmeans": int(champions.sum()),
+            "kmeans_one_time_buyers": int((champions & one_time).sum()),
+        },
+    )
 
 
 def fit(
@@ -121,8 +123,16 @@ def fit(
         names = {s.cluster: s.name for s in everything}
         base_of = np.array([s.base for s in sorted(everything, key=lambda s: s.cluster)], dtype=object)
         rule_based = rule_based_comparison(rfm, base_of[labels])
-        at_risk = summarise(flags, rfm["monetary"].to_numpy(), labels, names, [s.cluster for s in everything],
-                            book.at_risk.text(terms), "", table.snapshot_date.isoformat())
+        at_risk = summarise(
+            flags,
+            rfm["monetary"].to_numpy(),
+            labels,
+            names,
+            [s.cluster for s in everything],
+            book.at_risk.text(terms),
+            "",
+            table.snapshot_date.isoformat(),
+        )
         name_changes = None
         if previous is not None:
             version, before = previous
@@ -134,7 +144,7 @@ def fit(
     with timer.step("silhouette", "Measuring cluster separation (silhouette on a sample)"):
         sil = silhouette(model, X, labels)
     info = ModelInfo(
-        trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        trained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         trained_by=trained_by,
         source=table.source,
         data=data_ref,
@@ -153,8 +163,9 @@ def fit(
         schema_version=SCHEMA_VERSION,
     )
     del model.labels_  # not needed to predict; keeps the saved model small
-    trained = TrainedModel(model, terms, book.at_risk, tuple(segments), at_risk, rule_based, info, name_changes,
-                           reserved=tuple(reserved))
+    trained = TrainedModel(
+        model, terms, book.at_risk, tuple(segments), at_risk, rule_based, info, name_changes, reserved=tuple(reserved)
+    )
     assignments = rfm.assign(cluster=labels, at_risk=flags)
     return trained, assignments
 
@@ -172,27 +183,42 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
     total_revenue = float(monetary.sum())
     cands, stats = [], {}
     for c in range(k):
-        idx = order[bounds[c]:bounds[c + 1]]
+        idx = order[bounds[c] : bounds[c + 1]]
         if c in model.reserved_:
             b, kind = model.strata_[model.center_stratum_[c]][0], model.strata_[model.center_stratum_[c]][1][0]
             f = Freq.ONE_TIME if kind == ONE_TIME else Freq.REPEAT
             base = name_for_profile(Band(b), f, Spend.LOW, kind == AT_RISK)
             r, o, m = model.centroids_[c]
             med = (float(round(r)), float(round(o)), float(m))
-            cands.append(Candidate(cluster=c, base=base, band=Band(b), freq=f, spend=Spend.LOW, medians=med,
-                                   center=tuple(model.transform(np.array([med]))[0])))
+            cands.append(
+                Candidate(
+                    cluster=c,
+                    base=base,
+                    band=Band(b),
+                    freq=f,
+                    spend=Spend.LOW,
+                    medians=med,
+                    center=tuple(model.transform(np.array([med]))[0]),
+                )
+            )
             stats[c] = (idx, check(base, band[idx], freq[idx], spend[idx], flags[idx]))
             continue
         b, f, s, r = band[idx], freq[idx], spend[idx], flags[idx]
         base = name_for(b, f, s, r)
         med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
         typical_spend = terms.spend(med[2])
-        cands.append(Candidate(
-            cluster=c, base=base, band=Band(int(np.bincount(b, minlength=4).argmax())),
-            freq=terms.freq(med[1]), spend=typical_spend, medians=med,
-            center=tuple(model.transform(np.array([med]))[0]),
-            spend_share=float((s == typical_spend).mean()),
-        ))
+        cands.append(
+            Candidate(
+                cluster=c,
+                base=base,
+                band=Band(int(np.bincount(b, minlength=4).argmax())),
+                freq=terms.freq(med[1]),
+                spend=typical_spend,
+                medians=med,
+                center=tuple(model.transform(np.array([med]))[0]),
+                spend_share=float((s == typical_spend).mean()),
+            )
+        )
         stats[c] = (idx, check(base, b, f, s, r))
     display = qualified_names(cands, terms)
     segments = []
@@ -201,28 +227,30 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
         play = book.play(cand.base)
         revenue = float(monetary[idx].sum())
         reserved = cand.cluster in model.reserved_
-        segments.append(Segment(
-            cluster=cand.cluster,
-            name=display[cand.cluster],
-            base=cand.base,
-            band=cand.band,
-            definition=BY_NAME[cand.base].text(terms),
-            check=chk,
-            customers=len(idx),
-            share=len(idx) / len(labels),
-            revenue=revenue,
-            revenue_share=revenue / total_revenue if total_revenue else 0.0,
-            recency_median=cand.medians[0],
-            frequency_median=cand.medians[1] if reserved else float(np.median(frequency[idx])),
-            frequency_mean=cand.medians[1] if reserved else float(frequency[idx].mean()),
-            occasions_median=cand.medians[1],
-            monetary_median=cand.medians[2],
-            at_risk=int(flags[idx].sum()),
-            centroid=tuple(float(v) for v in model.centroids_[cand.cluster]),
-            description=play.description,
-            actions=play.actions,
-            reserved=reserved,
-        ))
+        segments.append(
+            Segment(
+                cluster=cand.cluster,
+                name=display[cand.cluster],
+                base=cand.base,
+                band=cand.band,
+                definition=BY_NAME[cand.base].text(terms),
+                check=chk,
+                customers=len(idx),
+                share=len(idx) / len(labels),
+                revenue=revenue,
+                revenue_share=revenue / total_revenue if total_revenue else 0.0,
+                recency_median=cand.medians[0],
+                frequency_median=cand.medians[1] if reserved else float(np.median(frequency[idx])),
+                frequency_mean=cand.medians[1] if reserved else float(frequency[idx].mean()),
+                occasions_median=cand.medians[1],
+                monetary_median=cand.medians[2],
+                at_risk=int(flags[idx].sum()),
+                centroid=tuple(float(v) for v in model.centroids_[cand.cluster]),
+                description=play.description,
+                actions=play.actions,
+                reserved=reserved,
+            )
+        )
     segments.sort(key=lambda s: (vocabulary_rank(s.base), s.band, -s.monetary_median, s.cluster))
     return segments
 
@@ -247,11 +275,16 @@ def train(
     except (ModelNotFoundError, SegmentationError):
         previous = None  # none yet, or damaged: nothing to compare names with
     trained, assignments = fit(
-        table, k=k, seed=seed, trained_by=trained_by, data_ref=data_ref, previous=previous, timer=timer,
+        table,
+        k=k,
+        seed=seed,
+        trained_by=trained_by,
+        data_ref=data_ref,
+        previous=previous,
+        timer=timer,
     )
     with timer.step("save", "Saving the model"):
         trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
         version = store.save(trained, assignments)
     trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
     return version, trained
-

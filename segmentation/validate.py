@@ -65,8 +65,12 @@ class Invariants:
 
     @property
     def hold(self) -> bool:
-        return not (self.scored_promoted or self.scored_risk_to_active
-                    or self.retrained_promoted or self.retrained_risk_to_active)
+        return not (
+            self.scored_promoted
+            or self.scored_risk_to_active
+            or self.retrained_promoted
+            or self.retrained_risk_to_active
+        )
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,13 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return (self.definitions_hold and self.seed_names_same and self.seed_max_change <= MAX_SEED_CHANGE
-                and self.at_risk_max_change <= MAX_AT_RISK_CHANGE and self.invariants.hold)
+        return (
+            self.definitions_hold
+            and self.seed_names_same
+            and self.seed_max_change <= MAX_SEED_CHANGE
+            and self.at_risk_max_change <= MAX_AT_RISK_CHANGE
+            and self.invariants.hold
+        )
 
 
 def _base_labels(trained: TrainedModel, labels: np.ndarray) -> np.ndarray:
@@ -133,9 +142,15 @@ def _bands(trained: TrainedModel, labels: np.ndarray) -> np.ndarray:
     return np.array([int(by[c].band) for c in range(len(by))])[labels]
 
 
-def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks: Sequence[int] = KS,
-        shift_days: int = SHIFT_DAYS,
-        progress: Callable[[str], None] | None = None) -> Report:
+def run(
+    table: RFMTable,
+    *,
+    k: int = DEFAULT_K,
+    seeds: Sequence[int] = SEEDS,
+    ks: Sequence[int] = KS,
+    shift_days: int = SHIFT_DAYS,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
     say = progress or (lambda _: None)
     say(f"Training the reference model (K={k}, seed {seeds[0]})")
     trained, assignments = fit(table, k=k, seed=seeds[0])
@@ -143,28 +158,48 @@ def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks
     flags = assignments["at_risk"].to_numpy(bool)
     ref_base = _base_labels(trained, labels)
     segments = tuple(
-        SegmentCheck(s.name, s.base, s.definition, s.check.fit, s.check.passed, s.customers, s.share,
-                     s.revenue_share, s.at_risk, s.typical(trained.terms))
+        SegmentCheck(
+            s.name,
+            s.base,
+            s.definition,
+            s.check.fit,
+            s.check.passed,
+            s.customers,
+            s.share,
+            s.revenue_share,
+            s.at_risk,
+            s.typical(trained.terms),
+        )
         for s in trained.segments
     )
     runs = []
     for seed in seeds:
-        for kk in ([k] if seed != seeds[0] else [kk for kk in ks if kk != k]):
+        for kk in [k] if seed != seeds[0] else [kk for kk in ks if kk != k]:
             say(f"Refitting with seed {seed}, K={kk}")
             other, other_assign = fit(table, k=kk, seed=seed)
             other_base = _base_labels(other, other_assign["cluster"].to_numpy())
-            runs.append(Run(seed, kk, tuple(sorted({s.base for s in other.segments})),
-                            float((other_base != ref_base).mean()), int(other_assign["at_risk"].sum())))
+            runs.append(
+                Run(
+                    seed,
+                    kk,
+                    tuple(sorted({s.base for s in other.segments})),
+                    float((other_base != ref_base).mean()),
+                    int(other_assign["at_risk"].sum()),
+                )
+            )
     runs.insert(0, Run(seeds[0], k, tuple(sorted({s.base for s in trained.segments})), 0.0, int(flags.sum())))
 
     say(f"Checking that {shift_days} days without a purchase never make anyone more active")
     later = table.frame.assign(recency=table.frame["recency"] + shift_days)
     band_now = _bands(trained, labels)
     later_flags = trained.rule.frame_flags(trained.terms, later)
-    later_labels = trained.model.predict(later[FEATURES].to_numpy(np.float64), kinds_of(later["occasions"], later_flags))
+    later_labels = trained.model.predict(
+        later[FEATURES].to_numpy(np.float64), kinds_of(later["occasions"], later_flags)
+    )
     band_scored = _bands(trained, later_labels)
-    later_table = replace(table, frame=later,
-                          snapshot_date=table.snapshot_date + pd.Timedelta(days=shift_days).to_pytimedelta())
+    later_table = replace(
+        table, frame=later, snapshot_date=table.snapshot_date + pd.Timedelta(days=shift_days).to_pytimedelta()
+    )
     retrained, later_assign = fit(later_table, k=k, seed=seeds[0])
     band_retrained = _bands(retrained, later_assign["cluster"].to_numpy())
     active = int(Band.ACTIVE)
@@ -176,8 +211,16 @@ def run(table: RFMTable, *, k: int = DEFAULT_K, seeds: Sequence[int] = SEEDS, ks
         retrained_risk_to_active=int((flags & (band_retrained == active)).sum()),
     )
     say("Fitting BG/NBD for P(alive)")
-    return Report(table.source, table.customers, trained, segments, trained.at_risk, tuple(runs), invariants,
-                  _palive(table.frame, trained, flags, band_now))
+    return Report(
+        table.source,
+        table.customers,
+        trained,
+        segments,
+        trained.at_risk,
+        tuple(runs),
+        invariants,
+        _palive(table.frame, trained, flags, band_now),
+    )
 
 
 def _palive(frame: pd.DataFrame, trained: TrainedModel, flags: np.ndarray, band: np.ndarray) -> PAlive:
@@ -191,16 +234,25 @@ def _palive(frame: pd.DataFrame, trained: TrainedModel, flags: np.ndarray, band:
     active_repeat = repeat & (own_band == int(Band.ACTIVE))
     if active_repeat.any() and float((p[active_repeat] >= 0.5).mean()) < 0.8:
         dropout = model.a / (model.a + model.b)
-        return PAlive(False, (
-            f"the fit puts the chance of dropping out after a purchase at {dropout:.0%}, so it calls "
-            f"{float((p[active_repeat] < 0.5).mean()):.0%} of the repeat buyers who bought within the return "
-            "time probably gone: it cannot tell the lapsing from the active here"),
-            params=(model.r, model.alpha, model.a, model.b))
+        return PAlive(
+            False,
+            (
+                f"the fit puts the chance of dropping out after a purchase at {dropout:.0%}, so it calls "
+                f"{float((p[active_repeat] < 0.5).mean()):.0%} of the repeat buyers who bought within the return "
+                "time probably gone: it cannot tell the lapsing from the active here"
+            ),
+            params=(model.r, model.alpha, model.a, model.b),
+        )
     gone = repeat & (p < 0.5)
     lost = own_band == int(Band.LOST)
     return PAlive(
-        True, "fitted", repeat_buyers=int(repeat.sum()), likely_gone=int(gone.sum()),
-        also_at_risk=int((gone & flags).sum()), lost_by_terms=int((gone & ~flags & lost).sum()),
-        adds=int((gone & ~flags & ~lost).sum()), rule_alive=int((flags & repeat & ~gone).sum()),
+        True,
+        "fitted",
+        repeat_buyers=int(repeat.sum()),
+        likely_gone=int(gone.sum()),
+        also_at_risk=int((gone & flags).sum()),
+        lost_by_terms=int((gone & ~flags & lost).sum()),
+        adds=int((gone & ~flags & ~lost).sum()),
+        rule_alive=int((flags & repeat & ~gone).sum()),
         params=(model.r, model.alpha, model.a, model.b),
     )

@@ -45,6 +45,7 @@ def trained(tmp_path_factory, sample_folder) -> Path:
 
 # -- state database: SQLite always, PostgreSQL too when TEST_DATABASE_URL is set -------------
 
+
 def _db_params():
     import os
 
@@ -76,6 +77,7 @@ def state_db(request, tmp_path):
     admin = sa.create_engine(url)
     with admin.begin() as con:
         con.execute(sa.text(f"CREATE SCHEMA {schema}"))
+
     def connect():
         engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True)
         return StateDB(url, engine=engine)
@@ -93,8 +95,15 @@ def state_db(request, tmp_path):
 
 # -- generated shops ---------------------------------------------------------------------------
 
-def shop_orders(seed: int, customers: int = 600, gap_days: float = 40.0, dropout: float = 0.4,
-                days: int = 540, one_time_share: float = 0.5):
+
+def shop_orders(
+    seed: int,
+    customers: int = 600,
+    gap_days: float = 40.0,
+    dropout: float = 0.4,
+    days: int = 540,
+    one_time_share: float = 0.5,
+):
     """Order history of a made-up shop: some customers buy once, the others buy at their own
     rate until they drop out. Returns a DataFrame customer, order, date, amount."""
     import datetime as dt
@@ -114,8 +123,14 @@ def shop_orders(seed: int, customers: int = 600, gap_days: float = 40.0, dropout
                 break
             orders = 2 if rng.random() < 0.05 else 1  # now and then two orders on one day
             for _ in range(orders):
-                rows.append((f"C{c:05d}", f"O{len(rows):07d}", (start + dt.timedelta(days=int(t))).isoformat(),
-                             round(float(rng.lognormal(4.3, 0.8)), 2)))
+                rows.append(
+                    (
+                        f"C{c:05d}",
+                        f"O{len(rows):07d}",
+                        (start + dt.timedelta(days=int(t))).isoformat(),
+                        round(float(rng.lognormal(4.3, 0.8)), 2),
+                    )
+                )
             t += max(1.0, float(rng.exponential(rate)))
     return pd.DataFrame(rows, columns=["customer", "order", "date", "amount"])
 

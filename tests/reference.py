@@ -95,8 +95,9 @@ def lines_rfm(lines: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame
     ok &= dates.notna() & lines["cents"].notna()
     good = lines[ok].assign(ordered_at=dates[ok])
     per_order = good.groupby(["customer", "order"]).agg(ordered_at=("ordered_at", "min"), cents=("cents", "sum"))
-    per_order = per_order[per_order["cents"] > 0].reset_index().rename(
-        columns={"order": "order_id", "customer": "customer_id"})
+    per_order = (
+        per_order[per_order["cents"] > 0].reset_index().rename(columns={"order": "order_id", "customer": "customer_id"})
+    )
     per_order["cents"] = per_order["cents"].astype(np.int64)
     return rfm_from_orders(per_order, as_of)
 

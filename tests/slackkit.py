@@ -121,12 +121,23 @@ class RunningBot:
 
     def command_body(self, text: str, user: str = USER, channel: str = CHANNEL) -> str:
         self._response_ids += 1
-        return urllib.parse.urlencode({
-            "token": "deprecated", "team_id": "T0TEAM", "team_domain": "shop", "channel_id": channel,
-            "channel_name": "marketing", "user_id": user, "user_name": user.lower(), "command": "/segment",
-            "text": text, "api_app_id": "A0APP", "is_enterprise_install": "false",
-            "response_url": self.slack.response_url(f"cmd{self._response_ids}"), "trigger_id": _trigger_id(),
-        })
+        return urllib.parse.urlencode(
+            {
+                "token": "deprecated",
+                "team_id": "T0TEAM",
+                "team_domain": "shop",
+                "channel_id": channel,
+                "channel_name": "marketing",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/segment",
+                "text": text,
+                "api_app_id": "A0APP",
+                "is_enterprise_install": "false",
+                "response_url": self.slack.response_url(f"cmd{self._response_ids}"),
+                "trigger_id": _trigger_id(),
+            }
+        )
 
     def command(self, text: str, user: str = USER, channel: str = CHANNEL) -> Reply:
         body = self.command_body(text, user, channel)
@@ -135,11 +146,23 @@ class RunningBot:
     def click(self, button: dict[str, Any], user: str = USER, channel: str = CHANNEL) -> Reply:
         self._response_ids += 1
         payload = {
-            "type": "block_actions", "team": {"id": "T0TEAM"}, "user": {"id": user}, "api_app_id": "A0APP",
-            "channel": {"id": channel}, "container": {"type": "message", "channel_id": channel},
-            "trigger_id": _trigger_id(), "response_url": self.slack.response_url(f"act{self._response_ids}"),
-            "actions": [{"type": "button", "action_id": button["action_id"], "block_id": "b1",
-                         "value": button.get("value", ""), "action_ts": str(time.time())}],
+            "type": "block_actions",
+            "team": {"id": "T0TEAM"},
+            "user": {"id": user},
+            "api_app_id": "A0APP",
+            "channel": {"id": channel},
+            "container": {"type": "message", "channel_id": channel},
+            "trigger_id": _trigger_id(),
+            "response_url": self.slack.response_url(f"act{self._response_ids}"),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button["action_id"],
+                    "block_id": "b1",
+                    "value": button.get("value", ""),
+                    "action_ts": str(time.time()),
+                }
+            ],
         }
         body = urllib.parse.urlencode({"payload": json.dumps(payload)})
         return self.post(body, self.signed_headers(body))
@@ -150,11 +173,26 @@ class RunningBot:
         self.server.stop()
 
 
-def start_bot(slack: SlackEmulator, artifacts: Path, state: StateDB, *, data: str | None = None,
-              train_fn=None, admins: frozenset[str] = frozenset({ADMIN}), **settings_kw) -> RunningBot:
+def start_bot(
+    slack: SlackEmulator,
+    artifacts: Path,
+    state: StateDB,
+    *,
+    data: str | None = None,
+    train_fn=None,
+    admins: frozenset[str] = frozenset({ADMIN}),
+    **settings_kw,
+) -> RunningBot:
     settings = Settings(
-        bot_token="xoxb-test-token", signing_secret=SECRET, port=0, api_url=slack.api_url, data=data,
-        admin_user_ids=admins, database_url=state.url, artifacts=artifacts, **settings_kw,
+        bot_token="xoxb-test-token",
+        signing_secret=SECRET,
+        port=0,
+        api_url=slack.api_url,
+        data=data,
+        admin_user_ids=admins,
+        database_url=state.url,
+        artifacts=artifacts,
+        **settings_kw,
     )
     ctx = build_context(settings, state=state, train_fn=train_fn)
     app = create_app(ctx)

@@ -24,9 +24,16 @@ def _terms():
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=st.lists(st.tuples(st.integers(0, 600), st.integers(1, 30), st.floats(1, 200), st.floats(0, 150)),
-                     min_size=1, max_size=50),
-       repeat=st.booleans(), mult=st.floats(1, 5), spend=st.sampled_from(["high", "mid", "none"]))
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 600), st.integers(1, 30), st.floats(1, 200), st.floats(0, 150)),
+        min_size=1,
+        max_size=50,
+    ),
+    repeat=st.booleans(),
+    mult=st.floats(1, 5),
+    spend=st.sampled_from(["high", "mid", "none"]),
+)
 def test_the_rule_matches_its_written_definition(rows, repeat, mult, spend):
     terms, rule = _terms(), AtRiskRule(repeat, mult, spend)
     r, o, g, m = (np.array(c, dtype=float) for c in zip(*rows))
@@ -68,15 +75,24 @@ def test_summary_totals_and_by_segment(tmp_path):
     names = {s.cluster: s.name for s in trained.segments}
     expected = risky.groupby("cluster").size()
     assert {s.name: s.customers for s in a.by_segment} == {names[c]: n for c, n in expected.items()}
-    assert set(a.as_json()) >= {"customers", "revenue", "share_of_customers", "share_of_revenue", "definition",
-                                "by_segment"}
+    assert set(a.as_json()) >= {
+        "customers",
+        "revenue",
+        "share_of_customers",
+        "share_of_revenue",
+        "definition",
+        "by_segment",
+    }
 
 
 def test_the_rule_is_configured_in_the_playbook(tmp_path):
     text = playbook.DEFAULT_PATH.read_text()
     p = tmp_path / "p.toml"
-    p.write_text(text.replace('one_time_spend = "high"', 'one_time_spend = "none"')
-                 .replace("own_gap_multiple = 2.0", "own_gap_multiple = 3"))
+    p.write_text(
+        text.replace('one_time_spend = "high"', 'one_time_spend = "none"').replace(
+            "own_gap_multiple = 2.0", "own_gap_multiple = 3"
+        )
+    )
     book = playbook.load(p)
     assert book.at_risk == AtRiskRule(True, 3.0, "none")
     for bad, message in (

@@ -29,14 +29,20 @@ def bot(slack, trained, tmp_path, state_db):
 
 
 def _click_body(bot, action_id: str, value: str, user: str = USER) -> str:
-    payload = {"type": "block_actions", "user": {"id": user}, "team": {"id": "T0TEAM"},
-               "channel": {"id": CHANNEL}, "trigger_id": f"t{time.time_ns()}",
-               "response_url": bot.slack.response_url(f"atk{time.time_ns()}"),
-               "actions": [{"type": "button", "action_id": action_id, "value": value, "action_ts": "1"}]}
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "team": {"id": "T0TEAM"},
+        "channel": {"id": CHANNEL},
+        "trigger_id": f"t{time.time_ns()}",
+        "response_url": bot.slack.response_url(f"atk{time.time_ns()}"),
+        "actions": [{"type": "button", "action_id": action_id, "value": value, "action_ts": "1"}],
+    }
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
 # -- 1. values that come back from Slack -------------------------------------------------------
+
 
 @pytest.mark.parametrize("model", ["/tmp/x/evil", "../../evil", "v9999", "v0001/../../x", "", 7, None])
 def test_an_export_button_cannot_name_a_file_or_an_unknown_version(bot, slack, model):
@@ -54,6 +60,7 @@ def test_an_export_button_cannot_name_a_file_or_an_unknown_version(bot, slack, m
 
 
 # -- 3. replays ----------------------------------------------------------------------------------
+
 
 def test_a_captured_admin_rollback_runs_once(bot, slack, state_db, trained, tmp_path):
     bot.command("retrain", user=ADMIN)
@@ -100,6 +107,7 @@ def test_forged_and_stale_requests_are_refused(bot, slack):
 
 # -- 4. size and logs ---------------------------------------------------------------------------
 
+
 def _raw(bot, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", bot.port, timeout=30)
     conn.putrequest("POST", "/slack/events")
@@ -119,8 +127,15 @@ def _raw(bot, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
 def test_an_oversized_body_is_refused_and_never_logged(bot, caplog):
     caplog.set_level(logging.DEBUG)
     big = b"text=" + b"A" * (50 * 1024 * 1024)
-    status, _ = _raw(bot, big, {"Content-Type": "application/x-www-form-urlencoded",
-                                "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "0" * 64})
+    status, _ = _raw(
+        bot,
+        big,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=" + "0" * 64,
+        },
+    )
     assert status == 413
     assert max((len(r.getMessage()) for r in caplog.records), default=0) < 500
 
@@ -128,8 +143,14 @@ def test_an_oversized_body_is_refused_and_never_logged(bot, caplog):
 def test_an_unsigned_body_is_not_logged_and_cannot_forge_a_log_line(bot, caplog):
     caplog.set_level(logging.DEBUG)
     body = "text=hello\n2026-01-01 00:00:00 INFO bot: admin UADMIN01 granted&user_id=UEVIL"
-    r = bot.post(body, {"Content-Type": "application/x-www-form-urlencoded",
-                        "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "1" * 64})
+    r = bot.post(
+        body,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=" + "1" * 64,
+        },
+    )
     assert r.status == 401
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "granted" not in logged and "hello" not in logged
@@ -145,6 +166,7 @@ def test_user_input_is_logged_on_one_line(bot, caplog):
 
 # -- 5. malformed requests ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("timestamp", ["", "abc", "12.5", "-1", "9" * 30])
 def test_bad_signature_headers_get_401(bot, timestamp, caplog):
     caplog.set_level(logging.INFO)
@@ -156,11 +178,21 @@ def test_bad_signature_headers_get_401(bot, timestamp, caplog):
     assert not [rec for rec in caplog.records if rec.exc_info]
 
 
-@pytest.mark.parametrize("payload", ["not json", "", "[]", "null", "{}", '{"type": "block_actions"}',
-                                     '{"type": "block_actions", "user": {"id": "U1"}}',
-                                     '{"type": "block_actions", "user": {"id": "U1"}, "actions": []}',
-                                     '{"type": "block_actions", "actions": [{"action_id": "share_prediction"}]}',
-                                     '{"type": "block_actions", "user": "U1", "actions": [{"action_id": "x"}]}'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not json",
+        "",
+        "[]",
+        "null",
+        "{}",
+        '{"type": "block_actions"}',
+        '{"type": "block_actions", "user": {"id": "U1"}}',
+        '{"type": "block_actions", "user": {"id": "U1"}, "actions": []}',
+        '{"type": "block_actions", "actions": [{"action_id": "share_prediction"}]}',
+        '{"type": "block_actions", "user": "U1", "actions": [{"action_id": "x"}]}',
+    ],
+)
 def test_malformed_signed_payloads_get_400_with_one_log_line(bot, payload, caplog):
     caplog.set_level(logging.INFO)
     body = urllib.parse.urlencode({"payload": payload})
@@ -181,6 +213,7 @@ def test_a_signed_button_value_that_is_garbage_gets_one_line(bot, slack):
 
 # -- 6. audit -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def admin_only_bot(slack, trained, tmp_path, state_db):
     running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, digest_admin_only=True)
@@ -196,7 +229,8 @@ def test_every_admin_gated_attempt_leaves_one_audit_row(admin_only_bot):
         assert r.status == 200 and "Only admins" in r.text
     rows = bot.ctx.state.audit_entries()
     assert sorted(row["command"] for row in rows) == sorted(
-        ["digest subscribe", "digest unsubscribe", "digest now", "retrain", "rollback"])
+        ["digest subscribe", "digest unsubscribe", "digest now", "retrain", "rollback"]
+    )
     assert all(row["allowed"] is False and row["user_id"] == USER for row in rows)
 
 
@@ -208,6 +242,7 @@ def test_nul_and_newlines_in_user_input_are_audited_not_fatal(bot):
 
 
 # -- 7. no server paths in replies; a private bind address by default ---------------------------
+
 
 def test_error_replies_do_not_show_server_paths(bot, tmp_path):
     (tmp_path / "art" / "models" / "v0001.joblib").write_bytes(b"tampered")
@@ -230,12 +265,14 @@ def test_the_http_server_binds_to_localhost_unless_told(tmp_path):
 
 # -- 13. acks never wait for Slack -----------------------------------------------------------
 
+
 def test_clicks_are_acknowledged_before_a_slow_response_url(bot, slack):
     share = buttons(bot.command("30 2 150").json)[0]
     slack.response_delay = 4.0  # Slack's response_url answering slowly
     for button in (share, {"action_id": "show_segments"}):
         r = bot.click(button)
         assert r.status == 200 and r.seconds < 1.0, (button["action_id"], r.seconds)
-    answers = slack.wait_for(lambda calls: len([c for c in calls if c.kind == "response_url"]) >= 2 and calls,
-                             timeout=20)
+    answers = slack.wait_for(
+        lambda calls: len([c for c in calls if c.kind == "response_url"]) >= 2 and calls, timeout=20
+    )
     assert answers

@@ -39,7 +39,9 @@ def bot(slack, trained, tmp_path, state_db):
 
 
 def _response(slack, key_prefix: str = ""):
-    return slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url" and c.method.startswith(key_prefix)])
+    return slack.wait_for(
+        lambda calls: [c for c in calls if c.kind == "response_url" and c.method.startswith(key_prefix)]
+    )
 
 
 def test_startup_talks_to_the_configured_api_url_only(bot, slack):
@@ -100,9 +102,10 @@ def test_wrong_arguments_get_one_friendly_line(bot, text, message):
 @pytest.mark.parametrize("text", ["", "help", "frobnicate now"])
 def test_help(bot, text):
     r = bot.command(text)
-    assert "/segment 30 2 150" in r.text and "/segment at-risk" in r.text
-    if text == "frobnicate now":
-        assert "I don't know `frobnicate`" in r.text
+    if text == "frobnicate now":  # one line with a hint, not the whole help
+        assert "I don't know `frobnicate`" in r.text and "`/segment help`" in r.text and len(r.json["blocks"]) == 1
+    else:
+        assert "/segment 30 2 150" in r.text and "/segment at-risk" in r.text
 
 
 def test_customer_segments_and_model(bot):
@@ -116,7 +119,8 @@ def test_customer_segments_and_model(bot):
 
     con = sqlite3.connect(bot.store.assignments_path(served.version))
     cid, rec, freq, cluster = con.execute(
-        "SELECT customer_id, recency, frequency, cluster FROM assignments LIMIT 1 OFFSET 7").fetchone()
+        "SELECT customer_id, recency, frequency, cluster FROM assignments LIMIT 1 OFFSET 7"
+    ).fetchone()
     con.close()
     r = bot.command(f"customer {cid}")
     name = served.segment(cluster).name
@@ -157,14 +161,17 @@ def test_at_risk_and_its_export_button(bot, slack):
     assert "in a direct message" in _response(slack, "act")[0].args["text"]
 
 
-@pytest.mark.parametrize("value, message", [
-    ('{"model": "../../evil"}', "not kept any more"),
-    ('{"model": "/tmp/x/evil"}', "not kept any more"),
-    ('{"model": "v9999"}', "not kept any more"),
-    ('{"model": 7}', "not one of mine"),
-    ("not json", "not one of mine"),
-    ('{"model": "v0001", "as_of": "yesterday"}', "bad date"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ('{"model": "../../evil"}', "not kept any more"),
+        ('{"model": "/tmp/x/evil"}', "not kept any more"),
+        ('{"model": "v9999"}', "not kept any more"),
+        ('{"model": 7}', "not one of mine"),
+        ("not json", "not one of mine"),
+        ('{"model": "v0001", "as_of": "yesterday"}', "bad date"),
+    ],
+)
 def test_export_buttons_refuse_values_that_are_not_ours(bot, slack, value, message):
     bot.click({"action_id": "export_at_risk", "value": value})
     reply = _response(slack, "act")[0].args
@@ -183,7 +190,9 @@ def test_share_posts_the_answer_that_was_shown_even_after_a_rollback(bot, slack,
     posted = _response(slack, "act")[0].args
     assert posted["blocks"][0] == shown["blocks"][0] and "Model v0002" in json.dumps(posted["blocks"])
     for value in ('{"r": 1, "f": 1, "m": 1, "v": "v0999"}', '{"r": "x", "f": 1, "m": 1}', "[]", "null"):
+        before = len(slack.responses())
         bot.click({"action_id": "share_prediction", "value": value})
+        slack.wait_for(lambda calls, n=before + 1: len([c for c in calls if c.kind == "response_url"]) >= n)
     replies = [c.args["text"] for c in slack.calls if c.kind == "response_url"][1:]
     assert len(replies) == 4 and all(":warning:" not in t and t for t in replies)
     assert "not kept any more" in replies[0] and "must be a number" in replies[1]
@@ -204,6 +213,7 @@ def test_export_uploads_a_csv_for_the_person_who_asked(bot, slack):
 
 
 # -- the protocol's security ---------------------------------------------------------------
+
 
 def test_bad_signatures_are_rejected_before_any_listener(bot, slack):
     body = bot.command_body("retrain", user=ADMIN)
@@ -229,6 +239,7 @@ def test_bad_signatures_are_rejected_before_any_listener(bot, slack):
 
 # -- admins and audit ---------------------------------------------------------------------
 
+
 def test_non_admins_are_refused_and_audited(bot):
     for cmd in ("retrain", "rollback"):
         r = bot.command(cmd, user=USER)
@@ -252,8 +263,9 @@ def test_nobody_is_admin_by_default(slack, trained, tmp_path, state_db):
 @pytest.fixture
 def gated(slack, trained, sample_folder, tmp_path, state_db):
     gate = GatedTrain()
-    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db,
-                        data=str(sample_folder), train_fn=gate)
+    running = start_bot(
+        slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder), train_fn=gate
+    )
     yield running, gate
     gate.gate.set()
     running.stop()
@@ -400,8 +412,9 @@ def test_a_retrain_whose_process_died_does_not_block(bot, slack):
 
     gone = subprocess.Popen(["true"])
     gone.wait()
-    bot.ctx.state.try_acquire(LEASE, "host:dead", LEASE_TTL, {"user_id": ADMIN, "host": socket.gethostname(),
-                                                               "pid": gone.pid})
+    bot.ctx.state.try_acquire(
+        LEASE, "host:dead", LEASE_TTL, {"user_id": ADMIN, "host": socket.gethostname(), "pid": gone.pid}
+    )
     r = bot.command("retrain", user=ADMIN)
     assert f"stopped (its process {gone.pid} is gone) without finishing" in r.text and "Retraining on" in r.text
     assert "is running" not in r.text
@@ -411,6 +424,7 @@ def test_a_retrain_whose_process_died_does_not_block(bot, slack):
     bot.ctx.state.try_acquire(LEASE, "elsewhere:1", LEASE_TTL, {"user_id": ADMIN, "host": "elsewhere", "pid": 1})
     with bot.ctx.state.engine.begin() as con:
         from bot.state import leases
+
         expires = bot.ctx.state.lease(LEASE).expires_at
         con.execute(leases.update().values(expires_at=expires - dt.timedelta(seconds=70)))
     r = bot.command("rollback", user=ADMIN)
@@ -450,8 +464,7 @@ def test_every_example_in_the_help_works_on_the_served_model(bot, slack):
     import re
 
     help_text = bot.command("help").text
-    examples = sorted(set(re.findall(r"`/segment ([^`<]+)`", help_text))
-                      | set(re.findall(r"`(\d[^`<]*)`", help_text)))
+    examples = sorted(set(re.findall(r"`/segment ([^`<]+)`", help_text)) | set(re.findall(r"`(\d[^`<]*)`", help_text)))
     assert "30 2 150,50" in examples and any(e.startswith("export ") for e in examples)
     for example in examples:
         if example.split()[0] in {"retrain", "rollback", "digest"}:
@@ -461,17 +474,20 @@ def test_every_example_in_the_help_works_on_the_served_model(bot, slack):
     assert "30 2 1,250" in examples and "R$1,250.00" in bot.command("30 2 1,250").text
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("nan", "Give exactly three values, R F M, e.g. 30 2 150"),
-    ("inf", "Give exactly three values, R F M, e.g. 30 2 150"),
-    ("banana", "I don't know `banana`"),
-    ("nan 2 150", "recency must be a finite number"),
-    ("30 2 inf", "monetary must be a finite number"),
-    ("30 2 150,5,5", "monetary must be a number, not '150,5,5'"),
-    ("x" * 5000, "I don't know `xxxxxxxxxxxxxxxxxxxxxxxxxxxxx…`"),
-    ("30 2 " + "9" * 5000, "monetary must be a finite number, not '999"),
-    ("30 2 " + "9" * 20, "monetary must be between 0 and 10,000,000,000"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("nan", "Give exactly three values, R F M, e.g. 30 2 150"),
+        ("inf", "Give exactly three values, R F M, e.g. 30 2 150"),
+        ("banana", "I don't know `banana`"),
+        ("nan 2 150", "recency must be a finite number"),
+        ("30 2 inf", "monetary must be a finite number"),
+        ("30 2 150,5,5", "monetary must be a number, not '150,5,5'"),
+        ("x" * 5000, "I don't know `xxxxxxxxxxxxxxxxxxxxxxxxxxxxx…`"),
+        ("30 2 " + "9" * 5000, "monetary must be a finite number, not '999"),
+        ("30 2 " + "9" * 20, "monetary must be between 0 and 10,000,000,000"),
+    ],
+)
 def test_bad_input_gets_one_short_line(bot, text, expected):
     r = bot.command(text)
     line = r.json["text"]

@@ -57,7 +57,12 @@ def test_predict_json_and_text(trained):
     segs = json.loads(cli(trained, "segments", "--json").out)["segments"]
     assert d["segment"] in {s["name"] for s in segs}
     # other spellings give the same answer
-    for spelling in (["r=30", "f=2", "m=150"], ["30d", "2", "$150"], ["m=150,00", "30", "2"], ["30 days", "2 orders", "150"]):
+    for spelling in (
+        ["r=30", "f=2", "m=150"],
+        ["30d", "2", "$150"],
+        ["m=150,00", "30", "2"],
+        ["30 days", "2 orders", "150"],
+    ):
         assert json.loads(cli(trained, "predict", *spelling, "--json").out)["segment"] == d["segment"]
     text = cli(trained, "predict", "30", "2", "150")
     assert text.out.startswith(d["segment"] + ":") and "Recommended actions" in text.out
@@ -120,15 +125,24 @@ def test_export_unknown_segment_and_base_names(trained, tmp_path):
     r = cli(trained, "export", base.lower(), "--out", str(tmp_path / "b.csv"))
     total = sum(s["customers"] for s in segs if s["name"].split(" — ")[0] == base)
     assert r.code == 0 and f"Wrote {total:,} customers" in r.out
-    for out, message in ((str(tmp_path), "is a folder"), ("", "is a folder"),
-                         (str(trained / "models" / "CURRENT"), "inside the model folder")):
+    for out, message in (
+        (str(tmp_path), "is a folder"),
+        ("", "is a folder"),
+        (str(trained / "models" / "CURRENT"), "inside the model folder"),
+    ):
         r = cli(trained, "export", base, "--out", out)
         assert r.code == 2 and message in r.err and r.err.count("\n") == 1, out
 
 
 def test_usage_errors_are_one_line(tmp_path):
-    for argv in (["train", "--k", "x"], ["train", "--k", "1"], ["frobnicate"], ["train", "--as-of", "yesterday"],
-                 ["export", "Lost"], ["sample-data", "--out", str(tmp_path), "--seed", "-1"]):
+    for argv in (
+        ["train", "--k", "x"],
+        ["train", "--k", "1"],
+        ["frobnicate"],
+        ["train", "--as-of", "yesterday"],
+        ["export", "Lost"],
+        ["sample-data", "--out", str(tmp_path), "--seed", "-1"],
+    ):
         r = cli(tmp_path, *argv)
         assert r.code == 2, argv
         assert r.err.count("\n") == 1 and "Traceback" not in r.err
@@ -213,13 +227,22 @@ def test_validate_command(tmp_path, sample_folder):
 
 def test_currency_is_a_property_of_the_data(tmp_path):
     import pandas as pd
-
     from conftest import shop_orders
 
     path = tmp_path / "sales.csv"
     shop_orders(3).to_csv(path, index=False)
-    flags = ["--data", str(path), "--customer-col", "customer", "--order-col", "order", "--date-col", "date",
-             "--amount-col", "amount"]
+    flags = [
+        "--data",
+        str(path),
+        "--customer-col",
+        "customer",
+        "--order-col",
+        "order",
+        "--date-col",
+        "date",
+        "--amount-col",
+        "amount",
+    ]
     assert cli(tmp_path, "train", *flags, "--currency", "€").code == 0
     out = cli(tmp_path, "predict", "30", "2", "150").out
     assert "spend €150" in out and "R$" not in out

@@ -10,6 +10,57 @@ from bot.settings import Settings
 from segmentation.inputs import parse_rfm
 
 
+def _until(check, timeout=10.0):
+    import time
+
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_console_saves_uploads_and_reprints_the_prompt(trained, tmp_path):
+    art = copy_artifacts(trained, tmp_path / "art")
+
+    def factory(settings):
+        return create_app(build_context(settings), process_before_response=True)
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = io.StringIO()
+    console = Console(factory, Settings(artifacts=art, database_url=f"sqlite:///{tmp_path / 's.db'}"), out=out)
+    try:
+        console.handle_line("/segment at-risk")
+        export = next(n for n, b in enumerate(console.buttons, 1) if b["action_id"] == "export_at_risk")
+        stdin = Tty(f"click {export}\n")
+        import threading
+
+        blocker = threading.Event()
+        real_readline = stdin.readline
+        calls = []
+
+        def readline():  # the second read waits, like a user at the prompt, until the upload is shown
+            calls.append(1)
+            if len(calls) == 2:
+                _until(lambda: "saved as" in out.getvalue(), timeout=30)
+                blocker.set()
+            return real_readline()
+
+        stdin.readline = readline
+        console.loop(stdin)
+        assert blocker.is_set()
+        saved = sorted((art / "console").iterdir())
+        assert [p.suffix for p in saved] == [".csv"] and saved[0].read_text().startswith("customer_id,segment")
+        text = out.getvalue()
+        assert f"saved as {saved[0]}" in text
+        after = text[text.index("saved as") :]
+        assert after.rstrip("\n").endswith("> ") or "\n> " in after  # the prompt is shown again below the upload
+    finally:
+        console.close()
+
+
 def test_console_dispatches_through_the_bolt_app(trained, tmp_path):
     art = copy_artifacts(trained, tmp_path / "art")
     contexts = []
@@ -27,7 +78,8 @@ def test_console_dispatches_through_the_bolt_app(trained, tmp_path):
         text = console.handle_line("/segment 30 2 150")
         assert text.startswith(expected.segment) and "Recency: 30 days" in text and "[1] Share in channel" in text
         console.handle_line("click 1")
-        assert "[bot → channel]" in out.getvalue()
+        console.emulator.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"])
+        _until(lambda: "[bot → channel]" in out.getvalue())
         assert "⚠ Give exactly three values" in console.handle_line("/segment 1 2")
         assert "Churn risk" in console.handle_line("at-risk")
         assert "Model v0001" in console.handle_line("/segment model")
@@ -43,8 +95,11 @@ def test_console_dispatches_through_the_bolt_app(trained, tmp_path):
 def test_console_loop_reads_until_eof(trained, tmp_path):
     art = copy_artifacts(trained, tmp_path / "art")
     out = io.StringIO()
-    console = Console(lambda s: create_app(build_context(s), process_before_response=True),
-                      Settings(artifacts=art, database_url=f"sqlite:///{tmp_path / 's.db'}"), out=out)
+    console = Console(
+        lambda s: create_app(build_context(s), process_before_response=True),
+        Settings(artifacts=art, database_url=f"sqlite:///{tmp_path / 's.db'}"),
+        out=out,
+    )
     try:
         console.loop(io.StringIO("/segment help\n/segment segments\n"))
     finally:

@@ -14,6 +14,7 @@ from segmentation import definitions as d
 from segmentation.terms import Band, Freq, Spend, measure
 from segmentation.training import fit
 
+
 def _possible(band, freq, spend, risk):
     """Profiles the at-risk rule can produce: never active or lost, one-time only lapsing."""
     return not risk or (band in (Band.LAPSING, Band.LAPSED) and (freq != Freq.ONE_TIME or band == Band.LAPSING))
@@ -62,9 +63,12 @@ def test_the_business_rules_of_the_names():
 
 
 @settings(max_examples=300, deadline=None)
-@given(band=st.sampled_from(list(Band)),
-       mix=st.lists(st.tuples(st.sampled_from(list(Freq)), st.sampled_from(list(Spend)), st.booleans()),
-                    min_size=1, max_size=60))
+@given(
+    band=st.sampled_from(list(Band)),
+    mix=st.lists(
+        st.tuples(st.sampled_from(list(Freq)), st.sampled_from(list(Spend)), st.booleans()), min_size=1, max_size=60
+    ),
+)
 def test_every_cluster_within_one_band_gets_a_name_that_at_least_half_of_it_fits(band, mix):
     b = np.full(len(mix), band)
     f = np.array([m[0] for m in mix])
@@ -88,10 +92,16 @@ def test_definitions_are_written_with_the_shops_numbers(tmp_path):
 
 
 @settings(max_examples=8, deadline=None)
-@given(seed=st.integers(0, 10_000), gap=st.floats(5, 120), dropout=st.floats(0.05, 0.9),
-       one_time=st.floats(0.2, 0.97), k=st.integers(4, 14))
+@given(
+    seed=st.integers(0, 10_000),
+    gap=st.floats(5, 120),
+    dropout=st.floats(0.05, 0.9),
+    one_time=st.floats(0.2, 0.97),
+    k=st.integers(4, 14),
+)
 def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_truth(
-        tmp_path_factory, seed, gap, dropout, one_time, k):
+    tmp_path_factory, seed, gap, dropout, one_time, k
+):
     table = shop_table(tmp_path_factory.mktemp("shop"), seed, gap_days=gap, dropout=dropout, one_time_share=one_time)
     trained, assignments = fit(table, k=k)
     terms = trained.terms

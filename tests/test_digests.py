@@ -26,7 +26,7 @@ from bot.settings import Settings
 from bot.state import digest_runs
 from segmentation.sources import OlistSource, load_rfm
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
@@ -36,8 +36,16 @@ def slack():
 
 
 def make_ctx(slack, artifacts, state, data, **overrides):
-    settings = Settings(bot_token="xoxb-test", signing_secret="s", api_url=slack.api_url, data=str(data),
-                        artifacts=artifacts, database_url=state.url, admin_user_ids=frozenset({ADMIN}), **overrides)
+    settings = Settings(
+        bot_token="xoxb-test",
+        signing_secret="s",
+        api_url=slack.api_url,
+        data=str(data),
+        artifacts=artifacts,
+        database_url=state.url,
+        admin_user_ids=frozenset({ADMIN}),
+        **overrides,
+    )
     return build_context(settings, state=state)
 
 
@@ -55,15 +63,24 @@ def expected_counts(ctx, folder, as_of):
     table = load_rfm(OlistSource(folder), as_of=as_of)
     served = ctx.service.served()
     f = table.frame
-    risky = np.array([reference.at_risk(served.trained.rule, served.terms, r, o, g, m)
-                      for r, o, g, m in zip(f["recency"], f["occasions"], f["gap"], f["monetary"])], dtype=bool)
+    risky = np.array(
+        [
+            reference.at_risk(served.trained.rule, served.terms, r, o, g, m)
+            for r, o, g, m in zip(f["recency"], f["occasions"], f["gap"], f["monetary"])
+        ],
+        dtype=bool,
+    )
     kinds = np.where(risky, 2, np.where(f["occasions"] >= 2, 1, 0))
-    labels = reference.segment_labels(served.trained.model, f[["recency", "occasions", "monetary"]].to_numpy(float),
-                                      kinds)
+    labels = reference.segment_labels(
+        served.trained.model, f[["recency", "occasions", "monetary"]].to_numpy(float), kinds
+    )
 
     at_risk_ids = set(f["customer_id"][risky])
-    counts = {s.name: int((labels == s.cluster).sum()) for s in served.trained.all_segments
-              if not s.reserved or (labels == s.cluster).any()}  # reserved segments show once they have customers
+    counts = {
+        s.name: int((labels == s.cluster).sum())
+        for s in served.trained.all_segments
+        if not s.reserved or (labels == s.cluster).any()
+    }  # reserved segments show once they have customers
     return table, counts, at_risk_ids
 
 
@@ -72,6 +89,7 @@ def text_of(call) -> str:
 
 
 # -- content --------------------------------------------------------------------------------
+
 
 def test_digest_content_and_chart(ctx, slack, sample_folder):
     when = dt.datetime(2025, 1, 5, 9, 0, tzinfo=UTC)
@@ -124,11 +142,14 @@ def test_stale_data_is_flagged(ctx, slack):
 
 # -- exactly once -----------------------------------------------------------------------------
 
+
 def test_same_scheduled_time_posts_once_even_from_two_processes(ctx, slack, state_db, trained, sample_folder, tmp_path):
     other = make_ctx(slack, copy_artifacts(trained, tmp_path / "art2"), state_db.clone(), sample_folder)
     when = dt.datetime(2025, 1, 5, 9, tzinfo=UTC)
     outcomes = []
-    threads = [threading.Thread(target=lambda c=c: outcomes.append(c.digests.run("C1", when))) for c in (ctx, other, ctx)]
+    threads = [
+        threading.Thread(target=lambda c=c: outcomes.append(c.digests.run("C1", when))) for c in (ctx, other, ctx)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -138,6 +159,7 @@ def test_same_scheduled_time_posts_once_even_from_two_processes(ctx, slack, stat
 
 
 # -- Slack saying no ----------------------------------------------------------------------------
+
 
 def test_rate_limited_post_is_retried(ctx, slack):
     slack.fail("chat.postMessage", "ratelimited", status=429, headers={"Retry-After": "1"})
@@ -203,6 +225,7 @@ def test_failed_digest_does_not_stop_the_others(ctx, slack):
 
 
 # -- restarts -----------------------------------------------------------------------------------
+
 
 def _runs(state):
     with state.engine.connect() as con:
@@ -278,8 +301,15 @@ def test_two_processes_one_scheduler_and_takeover(ctx, slack, state_db, trained,
 
 
 def test_default_subscription_from_the_environment(slack, trained, sample_folder, tmp_path, state_db):
-    ctx = make_ctx(slack, copy_artifacts(trained, tmp_path / "art"), state_db, sample_folder,
-                   digest_channel="CDEFAULT", digest_cron="30 8 * * 1", timezone="Europe/Berlin")
+    ctx = make_ctx(
+        slack,
+        copy_artifacts(trained, tmp_path / "art"),
+        state_db,
+        sample_folder,
+        digest_channel="CDEFAULT",
+        digest_cron="30 8 * * 1",
+        timezone="Europe/Berlin",
+    )
     start_scheduler(ctx, lease_ttl=1.0, heartbeat=0.1)
     try:
         sub = ctx.digests.subscription("CDEFAULT")
@@ -291,6 +321,7 @@ def test_default_subscription_from_the_environment(slack, trained, sample_folder
 
 
 # -- the commands, through signed requests ----------------------------------------------------
+
 
 @pytest.fixture
 def bot(slack, trained, sample_folder, tmp_path, state_db):
@@ -375,8 +406,11 @@ def test_digest_export_button_exports_the_digests_own_customers(bot, slack, samp
     button = [b for b in buttons(digest.args) if b["action_id"] == "export_at_risk"][0]
     assert json.loads(button["value"]) == {"as_of": "2025-01-05", "model": "v0001"}
     bot.click(button)
-    done = slack.wait_for(lambda calls: [c for c in calls if c.method == "files.completeUploadExternal"
-                                         and c.args["channel_id"].startswith("D")])[0]
+    done = slack.wait_for(
+        lambda calls: [
+            c for c in calls if c.method == "files.completeUploadExternal" and c.args["channel_id"].startswith("D")
+        ]
+    )[0]
     rows = list(csv.DictReader(io.StringIO(slack.uploads[done.args["files"][0]["id"]].decode())))
     assert {r["customer_id"] for r in rows} == at_risk_ids
     assert "2025-01-05" in done.args["initial_comment"]
@@ -386,8 +420,11 @@ def _crashed_run(ctx, when, *, runner: str, started: dt.datetime | None = None) 
     """A run claimed by a process that died before finishing it."""
     run_id = ctx.digests.claim("C1", when.replace(tzinfo=None))
     with ctx.state.engine.begin() as con:
-        con.execute(digest_runs.update().where(digest_runs.c.id == run_id)
-                    .values(runner=runner, started_at=started or dt.datetime.now(UTC).replace(tzinfo=None)))
+        con.execute(
+            digest_runs.update()
+            .where(digest_runs.c.id == run_id)
+            .values(runner=runner, started_at=started or dt.datetime.now(UTC).replace(tzinfo=None))
+        )
     return run_id
 
 
@@ -431,8 +468,11 @@ def test_a_run_that_reached_slack_before_the_crash_is_not_posted_again(ctx, slac
     assert ctx.digests.run("C1", when).status == "ok"
     ts = slack.history["C1"][-1]["ts"]
     with ctx.state.engine.begin() as con:  # as if the process died after the post, before recording it
-        con.execute(digest_runs.update().values(status="running", message_ts=None,
-                                                runner=f"{socket.gethostname()}:{_dead_pid()}:x"))
+        con.execute(
+            digest_runs.update().values(
+                status="running", message_ts=None, runner=f"{socket.gethostname()}:{_dead_pid()}:x"
+            )
+        )
     slack.clear()
     ctx.digests.recover()
     run = _runs(ctx.state)[0]
@@ -457,8 +497,11 @@ def test_a_run_of_a_live_process_elsewhere_is_left_alone_until_it_is_orphaned(ct
     run_id = _crashed_run(ctx, when, runner="another-host:123:x")
     assert ctx.digests.recover() == [] and _runs(ctx.state)[0]["status"] == "running"
     with ctx.state.engine.begin() as con:
-        con.execute(digest_runs.update().where(digest_runs.c.id == run_id)
-                    .values(started_at=dt.datetime.now(UTC).replace(tzinfo=None) - dt.timedelta(minutes=11)))
+        con.execute(
+            digest_runs.update()
+            .where(digest_runs.c.id == run_id)
+            .values(started_at=dt.datetime.now(UTC).replace(tzinfo=None) - dt.timedelta(minutes=11))
+        )
     assert [o.status for o in ctx.digests.recover()] == ["ok"] and len(posts(slack)) == 1
 
 
@@ -513,7 +556,9 @@ def test_a_digest_with_no_one_at_risk_has_no_export_button(ctx):
     table = load_rfm(OlistSource(Path(ctx.settings.data)), as_of=dt.date(2025, 1, 5))
     data = compute(served, table, None, dt.date(2025, 1, 5))
     assert [b["action_id"] for b in buttons(message(data))] == ["export_at_risk", "show_segments"]
-    nobody = dataclasses.replace(data, at_risk=dataclasses.replace(data.at_risk, customers=0, revenue=0.0, by_segment=()))
+    nobody = dataclasses.replace(
+        data, at_risk=dataclasses.replace(data.at_risk, customers=0, revenue=0.0, by_segment=())
+    )
     msg = message(nobody)
     assert [b["action_id"] for b in buttons(msg)] == ["show_segments"]
     assert "*Churn risk: 0 customers*" in json.dumps(msg["blocks"], ensure_ascii=False)

@@ -9,8 +9,8 @@ from conftest import shop_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation.service import SegmentService
 from segmentation.inputs import parse_rfm
+from segmentation.service import SegmentService
 from segmentation.sources import load_rfm, source_from_spec
 from segmentation.store import ModelStore
 from segmentation.terms import Band
@@ -23,13 +23,19 @@ def _segment_bands(served, labels):
 
 
 @settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 5000), days=st.integers(1, 120), k=st.integers(4, 14),
-       gap=st.floats(7, 90), one_time=st.floats(0.3, 0.95))
+@given(
+    seed=st.integers(0, 5000),
+    days=st.integers(1, 120),
+    k=st.integers(4, 14),
+    gap=st.floats(7, 90),
+    one_time=st.floats(0.3, 0.95),
+)
 def test_scoring_or_retraining_later_never_promotes_anyone(tmp_path_factory, seed, days, k, gap, one_time):
     tmp = tmp_path_factory.mktemp("inv")
     now = shop_table(tmp, seed, gap_days=gap, one_time_share=one_time)
-    src = source_from_spec(tmp / f"shop-{seed}.csv", customer_col="customer", order_col="order",
-                           date_col="date", amount_col="amount")
+    src = source_from_spec(
+        tmp / f"shop-{seed}.csv", customer_col="customer", order_col="order", date_col="date", amount_col="amount"
+    )
     service = SegmentService(ModelStore(tmp / "art"))
     train(src, service.store, k=k)
     first = service.served()

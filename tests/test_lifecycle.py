@@ -48,7 +48,7 @@ def test_bots_starting_together_on_an_empty_postgresql_database():
             con.execute(sa.text(f"CREATE SCHEMA {schema}"))
         engines = []
 
-        def start():
+        def start(schema=schema, engines=engines):
             engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
             engines.append(engine)
             StateDB(url, engine=engine)
@@ -75,7 +75,12 @@ def test_the_default_subscription_written_by_two_bots_at_once(state_db, tmp_path
     schedule = parse("daily 09:00", "UTC")
     for _ in range(5):
         pending = list(contexts)
-        assert _together(4, lambda: pending.pop().digests.subscribe("C0DIGEST", schedule, "DIGEST_CHANNEL")) == []
+        assert (
+            _together(
+                4, lambda pending=pending: pending.pop().digests.subscribe("C0DIGEST", schedule, "DIGEST_CHANNEL")
+            )
+            == []
+        )
         assert [s["channel_id"] for s in contexts[0].digests.subscriptions()] == ["C0DIGEST"]
     for c in contexts:
         c.state.dispose()
@@ -85,15 +90,27 @@ def test_ctrl_c_in_socket_mode_releases_the_digest_lease(tmp_path, trained):
     """The scheduler's lease is released on the way out, so another bot takes over at once
     instead of 30 s later."""
     with SlackEmulator() as slack:
-        env = {**os.environ, "SLACK_BOT_TOKEN": "xoxb-x", "SLACK_APP_TOKEN": "xapp-1-x", "SLACK_API_URL": slack.api_url,
-               "DIGEST_CHANNEL": "C0DIGEST", "DIGEST_CRON": "daily 09:00", "SEGMENT_DATA": ""}
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": "xoxb-x",
+            "SLACK_APP_TOKEN": "xapp-1-x",
+            "SLACK_API_URL": slack.api_url,
+            "DIGEST_CHANNEL": "C0DIGEST",
+            "DIGEST_CRON": "daily 09:00",
+            "SEGMENT_DATA": "",
+        }
         import shutil
 
         shutil.copytree(trained / "models", tmp_path / "models")
         shutil.copy2(trained / "model.key", tmp_path / "model.key")
         (tmp_path / "models" / ".v0002.joblib.x1.tmp").write_bytes(b"left by a killed save")
-        p = subprocess.Popen([sys.executable, "-m", "bot.cli", "--artifacts", str(tmp_path), "bot"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "--artifacts", str(tmp_path), "bot"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         db = tmp_path / "segment.db"
         leases: list = []
         deadline = time.time() + 60

@@ -50,5 +50,6 @@ def test_http_manifest_has_its_request_urls_where_slack_reads_them():
     assert http["settings"]["event_subscriptions"]["request_url"] == url
     assert http["settings"]["socket_mode_enabled"] is False and socket["settings"]["socket_mode_enabled"] is True
     assert "request_url" not in socket["settings"]["interactivity"]
-    assert {k: v for k, v in http.items() if k != "settings" and k != "features"} == \
-        {k: v for k, v in socket.items() if k != "settings" and k != "features"}
+    assert {k: v for k, v in http.items() if k != "settings" and k != "features"} == {
+        k: v for k, v in socket.items() if k != "settings" and k != "features"
+    }

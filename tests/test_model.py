@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import reference
 from segmentation.baseline import quantile_scores, rule_based_segments
 from segmentation.model import AT_RISK, ONE_TIME, REPEAT, SegmentModel, kinds_of
 
@@ -16,11 +16,13 @@ CUTOFFS = (60.0, 180.0, 365.0)
 
 def _rfm(n=4000, seed=1):
     rng = np.random.default_rng(seed)
-    X = np.column_stack([
-        rng.integers(0, 720, n),
-        np.where(rng.random(n) < 0.9, 1, rng.integers(2, 15, n)),
-        np.round(rng.lognormal(4.6, 0.8, n), 2),
-    ]).astype(float)
+    X = np.column_stack(
+        [
+            rng.integers(0, 720, n),
+            np.where(rng.random(n) < 0.9, 1, rng.integers(2, 15, n)),
+            np.round(rng.lognormal(4.6, 0.8, n), 2),
+        ]
+    ).astype(float)
     band = np.searchsorted(CUTOFFS, X[:, 0], side="left")
     risky = np.isin(band, [1, 2]) & (rng.random(n) < 0.3)  # the churn rule only flags these bands
     return X, kinds_of(X[:, 1], risky)
@@ -90,8 +92,9 @@ def test_more_days_without_a_purchase_never_move_anyone_to_a_more_active_band(se
 def test_bands_and_kinds_unseen_in_training_get_reserved_clusters():
     X, kinds = _rfm(3000)
     young = X[:, 0] <= 150  # a young shop: nobody lapsed or lost, nobody at risk yet
-    model = SegmentModel(n_clusters=6, cutoffs=CUTOFFS).fit(X[young], np.where(kinds[young] == AT_RISK, REPEAT,
-                                                                                kinds[young]))
+    model = SegmentModel(n_clusters=6, cutoffs=CUTOFFS).fit(
+        X[young], np.where(kinds[young] == AT_RISK, REPEAT, kinds[young])
+    )
     assert not set(model.labels_) & model.reserved_
     for r, f, kind, band in ((500, 1, ONE_TIME, 3), (500, 3, REPEAT, 3), (250, 1, ONE_TIME, 2), (100, 2, AT_RISK, 1)):
         label = model.predict_one(r, f, 80, kind)

@@ -70,16 +70,20 @@ def test_a_replaced_bundle_with_a_recomputed_checksum_is_refused(tmp_path, fitte
     other = signing.ModelKey(b"k" * 40, "test")
     store2 = _store(tmp_path / "other", fitted, key=other)
     (tmp_path / "models" / "v0002.joblib").write_bytes((tmp_path / "other/models/v0001.joblib").read_bytes())
-    (tmp_path / "models" / "v0002.assignments.sqlite").write_bytes(
-        store2.assignments_path("v0001").read_bytes())
+    (tmp_path / "models" / "v0002.assignments.sqlite").write_bytes(store2.assignments_path("v0001").read_bytes())
     m2 = json.loads((tmp_path / "other/models/v0001.json").read_text())
     _manifest(tmp_path, "v0002").write_text(json.dumps(m2))
     with pytest.raises(ModelIntegrityError, match="does not verify"):
         store.load("v0002")
 
 
-@pytest.mark.parametrize("edit", ["UPDATE assignments SET monetary = 1e12 WHERE rowid IN (SELECT rowid FROM assignments LIMIT 1)",
-                                  "UPDATE assignments SET cluster = 999"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE assignments SET monetary = 1e12 WHERE rowid IN (SELECT rowid FROM assignments LIMIT 1)",
+        "UPDATE assignments SET cluster = 999",
+    ],
+)
 def test_an_edited_customer_table_is_refused(tmp_path, fitted, edit):
     store = _store(tmp_path, fitted)
     served = SegmentService(store).served()

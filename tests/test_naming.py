@@ -25,14 +25,23 @@ def _cand(cluster, base, band=Band.LOST, freq=Freq.ONE_TIME, spend=Spend.MID, me
 
 def test_qualifiers_are_words_chosen_where_clusters_differ():
     t = _terms()
-    names = qualified_names([
-        _cand(0, "At Risk", Band.LAPSING), _cand(1, "At Risk", Band.LAPSED), _cand(2, "Champions", Band.ACTIVE),
-    ], t)
+    names = qualified_names(
+        [
+            _cand(0, "At Risk", Band.LAPSING),
+            _cand(1, "At Risk", Band.LAPSED),
+            _cand(2, "Champions", Band.ACTIVE),
+        ],
+        t,
+    )
     assert names == {0: "At Risk — lapsing", 1: "At Risk — lapsed", 2: "Champions"}
-    names = qualified_names([_cand(0, "Lost", freq=Freq.REPEAT), _cand(1, "Lost", spend=Spend.HIGH),
-                             _cand(2, "Lost", spend=Spend.LOW)], t)
-    assert names == {0: "Lost — repeat buyers", 1: "Lost — one-time buyers, high spend",
-                     2: "Lost — one-time buyers, low spend"}  # the kind of buyer first, then within it
+    names = qualified_names(
+        [_cand(0, "Lost", freq=Freq.REPEAT), _cand(1, "Lost", spend=Spend.HIGH), _cand(2, "Lost", spend=Spend.LOW)], t
+    )
+    assert names == {
+        0: "Lost — repeat buyers",
+        1: "Lost — one-time buyers, high spend",
+        2: "Lost — one-time buyers, low spend",
+    }  # the kind of buyer first, then within it
     names = qualified_names([_cand(0, "Lost", spend=Spend.MID), _cand(1, "Lost", spend=Spend.HIGH)], t)
     assert names == {0: "Lost — mid spend", 1: "Lost — high spend"}
 
@@ -42,21 +51,30 @@ def test_comparatives_then_typical_values_when_words_do_not_tell_them_apart():
     names = qualified_names([_cand(i, "Lost", medians=(300, 1, 20 + 10 * i)) for i in range(3)], t)
     assert names == {0: "Lost — lowest spend", 1: "Lost — middle spend", 2: "Lost — highest spend"}
     many = qualified_names([_cand(i, "Lost", medians=(300 + i, 1, 100 + 37 * i)) for i in range(7)], t)
-    assert len(set(many.values())) == 7 and all(n.startswith("Lost — typically") and "spend $" in n
-                                                 for n in many.values())
+    assert len(set(many.values())) == 7 and all(
+        n.startswith("Lost — typically") and "spend $" in n for n in many.values()
+    )
     assert not any("tier" in n or "group" in n for n in many.values())
     # equal typical values are never put in an order
     same = qualified_names([_cand(i, "Lost", medians=(300, 1, 50 + i)) for i in range(2)], t)
     assert same == {0: "Lost — lower spend", 1: "Lost — higher spend"}
-    tied = qualified_names([_cand(0, "Lost", medians=(300, 1, 50)), _cand(1, "Lost", medians=(310, 1, 50)),
-                            _cand(2, "Lost", medians=(300, 1, 60))], t)
+    tied = qualified_names(
+        [
+            _cand(0, "Lost", medians=(300, 1, 50)),
+            _cand(1, "Lost", medians=(310, 1, 50)),
+            _cand(2, "Lost", medians=(300, 1, 60)),
+        ],
+        t,
+    )
     assert len(set(tied.values())) == 3 and not any(w in n for n in tied.values() for w in ("est ", "lower"))
 
 
 def test_a_spend_level_is_only_named_when_two_thirds_are_at_it():
     t = _terms()
-    mixed = [Candidate(0, "Lost", Band.LOST, Freq.ONE_TIME, Spend.LOW, (300, 1, 40), (0, 0, 1), 0.55),
-             Candidate(1, "Lost", Band.LOST, Freq.ONE_TIME, Spend.MID, (300, 1, 90), (0, 0, 2), 0.9)]
+    mixed = [
+        Candidate(0, "Lost", Band.LOST, Freq.ONE_TIME, Spend.LOW, (300, 1, 40), (0, 0, 1), 0.55),
+        Candidate(1, "Lost", Band.LOST, Freq.ONE_TIME, Spend.MID, (300, 1, 90), (0, 0, 2), 0.9),
+    ]
     assert qualified_names(mixed, t) == {0: "Lost — lower spend", 1: "Lost — higher spend"}
 
 
@@ -86,8 +104,9 @@ def test_a_retrain_on_the_same_data_keeps_every_name(tmp_path):
     store = ModelStore(tmp_path / "art")
     from segmentation.sources import source_from_spec
 
-    src = source_from_spec(tmp_path / "shop-31.csv", customer_col="customer", order_col="order",
-                           date_col="date", amount_col="amount")
+    src = source_from_spec(
+        tmp_path / "shop-31.csv", customer_col="customer", order_col="order", date_col="date", amount_col="amount"
+    )
     _, first = train(src, store, k=9)
     version, second = train(src, store, k=9, seed=5)
     assert second.changes is not None and second.changes.previous_version == "v0001"

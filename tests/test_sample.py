@@ -46,7 +46,8 @@ def test_structure_of_real_shops(tmp_path):
 
     table = load_rfm(OlistSource(folder))
     assert table.customers == customers.merge(orders[orders["order_status"] == "delivered"], on="customer_id")[
-        "customer_unique_id"].nunique() - _people_only_without_payment(orders, payments, customers)
+        "customer_unique_id"
+    ].nunique() - _people_only_without_payment(orders, payments, customers)
 
 
 def _people_only_without_payment(orders, payments, customers) -> int:

@@ -7,7 +7,7 @@ import pytest
 from bot.schedule_spec import parse
 from segmentation.errors import InputError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday
 
 
@@ -21,7 +21,12 @@ def next_fire(text, after=START):
         ("daily 09:00", "0 9 * * *", "UTC", "daily at 09:00 UTC"),
         ("daily 9pm", "0 21 * * *", "UTC", "daily at 21:00 UTC"),
         ("weekly mon 09:00", "0 9 * * mon", "UTC", "every Mon at 09:00 UTC"),
-        ("weekly Friday 17:30 America/Sao_Paulo", "30 17 * * fri", "America/Sao_Paulo", "every Fri at 17:30 America/Sao_Paulo"),
+        (
+            "weekly Friday 17:30 America/Sao_Paulo",
+            "30 17 * * fri",
+            "America/Sao_Paulo",
+            "every Fri at 17:30 America/Sao_Paulo",
+        ),
         ('"0 9 * * 1-5" Europe/Berlin', "0 9 * * 1-5", "Europe/Berlin", "cron `0 9 * * 1-5` Europe/Berlin"),
         ("*/15 * * * *", "*/15 * * * *", "UTC", "cron `*/15 * * * *` UTC"),
     ],

@@ -22,8 +22,9 @@ from segmentation.training import train
 def shop(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("svc")
     table = shop_table(tmp, 41, customers=800)
-    src = source_from_spec(tmp / "shop-41.csv", customer_col="customer", order_col="order", date_col="date",
-                           amount_col="amount")
+    src = source_from_spec(
+        tmp / "shop-41.csv", customer_col="customer", order_col="order", date_col="date", amount_col="amount"
+    )
     service = SegmentService(ModelStore(tmp / "art"))
     train(src, service.store, k=8)
     return service, table, src
@@ -55,8 +56,16 @@ def test_predict_agrees_with_scoring(shop):
     rng = np.random.default_rng(3)
     for r, f, m in zip(rng.integers(0, 700, 200), rng.integers(1, 12, 200), rng.uniform(5, 3000, 200)):
         ans = served.predict(parse_rfm(f"{r} {f} {m:.2f}"))
-        profile = pd.DataFrame({"customer_id": ["x"], "recency": [r], "frequency": [f], "monetary": [round(m, 2)],
-                                "occasions": [f], "gap": [np.nan]})
+        profile = pd.DataFrame(
+            {
+                "customer_id": ["x"],
+                "recency": [r],
+                "frequency": [f],
+                "monetary": [round(m, 2)],
+                "occasions": [f],
+                "gap": [np.nan],
+            }
+        )
         label = served.score(profile).labels[0]
         assert ans.cluster == label and ans.segment == served.segment(label).name
         assert ans.model_version == served.version and ans.definition == served.segment(label).definition

@@ -32,7 +32,9 @@ def test_bad_settings_name_the_variable(env, variable):
 
 
 def test_settings_defaults_and_parsing():
-    s = settings_mod.load({**BASE, "SEGMENT_ADMIN_USER_IDS": "U01ABC, W02DEF ,", "SLACK_API_URL": "http://127.0.0.1:9/api"})
+    s = settings_mod.load(
+        {**BASE, "SEGMENT_ADMIN_USER_IDS": "U01ABC, W02DEF ,", "SLACK_API_URL": "http://127.0.0.1:9/api"}
+    )
     assert s.admin_user_ids == {"U01ABC", "W02DEF"} and s.is_admin("U01ABC") and not s.is_admin("U99")
     assert s.api_url == "http://127.0.0.1:9/api/" and s.port == 3000 and not s.socket_mode
     assert s.database_url == "sqlite:///artifacts/segment.db"
@@ -87,7 +89,10 @@ def test_audit_log_round_trip(state_db):
     state_db.audit("U1", "retrain", "data.csv", True, "started", "C1")
     state_db.audit("U2", "rollback", "", False, "refused: not an admin", "C1")
     entries = state_db.audit_entries()
-    assert [(e["user_id"], e["command"], e["allowed"]) for e in entries] == [("U2", "rollback", False), ("U1", "retrain", True)]
+    assert [(e["user_id"], e["command"], e["allowed"]) for e in entries] == [
+        ("U2", "rollback", False),
+        ("U1", "retrain", True),
+    ]
     assert isinstance(entries[0]["at"], dt.datetime)
 
 
@@ -108,7 +113,19 @@ def test_bad_digest_settings(env, variable):
 
 
 def test_digest_settings():
-    s = settings_mod.load({**BASE, "SEGMENT_TIMEZONE": "Europe/Berlin", "SEGMENT_DIGEST_ADMIN_ONLY": "true",
-                           "DIGEST_CHANNEL": "C1", "DIGEST_CRON": "0 9 * * 1"})
-    assert (s.timezone, s.digest_admin_only, s.digest_channel, s.digest_cron) == ("Europe/Berlin", True, "C1", "0 9 * * 1")
+    s = settings_mod.load(
+        {
+            **BASE,
+            "SEGMENT_TIMEZONE": "Europe/Berlin",
+            "SEGMENT_DIGEST_ADMIN_ONLY": "true",
+            "DIGEST_CHANNEL": "C1",
+            "DIGEST_CRON": "0 9 * * 1",
+        }
+    )
+    assert (s.timezone, s.digest_admin_only, s.digest_channel, s.digest_cron) == (
+        "Europe/Berlin",
+        True,
+        "C1",
+        "0 9 * * 1",
+    )
     assert settings_mod.load(BASE).timezone == "UTC"

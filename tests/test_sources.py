@@ -29,6 +29,7 @@ def _assert_same(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
 
 # -- Olist layout -------------------------------------------------------------------------
 
+
 def test_olist_rfm_equals_pandas_reference(sample_folder):
     table = load_rfm(OlistSource(sample_folder))
     _assert_same(_frame(table), reference.olist_rfm(sample_folder))
@@ -47,12 +48,14 @@ def test_repurchase_gaps_equal_the_pandas_reference(sample_folder):
 
 def test_same_day_orders_are_one_purchase_occasion(tmp_path):
     path = tmp_path / "t.csv"
-    pd.DataFrame({
-        "c": ["a", "a", "a", "b", "b", "c"],
-        "o": ["1", "2", "3", "4", "5", "6"],
-        "d": ["2024-01-01 09:00", "2024-01-01 17:00", "2024-01-31", "2024-01-10", "2024-01-10", "2024-02-01"],
-        "amt": [10, 20, 30, 5, 5, 7],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "c": ["a", "a", "a", "b", "b", "c"],
+            "o": ["1", "2", "3", "4", "5", "6"],
+            "d": ["2024-01-01 09:00", "2024-01-01 17:00", "2024-01-31", "2024-01-10", "2024-01-10", "2024-02-01"],
+            "amt": [10, 20, 30, 5, 5, 7],
+        }
+    ).to_csv(path, index=False)
     table = load_rfm(source_from_spec(path, customer_col="c", order_col="o", date_col="d", amount_col="amt"))
     f = table.frame.set_index("customer_id")
     assert f.loc["a", ["frequency", "occasions", "gap"]].tolist() == [3, 2, 30.0]
@@ -125,6 +128,7 @@ def test_olist_nothing_delivered(sample_folder, tmp_path):
 
 # -- generic transactions ---------------------------------------------------------------------
 
+
 def _lines(seed: int = 3, n_orders: int = 800) -> pd.DataFrame:
     """Order lines with the mess real exports have."""
     rng = np.random.default_rng(seed)
@@ -145,9 +149,9 @@ def _lines(seed: int = 3, n_orders: int = 800) -> pd.DataFrame:
                 }
             )
     df = pd.DataFrame(rows)
-    df.loc[df.index[3:9], "customer"] = None          # rows without a customer id
-    df.loc[df.index[20:24], "date"] = "not a date"     # unparseable dates
-    returns = df["order"].isin(["O00100", "O00101"])   # refunds: negative lines
+    df.loc[df.index[3:9], "customer"] = None  # rows without a customer id
+    df.loc[df.index[20:24], "date"] = "not a date"  # unparseable dates
+    returns = df["order"].isin(["O00100", "O00101"])  # refunds: negative lines
     df.loc[returns, "qty"] = -1
     df["cents"] = df["qty"] * df["price_cents"]
     df["price"] = df["price_cents"] / 100
@@ -170,8 +174,9 @@ def test_transactions_lines_equal_reference(tmp_path, fmt):
         export.to_csv(path, index=False)
     else:
         export.to_parquet(path, index=False)
-    src = source_from_spec(path, customer_col="customer", order_col="order", date_col="date",
-                           quantity_col="qty", price_col="price")
+    src = source_from_spec(
+        path, customer_col="customer", order_col="order", date_col="date", quantity_col="qty", price_col="price"
+    )
     table = load_rfm(src)
     _assert_same(_frame(table), reference.lines_rfm(df))
     expected = _expected_exclusions(df)
@@ -179,8 +184,9 @@ def test_transactions_lines_equal_reference(tmp_path, fmt):
     assert table.excluded["bad_date"] == expected["bad_date"]
     assert table.excluded["nonpositive_total"] == 2
 
-    by_amount = load_rfm(source_from_spec(path, customer_col="Customer", order_col="order",
-                                          date_col="date", amount_col="amount"))
+    by_amount = load_rfm(
+        source_from_spec(path, customer_col="Customer", order_col="order", date_col="date", amount_col="amount")
+    )
     _assert_same(_frame(by_amount), reference.lines_rfm(df))
 
 
@@ -196,9 +202,10 @@ def test_transactions_without_order_column_each_row_is_an_order(tmp_path):
 
 def test_transactions_date_format(tmp_path):
     path = tmp_path / "eu.csv"
-    path.write_text("who,when,total\na,31/12/2024,10.50\na,01/12/2024,\"4,50\"\nb,15/06/2024,3\n")
-    table = load_rfm(source_from_spec(path, customer_col="who", date_col="when", amount_col="total",
-                                      date_format="%d/%m/%Y"))
+    path.write_text('who,when,total\na,31/12/2024,10.50\na,01/12/2024,"4,50"\nb,15/06/2024,3\n')
+    table = load_rfm(
+        source_from_spec(path, customer_col="who", date_col="when", amount_col="total", date_format="%d/%m/%Y")
+    )
     f = table.frame.set_index("customer_id")
     assert table.snapshot_date == dt.date(2025, 1, 1)
     assert f.loc["a", "recency"] == 1 and f.loc["a", "frequency"] == 1  # "4,50" is not a number
@@ -210,14 +217,23 @@ def test_transactions_date_format(tmp_path):
     "content, flags, message",
     [
         ("c,d,a\n", dict(customer_col="c", date_col="d", amount_col="a"), "no usable orders left"),
-        ("c,d,a\nx,2024-01-01,-5\n", dict(customer_col="c", date_col="d", amount_col="a"),
-         "1 order whose total is not positive"),
-        ("c,d,a\nx,2024-01-01,5\n", dict(customer_col="cust", date_col="d", amount_col="a"),
-         "no column 'cust' \\(columns are: c, d, a\\)"),
+        (
+            "c,d,a\nx,2024-01-01,-5\n",
+            dict(customer_col="c", date_col="d", amount_col="a"),
+            "1 order whose total is not positive",
+        ),
+        (
+            "c,d,a\nx,2024-01-01,5\n",
+            dict(customer_col="cust", date_col="d", amount_col="a"),
+            "no column 'cust' \\(columns are: c, d, a\\)",
+        ),
         ("c,d,a\nx,2024-01-01,5\n", dict(customer_col="c", date_col="d"), "give --amount-col"),
         ("c,d,a\nx,2024-01-01,5\n", dict(date_col="d", amount_col="a"), "--customer-col"),
-        ("c,d,a\nx,yesterday,5\n", dict(customer_col="c", date_col="d", amount_col="a"),
-         "1 row with an unparseable date"),
+        (
+            "c,d,a\nx,yesterday,5\n",
+            dict(customer_col="c", date_col="d", amount_col="a"),
+            "1 row with an unparseable date",
+        ),
     ],
 )
 def test_transactions_bad_inputs(tmp_path, content, flags, message):
@@ -240,8 +256,20 @@ def test_unknown_paths_and_types(tmp_path):
 
 def test_cli_bad_data_is_one_line(tmp_path):
     (tmp_path / "t.csv").write_text("c,d,a\n")
-    r = run_cli("--artifacts", str(tmp_path / "a"), "-q", "train", "--data", str(tmp_path / "t.csv"),
-                "--customer-col", "c", "--date-col", "d", "--amount-col", "a")
+    r = run_cli(
+        "--artifacts",
+        str(tmp_path / "a"),
+        "-q",
+        "train",
+        "--data",
+        str(tmp_path / "t.csv"),
+        "--customer-col",
+        "c",
+        "--date-col",
+        "d",
+        "--amount-col",
+        "a",
+    )
     assert r.code == 1
     assert r.err.count("\n") == 1 and "Traceback" not in r.err
     assert "t.csv: no usable orders left" in r.err
@@ -257,7 +285,9 @@ def test_rows_without_an_order_id_are_excluded_not_merged(tmp_path):
         "d, ,2024-01-04,40\n"
         "a,o2,2024-01-05,5\n"
     )
-    table = load_rfm(source_from_spec(path, customer_col="cust", order_col="order", date_col="when", amount_col="total"))
+    table = load_rfm(
+        source_from_spec(path, customer_col="cust", order_col="order", date_col="when", amount_col="total")
+    )
     assert table.frame["customer_id"].tolist() == ["a"]
     assert table.frame["frequency"].tolist() == [2] and table.frame["monetary"].tolist() == [15.0]
     assert table.excluded == {"without_order": 3}
@@ -274,12 +304,14 @@ def test_utc_offsets_are_converted_not_dropped(tmp_path):
 
 def test_order_numbers_reused_by_two_customers_are_two_orders(tmp_path):
     path = tmp_path / "two-stores.csv"
-    pd.DataFrame({
-        "c": ["north-1", "south-1", "north-2", "south-1"],
-        "o": ["1", "1", "2", "2"],
-        "d": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"],
-        "amt": [10, 20, 30, 40],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "c": ["north-1", "south-1", "north-2", "south-1"],
+            "o": ["1", "1", "2", "2"],
+            "d": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"],
+            "amt": [10, 20, 30, 40],
+        }
+    ).to_csv(path, index=False)
     table = load_rfm(source_from_spec(path, customer_col="c", order_col="o", date_col="d", amount_col="amt"))
     assert table.customers == 3 and table.orders == 4
     assert table.frame.set_index("customer_id").loc["south-1", ["frequency", "monetary"]].tolist() == [2, 60.0]
@@ -287,13 +319,15 @@ def test_order_numbers_reused_by_two_customers_are_two_orders(tmp_path):
 
 def test_orders_dated_in_the_future_are_excluded_and_counted(tmp_path):
     path = tmp_path / "future.csv"
-    pd.DataFrame({"c": ["a", "b", "c", "d"], "d": ["2024-03-01", "2024-03-05", "2099-01-01", "1900-01-01"],
-                  "amt": [1, 2, 3, 4]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"c": ["a", "b", "c", "d"], "d": ["2024-03-01", "2024-03-05", "2099-01-01", "1900-01-01"], "amt": [1, 2, 3, 4]}
+    ).to_csv(path, index=False)
     src = source_from_spec(path, customer_col="c", date_col="d", amount_col="amt")
     table = load_rfm(src)
     assert table.excluded["future_date"] == 1 and table.snapshot_date == dt.date(2024, 3, 6)
     assert table.excluded["too_old"] == 1 and table.customers == 2
-    assert describe_exclusions(table.excluded) == ("1 order dated before 1990 (placeholder dates); "
-                                                   "1 order dated in the future (after tomorrow, UTC)")
+    assert describe_exclusions(table.excluded) == (
+        "1 order dated before 1990 (placeholder dates); 1 order dated in the future (after tomorrow, UTC)"
+    )
     later = load_rfm(src, as_of=dt.date(2100, 1, 1))  # a snapshot the user asks for is theirs to choose
     assert "future_date" not in later.excluded and later.customers == 3

@@ -32,7 +32,11 @@ def test_save_and_load_round_trip(tmp_path, fitted):
     assert store.versions() == ["v0001", "v0002"] and store.current_version() == "v0002"
     version, trained = store.load()
     assert version == "v0002" and trained.info.k == 6
-    assert (trained.segments, trained.terms, trained.at_risk) == (fitted[0].segments, fitted[0].terms, fitted[0].at_risk)
+    assert (trained.segments, trained.terms, trained.at_risk) == (
+        fitted[0].segments,
+        fitted[0].terms,
+        fitted[0].at_risk,
+    )
     info = store.info("v0002")
     assert info.manifest["sha256"] == store_mod.sha256_hex((tmp_path / "models" / "v0002.joblib").read_bytes())
     assert not list((tmp_path / "models").glob(".*.tmp"))
@@ -51,6 +55,7 @@ def test_checksum_mismatch_is_refused(tmp_path, fitted, damage):
         import io
 
         import joblib
+
         buf = io.BytesIO()
         joblib.dump({"schema_version": 2, "evil": True}, buf)
         data = buf.getvalue()

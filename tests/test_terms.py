@@ -17,8 +17,11 @@ from segmentation.terms import FALLBACK_DAYS, Band, Freq, Spend, measure
 def test_terms_come_from_the_gaps_and_the_spend_of_this_shop(tmp_path):
     table = shop_table(tmp_path, 11)
     terms = measure(table.frame, table.gaps)
-    orders = shop_orders(11).assign(ordered_at=lambda d: pd.to_datetime(d["date"]),
-                                    customer_id=lambda d: d["customer"], order_id=lambda d: d["order"])
+    orders = shop_orders(11).assign(
+        ordered_at=lambda d: pd.to_datetime(d["date"]),
+        customer_id=lambda d: d["customer"],
+        order_id=lambda d: d["order"],
+    )
     p50, p80, p95, returning = reference.gap_quantiles(orders)
     assert (terms.return_time, terms.return_window, terms.lost_after) == (p50, p80, p95)
     assert terms.measured and terms.returning_customers == returning
@@ -54,7 +57,14 @@ def test_classification_boundaries():
     frame = pd.DataFrame({"recency": [1] * 10, "occasions": [2] * 10, "monetary": np.arange(1.0, 11.0)})
     terms = measure(frame, GapStats(30, 90, 200, returning_customers=100, gaps=100))
     assert terms.bands([0, 30, 31, 90, 91, 200, 201]).tolist() == [
-        Band.ACTIVE, Band.ACTIVE, Band.LAPSING, Band.LAPSING, Band.LAPSED, Band.LAPSED, Band.LOST]
+        Band.ACTIVE,
+        Band.ACTIVE,
+        Band.LAPSING,
+        Band.LAPSING,
+        Band.LAPSED,
+        Band.LAPSED,
+        Band.LOST,
+    ]
     assert terms.freqs([1, 2, 3, 50]).tolist() == [Freq.ONE_TIME, Freq.REPEAT, Freq.FREQUENT, Freq.FREQUENT]
     assert terms.spend(terms.spend_high_from) == Spend.HIGH
     assert terms.spend(terms.spend_low_below) == Spend.MID

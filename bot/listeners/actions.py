@@ -27,8 +27,11 @@ def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) ->
         raise InputError("That button is not one of mine; ask again with /segment R F M.") from None
     rfm = parse_rfm([f"r={r}", f"f={f}", f"m={m}"])
     served = ctx.service.served(version) if version is not None else ctx.service.served()
-    respond(response_type="in_channel", replace_original=False,
-            **blocks.prediction(served.predict(rfm), shareable=False, asked_by=body["user"]["id"]))
+    respond(
+        response_type="in_channel",
+        replace_original=False,
+        **blocks.prediction(served.predict(rfm), shareable=False, asked_by=body["user"]["id"]),
+    )
 
 
 def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
@@ -36,13 +39,23 @@ def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ct
     served = ctx.service.served(version)  # a version the store keeps, or one line of refusal
     user = body["user"]["id"]
     if as_of is not None:  # from a digest: the customers that digest counted, scored as of its date
-        line = send_csv(client, user, f"at-risk-{as_of}-{version}.csv",
-                        f"At-risk customers as of {as_of} ({version})",
-                        lambda path: write_at_risk_as_of(ctx, as_of, path, served),
-                        f"scored as of {as_of} with model {version}")
+        line = send_csv(
+            client,
+            user,
+            f"at-risk-{as_of}-{version}.csv",
+            f"At-risk customers as of {as_of} ({version})",
+            lambda path: write_at_risk_as_of(ctx, as_of, path, served),
+            f"scored as of {as_of} with model {version}",
+        )
     else:
-        line = send_csv(client, user, f"at-risk-{version}.csv", f"At-risk customers ({version})",
-                        lambda path: served.export_at_risk(path), f"at risk in model {version}")
+        line = send_csv(
+            client,
+            user,
+            f"at-risk-{version}.csv",
+            f"At-risk customers ({version})",
+            lambda path: served.export_at_risk(path),
+            f"at risk in model {version}",
+        )
     respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
 

@@ -163,12 +163,16 @@ def _check_channel(req: Request) -> str | None:
     except SlackApiError as exc:
         error = exc.response.get("error")
         if error in {"channel_not_found", "not_in_channel"}:
-            return ("I can't see this channel. If it is private, invite me first with `/invite @segment`, "
-                    "then subscribe again.")
+            return (
+                "I can't see this channel. If it is private, invite me first with `/invite @segment`, "
+                "then subscribe again."
+            )
         if error == "missing_scope":
             needed = exc.response.get("needed") or "im:read, mpim:read"
-            return (f"I'm not allowed to look at this conversation (Slack needs the {needed} permission). "
-                    "An admin can reinstall the app from slack-manifest.yml, which asks for it.")
+            return (
+                f"I'm not allowed to look at this conversation (Slack needs the {needed} permission). "
+                "An admin can reinstall the app from slack-manifest.yml, which asks for it."
+            )
         raise
     if not info.get("is_im") and not info.get("is_member", True):
         return "I'm not a member of this channel yet: invite me with `/invite @segment`, then subscribe again."
@@ -183,7 +187,8 @@ def do_digest(req: Request) -> Reply:
         return _digest(req)
     command, args = f"digest {word}", req.args.strip().partition(" ")[2]
     audit = lambda allowed, result: req.ctx.state.audit(  # noqa: E731
-        req.user_id, command, args, allowed, result, req.channel_id)
+        req.user_id, command, args, allowed, result, req.channel_id
+    )
     if not req.ctx.can_manage_digests(req.user_id):
         audit(False, "refused: not an admin (SEGMENT_DIGEST_ADMIN_ONLY)")
         return blocks.error_line("Only admins manage digests here (SEGMENT_DIGEST_ADMIN_ONLY is on)."), None
@@ -211,38 +216,54 @@ def _digest(req: Request) -> Reply:
         ctx.digests.subscribe(req.channel_id, schedule, req.user_id)
         if ctx.scheduler:
             ctx.scheduler.changed()
-        nxt = schedule.trigger().get_next_fire_time(None, dt.datetime.now(dt.timezone.utc))
-        return blocks.plain(f"Subscribed <#{req.channel_id}> to the digest {schedule.text}. "
-                            f"Next one: {_when(nxt, schedule.timezone)}."), None
+        nxt = schedule.trigger().get_next_fire_time(None, dt.datetime.now(dt.UTC))
+        return blocks.plain(
+            f"Subscribed <#{req.channel_id}> to the digest {schedule.text}. Next one: {_when(nxt, schedule.timezone)}."
+        ), None
     if word == "unsubscribe":
         removed = ctx.digests.unsubscribe(req.channel_id)
         if ctx.scheduler:
             ctx.scheduler.changed()
-        return blocks.plain("Unsubscribed: no more digests here." if removed
-                            else "This channel has no digest subscription."), None
+        return blocks.plain(
+            "Unsubscribed: no more digests here." if removed else "This channel has no digest subscription."
+        ), None
     if word == "list":
         subs = ctx.digests.subscriptions()
         if not subs:
             return blocks.plain("No digest subscriptions yet. " + DIGEST_HELP), None
         next_runs = ctx.scheduler.next_runs() if ctx.scheduler else {}
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         lines = []
         for sub in subs:
             nxt = next_runs.get(sub["channel_id"]) or schedule_spec.make_trigger(
-                sub["cron"], sub["timezone"]).get_next_fire_time(None, now)
+                sub["cron"], sub["timezone"]
+            ).get_next_fire_time(None, now)
             last = sub["last_run"]
-            status = "no digest yet" if last is None else (
-                f"{last['status']}" + (f" ({last['error']})" if last["error"] else "")
-                + f" at {last['scheduled_for']:%d %b %H:%M} UTC")
-            lines.append(f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {_when(nxt, sub['timezone'])} · last: {status}")
+            status = (
+                "no digest yet"
+                if last is None
+                else (
+                    f"{last['status']}"
+                    + (f" ({last['error']})" if last["error"] else "")
+                    + f" at {last['scheduled_for']:%d %b %H:%M} UTC"
+                )
+            )
+            lines.append(
+                f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {_when(nxt, sub['timezone'])} · last: {status}"
+            )
         return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
     if word == "now":
+
         def post() -> None:
             outcome = ctx.digests.run(req.channel_id)
             if outcome.status == "failed":
                 hint = digests_mod.CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
-                req.respond(response_type="ephemeral", replace_original=False,
-                            **blocks.error_line(f"The digest could not be posted: {hint}."))
+                req.respond(
+                    response_type="ephemeral",
+                    replace_original=False,
+                    **blocks.error_line(f"The digest could not be posted: {hint}."),
+                )
+
         return blocks.plain("Building the digest for this channel…"), post
     return blocks.help_message("*Digests*: " + DIGEST_HELP), None
 
@@ -303,9 +324,13 @@ def _short(text: str, limit: int = 40) -> str:
 def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
     handler, args = route(command.get("text") or "")
     if handler is None:
-        ack(response_type="ephemeral", **blocks.error_line(
-            f"I don't know `{_short(args, 30)}`. Try `/segment 30 2 150` (days since the last order, orders, "
-            "spend), `/segment customer <id>`, or `/segment help` for everything."))
+        ack(
+            response_type="ephemeral",
+            **blocks.error_line(
+                f"I don't know `{_short(args, 30)}`. Try `/segment 30 2 150` (days since the last order, orders, "
+                "spend), `/segment customer <id>`, or `/segment help` for everything."
+            ),
+        )
         return
     req = Request(ctx, args, command.get("user_id", ""), command.get("channel_id", ""), client, respond)
     after: After | None = None
@@ -315,7 +340,9 @@ def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: 
         message = blocks.error_line(str(exc))
     except Exception:  # noqa: BLE001 - never a traceback at a user
         log.exception("/segment %s failed", handler.__name__)
-        message = blocks.error_line("Something went wrong on our side; the details are in the bot's log. Please try again.")
+        message = blocks.error_line(
+            "Something went wrong on our side; the details are in the bot's log. Please try again."
+        )
     ack(response_type="ephemeral", **message)
     if after is not None:
         ctx.follow_ups.submit(respond, after)
