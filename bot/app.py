@@ -69,15 +69,14 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def make_client(settings: Settings) -> WebClient:
     """A Web API client that retries rate limits (429 + Retry-After), 5xx answers and dropped connections."""
-    kwargs = {"base_url": settings.api_url} if settings.api_url else {}
     return WebClient(
         token=settings.bot_token,
+        base_url=settings.api_url or WebClient.BASE_URL,
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
             ServerErrorRetryHandler(max_retry_count=2),
             RateLimitErrorRetryHandler(max_retry_count=3, interval_calculator=BackoffRetryIntervalCalculator()),
         ],
-        **kwargs,
     )
 
 

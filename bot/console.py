@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -104,10 +104,11 @@ class Console:
     # -- input --------------------------------------------------------------------------
     def _signed(self, body: str) -> BoltRequest:
         ts = str(int(time.time()))
-        headers = {
+        signature = self.verifier.generate_signature(timestamp=ts, body=body) or ""
+        headers: dict[str, str | Sequence[str]] = {
             "content-type": ["application/x-www-form-urlencoded"],
             "x-slack-request-timestamp": [ts],
-            "x-slack-signature": [self.verifier.generate_signature(timestamp=ts, body=body)],
+            "x-slack-signature": [signature],
         }
         return BoltRequest(body=body, headers=headers)
 

@@ -27,7 +27,7 @@ class BotContext:
     retrainer: Retrainer
     client: WebClient
     follow_ups: FollowUps = field(default_factory=FollowUps)
-    digests: Digests | None = None
+    digests: Digests = field(init=False)  # set by the app factory right after construction
     scheduler: DigestScheduler | None = None
 
     def can_manage_digests(self, user_id: str) -> bool:

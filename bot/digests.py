@@ -318,12 +318,11 @@ class Digests:
             created_by=user_id,
             created_at=utcnow(),
         )
+        from sqlalchemy.dialects import postgresql, sqlite
+
         dialect = self.state.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:  # pragma: no cover - the state database is SQLite or PostgreSQL
+        insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+        if insert is None:  # pragma: no cover - the state database is SQLite or PostgreSQL
             raise NotImplementedError(dialect)
         stmt = insert(subscriptions).values(**values)
         stmt = stmt.on_conflict_do_update(
@@ -396,7 +395,7 @@ class Digests:
         """Record (channel, scheduled time) before anything is posted; None if it was already there."""
         try:
             with self.state.engine.begin() as con:
-                return con.execute(
+                key = con.execute(
                     digest_runs.insert().values(
                         channel_id=channel_id,
                         scheduled_for=scheduled_for,
@@ -405,9 +404,10 @@ class Digests:
                         error=error,
                         runner=self.runner,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
         except IntegrityError:
             return None
+        return None if key is None else int(key[0])
 
     def _finish(self, run_id: int, **values: Any) -> None:
         with self.state.engine.begin() as con:
@@ -573,7 +573,8 @@ class Digests:
             page = self.client.conversations_history(
                 channel=channel_id, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
             )
-            for m in page.get("messages", []):
+            messages: list[dict[str, Any]] = page.get("messages") or []
+            for m in messages:
                 meta = m.get("metadata") or {}
                 if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get("run") == key:
                     return m.get("ts")

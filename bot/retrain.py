@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import ModelNotFoundError, SegmentationError
+from segmentation.segments import TrainedModel
 from segmentation.service import SegmentService
 from segmentation.training import train
 
@@ -33,7 +34,7 @@ LEASE = "retrain"
 LEASE_TTL = dt.timedelta(minutes=2)
 RENEW_EVERY = 30.0
 
-TrainFn = Callable[..., dict[str, Any]]
+TrainFn = Callable[..., "tuple[str, TrainedModel]"]
 
 
 class Retrainer:

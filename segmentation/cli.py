@@ -312,14 +312,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from .sample import write_sample
 
-    progress = None
+    def show(done: int, total: int) -> None:
+        print(f"\r  {done:,} / {total:,} orders", end="", file=sys.stderr, flush=True)
+
+    write_sample(args.out, orders=args.orders, seed=args.seed, progress=None if args.quiet else show, shape=args.shape)
     if not args.quiet:
-
-        def progress(done: int, total: int) -> None:
-            print(f"\r  {done:,} / {total:,} orders", end="", file=sys.stderr, flush=True)
-
-    write_sample(args.out, orders=args.orders, seed=args.seed, progress=progress, shape=args.shape)
-    if progress:
         print(file=sys.stderr)
     print(f"Wrote {args.orders:,} orders of a {args.shape} shop (seed {args.seed}) in the Olist layout to {args.out}")
     return 0
@@ -396,7 +393,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     for v in reversed(info["versions"]):
         if v["damaged"]:
             print(f"  {v['version']}: {v['damaged']}")
-    if broken:
+    if current is not None and broken:
         print(
             f"segment: the served version {current['version']} is damaged and cannot answer; roll back or retrain.",
             file=sys.stderr,

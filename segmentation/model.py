@@ -208,7 +208,7 @@ class SegmentModel:
                 if exact[s] is not None:
                     break
                 exact[s] = gain(s)
-            if exact[s] < 0:
+            if (exact[s] or 0.0) < 0:
                 raise ValueError(
                     f"only {sum(distinct.get(i, 1) for i in range(len(parts)))} distinct customer profiles, "
                     f"too few for {self.n_clusters} clusters"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -168,7 +169,7 @@ class RFMTable:
         return len(self.frame)
 
 
-def describe_exclusions(excluded: dict[str, int]) -> str:
+def describe_exclusions(excluded: Mapping[str, int]) -> str:
     parts = [
         f"{n:,} {_singular(EXCLUSION_LABELS.get(k, k)) if n == 1 else EXCLUSION_LABELS.get(k, k)}"
         for k, n in excluded.items()
@@ -207,7 +208,7 @@ def source_from_spec(
     if not _is_supported_file(p):
         raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
     missing = [flag for flag, v in (("--customer-col", customer_col), ("--date-col", date_col)) if not v]
-    if missing:
+    if missing or customer_col is None or date_col is None:
         raise DataError(
             f"{p}: say which columns to use: {' and '.join(missing)} are required "
             "(with --amount-col, or --quantity-col and --price-col)"

@@ -255,7 +255,7 @@ class ModelStore:
     def save(self, trained: TrainedModel, assignments: pd.DataFrame, activate: bool = True) -> str:
         """Write a new version; make it current only once it is fully written and verified."""
         with self._lock():
-            existing = [int(_VERSION_RE.match(v).group(1)) for v in self.versions()]
+            existing = [_num(v) for v in self.versions()]
             leftovers = [int(m.group(1)) for p in self.models.glob("v*.joblib") if (m := _VERSION_RE.match(p.stem))]
             version = f"v{max(existing + leftovers, default=0) + 1:04d}"
             buf = io.BytesIO()
@@ -377,7 +377,10 @@ class ModelStore:
 
 
 def _num(version: str) -> int:
-    return int(_VERSION_RE.match(version).group(1))
+    m = _VERSION_RE.match(version)
+    if m is None:
+        raise ModelNotFoundError(f"'{version[:20]}' is not a model version (they look like v0003)")
+    return int(m.group(1))
 
 
 # -- per-customer assignments -------------------------------------------------------------

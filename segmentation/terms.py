@@ -153,7 +153,12 @@ class ShopTerms:
 
 def measure(frame: pd.DataFrame, gaps: GapStats, currency: str = "") -> ShopTerms:
     """The terms of one shop, from its per-customer RFM and its repurchase gaps."""
-    if gaps.returning_customers >= MIN_RETURNING_CUSTOMERS and gaps.p50 is not None:
+    if (
+        gaps.returning_customers >= MIN_RETURNING_CUSTOMERS
+        and gaps.p50 is not None
+        and gaps.p80 is not None
+        and gaps.p95 is not None
+    ):
         t, w, lost = int(gaps.p50), int(gaps.p80), int(gaps.p95)
         measured = True
     else:

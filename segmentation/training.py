@@ -8,6 +8,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -245,7 +246,7 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
                 occasions_median=cand.medians[1],
                 monetary_median=cand.medians[2],
                 at_risk=int(flags[idx].sum()),
-                centroid=tuple(float(v) for v in model.centroids_[cand.cluster]),
+                centroid=_triple(model.centroids_[cand.cluster]),
                 description=play.description,
                 actions=play.actions,
                 reserved=reserved,
@@ -288,3 +289,8 @@ def train(
         version = store.save(trained, assignments)
     trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
     return version, trained
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)
+    return (a, b, c)
