@@ -118,6 +118,11 @@ COMMANDS = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``segment`` command. ``.env`` is read first (without overriding the environment), so the
+    CLI and the bot agree on SEGMENT_ARTIFACTS, the model key and the rest."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
     return segmentation_main(argv, extra=COMMANDS)
 
 
