@@ -1,7 +1,10 @@
-"""Latency of signed `/segment R F M` requests at the HTTP endpoint vs a Bolt command that does nothing.
+"""Latency of signed `/segment R F M` requests at the HTTP endpoint vs a Bolt command that does nothing,
+and of the gate (size, signature, replay record in the state database, shape) vs the same no-op
+command served by Bolt's own handler without the gate.
 
-Both commands are served by the same app and server (waitress), interleaved request by request
-in one run, so the machine's noise hits both alike. Usage: python bench/bench_bot.py [--requests N]
+All cases are served by the same app (waitress servers in one process), interleaved request by
+request in one run, so the machine's noise hits them alike.
+Usage: python bench/bench_bot.py [--requests N]
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import http.client
 import os
 import platform
 import tempfile
+import threading
 import time
 import urllib.parse
 import uuid
 from pathlib import Path
 
 import numpy as np
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress.server import create_server
 
 from bot.app import build_context, create_app
 from bot.emulator import SlackEmulator
@@ -80,23 +86,30 @@ def main() -> None:
             ack()
 
         server = HttpServer(app, SECRET, ctx.state, host="127.0.0.1", port=0).start()
+        bare = create_server(SlackRequestHandler(app, path="/slack/events"), host="127.0.0.1", port=0, threads=8)
+        threading.Thread(target=bare.run, daemon=True).start()
         conn = http.client.HTTPConnection("127.0.0.1", server.port)
+        bare_conn = http.client.HTTPConnection("127.0.0.1", bare.effective_port)
         rng = np.random.default_rng(0)
-        cases = {"/segment R F M": [], "no-op command": []}
-        for i in range(args.requests * 2 + 200):
-            is_segment = i % 2 == 0
+        names = ["/segment R F M", "no-op command", "no-op, no gate"]
+        cases: dict[str, list[float]] = {n: [] for n in names}
+        for i in range(args.requests * 3 + 300):
+            case = names[i % 3]
+            is_segment = case == "/segment R F M"
             text = f"{rng.integers(0, 700)} {rng.integers(1, 8)} {rng.uniform(5, 2000):.2f}" if is_segment else ""
             b = body("/segment" if is_segment else "/noop", text, slack.response_url())
             h = headers(b)
+            c = bare_conn if case == "no-op, no gate" else conn
             t = time.perf_counter()
-            conn.request("POST", "/slack/events", body=b.encode(), headers=h)
-            resp = conn.getresponse()
+            c.request("POST", "/slack/events", body=b.encode(), headers=h)
+            resp = c.getresponse()
             resp.read()
             dt_ms = (time.perf_counter() - t) * 1000
             assert resp.status == 200, resp.status
-            if i >= 200:  # warm-up
-                cases["/segment R F M" if is_segment else "no-op command"].append(dt_ms)
+            if i >= 300:  # warm-up
+                cases[case].append(dt_ms)
         server.stop()
+        bare.close()
     print(
         f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.requests} requests each, interleaved, one keep-alive connection"
@@ -106,8 +119,12 @@ def main() -> None:
         a = np.array(t)
         stats[name] = (np.percentile(a, 50), np.percentile(a, 99), 1000 / a.mean())
         print(f"{name:16s} p50 {stats[name][0]:6.2f} ms  p99 {stats[name][1]:6.2f} ms  {stats[name][2]:6.0f} req/s")
-    s, n = stats["/segment R F M"], stats["no-op command"]
+    s, n, g = stats["/segment R F M"], stats["no-op command"], stats["no-op, no gate"]
     print(f"added by the handler: p50 {s[0] - n[0]:+.2f} ms, p99 {s[1] - n[1]:+.2f} ms")
+    print(
+        f"added by the gate:    p50 {n[0] - g[0]:+.2f} ms, p99 {n[1] - g[1]:+.2f} ms "
+        f"(SQLite state database; one replay record per request)"
+    )
 
 
 if __name__ == "__main__":
