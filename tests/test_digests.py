@@ -562,3 +562,17 @@ def test_a_digest_with_no_one_at_risk_has_no_export_button(ctx):
     msg = message(nobody)
     assert [b["action_id"] for b in buttons(msg)] == ["show_segments"]
     assert "*Churn risk: 0 customers*" in json.dumps(msg["blocks"], ensure_ascii=False)
+
+
+def test_subscribing_a_dm_without_the_scope_answers_clearly(slack, trained, tmp_path, state_db):
+    bot = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db)
+    try:
+        slack.channels["D0DIRECT"] = {"id": "D0DIRECT", "is_im": True}
+        r = bot.command("digest subscribe daily 09:00", channel="D0DIRECT")
+        assert "Subscribed <#D0DIRECT>" in r.text  # a DM the app can see
+        slack.fail("conversations.info", "missing_scope")
+        r = bot.command("digest subscribe daily 09:00", channel="G0GROUPDM")
+        assert "not allowed to look at this conversation" in r.text and "mpim:read" in r.text
+        assert "went wrong" not in r.text
+    finally:
+        bot.stop()
