@@ -144,3 +144,26 @@ def shop_table(tmp_path, seed: int, as_of=None, **kw):
         shop_orders(seed, **kw).to_csv(path, index=False)
     src = source_from_spec(path, customer_col="customer", order_col="order", date_col="date", amount_col="amount")
     return load_rfm(src, as_of=as_of)
+
+
+# -- the bot over HTTP, with the Slack stand-in ------------------------------------------------
+
+
+@pytest.fixture
+def slack():
+    """A local stand-in for Slack's Web API and response URLs that records every call."""
+    from bot.emulator import SlackEmulator
+
+    with SlackEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bot(slack, trained, tmp_path, state_db):
+    """The bot serving HTTP on a local port, with a copy of the trained model (tests override it
+    where they need data behind it)."""
+    from slackkit import copy_artifacts, start_bot
+
+    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db)
+    yield running
+    running.stop()

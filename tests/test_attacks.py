@@ -12,21 +12,6 @@ import urllib.parse
 import pytest
 from slackkit import ADMIN, CHANNEL, USER, buttons, copy_artifacts, start_bot
 
-from bot.emulator import SlackEmulator
-
-
-@pytest.fixture
-def slack():
-    with SlackEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def bot(slack, trained, tmp_path, state_db):
-    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db)
-    yield running
-    running.stop()
-
 
 def _click_body(bot, action_id: str, value: str, user: str = USER) -> str:
     payload = {

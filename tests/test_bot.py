@@ -21,21 +21,7 @@ from slackkit import (
     start_bot,
 )
 
-from bot.emulator import SlackEmulator
 from segmentation.inputs import parse_rfm
-
-
-@pytest.fixture
-def slack():
-    with SlackEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def bot(slack, trained, tmp_path, state_db):
-    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db)
-    yield running
-    running.stop()
 
 
 def _response(slack, key_prefix: str = ""):

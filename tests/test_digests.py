@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from slackkit import ADMIN, USER, buttons, copy_artifacts, start_bot
 
 from bot.app import build_context, start_scheduler
-from bot.emulator import SlackEmulator
 from bot.schedule_spec import parse
 from bot.scheduling import DigestScheduler, job_store
 from bot.settings import Settings
@@ -27,12 +26,6 @@ from bot.state import digest_runs
 from segmentation.sources import OlistSource, load_rfm
 
 UTC = dt.UTC
-
-
-@pytest.fixture
-def slack():
-    with SlackEmulator() as emulator:
-        yield emulator
 
 
 def make_ctx(slack, artifacts, state, data, **overrides):
