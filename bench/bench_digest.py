@@ -42,7 +42,13 @@ def bench(name, folder, run_date, repeat, tmp):
     train(OlistSource(folder), store)
     service = SegmentService(store)
     first, _ = build(service, OlistSource(folder), None, run_date - dt.timedelta(days=30))
-    previous = PreviousRun(dt.datetime.combine(run_date, dt.time()), first.counts, first.at_risk_hashes)
+    previous = PreviousRun(
+        dt.datetime.combine(run_date, dt.time()),
+        first.counts,
+        first.at_risk_hashes,
+        first.model_version,
+        first.data_source,
+    )
     runs = [build(service, OlistSource(folder), previous, run_date) for _ in range(repeat)]
     data = runs[0][0]
     med = [statistics.median(r[1][i] for r in runs) for i in range(4)]
