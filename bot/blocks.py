@@ -49,16 +49,27 @@ def cut(text: str, limit: int) -> str:
     return head.rstrip(" ,;:.-") + "…"
 
 
+_PATH = re.compile(r"(?<![\w:/.<])(?:~|\.{1,2})?(?:/[^\s/'\"`<>|]+){2,}")
+
+
+def hide_paths(text: str) -> str:
+    """Server file paths cut to their last part: nothing the bot posts shows where things live on
+    disk (every section, context, header and fallback text goes through here)."""
+    return _PATH.sub(
+        lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")) :], text
+    )
+
+
 def section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_TEXT)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(hide_paths(text), MAX_TEXT)}}
 
 
 def context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, MAX_TEXT)}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(hide_paths(text), MAX_TEXT)}]}
 
 
 def header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, 150), "emoji": True}}
+    return {"type": "header", "text": {"type": "plain_text", "text": cut(hide_paths(text), 150), "emoji": True}}
 
 
 def button(text: str, action_id: str, value: str = "", style: str | None = None) -> dict[str, Any]:
@@ -232,7 +243,7 @@ def model_info(served: ServedModel) -> Message:
     ]
     blocks = [
         header(f"Model {served.version}"),
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{hide_paths(v)}"} for k, v in fields]},
         section("*The shop's terms*\n" + "\n".join(f"• {line}" for line in terms.lines())),
         context(f"At risk: {served.trained.rule.text(terms)}"),
     ]
@@ -252,23 +263,13 @@ def help_message(note: str | None = None, segment: str | None = None) -> Message
     return {"text": (note + "\n" if note else "") + "Try /segment 30 2 150 or /segment help", "blocks": blocks}
 
 
-_PATH = re.compile(r"(?<![\w:/.<])(?:~|\.{1,2})?(?:/[^\s/'\"`<>|]+){2,}")
-
-
-def hide_paths(text: str) -> str:
-    """Server file paths cut to their last part: replies never show where things live on disk."""
-    return _PATH.sub(
-        lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")) :], text
-    )
-
-
 def error_line(message: str) -> Message:
     message = hide_paths(message)
     return {"text": message, "blocks": [section(f":warning: {message}")]}
 
 
 def plain(text: str) -> Message:
-    return {"text": text, "blocks": [section(text)]}
+    return {"text": hide_paths(text), "blocks": [section(text)]}
 
 
 def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | None) -> Message:

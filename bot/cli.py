@@ -13,15 +13,28 @@ from pathlib import Path
 
 from segmentation.cli import Command
 from segmentation.cli import main as segmentation_main
+from segmentation.errors import SegmentationError
 
 log = logging.getLogger("bot")
 
 
 def _ensure_model(ctx) -> None:
-    """A bot with no model yet trains one on SEGMENT_DATA first, so it can answer at once."""
-    if ctx.service.has_model():
-        return
+    """Check SEGMENT_DATA at once (a typo fails the start, not the first digest). A bot with no
+    model yet trains one on it first, so it can answer at once. A damaged served model does not
+    stop the bot: it says so in every answer, and an admin can roll back or retrain from Slack."""
     source, _ = ctx.service.source(ctx.settings.data)
+    try:
+        if ctx.service.has_model():
+            return
+    except SegmentationError as exc:
+        log.warning("the served model cannot be used: %s", exc)
+        print(
+            f"Warning: the served model cannot be used ({exc}). Answers will say so until an admin "
+            "runs /segment rollback or /segment retrain.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     log.info("No model yet: training on %s", source.describe())
     print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
     ctx.service.train(ctx.settings.data, trained_by="startup")

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import socket
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from segmentation.service import ServedModel
 from segmentation.sources import load_rfm
 from segmentation.terms import ShopTerms
 
-from . import blocks
+from . import blocks, liveness
 from .schedule_spec import Schedule
 from .state import StateDB, digest_runs, subscriptions, utcnow
 
@@ -158,11 +157,11 @@ def write_at_risk_as_of(ctx, as_of: dt.date, path, served: ServedModel) -> tuple
     return served.export_at_risk(path, scored=scored)
 
 
-def export_value(value: str) -> tuple[str, dt.date | None]:
+def export_value(value: Any) -> tuple[str, dt.date | None]:
     """(model version, as-of date or None) from an export button's value, checked: it came back
-    from Slack, so it is never trusted."""
+    from Slack, so it is never trusted (the date is checked against the model in ``check_as_of``)."""
     try:
-        spec = json.loads(value)
+        spec = json.loads(value) if isinstance(value, str) else None
     except ValueError:
         spec = None
     if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
@@ -171,9 +170,19 @@ def export_value(value: str) -> tuple[str, dt.date | None]:
     if as_of is None:
         return spec["model"], None
     try:
-        return spec["model"], dt.date.fromisoformat(str(as_of))
+        day = dt.date.fromisoformat(str(as_of))
     except ValueError:
         raise InputError("That export button carries a bad date; ask with /segment at-risk again.") from None
+    return spec["model"], day
+
+
+def check_as_of(day: dt.date, snapshot: dt.date, today: dt.date | None = None) -> dt.date:
+    """A digest's date could only be between its model's data date and today: anything else did
+    not come from one of its buttons."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    if not snapshot <= day <= today + dt.timedelta(days=1):
+        raise InputError("That export button is not from one of my digests; ask with /segment at-risk again.")
+    return day
 
 
 def _change(s: dict[str, Any]) -> str:
@@ -274,17 +283,12 @@ def run_metadata(channel_id: str, when: dt.datetime) -> dict[str, Any]:
 
 def _runner_dead(runner: str | None, started_at: dt.datetime) -> str | None:
     """Why the process that started a run is certainly gone, or None while it may be alive."""
+    why = liveness.gone(runner)
+    if why is not None:
+        return why
     host, _, rest = (runner or "").partition(":")
-    pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return None  # this process: still running it
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return f"its process {pid} is gone"
-        except PermissionError:
-            pass
+    if runner and host == socket.gethostname() and rest.partition(":")[0] == str(os.getpid()):
+        return None  # this very process is running it
     if utcnow() - started_at > ORPHANED_AFTER:
         return f"started {int((utcnow() - started_at).total_seconds())} s ago by a process that stopped"
     return None
@@ -304,7 +308,7 @@ class Digests:
         self.ctx = ctx
         self.client = client
         self.state: StateDB = ctx.state
-        self.runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.runner = liveness.new_holder()  # this process, while it lives
 
     # -- subscriptions ------------------------------------------------------------------
     def subscribe(self, channel_id: str, schedule: Schedule, user_id: str) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.exc import SQLAlchemyError
 
 from .state import StateDB
 
@@ -104,7 +105,11 @@ class SlackGate:
         trigger = parsed.get("trigger_id")
         if isinstance(trigger, str) and trigger:
             keys.append(f"trigger:{trigger[:100]}")
-        if not self.state.first_sighting(keys, WINDOW_SECONDS):
+        try:
+            first = self.state.first_sighting(keys, WINDOW_SECONDS)
+        except SQLAlchemyError as exc:  # cannot tell a replay from a first delivery: refuse, Slack retries
+            raise Refused("503 Service Unavailable", f"state database unavailable ({type(exc).__name__})") from None
+        if not first:
             raise Refused("409 Conflict", f"replayed {kind} (already handled)")
         return body
 
@@ -123,6 +128,10 @@ def _parse(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
             raise bad from None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise bad
+        if event["type"] == "event_callback" and not (
+            isinstance(event.get("event"), dict) and isinstance(event["event"].get("type"), str)
+        ):
+            raise bad
         return "event", event
     form = {k: v[-1] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
     if form.get("ssl_check") == "1":
@@ -135,7 +144,7 @@ def _parse(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
         if not _interaction_ok(payload):
             raise bad
         return "interaction", payload
-    if form.get("command") and form.get("user_id") and "text" in form:
+    if form.get("command") and form.get("user_id") and "text" in form and form.get("response_url"):
         return "command", form
     raise bad
 
@@ -148,9 +157,15 @@ def _interaction_ok(payload: Any) -> bool:
         return False
     if payload["type"] == "block_actions":
         actions = payload.get("actions")
+        container = payload.get("container")
+        on_message = not isinstance(container, dict) or container.get("type") in {None, "message", "message_attachment"}
         return (
             isinstance(actions, list)
             and bool(actions)
-            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+            and all(
+                isinstance(a, dict) and isinstance(a.get("action_id"), str) and isinstance(a.get("value", ""), str)
+                for a in actions
+            )
+            and (not on_message or isinstance(payload.get("response_url"), str))  # answers go there
         )
     return True

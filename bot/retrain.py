@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +20,7 @@ from segmentation.segments import TrainedModel
 from segmentation.service import SegmentService
 from segmentation.training import train
 
-from . import blocks
+from . import blocks, liveness
 from .settings import Settings
 from .state import Lease, StateDB, utcnow
 
@@ -78,31 +75,27 @@ class Retrainer:
         options = dict(options or {})
         running, note = self.running()
         prefix = f"{note} " if note else ""
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        holder = liveness.new_holder()
         ok, lease = (
             self.state.try_acquire(
                 LEASE,
                 holder,
                 LEASE_TTL,
-                {
-                    "user_id": user_id,
-                    "channel_id": channel_id,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "started_at": dt.datetime.now(dt.UTC).isoformat(),
-                },
+                {"user_id": user_id, "channel_id": channel_id, "started_at": dt.datetime.now(dt.UTC).isoformat()},
             )
             if running is None
             else (False, running)
         )
         if not ok:
+            liveness.release(holder)
             line = busy_line(lease)
             self.state.audit(user_id, "retrain", _describe(options), True, f"busy: {line}", channel_id)
             return prefix + line + " I'll post its result when it's done."
-        self.state.audit(user_id, "retrain", _describe(options) or self.source_label(), True, "started", channel_id)
+        # one audit row per attempt: written now, its result filled in when the retrain ends
+        row = self.state.audit(user_id, "retrain", _describe(options), True, "started", channel_id)
         t = threading.Thread(
             target=self._run,
-            args=(holder, user_id, channel_id, client, respond, options),
+            args=(holder, row, user_id, channel_id, client, respond, options),
             name="retrain",
             daemon=True,
         )
@@ -126,6 +119,7 @@ class Retrainer:
     def _run(
         self,
         holder: str,
+        audit_row: int,
         user_id: str,
         channel_id: str,
         client: WebClient,
@@ -159,7 +153,8 @@ class Retrainer:
         finally:
             done.set()
             self.state.release(LEASE, holder)
-        self.state.audit(user_id, "retrain", self.source_label(), True, result, channel_id)
+            liveness.release(holder)
+        self.state.audit_result(audit_row, result)
         self._post(client, channel_id, message, respond)
 
     def _serving(self) -> str:
@@ -198,14 +193,9 @@ def busy_line(lease: Lease | None) -> str:
 
 def _dead(lease: Lease) -> str | None:
     """Why the holder of ``lease`` is certainly gone, or None while it may be alive."""
-    host, pid = lease.detail.get("host"), lease.detail.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return f"its process {pid} is gone"
-        except PermissionError:
-            pass  # alive, another user's
+    why = liveness.gone(lease.holder)
+    if why is not None:
+        return why
     silent = (utcnow() - (lease.expires_at - LEASE_TTL)).total_seconds()
     if silent > 2 * RENEW_EVERY + 5:
         return f"no heartbeat for {int(silent)} s"

@@ -6,6 +6,7 @@ numbering starts at Monday, so numeric days are translated to names before it se
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from segmentation.errors import InputError
+from segmentation.inputs import shown
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DAY_ALIASES = {d: d for d in DAYS} | {
@@ -101,6 +103,9 @@ def make_trigger(cron: str, timezone: str) -> CronTrigger:
         raise InputError(f"'{cron}' is not a valid cron expression ({exc}). Example: {EXAMPLE}") from None
 
 
+MIN_INTERVAL = dt.timedelta(hours=1)  # a digest scores every customer: not every minute
+
+
 def parse(text: str, default_timezone: str = "UTC") -> Schedule:
     """``daily 09:00 [TZ]``, ``weekly mon 09:00 [TZ]`` or ``<five cron fields> [TZ]``."""
     words = text.replace('"', " ").replace("'", " ").split()
@@ -125,5 +130,17 @@ def parse(text: str, default_timezone: str = "UTC") -> Schedule:
         schedule = Schedule(" ".join(words), tz, f"cron `{' '.join(words)}` {tz}")
     else:
         raise InputError(f"I can't read the schedule '{text.strip()}'. Example: {EXAMPLE}")
-    schedule.trigger()  # validate now, not at the first run
+    trigger = schedule.trigger()  # validate now, not at the first run
+    times = [trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC))]
+    for _ in range(24):  # a day's worth of runs is enough to see the shortest gap of any cron line
+        if times[-1] is None:
+            break
+        times.append(trigger.get_next_fire_time(times[-1], times[-1] + dt.timedelta(seconds=1)))
+    gaps = [b - a for a, b in zip(times, times[1:]) if a is not None and b is not None]
+    if gaps and min(gaps) < MIN_INTERVAL:
+        minutes = int(min(gaps).total_seconds() // 60)
+        raise InputError(
+            f"Digests go out at most once an hour; '{shown(text)}' would post {minutes} "
+            f"minute{'' if minutes == 1 else 's'} apart. Example: {EXAMPLE}"
+        )
     return schedule

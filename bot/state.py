@@ -145,11 +145,11 @@ class StateDB:
     # -- audit --------------------------------------------------------------------------
     def audit(
         self, user_id: str, command: str, args: str, allowed: bool, result: str, channel_id: str | None = None
-    ) -> None:
+    ) -> int:
         """One row per admin-gated attempt. Text is stored as typed, except NUL (which PostgreSQL
         refuses) and other control characters, which are escaped."""
         with self.engine.begin() as con:
-            con.execute(
+            key = con.execute(
                 audit_log.insert().values(
                     at=utcnow(),
                     user_id=clean_text(user_id)[:64],
@@ -160,6 +160,12 @@ class StateDB:
                     channel_id=None if channel_id is None else clean_text(channel_id)[:64],
                 )
             )
+        return int(key.inserted_primary_key[0]) if key.inserted_primary_key else 0
+
+    def audit_result(self, row: int, result: str) -> None:
+        """Fill in the outcome of an attempt audited when it started (one row per attempt)."""
+        with self.engine.begin() as con:
+            con.execute(audit_log.update().where(audit_log.c.id == row).values(result=clean_text(result)[:2000]))
 
     # -- replay protection --------------------------------------------------------------
     def first_sighting(self, keys: list[str], window_seconds: float) -> bool:

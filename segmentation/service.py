@@ -23,7 +23,7 @@ from . import playbook as playbook_mod
 from .atrisk import AtRiskSummary, summarise
 from .errors import InputError, ModelIntegrityError, ModelNotFoundError
 from .exports import frame_rows, write_customers_csv
-from .inputs import RFM
+from .inputs import RFM, shown
 from .model import FEATURES, kinds_of
 from .segments import ModelInfo, Segment, TrainedModel
 from .sources import Source
@@ -156,7 +156,7 @@ class ServedModel:
         if by_base:
             return by_base
         names = ", ".join(s.name for s in self.trained.segments)
-        raise InputError(f"No segment '{query.strip()}' in model {self.version}. Segments: {names}")
+        raise InputError(f"No segment '{shown(query, 60)}' in model {self.version}. Segments: {names}")
 
     # -- questions ----------------------------------------------------------------------
     def _answer(
@@ -206,7 +206,7 @@ class ServedModel:
         row = self.assignments.get(cid)
         if row is None:
             raise InputError(
-                f"No customer '{cid}' in model {self.version} "
+                f"No customer '{shown(cid, 60)}' in model {self.version} "
                 f"({self.info.customers:,} customers from {self.info.source}). "
                 "Check the id (for Olist data it is the customer_unique_id)."
             )

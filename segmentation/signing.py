@@ -42,6 +42,15 @@ class ModelKey:
     origin: str  # where it came from, for messages (never the key itself)
     previous: tuple[bytes, ...] = field(default=(), repr=False)
     file: Path | None = None  # the key file, when the key lives in one
+    stamp: tuple[int, ...] = ()  # the key files' (inode, mtime, ctime) when read
+    previous_env: tuple[bytes, ...] = field(default=(), repr=False)  # SEGMENT_MODEL_PREVIOUS_KEY, kept on reload
+
+    def refreshed(self) -> ModelKey:
+        """This key, or the key file's new contents if ``segment rekey`` rotated it meanwhile (so a
+        running bot follows a rotation without a restart). Keys from the environment never change."""
+        if self.file is None or _stamp(self.file) == self.stamp:
+            return self
+        return _from_file(self.file, list(self.previous_env))
 
     def sign(self, manifest: Mapping[str, Any]) -> str:
         return _mac(self.key, manifest)
@@ -113,10 +122,31 @@ def load_key(artifacts: str | os.PathLike, env: Mapping[str, str] | None = None)
     path = key_file_for(artifacts, env)
     with contextlib.suppress(FileExistsError):
         create_key_file(path)
+    return _from_file(path, previous)
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    out: list[int] = []
+    for p in (path, path.with_name(path.name + ".previous")):
+        try:
+            st = p.stat()
+            out += [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+        except FileNotFoundError:
+            out += [0, 0, 0]
+    return tuple(out)
+
+
+def _from_file(path: Path, previous_env: list[bytes]) -> ModelKey:
+    """The key in ``path``, with ``path.previous`` (a rotation under way) and ``previous_env``
+    still verifying."""
+    stamp = _stamp(path)
+    previous = list(previous_env)
     old = path.with_name(path.name + ".previous")
     if old.exists():
         previous.append(_read_key_file(old))
-    return ModelKey(_read_key_file(path), f"the key file {path.name}", tuple(previous), path)
+    return ModelKey(
+        _read_key_file(path), f"the key file {path.name}", tuple(previous), path, stamp, tuple(previous_env)
+    )
 
 
 def new_key_file(key: ModelKey) -> ModelKey:
@@ -132,7 +162,7 @@ def new_key_file(key: ModelKey) -> ModelKey:
         raise ModelKeyError(f"a rotation is already under way ({old.name} exists): run `segment rekey` to finish it")
     os.replace(key.file, old)
     create_key_file(key.file)
-    return ModelKey(_read_key_file(key.file), key.origin, (key.key, *key.previous), key.file)
+    return _from_file(key.file, list(key.previous_env))
 
 
 def finish_rotation(key: ModelKey) -> None:

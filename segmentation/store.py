@@ -116,7 +116,17 @@ class ModelStore:
         self.root = Path(root)
         self.models = self.root / "models"
         self.keep = max(5, keep)
-        self.key = key or load_key(self.root)
+        self._key = key or load_key(self.root)
+
+    @property
+    def key(self) -> ModelKey:
+        """The model key, re-read when ``segment rekey`` rotated the key file under a running process."""
+        self._key = self._key.refreshed()
+        return self._key
+
+    @key.setter
+    def key(self, key: ModelKey) -> None:
+        self._key = key
 
     # -- paths -------------------------------------------------------------------------
     def _bundle_path(self, version: str) -> Path:
@@ -444,15 +454,15 @@ class Assignments:
     def __init__(self, path: Path, sha256: str | None, size: int | None):
         self.path = path
         self._sha256, self._size = sha256, size
-        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) when last verified
+        self._seen: tuple[int, ...] | None = None  # (inode, size, mtime, ctime) when last verified
         self._lock = threading.Lock()
 
-    def _stat(self) -> tuple[int, int, int]:
+    def _stat(self) -> tuple[int, ...]:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             raise ModelIntegrityError(f"{self.path.name} is missing: retrain to rebuild the customer table.") from None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: no one can set it back
 
     def verify(self) -> None:
         with self._lock:

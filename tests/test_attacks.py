@@ -261,3 +261,151 @@ def test_clicks_are_acknowledged_before_a_slow_response_url(bot, slack):
         lambda calls: len([c for c in calls if c.kind == "response_url"]) >= 2 and calls, timeout=20
     )
     assert answers
+
+
+# -- found by an outside review ----------------------------------------------------------------
+
+
+def test_nothing_posted_shows_the_data_path(slack, trained, sample_folder, tmp_path, state_db):
+    bot = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder))
+    try:
+        r = bot.command("retrain", user=ADMIN)
+        assert "Retraining on" in r.text and str(sample_folder.parent) not in r.text
+        posted = slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)[0]
+        assert "Retrained" in posted.args["text"] and sample_folder.name in json.dumps(posted.args)
+        assert str(sample_folder.parent) not in json.dumps(posted.args)
+        for text in ("model", "segments"):
+            assert str(sample_folder.parent) not in bot.command(text).body
+    finally:
+        bot.stop()
+
+
+def test_every_retrain_attempt_is_one_audit_row(bot, slack):
+    r = bot.command("retrain k=\u00b2", user=ADMIN)  # a superscript two: a digit to str.isdigit, not to int()
+    assert "k must be a whole number" in r.text and "went wrong" not in r.text
+    r = bot.command("retrain", user=ADMIN)
+    bot.ctx.retrainer.join(60)
+    rows = [row for row in bot.ctx.state.audit_entries() if row["command"] == "retrain"]
+    assert len(rows) == 2
+    assert rows[0]["result"].startswith("succeeded: v0002") and rows[1]["result"].startswith("refused: ")
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ('{"type": "event_callback", "event": "x"}', "application/json"),
+        ('{"type": "event_callback"}', "application/json"),
+        (
+            "payload="
+            + urllib.parse.quote(
+                json.dumps(
+                    {
+                        "type": "block_actions",
+                        "user": {"id": "U1"},
+                        "response_url": "http://x/r",
+                        "actions": [{"action_id": "export_at_risk", "value": {"model": "v0001"}}],
+                    }
+                )
+            ),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "payload="
+            + urllib.parse.quote(
+                json.dumps(
+                    {
+                        "type": "block_actions",
+                        "user": {"id": "U1"},
+                        "actions": [{"action_id": "share_prediction", "value": "{}"}],
+                    }
+                )
+            ),
+            "application/x-www-form-urlencoded",
+        ),
+        ("command=%2Fsegment&user_id=U1&text=export+Champions", "application/x-www-form-urlencoded"),
+    ],
+    ids=[
+        "event not an object",
+        "event missing",
+        "button value not a string",
+        "click without response_url",
+        "command without response_url",
+    ],
+)
+def test_signed_requests_missing_what_slack_always_sends_get_400(bot, body, content_type, caplog):
+    caplog.set_level(logging.INFO)
+    headers = bot.signed_headers(body)
+    headers["Content-Type"] = content_type
+    assert bot.post(body, headers).status == 400
+    assert not [rec for rec in caplog.records if rec.exc_info]
+
+
+def test_a_state_database_failure_is_503_in_one_line(bot, caplog, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*a, **k):
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(bot.ctx.state, "first_sighting", broken)
+    caplog.set_level(logging.INFO)
+    r = bot.command("30 2 150")
+    assert r.status == 503 and "state database unavailable" in r.body
+    assert not [rec for rec in caplog.records if rec.exc_info]
+
+
+@pytest.mark.parametrize("as_of", ["2099-01-01", "0001-01-01", "2000-01-01"])
+def test_an_export_date_no_digest_could_have_had_is_refused(bot, slack, as_of):
+    body = _click_body(bot, "export_at_risk", json.dumps({"as_of": as_of, "model": "v0001"}))
+    assert bot.post(body, bot.signed_headers(body)).status == 200
+    reply = slack.wait_for(lambda calls: [c for c in calls if c.kind == "response_url"])[0].args
+    assert "not from one of my digests" in reply["text"]
+    assert not slack.api_calls("files.getUploadURLExternal")
+
+
+def test_long_ids_and_names_are_not_echoed_whole(bot):
+    for text in ("customer " + "c" * 2000, "export " + "s" * 2000, "30_0 2 150"):
+        r = bot.command(text)
+        assert len(r.json["text"]) < 700 and ":warning:" in r.text, r.json["text"][:100]
+
+
+def test_work_left_by_an_earlier_process_with_the_same_pid_is_recovered(bot, slack):
+    """A container restarted as pid 1 on the same host name: the old process's runs and leases
+    are not mistaken for this process's own."""
+    import datetime as dt
+    import os
+    import socket
+
+    from bot.retrain import LEASE, LEASE_TTL
+    from bot.state import digest_runs
+
+    old = f"{socket.gethostname()}:{os.getpid()}:earlier"
+    run_id = bot.ctx.digests.claim("C1", dt.datetime(2025, 1, 5, 9))
+    with bot.ctx.state.engine.begin() as con:
+        con.execute(digest_runs.update().where(digest_runs.c.id == run_id).values(runner=old))
+    outcomes = bot.ctx.digests.recover()
+    assert [o.status for o in outcomes] == ["ok"] and len(slack.api_calls("chat.postMessage")) == 1
+    bot.ctx.state.try_acquire(LEASE, old, LEASE_TTL, {"user_id": ADMIN})
+    r = bot.command("rollback", user=ADMIN)
+    assert "an earlier process with the same id" in r.text and "is running" not in r.text
+
+
+def test_an_exited_but_unreaped_process_counts_as_gone():
+    import socket
+    import subprocess
+
+    from bot import liveness
+
+    p = subprocess.Popen(["true"])
+    try:
+        deadline = time.time() + 10
+        while not liveness._is_zombie(p.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        assert liveness.gone(f"{socket.gethostname()}:{p.pid}:x") == f"its process {p.pid} has exited"
+    finally:
+        p.wait()
+    assert liveness.gone(f"{socket.gethostname()}:{p.pid}:x") == f"its process {p.pid} is gone"
+    assert liveness.gone("another-host:1:x") is None
+    mine = liveness.new_holder()
+    assert liveness.gone(mine) is None
+    liveness.release(mine)
+    assert "earlier process" in liveness.gone(mine)

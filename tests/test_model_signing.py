@@ -143,3 +143,33 @@ def test_key_from_the_environment(tmp_path, fitted):
     rotated = signing.load_key(tmp_path, {signing.KEY_ENV: "n" * 40, signing.PREVIOUS_KEY_ENV: "e" * 40})
     assert ModelStore(tmp_path, key=rotated).rekey(rotated) == (["v0001"], [])
     assert ModelStore(tmp_path, key=signing.load_key(tmp_path, {signing.KEY_ENV: "n" * 40})).load()[0] == "v0001"
+
+
+def test_a_running_service_follows_a_rotation_of_the_key_file(tmp_path, fitted):
+    """`segment rekey` while the bot runs: the bot's store re-reads the key file, so it keeps
+    serving, can roll back, and signs its next retrain with the new key."""
+    store = _store(tmp_path, fitted, 2)
+    service = SegmentService(store)
+    assert service.served().version == "v0002"
+    assert run_cli("--artifacts", str(tmp_path), "rekey").code == 0
+    assert service.served("v0001").version == "v0001"  # verified with the new key
+    assert service.rollback() == ("v0002", "v0001")
+    store.save(*fitted)
+    assert ModelStore(tmp_path).load()[0] == "v0003"  # a fresh process verifies what it signed
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_noticed(tmp_path, fitted):
+    store = _store(tmp_path, fitted)
+    served = SegmentService(store).served()
+    cid = fitted[1]["customer_id"].iloc[0]
+    served.customer(cid)
+    path = store.assignments_path("v0001")
+    before = path.stat()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE assignments SET monetary = 1e12 WHERE customer_id = ?", (cid,))
+    con.commit()
+    con.close()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
+        served.customer(cid)

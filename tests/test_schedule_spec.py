@@ -28,7 +28,7 @@ def next_fire(text, after=START):
             "every Fri at 17:30 America/Sao_Paulo",
         ),
         ('"0 9 * * 1-5" Europe/Berlin', "0 9 * * 1-5", "Europe/Berlin", "cron `0 9 * * 1-5` Europe/Berlin"),
-        ("*/15 * * * *", "*/15 * * * *", "UTC", "cron `*/15 * * * *` UTC"),
+        ("0 */2 * * *", "0 */2 * * *", "UTC", "cron `0 */2 * * *` UTC"),
     ],
 )
 def test_schedules(text, cron, tz, said):
@@ -57,6 +57,8 @@ def test_time_zone_is_honoured_and_defaulted():
     "text, message",
     [
         ("", "When should I post?"),
+        ("* * * * *", r"at most once an hour; '\* \* \* \* \*' would post 1 minute apart"),
+        ("0,30 9 * * *", "would post 30 minutes apart"),
         ("hourly", "I can't read the schedule"),
         ("daily 24:00", "not a time of day"),
         ("daily noon", "is not a time"),

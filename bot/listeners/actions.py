@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from segmentation.inputs import parse_rfm
 
 from .. import blocks
 from ..context import BotContext
-from ..digests import export_value, write_at_risk_as_of
+from ..digests import check_as_of, export_value, write_at_risk_as_of
 from ..exports import send_csv
 
 
@@ -39,6 +40,7 @@ def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ct
     served = ctx.service.served(version)  # a version the store keeps, or one line of refusal
     user = body["user"]["id"]
     if as_of is not None:  # from a digest: the customers that digest counted, scored as of its date
+        check_as_of(as_of, dt.date.fromisoformat(served.info.snapshot_date))
         line = send_csv(
             client,
             user,

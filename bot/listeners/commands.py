@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import InputError, SegmentationError
 from segmentation.inputs import parse_rfm
+from segmentation.model import MIN_K
+from segmentation.training import MAX_K
 
 from .. import blocks, schedule_spec
 from .. import digests as digests_mod
@@ -93,7 +96,7 @@ def _refuse(req: Request, command: str) -> Reply | None:
     ), None
 
 
-RETRAIN_OPTIONS = {"k": (2, 40), "seed": (0, 2**32 - 1)}
+RETRAIN_OPTIONS = {"k": (MIN_K, MAX_K), "seed": (0, 2**32 - 1)}
 RETRAIN_HELP = "`/segment retrain` keeps the served model's K and seed; give new ones as `/segment retrain k=12 seed=7`"
 
 
@@ -106,7 +109,7 @@ def retrain_options(args: str) -> dict[str, int]:
         if not sep or key not in RETRAIN_OPTIONS:
             raise InputError(f"I don't know the retrain option '{_short(token)}'. {RETRAIN_HELP}.")
         lo, hi = RETRAIN_OPTIONS[key]
-        if not value.isdigit() or not lo <= int(value) <= hi:
+        if not re.fullmatch(r"[0-9]{1,10}", value) or not lo <= int(value) <= hi:
             raise InputError(f"{key} must be a whole number from {lo} to {hi:,}, not '{_short(value)}'.")
         options[key] = int(value)
     return options
@@ -120,6 +123,9 @@ def do_retrain(req: Request) -> Reply:
         options = retrain_options(req.args)
     except InputError as exc:
         req.ctx.state.audit(req.user_id, "retrain", req.args, True, f"refused: {exc}", req.channel_id)
+        raise
+    except Exception as exc:
+        req.ctx.state.audit(req.user_id, "retrain", req.args, True, f"failed: {type(exc).__name__}", req.channel_id)
         raise
     line = req.ctx.retrainer.request(req.user_id, req.channel_id, req.client, req.respond, options)
     return blocks.plain(line), None
@@ -200,8 +206,20 @@ def do_digest(req: Request) -> Reply:
     except Exception as exc:
         audit(True, f"failed: {type(exc).__name__}")
         raise
-    audit(True, message["text"][:300])
-    return message, after
+    row = audit(True, message["text"][:300])
+    if after is None:
+        return message, after
+    work = after
+
+    def after_then_audit() -> None:  # "digest now": the row gets the run's outcome
+        try:
+            work()
+        except Exception as exc:
+            req.ctx.state.audit_result(row, f"failed: {type(exc).__name__}: {exc}")
+            raise
+        req.ctx.state.audit_result(row, getattr(work, "outcome", None) or "done")
+
+    return message, after_then_audit
 
 
 def _digest(req: Request) -> Reply:
@@ -256,6 +274,7 @@ def _digest(req: Request) -> Reply:
 
         def post() -> None:
             outcome = ctx.digests.run(req.channel_id)
+            post.outcome = f"{outcome.status}" + (f": {outcome.error}" if outcome.error else "")  # type: ignore[attr-defined]
             if outcome.status == "failed":
                 hint = digests_mod.CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
                 req.respond(
