@@ -23,17 +23,17 @@ def _ensure_model(ctx) -> None:
     model yet trains one on it first, so it can answer at once. A damaged served model does not
     stop the bot: it says so in every answer, and an admin can roll back or retrain from Slack."""
     source, _ = ctx.service.source(ctx.settings.data)
-    try:
-        if ctx.service.has_model():
-            return
-    except SegmentationError as exc:
-        log.warning("the served model cannot be used: %s", exc)
-        print(
-            f"Warning: the served model cannot be used ({exc}). Answers will say so until an admin "
-            "runs /segment rollback or /segment retrain.",
-            file=sys.stderr,
-            flush=True,
-        )
+    if ctx.service.has_model():
+        try:
+            ctx.service.served()
+        except SegmentationError as exc:
+            log.warning("the served model cannot be used: %s", exc)
+            print(
+                f"Warning: the served model cannot be used ({exc}). Answers will say so until an admin "
+                "runs /segment rollback or /segment retrain.",
+                file=sys.stderr,
+                flush=True,
+            )
         return
     log.info("No model yet: training on %s", source.describe())
     print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
@@ -61,13 +61,13 @@ def run_bot(args: argparse.Namespace) -> int:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            log.info("Starting in Socket Mode (model %s)", ctx.service.current_version())
+            log.info("Starting in Socket Mode (model %s)", ctx.service.describe_current())
             SocketModeHandler(app, settings.app_token).start()
         else:
             from .server import HttpServer
 
             server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address, port=settings.port)
-            log.info("Listening on %s (model %s)", server.url, ctx.service.current_version())
+            log.info("Listening on %s (model %s)", server.url, ctx.service.describe_current())
             server.serve_forever()
     except KeyboardInterrupt:
         pass

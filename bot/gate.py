@@ -128,9 +128,7 @@ def _parse(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
             raise bad from None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise bad
-        if event["type"] == "event_callback" and not (
-            isinstance(event.get("event"), dict) and isinstance(event["event"].get("type"), str)
-        ):
+        if event["type"] == "event_callback" and not _event_ok(event.get("event")):
             raise bad
         return "event", event
     form = {k: v[-1] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
@@ -144,21 +142,31 @@ def _parse(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
         if not _interaction_ok(payload):
             raise bad
         return "interaction", payload
-    if form.get("command") and form.get("user_id") and "text" in form and form.get("response_url"):
+    if all(form.get(k) for k in ("command", "user_id", "channel_id", "response_url")) and "text" in form:
         return "command", form
     raise bad
 
 
+# The interactions and events this app subscribes to; anything else is not Slack talking to it.
+INTERACTIONS = {"block_actions"}
+
+
+def _event_ok(event: Any) -> bool:
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return False
+    if event["type"] == "app_mention":  # answered in its channel's thread
+        return isinstance(event.get("channel"), str) and isinstance(event.get("ts"), str)
+    return True
+
+
 def _interaction_ok(payload: Any) -> bool:
-    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+    if not isinstance(payload, dict) or payload.get("type") not in INTERACTIONS:
         return False
     user = payload.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
         return False
     if payload["type"] == "block_actions":
         actions = payload.get("actions")
-        container = payload.get("container")
-        on_message = not isinstance(container, dict) or container.get("type") in {None, "message", "message_attachment"}
         return (
             isinstance(actions, list)
             and bool(actions)
@@ -166,6 +174,6 @@ def _interaction_ok(payload: Any) -> bool:
                 isinstance(a, dict) and isinstance(a.get("action_id"), str) and isinstance(a.get("value", ""), str)
                 for a in actions
             )
-            and (not on_message or isinstance(payload.get("response_url"), str))  # answers go there
+            and isinstance(payload.get("response_url"), str)  # answers go there (buttons are on messages only)
         )
     return True

@@ -42,14 +42,14 @@ class Schedule:
 def _time(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d{1,2})(?::(\d{2}))?\s*(am|pm)?", text.strip().lower())
     if not m:
-        raise InputError(f"'{text}' is not a time; use HH:MM, e.g. 09:00. Example: {EXAMPLE}")
+        raise InputError(f"'{shown(text)}' is not a time; use HH:MM, e.g. 09:00. Example: {EXAMPLE}")
     hour, minute = int(m.group(1)), int(m.group(2) or 0)
     if m.group(3):
         if not 1 <= hour <= 12:
-            raise InputError(f"'{text}' is not a time. Example: {EXAMPLE}")
+            raise InputError(f"'{shown(text)}' is not a time. Example: {EXAMPLE}")
         hour = hour % 12 + (12 if m.group(3) == "pm" else 0)
     if hour > 23 or minute > 59:
-        raise InputError(f"'{text}' is not a time of day (00:00 to 23:59). Example: {EXAMPLE}")
+        raise InputError(f"'{shown(text)}' is not a time of day (00:00 to 23:59). Example: {EXAMPLE}")
     return hour, minute
 
 
@@ -57,7 +57,9 @@ def _zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"Unknown time zone '{name}'; use a name like Europe/Berlin or America/Sao_Paulo.") from None
+        raise InputError(
+            f"Unknown time zone '{shown(name)}'; use a name like Europe/Berlin or America/Sao_Paulo."
+        ) from None
     return name
 
 
@@ -69,7 +71,7 @@ def _cron_dow_to_names(field: str) -> str:
     for part in field.split(","):
         m = re.fullmatch(r"(\*|\d|[a-z]{3})(?:-(\d|[a-z]{3}))?(?:/(\d+))?", part)
         if not m:
-            raise InputError(f"'{field}' is not a day-of-week field. Example: {EXAMPLE}")
+            raise InputError(f"'{shown(field)}' is not a day-of-week field. Example: {EXAMPLE}")
 
         def num(t: str) -> int:
             return DAYS.index(t) if t in DAYS else int(t)
@@ -78,7 +80,7 @@ def _cron_dow_to_names(field: str) -> str:
         end = 6 if m.group(1) == "*" else (num(m.group(2)) if m.group(2) else start)
         step = int(m.group(3) or 1)
         if not (0 <= start <= 7 and 0 <= end <= 7) or step < 1:
-            raise InputError(f"'{field}': days of the week are 0-7 (0 and 7 are Sunday). Example: {EXAMPLE}")
+            raise InputError(f"'{shown(field)}': days of the week are 0-7 (0 and 7 are Sunday). Example: {EXAMPLE}")
         if m.group(3) and not m.group(2) and m.group(1) != "*":
             end = 6
         days.update(d % 7 for d in range(start, end + 1, step))
@@ -88,7 +90,7 @@ def _cron_dow_to_names(field: str) -> str:
 def make_trigger(cron: str, timezone: str) -> CronTrigger:
     fields = cron.split()
     if len(fields) != 5:
-        raise InputError(f"A cron expression has five fields (minute hour day month weekday); got '{cron}'.")
+        raise InputError(f"A cron expression has five fields (minute hour day month weekday); got '{shown(cron)}'.")
     minute, hour, day, month, dow = fields
     try:
         return CronTrigger(
@@ -100,7 +102,7 @@ def make_trigger(cron: str, timezone: str) -> CronTrigger:
             timezone=ZoneInfo(timezone),
         )
     except ValueError as exc:
-        raise InputError(f"'{cron}' is not a valid cron expression ({exc}). Example: {EXAMPLE}") from None
+        raise InputError(f"'{shown(cron)}' is not a valid cron expression ({exc}). Example: {EXAMPLE}") from None
 
 
 MIN_INTERVAL = dt.timedelta(hours=1)  # a digest scores every customer: not every minute
@@ -123,13 +125,13 @@ def parse(text: str, default_timezone: str = "UTC") -> Schedule:
     elif kind == "weekly" and len(words) == 3:
         day = _DAY_ALIASES.get(words[1].lower())
         if day is None:
-            raise InputError(f"'{words[1]}' is not a day; use mon, tue, … sun. Example: {EXAMPLE}")
+            raise InputError(f"'{shown(words[1])}' is not a day; use mon, tue, … sun. Example: {EXAMPLE}")
         h, m = _time(words[2])
         schedule = Schedule(f"{m} {h} * * {day}", tz, f"every {day.capitalize()} at {h:02d}:{m:02d} {tz}")
     elif len(words) == 5:
         schedule = Schedule(" ".join(words), tz, f"cron `{' '.join(words)}` {tz}")
     else:
-        raise InputError(f"I can't read the schedule '{text.strip()}'. Example: {EXAMPLE}")
+        raise InputError(f"I can't read the schedule '{shown(text)}'. Example: {EXAMPLE}")
     trigger = schedule.trigger()  # validate now, not at the first run
     times = [trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC))]
     for _ in range(24):  # a day's worth of runs is enough to see the shortest gap of any cron line

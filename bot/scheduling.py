@@ -189,8 +189,12 @@ class DigestScheduler:
                 break
             try:
                 self.beat()
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the heartbeat
-                log.exception("digest scheduler heartbeat failed")
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the heartbeat
+                log.warning(
+                    "digest scheduler heartbeat failed (%s: %s); trying again",
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
 
     def beat(self) -> None:
         with self._lock:

@@ -56,7 +56,7 @@ _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:([,.])\d{3})(?:\1\d{3})*(?:[.,]\d+)?$")
 def parse_number(text: str, what: str) -> float:
     t = text.strip().replace("\u00a0", "").replace(" ", "")
     bad = InputError(f"{what} must be a number, not '{shown(text)}'. Example: {EXAMPLE}")
-    if "_" in t or (t.count(",") + t.count(".") > 1 and not _GROUPED.match(t)):
+    if not t.isascii() or "_" in t or (t.count(",") + t.count(".") > 1 and not _GROUPED.match(t)):
         raise bad  # e.g. 150,5,5: not thousands groups, not a decimal
     if "," in t and "." in t:
         if t.rfind(",") > t.rfind("."):

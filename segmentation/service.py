@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import playbook as playbook_mod
 from .atrisk import AtRiskSummary, summarise
-from .errors import InputError, ModelIntegrityError, ModelNotFoundError
+from .errors import InputError, ModelIntegrityError, SegmentationError
 from .exports import frame_rows, write_customers_csv
 from .inputs import RFM, shown
 from .model import FEATURES, kinds_of
@@ -324,12 +324,16 @@ class SegmentService:
         self.store.clean()
 
     def has_model(self) -> bool:
-        """Whether a model version can be served now (False when none exists yet)."""
+        """Whether any model version exists. A served version that is damaged or missing still
+        counts: it is repaired by rolling back or retraining, never by training anew at start-up."""
+        return bool(self.store.versions())
+
+    def describe_current(self) -> str:
+        """The served version for a log line, or why there is none; never raises."""
         try:
-            self.served()
-        except ModelNotFoundError:
-            return False
-        return True
+            return self.served().version
+        except SegmentationError as exc:
+            return f"none usable: {exc}"
 
     def source(self, spec: str | None, name: str = "SEGMENT_DATA") -> tuple[Source, str]:
         """The source a one-line data spec names (the built-in sample when empty)."""

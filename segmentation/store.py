@@ -336,9 +336,10 @@ class ModelStore:
                 current = None
                 candidates = self.versions()
             else:
-                if current is None:
+                if current is None and not self.versions():
                     raise ModelNotFoundError("No model yet: nothing to roll back.")
-                candidates = [v for v in self.versions() if _num(v) < _num(current)]
+                # no CURRENT (lost): serve the newest good version
+                candidates = [v for v in self.versions() if current is None or _num(v) < _num(current)]
             bad = self._rolled_back()
             for candidate in reversed(candidates):
                 if candidate in bad:
@@ -350,7 +351,7 @@ class ModelStore:
                 if current:
                     atomic_write_bytes(self._rolled_back_path, "\n".join(sorted(bad | {current})).encode() + b"\n")
                 self._set_current(candidate)
-                return current or "a damaged pointer", candidate
+                return current or "a damaged or missing pointer", candidate
             raise ModelNotFoundError(f"No earlier version than {current} to roll back to.")
 
     def _prune(self) -> None:

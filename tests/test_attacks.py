@@ -409,3 +409,38 @@ def test_an_exited_but_unreaped_process_counts_as_gone():
     assert liveness.gone(mine) is None
     liveness.release(mine)
     assert "earlier process" in liveness.gone(mine)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "view_submission", "user": {"id": "U1"}, "view": {}},
+        {
+            "type": "block_actions",
+            "user": {"id": "U1"},
+            "container": {"type": "view"},
+            "actions": [{"action_id": "show_segments", "value": "x"}],
+        },
+    ],
+    ids=["an interaction this app never asks for", "a click outside a message"],
+)
+def test_interactions_the_app_does_not_use_get_400(bot, payload):
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+
+
+def test_a_mention_without_a_channel_and_a_command_without_one_get_400(bot):
+    event = json.dumps({"type": "event_callback", "event": {"type": "app_mention", "ts": "1.2"}})
+    headers = bot.signed_headers(event)
+    headers["Content-Type"] = "application/json"
+    assert bot.post(event, headers).status == 400
+    body = bot.command_body("digest subscribe daily 09:00").replace("channel_id=C0MARKETING", "channel_id=")
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+    assert bot.ctx.digests.subscriptions() == []
+
+
+def test_long_schedules_and_foreign_digits_are_not_echoed_or_read(bot):
+    r = bot.command("digest subscribe " + "x" * 5000)
+    assert len(r.json["text"]) < 400 and "I can't read the schedule" in r.text
+    r = bot.command("\uff13\uff10 2 150")  # full-width digits
+    assert "must be a number" in r.text

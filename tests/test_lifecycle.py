@@ -129,3 +129,75 @@ def test_ctrl_c_in_socket_mode_releases_the_digest_lease(tmp_path, trained):
         assert p.returncode == 0, err[-2000:]
         with sqlite3.connect(db) as con:
             assert con.execute("SELECT name FROM leases").fetchall() == []
+
+
+def test_a_bot_with_a_damaged_current_pointer_starts_and_is_repaired_from_slack(tmp_path, trained):
+    import http.client
+    import json
+    import shutil
+    import socket
+    import urllib.parse
+
+    from slackkit import SECRET, sign
+
+    shutil.copytree(trained / "models", tmp_path / "models")
+    shutil.copy2(trained / "model.key", tmp_path / "model.key")
+    (tmp_path / "models" / "CURRENT").write_text("../../etc/passwd\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with SlackEmulator() as slack:
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": "xoxb-x",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_APP_TOKEN": "",
+            "SLACK_API_URL": slack.api_url,
+            "PORT": str(port),
+            "SEGMENT_ADMIN_USER_IDS": "UADMIN01",
+            "SEGMENT_DATA": "",
+        }
+        p = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "--artifacts", str(tmp_path), "bot"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            body = urllib.parse.urlencode(
+                {
+                    "command": "/segment",
+                    "text": "rollback",
+                    "user_id": "UADMIN01",
+                    "channel_id": "C1",
+                    "response_url": slack.response_url("r1"),
+                    "trigger_id": "t-damaged-current",
+                }
+            )
+            reply = None
+            deadline = time.time() + 60
+            while reply is None and time.time() < deadline and p.poll() is None:
+                ts = str(int(time.time()))
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    conn.request(
+                        "POST",
+                        "/slack/events",
+                        body=body,
+                        headers={
+                            "Content-Type": "application/x-www-form-urlencoded",
+                            "X-Slack-Request-Timestamp": ts,
+                            "X-Slack-Signature": sign(body, ts),
+                        },
+                    )
+                    resp = conn.getresponse()
+                    reply = (resp.status, json.loads(resp.read() or b"{}"))
+                except OSError:
+                    time.sleep(0.3)
+            assert p.poll() is None, p.stderr.read()[-2000:] if p.stderr else ""
+            assert reply is not None and reply[0] == 200
+            assert "Rolled back: now serving model v0001" in reply[1]["text"]
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=30)
