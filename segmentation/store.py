@@ -1,7 +1,7 @@
 """Versioned model bundles on disk.
 
     <root>/models/v0007.joblib               the bundle (joblib pickle)
-    <root>/models/v0007.assignments.sqlite   every customer's R, F, M, purchase days, usual gap,
+    <root>/models/v0007.assignments.parquet  every customer's R, F, M, purchase days, usual gap,
                                              cluster and at-risk flag
     <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle and of the
                                              assignments, metadata, and an HMAC-SHA256 signature
@@ -27,7 +27,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import joblib
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ from .signing import ModelKey, load_key
 if TYPE_CHECKING:
     from .segments import TrainedModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: the per-customer table is Parquet
 KEEP_VERSIONS = 10
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -136,7 +136,7 @@ class ModelStore:
         return self.models / f"{version}.json"
 
     def assignments_path(self, version: str) -> Path:
-        return self.models / f"{version}.assignments.sqlite"
+        return self.models / f"{version}.assignments.parquet"
 
     @property
     def _current_path(self) -> Path:
@@ -360,7 +360,8 @@ class ModelStore:
         for v in versions[: -self.keep]:
             if v == current:
                 continue
-            for p in (self._manifest_path(v), self._bundle_path(v), self.assignments_path(v)):
+            legacy = self.models / f"{v}.assignments.sqlite"  # before the table was Parquet
+            for p in (self._manifest_path(v), self._bundle_path(v), self.assignments_path(v), legacy):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         # leftovers of saves that died: versions without a manifest, temporary files over an hour old
@@ -411,36 +412,33 @@ class CustomerRow:
     at_risk: bool
 
 
+ROW_GROUP = 64_000  # rows per Parquet row group: a lookup reads one group, found by its min/max ids
+
+
 def write_assignments(path: Path, frame: pd.DataFrame) -> None:
-    con = sqlite3.connect(path)
-    try:
-        con.execute("PRAGMA journal_mode=OFF")
-        con.execute("PRAGMA synchronous=OFF")
-        con.execute(
-            "CREATE TABLE assignments (customer_id TEXT PRIMARY KEY, recency INTEGER NOT NULL, "
-            "frequency INTEGER NOT NULL, monetary REAL NOT NULL, occasions INTEGER NOT NULL, gap REAL, "
-            "cluster INTEGER NOT NULL, at_risk INTEGER NOT NULL) WITHOUT ROWID"
-        )
-        gap = frame["gap"].astype(float)
-        rows = zip(
-            frame["customer_id"].astype(str).tolist(),
-            frame["recency"].astype(np.int64).tolist(),
-            frame["frequency"].astype(np.int64).tolist(),
-            frame["monetary"].astype(float).tolist(),
-            frame["occasions"].astype(np.int64).tolist(),
-            gap.where(gap.notna(), None).tolist(),
-            frame["cluster"].astype(np.int64).tolist(),
-            frame["at_risk"].astype(np.int64).tolist(),
-        )
-        con.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        con.execute("CREATE INDEX assignments_cluster ON assignments (cluster, monetary)")
-        con.execute("CREATE INDEX assignments_at_risk ON assignments (at_risk, monetary)")
-        con.commit()
-    finally:
-        con.close()
+    """Every customer's row as one Parquet file sorted by customer id (zstd), so a lookup reads a
+    single row group and an export streams; written in bulk, not row by row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    gap = frame["gap"].astype(float)
+    table = pa.table(
+        {
+            "customer_id": pa.array(frame["customer_id"].astype(str).to_numpy(), pa.string()),
+            "recency": pa.array(frame["recency"].to_numpy(np.int64)),
+            "frequency": pa.array(frame["frequency"].to_numpy(np.int64)),
+            "monetary": pa.array(frame["monetary"].to_numpy(np.float64)),
+            "occasions": pa.array(frame["occasions"].to_numpy(np.int64)),
+            "gap": pa.array(gap.to_numpy(), pa.float64(), mask=gap.isna().to_numpy()),
+            "cluster": pa.array(frame["cluster"].to_numpy(np.int32)),
+            "at_risk": pa.array(frame["at_risk"].to_numpy(bool)),
+        }
+    )
+    table = table.sort_by("customer_id")
+    pq.write_table(table, path, row_group_size=ROW_GROUP, compression="zstd", write_statistics=True)
 
 
-_SELECT = "SELECT " + ", ".join(ASSIGNMENT_COLUMNS) + " FROM assignments"
+_COLUMNS = ", ".join(ASSIGNMENT_COLUMNS)
 
 
 def _row(t: tuple) -> CustomerRow:
@@ -477,25 +475,36 @@ class Assignments:
                 )
             self._seen = seen
 
-    def _connect(self) -> sqlite3.Connection:
+    def _query(self, where: str = "", args: Sequence[Any] = (), order: str = "") -> Any:
+        """(connection, cursor) over the verified file: a fresh in-memory DuckDB connection each
+        time (cheap, and safe while other threads read)."""
         self.verify()
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        con = duckdb.connect()
+        sql = f"SELECT {_COLUMNS} FROM read_parquet(?)" + (f" WHERE {where}" if where else "") + order
+        return con, con.execute(sql, [str(self.path), *args])
 
     def get(self, customer_id: str) -> CustomerRow | None:
-        with contextlib.closing(self._connect()) as con:
-            t = con.execute(f"{_SELECT} WHERE customer_id = ?", (customer_id,)).fetchone()
+        con, cur = self._query("customer_id = ?", [customer_id])
+        try:
+            t = cur.fetchone()
+        finally:
+            con.close()
         return None if t is None else _row(t)
 
     def members(self, clusters: Sequence[int] | None = None, at_risk_only: bool = False) -> Iterator[CustomerRow]:
         """Customers of ``clusters`` (all when None), optionally only those at risk, biggest
         spenders first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if clusters is not None:
             where.append(f"cluster IN ({','.join('?' * len(clusters))})")
-            args += list(clusters)
+            args += [int(c) for c in clusters]
         if at_risk_only:
-            where.append("at_risk = 1")
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY monetary DESC, customer_id"
-        with contextlib.closing(self._connect()) as con:
-            for t in con.execute(sql, args):
-                yield _row(t)
+            where.append("at_risk")
+        con, cur = self._query(" AND ".join(where), args, " ORDER BY monetary DESC, customer_id")
+        try:
+            while batch := cur.fetchmany(10_000):
+                for t in batch:
+                    yield _row(t)
+        finally:
+            con.close()

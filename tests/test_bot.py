@@ -102,13 +102,10 @@ def test_customer_segments_and_model(bot):
     for s in segs:
         assert f"*{s.name}* · {s.customers:,} customers ({s.share:.1%})" in r.text
         assert s.actions[0] in r.text and s.definition in r.text
-    import sqlite3
+    import pandas as pd
 
-    con = sqlite3.connect(bot.store.assignments_path(served.version))
-    cid, rec, freq, cluster = con.execute(
-        "SELECT customer_id, recency, frequency, cluster FROM assignments LIMIT 1 OFFSET 7"
-    ).fetchone()
-    con.close()
+    row = pd.read_parquet(bot.store.assignments_path(served.version)).iloc[7]
+    cid, rec, freq, cluster = row["customer_id"], int(row["recency"]), int(row["frequency"]), int(row["cluster"])
     r = bot.command(f"customer {cid}")
     name = served.segment(cluster).name
     assert r.json["blocks"][0]["text"]["text"] == name

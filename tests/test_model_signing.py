@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import stat
 
 import joblib
+import pandas as pd
 import pytest
 from conftest import run_cli
 
@@ -70,29 +70,26 @@ def test_a_replaced_bundle_with_a_recomputed_checksum_is_refused(tmp_path, fitte
     other = signing.ModelKey(b"k" * 40, "test")
     store2 = _store(tmp_path / "other", fitted, key=other)
     (tmp_path / "models" / "v0002.joblib").write_bytes((tmp_path / "other/models/v0001.joblib").read_bytes())
-    (tmp_path / "models" / "v0002.assignments.sqlite").write_bytes(store2.assignments_path("v0001").read_bytes())
+    (tmp_path / "models" / "v0002.assignments.parquet").write_bytes(store2.assignments_path("v0001").read_bytes())
     m2 = json.loads((tmp_path / "other/models/v0001.json").read_text())
     _manifest(tmp_path, "v0002").write_text(json.dumps(m2))
     with pytest.raises(ModelIntegrityError, match="does not verify"):
         store.load("v0002")
 
 
-@pytest.mark.parametrize(
-    "edit",
-    [
-        "UPDATE assignments SET monetary = 1e12 WHERE rowid IN (SELECT rowid FROM assignments LIMIT 1)",
-        "UPDATE assignments SET cluster = 999",
-    ],
-)
+@pytest.mark.parametrize("edit", ["spend", "cluster"])
 def test_an_edited_customer_table_is_refused(tmp_path, fitted, edit):
     store = _store(tmp_path, fitted)
     served = SegmentService(store).served()
     cid = fitted[1]["customer_id"].iloc[0]
     assert served.customer(cid).customer_id == cid
-    con = sqlite3.connect(store.assignments_path("v0001"))
-    con.execute(edit.replace("rowid IN (SELECT rowid FROM assignments LIMIT 1)", f"customer_id = '{cid}'"))
-    con.commit()
-    con.close()
+    path = store.assignments_path("v0001")
+    frame = pd.read_parquet(path)
+    if edit == "spend":
+        frame.loc[frame["customer_id"] == cid, "monetary"] = 1e12
+    else:
+        frame["cluster"] = 999
+    store_mod.write_assignments(path, frame)
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
         served.customer(cid)  # the served model notices the file changed under it
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
@@ -165,10 +162,11 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_noticed(tmp_path, fitted):
     served.customer(cid)
     path = store.assignments_path("v0001")
     before = path.stat()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE assignments SET monetary = 1e12 WHERE customer_id = ?", (cid,))
-    con.commit()
-    con.close()
+    with open(path, "r+b") as fh:  # one byte changed in place: same size
+        fh.seek(before.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(before.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0x01]))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
