@@ -13,8 +13,6 @@ import datetime as dt
 import io
 import json
 import logging
-import os
-import socket
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,12 +281,11 @@ def run_metadata(channel_id: str, when: dt.datetime) -> dict[str, Any]:
 
 def _runner_dead(runner: str | None, started_at: dt.datetime) -> str | None:
     """Why the process that started a run is certainly gone, or None while it may be alive."""
+    if liveness.mine(runner):
+        return None  # this very process is running it, however long it takes
     why = liveness.gone(runner)
     if why is not None:
         return why
-    host, _, rest = (runner or "").partition(":")
-    if runner and host == socket.gethostname() and rest.partition(":")[0] == str(os.getpid()):
-        return None  # this very process is running it
     if utcnow() - started_at > ORPHANED_AFTER:
         return f"started {int((utcnow() - started_at).total_seconds())} s ago by a process that stopped"
     return None

@@ -25,6 +25,12 @@ def new_holder() -> str:
     return name
 
 
+def mine(name: str | None) -> bool:
+    """Whether ``name`` is a holder of this very process, still in use."""
+    with _lock:
+        return name in _live
+
+
 def release(name: str) -> None:
     with _lock:
         _live.discard(name)

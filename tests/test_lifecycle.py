@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from slackkit import copy_artifacts
 
 from bot.emulator import SlackEmulator
 from bot.state import StateDB
@@ -99,10 +100,7 @@ def test_ctrl_c_in_socket_mode_releases_the_digest_lease(tmp_path, trained):
             "DIGEST_CRON": "daily 09:00",
             "SEGMENT_DATA": "",
         }
-        import shutil
-
-        shutil.copytree(trained / "models", tmp_path / "models")
-        shutil.copy2(trained / "model.key", tmp_path / "model.key")
+        copy_artifacts(trained, tmp_path)
         (tmp_path / "models" / ".v0002.joblib.x1.tmp").write_bytes(b"left by a killed save")
         p = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "--artifacts", str(tmp_path), "bot"],
@@ -134,14 +132,12 @@ def test_ctrl_c_in_socket_mode_releases_the_digest_lease(tmp_path, trained):
 def test_a_bot_with_a_damaged_current_pointer_starts_and_is_repaired_from_slack(tmp_path, trained):
     import http.client
     import json
-    import shutil
     import socket
     import urllib.parse
 
     from slackkit import SECRET, sign
 
-    shutil.copytree(trained / "models", tmp_path / "models")
-    shutil.copy2(trained / "model.key", tmp_path / "model.key")
+    copy_artifacts(trained, tmp_path)
     (tmp_path / "models" / "CURRENT").write_text("../../etc/passwd\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ from ..retrain import busy_line
 
 COMMAND = "/segment"
 log = logging.getLogger(__name__)
-After = Callable[[], None]
+After = Callable[[], str | None]  # work after the ack; may return its outcome for the audit log
 
 
 @dataclass
@@ -211,13 +211,14 @@ def do_digest(req: Request) -> Reply:
         return message, after
     work = after
 
-    def after_then_audit() -> None:  # "digest now": the row gets the run's outcome
+    def after_then_audit() -> str | None:  # "digest now": the row gets the run's outcome
         try:
-            work()
+            outcome = work()
         except Exception as exc:
             req.ctx.state.audit_result(row, f"failed: {type(exc).__name__}: {exc}")
             raise
-        req.ctx.state.audit_result(row, getattr(work, "outcome", None) or "done")
+        req.ctx.state.audit_result(row, outcome or "done")
+        return outcome
 
     return message, after_then_audit
 
@@ -272,9 +273,8 @@ def _digest(req: Request) -> Reply:
         return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
     if word == "now":
 
-        def post() -> None:
+        def post() -> str:
             outcome = ctx.digests.run(req.channel_id)
-            post.outcome = f"{outcome.status}" + (f": {outcome.error}" if outcome.error else "")  # type: ignore[attr-defined]
             if outcome.status == "failed":
                 hint = digests_mod.CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
                 req.respond(
@@ -282,6 +282,7 @@ def _digest(req: Request) -> Reply:
                     replace_original=False,
                     **blocks.error_line(f"The digest could not be posted: {hint}."),
                 )
+            return outcome.status + (f": {outcome.error}" if outcome.error else "")
 
         return blocks.plain("Building the digest for this channel…"), post
     return blocks.help_message("*Digests*: " + DIGEST_HELP), None
