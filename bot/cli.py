@@ -22,7 +22,8 @@ def _ensure_model(ctx) -> None:
     """Check SEGMENT_DATA at once (a typo fails the start, not the first digest). A bot with no
     model yet trains one on it first, so it can answer at once. A damaged served model does not
     stop the bot: it says so in every answer, and an admin can roll back or retrain from Slack."""
-    source, _ = ctx.service.source(ctx.settings.data)
+    if ctx.settings.data:  # checked, not read (the built-in sample is only made when it is needed)
+        ctx.service.source(ctx.settings.data)
     if ctx.service.has_model():
         try:
             ctx.service.served()
@@ -35,6 +36,7 @@ def _ensure_model(ctx) -> None:
                 flush=True,
             )
         return
+    source, _ = ctx.service.source(ctx.settings.data)
     log.info("No model yet: training on %s", source.describe())
     print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
     ctx.service.train(ctx.settings.data, trained_by="startup")
