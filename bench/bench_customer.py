@@ -1,7 +1,7 @@
 """The per-customer table at scale: writing it, and `segment customer ID` lookups.
 
-The product writes one Parquet file sorted by customer id and looks a customer up with DuckDB
-(the file's stat checked, a fresh in-memory connection, one row group read). The strongest plain
+The product writes one Parquet file sorted by customer id and looks a customer up by reading the
+one row group whose id range holds it (the file's stat checked, the footer cached). The strongest plain
 alternative a user would write is SQLite with the id as primary key (WITHOUT ROWID), filled with
 ``executemany`` in one transaction with journaling off: the product's previous design. Both are
 built from the same frame and probed with the same ids, in one run.

@@ -178,3 +178,45 @@ def test_leftovers_of_dead_saves_are_cleaned(tmp_path, fitted):
     old_tmp.write_bytes(b"x")
     store.clean()  # what the bot does at start
     assert not old_tmp.exists()
+
+
+def test_customer_lookups_across_many_row_groups_match_the_table(tmp_path, monkeypatch):
+    """Lookups find a row by the row groups' id ranges: every id present is found with its own
+    values, ids below, above and between the ranges are not."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    ids = pd.Series([f"{x:016x}" for x in rng.choice(2**40, n, replace=False)])
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "recency": rng.integers(0, 900, n),
+            "frequency": rng.integers(1, 9, n),
+            "monetary": rng.uniform(1, 5000, n).round(2),
+            "occasions": rng.integers(1, 5, n),
+            "gap": np.where(rng.random(n) < 0.5, np.nan, rng.uniform(1, 400, n)),
+            "cluster": rng.integers(0, 11, n),
+            "at_risk": rng.random(n) < 0.1,
+        }
+    )
+    monkeypatch.setattr(store_mod, "ROW_GROUP", 997)  # about 20 row groups
+    path = tmp_path / "a.parquet"
+    store_mod.write_assignments(path, frame)
+    table = store_mod.Assignments(path, *store_mod.file_sha256(path))
+    by_id = frame.set_index("customer_id")
+    for cid in list(ids.iloc[::97]) + [ids.min(), ids.max()]:
+        row = table.get(cid)
+        want = by_id.loc[cid]
+        assert row is not None and (row.recency, row.frequency, row.monetary, row.cluster, row.at_risk) == (
+            want["recency"],
+            want["frequency"],
+            want["monetary"],
+            want["cluster"],
+            bool(want["at_risk"]),
+        )
+        assert (row.gap is None) == bool(np.isnan(want["gap"]))
+    for absent in ("", "0" * 15, "f" * 17, ids.iloc[5] + "0", ids.iloc[5][:-1]):
+        if absent not in by_id.index:
+            assert table.get(absent) is None
