@@ -7,9 +7,10 @@ the request body.
   under the cap).
 - Signature: Slack's ``v0`` HMAC-SHA256 over timestamp and body, with the timestamp at most five
   minutes from now. Missing, malformed or wrong headers: 401.
-- Replays: the signature, and the ``trigger_id`` of commands and clicks, are remembered in the
-  state database for the five-minute window (shared by every bot process): a request seen before
-  is refused with 409, so a captured ``/segment rollback`` runs once.
+- Replays: the signature, the ``trigger_id`` of commands and clicks and the ``event_id`` of
+  events are remembered in the state database for the five-minute window (shared by every bot
+  process): a request seen before is refused with 409, so a captured ``/segment rollback`` runs
+  once and an event Slack retries is answered once.
 - Shape: a signed body that is not a command, an interaction payload (JSON object with a type,
   a user and, for clicks, a list of actions) or an event object is refused with 400.
 """
@@ -102,9 +103,10 @@ class SlackGate:
         if kind == "ssl_check":
             return None
         keys = [f"sig:{signature[3:]}"]
-        trigger = parsed.get("trigger_id")
-        if isinstance(trigger, str) and trigger:
-            keys.append(f"trigger:{trigger[:100]}")
+        for field in ("trigger_id", "event_id"):  # Slack's retries of an event carry a new signature
+            value = parsed.get(field)
+            if isinstance(value, str) and value:
+                keys.append(f"{field}:{value[:100]}")
         try:
             first = self.state.first_sighting(keys, WINDOW_SECONDS)
         except SQLAlchemyError as exc:  # cannot tell a replay from a first delivery: refuse, Slack retries

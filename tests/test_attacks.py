@@ -444,3 +444,23 @@ def test_long_schedules_and_foreign_digits_are_not_echoed_or_read(bot):
     assert len(r.json["text"]) < 400 and "I can't read the schedule" in r.text
     r = bot.command("\uff13\uff10 2 150")  # full-width digits
     assert "must be a number" in r.text
+
+
+def test_an_event_slack_retries_is_answered_once(bot, slack):
+    event = json.dumps(
+        {
+            "type": "event_callback",
+            "event_id": "Ev0RETRY",
+            "team_id": "T0TEAM",
+            "event": {"type": "app_mention", "channel": CHANNEL, "user": USER, "ts": "1.2", "text": "<@U0BOT> help"},
+        }
+    )
+    statuses = []
+    for retry in range(2):  # Slack's retry comes later, signed anew
+        headers = bot.signed_headers(event, timestamp=int(time.time()) + retry)
+        headers["Content-Type"] = "application/json"
+        headers["X-Slack-Retry-Num"] = str(retry)
+        statuses.append(bot.post(event, headers).status)
+    assert statuses == [200, 409]
+    time.sleep(0.3)
+    assert len(slack.api_calls("chat.postMessage")) == 1
