@@ -26,7 +26,6 @@ from .settings import Settings
 from .state import StateDB, clean_text
 
 log = logging.getLogger(__name__)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+")
 
 
@@ -46,8 +45,9 @@ class OneLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        if _CONTROL.search(msg):
-            record.msg, record.args = clean_text(msg), None
+        cleaned = clean_text(msg)
+        if cleaned != msg:
+            record.msg, record.args = cleaned, None
         return True
 
 

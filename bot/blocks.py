@@ -264,8 +264,7 @@ def help_message(note: str | None = None, segment: str | None = None) -> Message
 
 
 def error_line(message: str) -> Message:
-    message = hide_paths(message)
-    return {"text": message, "blocks": [section(f":warning: {message}")]}
+    return {"text": hide_paths(message), "blocks": [section(f":warning: {message}")]}
 
 
 def plain(text: str) -> Message:

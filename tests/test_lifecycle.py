@@ -20,6 +20,17 @@ from bot.emulator import SlackEmulator
 from bot.state import StateDB
 
 
+def _bot_process(artifacts, env) -> subprocess.Popen:
+    """`segment bot` as a separate process, as an operator starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "--artifacts", str(artifacts), "bot"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _together(n: int, fn) -> list[BaseException]:
     errors: list[BaseException] = []
     barrier = threading.Barrier(n)
@@ -102,13 +113,7 @@ def test_ctrl_c_in_socket_mode_releases_the_digest_lease(tmp_path, trained):
         }
         copy_artifacts(trained, tmp_path)
         (tmp_path / "models" / ".v0002.joblib.x1.tmp").write_bytes(b"left by a killed save")
-        p = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "--artifacts", str(tmp_path), "bot"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        p = _bot_process(tmp_path, env)
         db = tmp_path / "segment.db"
         leases: list = []
         deadline = time.time() + 60
@@ -153,13 +158,7 @@ def test_a_bot_with_a_damaged_current_pointer_starts_and_is_repaired_from_slack(
             "SEGMENT_ADMIN_USER_IDS": "UADMIN01",
             "SEGMENT_DATA": "",
         }
-        p = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "--artifacts", str(tmp_path), "bot"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        p = _bot_process(tmp_path, env)
         try:
             body = urllib.parse.urlencode(
                 {

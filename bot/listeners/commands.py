@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import InputError, SegmentationError
-from segmentation.inputs import parse_rfm
+from segmentation.inputs import parse_rfm, shown
 from segmentation.model import MIN_K
 from segmentation.training import MAX_K
 
@@ -107,10 +107,10 @@ def retrain_options(args: str) -> dict[str, int]:
         key, sep, value = token.partition("=")
         key = key.lower()
         if not sep or key not in RETRAIN_OPTIONS:
-            raise InputError(f"I don't know the retrain option '{_short(token)}'. {RETRAIN_HELP}.")
+            raise InputError(f"I don't know the retrain option '{shown(token, 40)}'. {RETRAIN_HELP}.")
         lo, hi = RETRAIN_OPTIONS[key]
         if not re.fullmatch(r"[0-9]{1,10}", value) or not lo <= int(value) <= hi:
-            raise InputError(f"{key} must be a whole number from {lo} to {hi:,}, not '{_short(value)}'.")
+            raise InputError(f"{key} must be a whole number from {lo} to {hi:,}, not '{shown(value, 40)}'.")
         options[key] = int(value)
     return options
 
@@ -335,19 +335,13 @@ def route(text: str) -> tuple[Callable[[Request], Reply] | None, str]:
 _NUMBER_WORDS = {"nan", "inf", "infinity"}
 
 
-def _short(text: str, limit: int = 40) -> str:
-    """User input quoted back, never whole when it is long."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def handle_segment(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
     handler, args = route(command.get("text") or "")
     if handler is None:
         ack(
             response_type="ephemeral",
             **blocks.error_line(
-                f"I don't know `{_short(args, 30)}`. Try `/segment 30 2 150` (days since the last order, orders, "
+                f"I don't know `{shown(args)}`. Try `/segment 30 2 150` (days since the last order, orders, "
                 "spend), `/segment customer <id>`, or `/segment help` for everything."
             ),
         )
