@@ -107,6 +107,7 @@ def positive_int(text: str) -> int:
 def resolve_source(args: argparse.Namespace):
     """The source named by --data and the column flags; the built-in sample without --data."""
     from .sample import ensure_default_sample
+    from .engines import mask
     from .sources import source_from_spec
 
     data = args.data
@@ -125,10 +126,20 @@ def resolve_source(args: argparse.Namespace):
         price_col=args.price_col,
         date_format=args.date_format,
         currency=args.currency,
-    ), str(data)
+        table=args.table,
+        query=args.query,
+        schema=args.schema,
+        layout=args.layout,
+    ), mask(str(data))
 
 
 def add_column_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", help="database or Spark source: the table of orders or order lines")
+    p.add_argument("--query", help="database or Spark source: a query giving orders or order lines (in its SQL)")
+    p.add_argument("--schema", help="database source: the schema (or MySQL database) of --table or the Olist tables")
+    p.add_argument(
+        "--layout", choices=("olist", "transactions"), help="database source: olist reads the three Olist tables"
+    )
     p.add_argument("--customer-col", help="transactions file: customer id column")
     p.add_argument("--order-col", help="transactions file: order id column (default: each row is an order)")
     p.add_argument("--date-col", help="transactions file: order date column")
@@ -501,7 +512,11 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
 
     def data_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", help="Olist folder, or a CSV/Parquet transactions file (default: the built-in sample)")
+        p.add_argument(
+            "--data",
+            help="Olist folder, CSV/Parquet transactions file, database URL (postgresql://…, mysql://…) or "
+            "spark:TABLE-OR-PATH (default: the built-in sample)",
+        )
         p.add_argument("--k", type=k_value, default=11, help="number of segments (default 11)")
         p.add_argument(
             "--as-of", type=parse_date, help="snapshot date YYYY-MM-DD (default: day after the latest purchase)"

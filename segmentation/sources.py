@@ -1,28 +1,23 @@
-"""Where order history comes from, and the one RFM aggregation over it.
-
-Every source is turned into the same *orders relation*, one row per order:
-
-    order_id, customer_id, ordered_at (TIMESTAMP), amount (DECIMAL), excluded (reason or NULL)
-
-and ``RFM_SQL`` aggregates that relation per customer; ``GAPS_SQL`` measures how long the
-shop's returning customers take to come back (the gaps between their purchase days). The aggregation is plain SQL so that it
-runs where the data lives: DuckDB over CSV/Parquet files here, and any SQL warehouse later.
-DuckDB streams the files and spills to disk, so memory stays bounded for 10M+ orders.
+"""Where order history comes from: files (Olist folder, a transactions CSV/Parquet), a database
+(PostgreSQL, MySQL/MariaDB, or a warehouse with a SQLAlchemy driver) or Spark; and ``load_rfm``,
+which runs the one RFM definition (``relations``) inside that engine and brings back only
+per-customer rows. DuckDB reads files, streaming them and spilling to disk, so memory stays
+bounded by the number of customers, not of orders.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from . import relations as rel
+from .engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine, ident, is_url, mask, sql_str
 from .errors import DataError
 
 # Stable keys of the exclusion counts (they appear in --json output) and how to say them.
@@ -34,75 +29,14 @@ EXCLUSION_LABELS: dict[str, str] = {
     "bad_date": "rows with an unparseable date",
     "bad_amount": "rows with an unparseable amount",
     "nonpositive_total": "orders whose total is not positive (returns, cancellations)",
-    "after_as_of": "orders after the --as-of date",
-    "future_date": "orders dated in the future (after tomorrow, UTC)",
     "too_old": "orders dated before 1990 (placeholder dates)",
+    "future_date": "orders dated in the future (after tomorrow, UTC)",
+    "after_as_of": "orders after the --as-of date",
 }
 
-OLIST_FILES = {
-    "orders": "olist_orders_dataset",
-    "payments": "olist_order_payments_dataset",
-    "customers": "olist_customers_dataset",
-}
-OLIST_COLUMNS = {
-    "orders": ("order_id", "customer_id", "order_status", "order_purchase_timestamp"),
-    "payments": ("order_id", "payment_value"),
-    "customers": ("customer_id", "customer_unique_id"),
-}
-
-# The one definition of RFM. `{orders}` is a relation with the columns above (valid rows
-# only); `?` is the snapshot date. Dates subtract to whole days in DuckDB and PostgreSQL.
-# Besides R, F and M: `occasions`, the number of distinct days with an order (two orders placed
-# the same day are one purchase occasion: a split basket, not a return), and `gap`, the
-# customer's own usual time between purchase days (first to last, over occasions - 1; NULL for
-# customers with a single purchase day).
-RFM_SQL = """
-SELECT customer_id,
-       CAST(CAST(? AS DATE) - MAX(CAST(ordered_at AS DATE)) AS INTEGER) AS recency,
-       CAST(COUNT(DISTINCT order_id) AS INTEGER) AS frequency,
-       CAST(SUM(amount) AS DOUBLE) AS monetary,
-       CAST(COUNT(DISTINCT CAST(ordered_at AS DATE)) AS INTEGER) AS occasions,
-       CASE WHEN COUNT(DISTINCT CAST(ordered_at AS DATE)) > 1
-            THEN CAST(MAX(CAST(ordered_at AS DATE)) - MIN(CAST(ordered_at AS DATE)) AS DOUBLE)
-                 / (COUNT(DISTINCT CAST(ordered_at AS DATE)) - 1)
-       END AS gap
-FROM {orders}
-GROUP BY customer_id
-ORDER BY customer_id
-"""
-
-# The shop's repurchase gaps: every gap between consecutive purchase days of a returning
-# customer, each customer weighing 1 in total (a wholesaler's most frequent buyers would
-# otherwise decide the shop's "typical" return time alone). Returns the weighted lower quantiles
-# of the gaps at 50%, 80% and 95%, the number of returning customers and of gaps. Only these
-# numbers leave the engine, never the gaps.
-GAP_QUANTILES = (0.5, 0.8, 0.95)
-GAPS_SQL = """
-WITH days AS (
-    SELECT DISTINCT customer_id, CAST(ordered_at AS DATE) AS day FROM {orders}
-),
-gaps AS (
-    SELECT customer_id,
-           CAST(day - LAG(day) OVER (PARTITION BY customer_id ORDER BY day) AS INTEGER) AS gap
-    FROM days
-),
-weighted AS (
-    SELECT gap, 1.0 / COUNT(*) OVER (PARTITION BY customer_id) AS w
-    FROM gaps WHERE gap IS NOT NULL
-),
-cumulative AS (
-    SELECT gap, w,
-           SUM(w) OVER (ORDER BY gap ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-             / SUM(w) OVER () AS share
-    FROM weighted
-)
-SELECT MIN(CASE WHEN share >= 0.5 - 1e-9 THEN gap END) AS p50,
-       MIN(CASE WHEN share >= 0.8 - 1e-9 THEN gap END) AS p80,
-       MIN(CASE WHEN share >= 0.95 - 1e-9 THEN gap END) AS p95,
-       CAST(ROUND(COALESCE(SUM(w), 0)) AS INTEGER) AS returning_customers,
-       COUNT(*) AS gaps
-FROM cumulative
-"""
+_REASON_ORDER = {key: i for i, key in enumerate(EXCLUSION_LABELS)}
+OLIST_FILES = rel.OLIST_TABLES
+OLIST_COLUMNS = rel.OLIST_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -148,7 +82,44 @@ class TransactionsSource:
         return f"transactions file {self.path}"
 
 
-Source = OlistSource | TransactionsSource
+@dataclass(frozen=True)
+class DatabaseSource:
+    """Order history in a database: a table (``--table``, optionally ``--schema``), a query
+    (``--query``) or the three Olist tables (``--layout olist``). The URL may carry a password;
+    it is only ever shown masked."""
+
+    url: str
+    table: str | None = None
+    query: str | None = None
+    schema: str | None = None
+    layout: str = "transactions"  # or "olist"
+    columns: rel.Columns | None = None
+    currency: str = ""
+
+    def describe(self) -> str:
+        what = self.table or ("query" if self.query else "Olist tables")
+        if self.schema and self.table:
+            what = f"{self.schema}.{self.table}"
+        return f"{mask(self.url)} ({what})"
+
+    def __repr__(self) -> str:  # never the password, even in a debug print
+        return f"DatabaseSource({self.describe()!r})"
+
+
+@dataclass(frozen=True)
+class SparkSource:
+    """Order history read by Spark: a table name, a Parquet/Delta path, or a Spark SQL query."""
+
+    target: str
+    columns: rel.Columns
+    query: str | None = None
+    currency: str = ""
+
+    def describe(self) -> str:
+        return f"Spark {'query' if self.query else self.target}"
+
+
+Source = OlistSource | TransactionsSource | DatabaseSource | SparkSource
 
 
 @dataclass
@@ -193,33 +164,105 @@ def source_from_spec(
     price_col: str | None = None,
     date_format: str | None = None,
     currency: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    schema: str | None = None,
+    layout: str | None = None,
 ) -> Source:
-    """Turn a ``--data`` argument and column flags into a source, checking what can be checked.
-    ``currency`` is the symbol amounts are shown with (default: R$ for Olist, none otherwise)."""
+    """Turn a ``--data`` argument and its flags into a source, checking what can be checked
+    without reading. ``currency`` is the symbol amounts are shown with (default: R$ for Olist,
+    none otherwise)."""
     if currency is not None and (len(currency) > 5 or any(ch.isdigit() or ch.isspace() for ch in currency)):
         raise DataError(f"--currency is a short symbol such as $, € or R$; got '{currency}'")
-    p = Path(path).expanduser()
+    if layout not in (None, "olist", "transactions"):
+        raise DataError(f"--layout is olist or transactions; got '{layout}'")
+    spec = os.fspath(path)
+    flags = dict(
+        customer_col=customer_col,
+        date_col=date_col,
+        order_col=order_col,
+        amount_col=amount_col,
+        quantity_col=quantity_col,
+        price_col=price_col,
+    )
+    if spec.startswith("spark:"):
+        return _spark_source(spec, flags, date_format, query, table, schema, layout, currency)
+    if is_url(spec):
+        return _database_source(spec, flags, date_format, query, table, schema, layout, currency)
+    used = [f for f, v in (("--table", table), ("--query", query), ("--schema", schema), ("--layout", layout)) if v]
+    if used:
+        raise DataError(
+            f"{' and '.join(used)} apply to a database or Spark source (--data postgresql://…), not to files"
+        )
+    p = Path(spec).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     if p.is_dir():
-        if any((customer_col, date_col, order_col, amount_col, quantity_col, price_col)):
+        if any(flags.values()):
             raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
         return OlistSource(p) if currency is None else OlistSource(p, currency)
     if not _is_supported_file(p):
         raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
-    missing = [flag for flag, v in (("--customer-col", customer_col), ("--date-col", date_col)) if not v]
-    if missing or customer_col is None or date_col is None:
+    cols = _columns_from_flags(str(p), flags)
+    return TransactionsSource(
+        p, cols.customer, cols.date, cols.order, cols.amount, cols.quantity, cols.price, date_format, currency or ""
+    )
+
+
+def _columns_from_flags(where: str, flags: dict[str, str | None]) -> rel.Columns:
+    customer, date = flags["customer_col"], flags["date_col"]
+    missing = [flag for flag, v in (("--customer-col", customer), ("--date-col", date)) if not v]
+    if missing or customer is None or date is None:
         raise DataError(
-            f"{p}: say which columns to use: {' and '.join(missing)} are required "
+            f"{where}: say which columns to use: {' and '.join(missing)} are required "
             "(with --amount-col, or --quantity-col and --price-col)"
         )
-    if amount_col and (quantity_col or price_col):
-        raise DataError(f"{p}: give either --amount-col or --quantity-col with --price-col, not both")
-    if not amount_col and not (quantity_col and price_col):
-        raise DataError(f"{p}: give --amount-col, or both --quantity-col and --price-col")
-    return TransactionsSource(
-        p, customer_col, date_col, order_col, amount_col, quantity_col, price_col, date_format, currency or ""
+    amount, quantity, price = flags["amount_col"], flags["quantity_col"], flags["price_col"]
+    if amount and (quantity or price):
+        raise DataError(f"{where}: give either --amount-col or --quantity-col with --price-col, not both")
+    if not amount and not (quantity and price):
+        raise DataError(f"{where}: give --amount-col, or both --quantity-col and --price-col")
+    return rel.Columns(customer, date, flags["order_col"], amount, quantity, price)
+
+
+def _database_source(url, flags, date_format, query, table, schema, layout, currency) -> DatabaseSource:
+    where = mask(url)
+    if date_format:
+        raise DataError(f"{where}: --date-format applies to files; a database's date column is read as a timestamp")
+    if layout == "olist":
+        if table or query or any(flags.values()):
+            raise DataError(
+                f"{where}: --layout olist reads the three Olist tables; drop --table, --query and the column flags"
+            )
+        return DatabaseSource(url, schema=schema, layout="olist", currency="R$" if currency is None else currency)
+    if bool(table) == bool(query):
+        raise DataError(f"{where}: give --table (with --schema if needed) or --query, or --layout olist")
+    if query and schema:
+        raise DataError(f"{where}: --schema goes with --table; a --query names its own tables")
+    cols = _columns_from_flags(where, flags)
+    return DatabaseSource(
+        url, table=table, query=_one_statement(query), schema=schema, columns=cols, currency=currency or ""
     )
+
+
+def _spark_source(spec, flags, date_format, query, table, schema, layout, currency) -> SparkSource:
+    target = spec[len("spark:") :].strip() or (table or "")
+    if date_format or schema or layout == "olist":
+        raise DataError("spark: --date-format, --schema and --layout olist are not supported for Spark sources")
+    if bool(target) == bool(query):
+        raise DataError(
+            "spark: give a table name or a Parquet/Delta path (spark:orders, spark:/data/orders.parquet) or --query"
+        )
+    return SparkSource(target, _columns_from_flags(spec, flags), _one_statement(query), currency or "")
+
+
+def _one_statement(query: str | None) -> str | None:
+    if query is None:
+        return None
+    q = query.strip().rstrip(";").strip()
+    if not q:
+        raise DataError("--query is empty")
+    return q
 
 
 def _is_supported_file(p: Path) -> bool:
@@ -227,52 +270,35 @@ def _is_supported_file(p: Path) -> bool:
     return name.endswith((".csv", ".csv.gz", ".parquet", ".pq"))
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _reader(p: Path) -> str:
     name = p.name.lower()
     if name.endswith((".parquet", ".pq")):
-        return f"read_parquet({_sql_str(str(p))})"
-    return f"read_csv({_sql_str(str(p))}, all_varchar=true, header=true)"
+        return f"read_parquet({sql_str(str(p))})"
+    return f"read_csv({sql_str(str(p))}, all_varchar=true, header=true)"
 
 
-def _columns(con: duckdb.DuckDBPyConnection, p: Path) -> list[str]:
-    try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(p)}").fetchall()
-    except duckdb.Error as exc:
-        raise DataError(f"{p}: cannot be read ({_first_line(exc)})") from None
-    return [r[0] for r in rows]
-
-
-def _resolve_column(available: list[str], wanted: str, p: Path) -> str:
+def _resolve_column(available: list[str], wanted: str, where: object) -> str:
     if wanted in available:
         return wanted
     folded = [c for c in available if c.lower() == wanted.lower()]
     if len(folded) == 1:
         return folded[0]
     shown = ", ".join(available[:12]) + (" …" if len(available) > 12 else "")
-    raise DataError(f"{p}: no column '{wanted}' (columns are: {shown})")
+    raise DataError(f"{where}: no column '{wanted}' (columns are: {shown})")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _resolve_columns(available: list[str], cols: rel.Columns, where: object) -> rel.Columns:
+    def one(name: str | None) -> str | None:
+        return None if name is None else _resolve_column(available, name, where)
 
-
-def _timestamp_expr(col: str, date_format: str | None) -> str:
-    c = _ident(col)
-    if date_format:
-        return f"TRY_STRPTIME(CAST({c} AS VARCHAR), {_sql_str(date_format)})"
-    # ISO dates and timestamps; one with a UTC offset is converted to UTC (the session time
-    # zone), one without is taken as UTC. TIMESTAMPTZ first: a plain TIMESTAMP cast would
-    # silently drop the offset.
-    return f"COALESCE(CAST(TRY_CAST({c} AS TIMESTAMPTZ) AS TIMESTAMP), TRY_CAST({c} AS TIMESTAMP))"
+    return rel.Columns(
+        _resolve_column(available, cols.customer, where),
+        _resolve_column(available, cols.date, where),
+        one(cols.order),
+        one(cols.amount),
+        one(cols.quantity),
+        one(cols.price),
+    )
 
 
 def _olist_file(folder: Path, key: str) -> Path:
@@ -284,179 +310,159 @@ def _olist_file(folder: Path, key: str) -> Path:
     raise DataError(f"{folder}: missing {stem}.csv (or {stem}.csv.gz), needed for the Olist layout")
 
 
-def _check_olist_columns(con: duckdb.DuckDBPyConnection, src: OlistSource) -> None:
-    """Raise a DataError naming the first file that lacks a column the Olist layout needs."""
+def _check_olist_columns(engine, refs: Mapping[str, str], where_of: Mapping[str, object]) -> None:
+    """Raise a DataError naming the first table or file that lacks a column the Olist layout needs."""
     for key in OLIST_FILES:
-        path = _olist_file(src.folder, key)
-        available = _columns(con, path)
+        available = engine.columns(refs[key])
         for col in OLIST_COLUMNS[key]:
             if col not in available:
-                _resolve_column(available, col, path)  # raises with the list of columns
+                _resolve_column(available, col, where_of[key])  # raises with the list of columns
 
 
-def _olist_orders_sql(con: duckdb.DuckDBPyConnection, src: OlistSource) -> str:
-    # The columns are not checked up front (sniffing three gzipped files costs a third of a
-    # second on Olist): a query that fails is diagnosed with _check_olist_columns.
-    files = {key: _olist_file(src.folder, key) for key in OLIST_FILES}
-    amount = "TRY_CAST(payment_value AS DECIMAL(18,2))"
-    return f"""
-    WITH o AS (
-        SELECT order_id, customer_id AS cid, lower(trim(order_status)) AS status,
-               {_timestamp_expr("order_purchase_timestamp", None)} AS ordered_at
-        FROM {_reader(files["orders"])}
-    ),
-    p AS (
-        SELECT order_id, SUM({amount}) AS amount, COUNT(*) AS n_rows, COUNT({amount}) AS n_ok
-        FROM {_reader(files["payments"])}
-        GROUP BY order_id
-    ),
-    c AS (
-        SELECT customer_id, MIN(NULLIF(trim(customer_unique_id), '')) AS uid
-        FROM {_reader(files["customers"])}
-        GROUP BY customer_id
-    )
-    SELECT o.order_id, c.uid AS customer_id, o.ordered_at, p.amount,
-           CASE WHEN o.status IS DISTINCT FROM 'delivered' THEN 'not_delivered'
-                WHEN c.uid IS NULL THEN 'without_customer'
-                WHEN o.ordered_at IS NULL THEN 'bad_date'
-                WHEN p.order_id IS NULL THEN 'without_payment'
-                WHEN p.n_ok < p.n_rows THEN 'bad_amount'
-           END AS excluded
-    FROM o LEFT JOIN p USING (order_id) LEFT JOIN c ON o.cid = c.customer_id
-    """
+@dataclass
+class _Plan:
+    """A source opened in its engine: the CTEs that define its orders relation."""
+
+    engine: Engine
+    ctes: list[tuple[str, str]]
+    relation: str | None = None  # a user's own query, spliced in after compiling
+    diagnose: object = None  # called when a query fails, to name a missing table or column
 
 
-def _transactions_orders_sql(con: duckdb.DuckDBPyConnection, src: TransactionsSource) -> str:
-    p = src.path
-    available = _columns(con, p)
-    customer = _resolve_column(available, src.customer_col, p)
-    date = _resolve_column(available, src.date_col, p)
-    if src.amount_col:
-        amount = f"TRY_CAST({_ident(_resolve_column(available, src.amount_col, p))} AS DECIMAL(18,2))"
-    else:
-        assert src.quantity_col and src.price_col
-        q = _ident(_resolve_column(available, src.quantity_col, p))
-        pr = _ident(_resolve_column(available, src.price_col, p))
-        amount = f"CAST(ROUND(TRY_CAST({q} AS DECIMAL(18,4)) * TRY_CAST({pr} AS DECIMAL(18,4)), 2) AS DECIMAL(18,2))"
-    if src.order_col:
-        order = f"NULLIF(trim(CAST({_ident(_resolve_column(available, src.order_col, p))} AS VARCHAR)), '')"
-    else:
-        order = "CAST(row_number() OVER () AS VARCHAR)"
-    return f"""
-    WITH r AS (
-        SELECT NULLIF(trim(CAST({_ident(customer)} AS VARCHAR)), '') AS customer_id,
-               {order} AS order_id,
-               {_timestamp_expr(date, src.date_format)} AS ordered_at,
-               {amount} AS amount
-        FROM {_reader(p)}
-    ),
-    flagged AS (
-        SELECT *, CASE WHEN customer_id IS NULL THEN 'without_customer'
-                       WHEN order_id IS NULL THEN 'without_order'
-                       WHEN ordered_at IS NULL THEN 'bad_date'
-                       WHEN amount IS NULL THEN 'bad_amount'
-                  END AS excluded
-        FROM r
-    ),
-    bad_rows AS (
-        SELECT NULL AS order_id, NULL AS customer_id, NULL::TIMESTAMP AS ordered_at,
-               NULL::DECIMAL(18,2) AS amount, excluded
-        FROM flagged WHERE excluded IS NOT NULL
-    ),
-    orders AS (
-        -- an order is (customer, order id): exports that merge several stores can reuse
-        -- order numbers, and those must never merge two customers
-        SELECT order_id, customer_id, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount
-        FROM flagged WHERE excluded IS NULL
-        GROUP BY customer_id, order_id
-    )
-    SELECT order_id, customer_id, ordered_at, amount,
-           CASE WHEN amount <= 0 THEN 'nonpositive_total' END AS excluded
-    FROM orders
-    UNION ALL
-    SELECT * FROM bad_rows
-    """
+def _plan(source: Source) -> _Plan:
+    engine: DuckDBEngine | DatabaseEngine
+    if isinstance(source, OlistSource):
+        engine = DuckDBEngine(str(source.folder))
+        files = {key: _olist_file(source.folder, key) for key in OLIST_FILES}
+        refs = {key: _reader(path) for key, path in files.items()}
+        ctes = rel.olist_orders(refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
+        # the columns are not checked up front (sniffing three gzipped files costs a third of a
+        # second on Olist): a query that fails is diagnosed
+        return _Plan(engine, ctes, diagnose=lambda: _check_olist_columns(engine, refs, files))
+    if isinstance(source, TransactionsSource):
+        engine = DuckDBEngine(str(source.path))
+        ref = _reader(source.path)
+        cols = rel.Columns(
+            source.customer_col,
+            source.date_col,
+            source.order_col,
+            source.amount_col,
+            source.quantity_col,
+            source.price_col,
+        )
+        cols = _resolve_columns(engine.columns(ref), cols, source.path)
+        return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading("TRY_CAST", source.date_format)))
+    if isinstance(source, DatabaseSource):
+        engine = DatabaseEngine(source.url)
+        where = engine.where
+        if source.layout == "olist":
+            refs = {
+                key: (ident(source.schema) + "." if source.schema else "") + ident(name)
+                for key, name in OLIST_FILES.items()
+            }
+            compiled_refs = {key: _compiled_ref(ref, engine.dialect) for key, ref in refs.items()}
+            names = {key: f"{where} table {name}" for key, name in OLIST_FILES.items()}
+            for key in OLIST_FILES:  # cheap on a database: a missing table or column is one clear line
+                available = engine.columns(compiled_refs[key])
+                for col in OLIST_COLUMNS[key]:
+                    _resolve_column(available, col, names[key])
+            ctes = rel.olist_orders(refs["orders"], refs["payments"], refs["customers"], rel.Reading())
+            return _Plan(engine, ctes)
+        assert source.columns is not None
+        if source.query is not None:
+            available = engine.columns(f"({source.query})")
+            ref, relation = dialects_placeholder(), source.query
+        else:
+            assert source.table is not None
+            ref = (ident(source.schema) + "." if source.schema else "") + ident(source.table)
+            available = engine.columns(_compiled_ref(ref, engine.dialect))
+            relation = None
+        cols = _resolve_columns(available, source.columns, where)
+        return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading()), relation)
+    spark = SparkEngine(source.describe())
+    spark.register("segment_source", source.target, source.query)
+    cols = _resolve_columns(spark.columns("segment_source"), source.columns, source.describe())
+    return _Plan(spark, rel.transactions_orders("segment_source", cols, rel.Reading()))
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that spills to a temporary folder instead of running out of memory."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET temp_directory = {_sql_str(tempfile.gettempdir())}")
-    return con
+def dialects_placeholder() -> str:
+    from .dialects import PLACEHOLDER
+
+    return PLACEHOLDER
+
+
+def _compiled_ref(ref: str, dialect: str) -> str:
+    """A table reference written for DuckDB, as the engine spells it (quoting differs)."""
+    from .dialects import compile_sql
+
+    compiled = compile_sql(f"SELECT * FROM {ref}", dialect)
+    return compiled[len("SELECT * FROM ") :]
 
 
 def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
-    """Read a source and aggregate it into per-customer RFM."""
-    con = connect()
+    """Aggregate a source into per-customer RFM inside its engine: one pass for R, F, M and the
+    exclusion counts, one for the repurchase gaps."""
+    plan = _plan(source)
     try:
-        if isinstance(source, OlistSource):
-            orders_sql = _olist_orders_sql(con, source)
-            where = source.folder
-        else:
-            orders_sql = _transactions_orders_sql(con, source)
-            where = source.path
         try:
-            con.execute(f"CREATE TEMP TABLE orders AS {orders_sql}")
-            return replace(_aggregate(con, as_of, source.describe(), where), currency=source.currency)
-        except duckdb.Error as exc:
-            if isinstance(source, OlistSource):
-                _check_olist_columns(con, source)
-            raise DataError(f"{where}: cannot be read ({_first_line(exc)})") from None
+            return replace(_aggregate(plan, as_of, source.describe()), currency=source.currency)
+        except DataError:
+            if plan.diagnose is not None:
+                plan.diagnose()  # type: ignore[operator]
+            raise
     finally:
-        con.close()
+        plan.engine.close()
 
 
-def _aggregate(con, as_of: dt.date | None, description: str, where: Path) -> RFMTable:
-    excluded = {
-        key: int(n)
-        for key, n in con.execute(
-            "SELECT excluded, COUNT(*) FROM orders WHERE excluded IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ).fetchall()
-    }
-    (ancient,) = con.execute(  # 1900-01-01 and friends are placeholders, not purchases
-        "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'"
-    ).fetchone()
-    if ancient:
-        con.execute(
-            "UPDATE orders SET excluded = 'too_old' "
-            "WHERE excluded IS NULL AND CAST(ordered_at AS DATE) < DATE '1990-01-01'"
-        )
-        excluded["too_old"] = int(ancient)
+def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
+    """The source's orders relation with every row classified (valid, or why not)."""
     if as_of is None:  # a mistyped year must not become the snapshot date of every customer
-        tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
-        (future,) = con.execute(
-            "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?", [tomorrow]
-        ).fetchone()
-        if future:
-            con.execute(
-                "UPDATE orders SET excluded = 'future_date' WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?",
-                [tomorrow],
-            )
-            excluded["future_date"] = int(future)
-    (latest,) = con.execute("SELECT MAX(CAST(ordered_at AS DATE)) FROM orders WHERE excluded IS NULL").fetchone()
-    if latest is None:
-        raise DataError(f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})")
-    snapshot = as_of or (latest + dt.timedelta(days=1))
-    (after,) = con.execute(
-        "SELECT COUNT(*) FROM orders WHERE excluded IS NULL AND CAST(ordered_at AS DATE) > ?",
-        [snapshot],
-    ).fetchone()
-    if after:
-        excluded["after_as_of"] = int(after)
-    con.execute(
-        "CREATE TEMP VIEW valid_orders AS SELECT * FROM orders WHERE excluded IS NULL "
-        f"AND CAST(ordered_at AS DATE) <= DATE '{snapshot.isoformat()}'"
-    )
-    n_orders, latest = con.execute("SELECT COUNT(*), MAX(CAST(ordered_at AS DATE)) FROM valid_orders").fetchone()
-    if not n_orders:
-        raise DataError(
-            f"{where}: no orders on or before {snapshot.isoformat()} (excluded: {describe_exclusions(excluded)})"
+        late = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "future_date")
+    else:
+        late = (as_of, "after_as_of")
+    return [*plan.ctes, rel.classified(*late)]
+
+
+def _aggregate(plan: _Plan, as_of: dt.date | None, description: str) -> RFMTable:
+    engine = plan.engine
+    ctes = orders_ctes(plan, as_of)
+    raw = engine.frame(rel.with_ctes(ctes, rel.RFM_SELECT), plan.relation)
+    bad = raw["excluded"].notna().to_numpy()
+    excluded = {
+        str(k): int(n)
+        for k, n in sorted(
+            zip(raw["excluded"][bad], raw["n_rows"][bad]), key=lambda kv: _REASON_ORDER.get(str(kv[0]), 99)
         )
-    frame = con.execute(RFM_SQL.format(orders="valid_orders"), [snapshot]).df()
-    frame["customer_id"] = frame["customer_id"].astype(str)
-    frame["gap"] = frame["gap"].astype(np.float64)
-    p50, p80, p95, returning, n_gaps = con.execute(GAPS_SQL.format(orders="valid_orders")).fetchone()
+        if int(n)
+    }
+    frame = raw[~bad]
+    if not len(frame):
+        if as_of is not None and excluded.get("after_as_of"):
+            raise DataError(
+                f"{engine.where}: no orders on or before {as_of.isoformat()} (excluded: {describe_exclusions(excluded)})"
+            )
+        raise DataError(
+            f"{engine.where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})"
+        )
+    last_day = frame["last_day"].to_numpy(np.int64)
+    latest = rel.EPOCH + dt.timedelta(days=int(last_day.max()))
+    snapshot = as_of or (latest + dt.timedelta(days=1))
+    snap = (snapshot - rel.EPOCH).days
+    occasions = frame["occasions"].to_numpy(np.int64)
+    span = frame["span"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.where(occasions > 1, span / (occasions - 1), np.nan)
+    rfm = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype(str).to_numpy(),
+            "recency": (snap - last_day).astype(np.int32),
+            "frequency": frame["frequency"].to_numpy(np.int32),
+            "monetary": frame["monetary"].to_numpy(np.float64),
+            "occasions": occasions.astype(np.int32),
+            "gap": gap,
+        }
+    )
+    p50, p80, p95, returning, n_gaps = engine.one(rel.with_ctes(ctes, rel.GAPS_SELECT), plan.relation)
     gaps = GapStats(
         None if p50 is None else int(p50),
         None if p80 is None else int(p80),
@@ -465,11 +471,18 @@ def _aggregate(con, as_of: dt.date | None, description: str, where: Path) -> RFM
         int(n_gaps or 0),
     )
     return RFMTable(
-        frame=frame,
+        frame=rfm,
         snapshot_date=snapshot,
         latest_purchase=latest,
-        orders=int(n_orders),
+        orders=int(frame["frequency"].sum()),
         excluded=excluded,
         source=description,
         gaps=gaps,
     )
+
+
+def connect():
+    """An in-memory DuckDB in UTC (kept for callers that query files directly)."""
+    from .engines import duckdb_connect
+
+    return duckdb_connect()

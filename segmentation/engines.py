@@ -1,0 +1,311 @@
+"""Where the SQL runs: DuckDB (embedded, over files), any database SQLAlchemy reaches
+(PostgreSQL, MySQL/MariaDB, and warehouses with a SQLAlchemy driver), or Spark.
+
+Every engine takes SQL in the product's one dialect (``dialects.compile_sql`` compiles it) and
+returns a pandas frame or one row. Every failure becomes one ``DataError`` line that names the
+source with its password masked. Only per-customer rows and totals ever come back; order lines
+stay in the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import pandas as pd
+
+from .dialects import compile_sql, with_relation
+from .errors import DataError
+
+FETCH_ROWS = 100_000
+
+
+class Engine(Protocol):
+    dialect: str
+    where: str  # the source as shown in messages (password masked)
+
+    def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame: ...
+
+    def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
+
+    def close(self) -> None: ...
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- DuckDB ----------------------------------------------------------------------------------
+
+
+def duckdb_connect():
+    """An in-memory DuckDB in UTC that spills to a temporary folder instead of running out of memory."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET temp_directory = {sql_str(tempfile.gettempdir())}")
+    threads = os.environ.get("SEGMENT_THREADS")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+class DuckDBEngine:
+    dialect = "duckdb"
+
+    def __init__(self, where: str):
+        self.where = where
+        self.con = duckdb_connect()
+
+    def _run(self, sql: str, relation: str | None):
+        import duckdb
+
+        try:
+            return self.con.execute(with_relation(compile_sql(sql, self.dialect), relation))
+        except duckdb.Error as exc:
+            raise DataError(f"{self.where}: cannot be read ({first_line(exc)})") from None
+
+    def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
+        return self._run(sql, relation).df()
+
+    def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
+        row = self._run(sql, relation).fetchone()
+        return tuple(row) if row is not None else ()
+
+    def columns(self, relation_sql: str) -> list[str]:
+        import duckdb
+
+        try:
+            return [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()]
+        except duckdb.Error as exc:
+            raise DataError(f"{self.where}: cannot be read ({first_line(exc)})") from None
+
+    def close(self) -> None:
+        self.con.close()
+
+
+# -- databases through SQLAlchemy -------------------------------------------------------------
+
+# URL scheme → (SQLAlchemy driver URL scheme, SQLGlot dialect, what to install)
+SCHEMES: dict[str, tuple[str, str, str]] = {
+    "postgresql": ("postgresql+psycopg", "postgres", "psycopg[binary]"),
+    "postgres": ("postgresql+psycopg", "postgres", "psycopg[binary]"),
+    "mysql": ("mysql+pymysql", "mysql", "pymysql"),
+    "mariadb": ("mysql+pymysql", "mysql", "pymysql"),
+}
+# Warehouses reached through their own SQLAlchemy dialect (installed by the user); not tested here.
+WAREHOUSES = {
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+    "trino": "trino",
+    "databricks": "databricks",
+    "mssql": "tsql",
+}
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(spec: str) -> bool:
+    return bool(_URL.match(spec))
+
+
+def mask(url: str) -> str:
+    """The URL with its password replaced by ***, for every message and the model's metadata."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def resolve_url(url: str) -> tuple[str, str]:
+    """(SQLAlchemy URL, SQLGlot dialect) for a database URL, or a DataError naming the scheme."""
+    scheme, rest = url.split("://", 1)
+    base = scheme.split("+", 1)[0].lower()
+    if base in SCHEMES:
+        driver, dialect, _ = SCHEMES[base]
+        return (url if "+" in scheme else f"{driver}://{rest}"), dialect
+    if base in WAREHOUSES:
+        return url, WAREHOUSES[base]
+    known = ", ".join(sorted({*SCHEMES, *WAREHOUSES}))
+    raise DataError(f"{mask(url)}: unknown database type '{scheme}' (use one of: {known})")
+
+
+class DatabaseEngine:
+    def __init__(self, url: str):
+        import sqlalchemy as sa
+
+        self.where = mask(url)
+        self._password = _password(url)
+        sa_url, self.dialect = resolve_url(url)
+        try:
+            self.engine = sa.create_engine(sa_url, poolclass=sa.pool.NullPool)
+        except ModuleNotFoundError as exc:
+            base = url.split("://", 1)[0].split("+", 1)[0].lower()
+            package = SCHEMES.get(base, ("", "", exc.name or "its driver"))[2]
+            raise DataError(f"{self.where}: the database driver is not installed (pip install '{package}')") from None
+        except Exception as exc:  # a malformed URL
+            raise DataError(f"{self.where}: not a usable database URL ({self._scrub(first_line(exc))})") from None
+        self.con = None
+        try:
+            self.con = self.engine.connect()
+            session = {
+                "postgres": "SET TIME ZONE 'UTC'",
+                "mysql": "SET time_zone = '+00:00'",
+            }.get(self.dialect)
+            if session:
+                self.con.exec_driver_sql(session)
+        except Exception as exc:
+            self.close()
+            raise DataError(f"{self.where}: cannot connect ({self._scrub(_db_message(exc))})") from None
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DataError:
+            raise
+        except Exception as exc:
+            if self.con is not None:
+                try:
+                    self.con.rollback()
+                except Exception:  # the connection itself is gone
+                    pass
+            raise DataError(f"{self.where}: the query failed ({self._scrub(_db_message(exc))})") from None
+
+    def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        assert self.con is not None
+        with self._errors():
+            result = self.con.execution_options(stream_results=True).exec_driver_sql(text)
+            names = list(result.keys())
+            parts = []
+            while True:
+                rows = result.fetchmany(FETCH_ROWS)
+                if not rows:
+                    break
+                parts.append(pd.DataFrame.from_records(rows, columns=names, coerce_float=True))
+            result.close()
+        if not parts:
+            return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        assert self.con is not None
+        with self._errors():
+            row = self.con.exec_driver_sql(text).fetchone()
+        return tuple(row) if row is not None else ()
+
+    def columns(self, relation_sql: str) -> list[str]:
+        assert self.con is not None
+        with self._errors():
+            result = self.con.exec_driver_sql(f"SELECT * FROM {relation_sql} AS q WHERE 1 = 0")
+            names = list(result.keys())
+            result.close()
+        return names
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+        self.engine.dispose() if hasattr(self, "engine") else None
+
+
+def _password(url: str) -> str | None:
+    m = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:([^@]*)@", url)
+    return m.group(1) if m and m.group(1) else None
+
+
+def _db_message(exc: BaseException) -> str:
+    """The driver's own first line, without SQLAlchemy's wrapper and the statement it echoes."""
+    orig = getattr(exc, "orig", None)
+    text = first_line(orig if orig is not None else exc)
+    return re.sub(r"^\(\d+, ['\"](.*)['\"]\)$", r"\1", text)  # PyMySQL's (1146, "Table … doesn't exist")
+
+
+# -- Spark -----------------------------------------------------------------------------------
+
+
+class SparkEngine:
+    """PySpark; ``SEGMENT_SPARK_MASTER`` picks the cluster (default: local mode on every core)."""
+
+    dialect = "spark"
+
+    def __init__(self, where: str):
+        self.where = where
+        try:
+            from pyspark.sql import SparkSession
+        except ModuleNotFoundError:
+            raise DataError(f"{where}: Spark is not installed (pip install 'segment-assistant[spark]')") from None
+        try:
+            self.spark = (
+                SparkSession.builder.master(os.environ.get("SEGMENT_SPARK_MASTER", "local[*]"))
+                .appName("segment")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                .config("spark.ui.enabled", "false")
+                .config("spark.sql.shuffle.partitions", os.environ.get("SEGMENT_SPARK_PARTITIONS", "8"))
+                .getOrCreate()
+            )
+            self.spark.sparkContext.setLogLevel("ERROR")
+        except Exception as exc:
+            raise DataError(f"{where}: Spark did not start ({first_line(exc)})") from None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{self.where}: the query failed ({_spark_message(exc)})") from None
+
+    def register(self, name: str, target: str, query: str | None) -> None:
+        """Make ``name`` a view of a Parquet/Delta path, a table, or a query."""
+        with self._errors():
+            if query is not None:
+                df = self.spark.sql(query)
+            elif "/" in target or target.endswith((".parquet", ".pq")):
+                fmt = "delta" if os.path.isdir(os.path.join(target, "_delta_log")) else "parquet"
+                df = self.spark.read.format(fmt).load(target)
+            else:
+                df = self.spark.table(target)
+            df.createOrReplaceTempView(name)
+
+    def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        with self._errors():
+            return self.spark.sql(text).toPandas()
+
+    def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        with self._errors():
+            rows = self.spark.sql(text).collect()
+        return tuple(rows[0]) if rows else ()
+
+    def columns(self, relation_sql: str) -> list[str]:
+        with self._errors():
+            return list(self.spark.sql(f"SELECT * FROM {relation_sql}").columns)
+
+    def close(self) -> None:
+        pass  # the session is shared by the process and stopped when it exits
+
+
+def _spark_message(exc: BaseException) -> str:
+    text = first_line(exc)
+    return re.sub(r"\s*SQLSTATE: \w+\s*;?.*$", "", text)
