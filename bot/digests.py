@@ -27,8 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from segmentation.atrisk import AtRiskSummary
 from segmentation.errors import InputError, SegmentationError
-from segmentation.service import ServedModel
-from segmentation.sources import load_rfm
+from segmentation.service import ServedModel, SourceScore
 from segmentation.terms import ShopTerms
 
 from . import blocks, liveness
@@ -91,10 +90,11 @@ def unpack_hashes(data: bytes | None) -> np.ndarray | None:
 
 
 def compute(
-    served: ServedModel, rfm_table, previous: PreviousRun | None, run_date: dt.date, data_source: str = ""
+    served: ServedModel, score: SourceScore, previous: PreviousRun | None, run_date: dt.date, data_source: str = ""
 ) -> DigestData:
-    """Score every customer with the served model and compare with the previous digest, only if
-    that one was built with the same model on the same data (like with like)."""
+    """Compare a source scored with the served model (inside its engine: ``score_source``) with
+    the previous digest, only if that one was built with the same model on the same data (like
+    with like)."""
     not_comparable = None
     if previous is not None and previous.model_version != served.version:
         not_comparable = (
@@ -104,12 +104,9 @@ def compute(
     elif previous is not None and previous.data_source is not None and previous.data_source != data_source:
         not_comparable = "the data source changed since the last digest: sizes are not compared"
     compared = previous if not_comparable is None else None
-    scored = served.score(rfm_table.frame)
-    summary = served.at_risk(scored, as_of=run_date.isoformat())
-    k = len(served.trained.all_segments)
-    counts = np.bincount(scored.labels, minlength=k)
-    risky_counts = np.bincount(scored.labels[scored.at_risk], minlength=k)
-    n = len(rfm_table.frame)
+    summary = score.at_risk
+    counts, risky_counts = score.counts, score.at_risk_counts
+    n = score.customers
     segments = []
     for s in served.trained.all_segments:  # served order: most valuable first, then reserved ones
         c = s.cluster
@@ -127,13 +124,13 @@ def compute(
                 "new": compared is not None and prev is None,
             }
         )
-    hashes = hash_ids(rfm_table.frame["customer_id"][scored.at_risk])
+    hashes = hash_ids(score.at_risk_rows["customer_id"])
     moved = None
     if compared is not None and compared.at_risk_hashes is not None:
         moved = int((~np.isin(hashes, compared.at_risk_hashes, assume_unique=True)).sum())
     return DigestData(
         run_date=run_date,
-        latest_order=rfm_table.latest_purchase,
+        latest_order=score.latest_purchase,
         model_version=served.version,
         customers=n,
         terms=served.terms,
@@ -151,8 +148,7 @@ def write_at_risk_as_of(ctx, as_of: dt.date, path, served: ServedModel) -> tuple
     """The at-risk customers of the current data scored as of ``as_of`` with ``served`` (the
     digest's own list, by the one at-risk definition)."""
     source, _ = ctx.service.source(ctx.settings.data)
-    scored = served.score(load_rfm(source, as_of=as_of).frame)
-    return served.export_at_risk(path, scored=scored)
+    return served.export_at_risk(path, source_score=served.score_source(source, as_of))
 
 
 def export_value(value: Any) -> tuple[str, dt.date | None]:
@@ -457,10 +453,11 @@ class Digests:
         run_date = self._run_date(channel_id, when)
         try:
             source, _ = self.ctx.service.source(self.ctx.settings.data)
-            table = load_rfm(source, as_of=run_date)
+            served = self.ctx.service.served()
+            score = served.score_source(source, run_date)
             with self.state.engine.connect() as con:
                 previous = self._previous(con, channel_id, when)
-            data = compute(self.ctx.service.served(), table, previous, run_date, source.describe())
+            data = compute(served, score, previous, run_date, source.describe())
             numbers = dict(
                 model_version=data.model_version,
                 latest_order=data.latest_order,

@@ -106,8 +106,8 @@ def positive_int(text: str) -> int:
 
 def resolve_source(args: argparse.Namespace):
     """The source named by --data and the column flags; the built-in sample without --data."""
-    from .sample import ensure_default_sample
     from .engines import mask
+    from .sample import ensure_default_sample
     from .sources import source_from_spec
 
     data = args.data

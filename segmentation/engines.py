@@ -170,6 +170,13 @@ class DatabaseEngine:
             self.close()
             raise DataError(f"{self.where}: cannot connect ({self._scrub(_db_message(exc))})") from None
 
+    def prepare_scoring(self) -> None:
+        """MariaDB/MySQL would inline the compiled model's derived tables into one expression per
+        reference (slow to plan and run); materialising them keeps the scoring query linear."""
+        if self.dialect == "mysql" and self.con is not None:
+            with self._errors():
+                self.con.exec_driver_sql("SET SESSION optimizer_switch = 'derived_merge=off'")
+
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 
@@ -249,6 +256,9 @@ class SparkEngine:
     def __init__(self, where: str):
         self.where = where
         try:
+            import warnings
+
+            warnings.filterwarnings("ignore", module=r"pyspark\..*")  # pandas-version notices
             from pyspark.sql import SparkSession
         except ModuleNotFoundError:
             raise DataError(f"{where}: Spark is not installed (pip install 'segment-assistant[spark]')") from None
@@ -262,7 +272,10 @@ class SparkEngine:
                 .config("spark.sql.shuffle.partitions", os.environ.get("SEGMENT_SPARK_PARTITIONS", "8"))
                 .getOrCreate()
             )
-            self.spark.sparkContext.setLogLevel("ERROR")
+            self.spark.sparkContext.setLogLevel("OFF")
+            import logging
+
+            logging.getLogger("SQLQueryContextLogger").disabled = True  # failures become one DataError line
         except Exception as exc:
             raise DataError(f"{where}: Spark did not start ({first_line(exc)})") from None
 

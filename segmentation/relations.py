@@ -227,3 +227,33 @@ FROM (
     ) AS weighted
 ) AS cumulative
 """
+
+
+def customers(snapshot: dt.date) -> tuple[str, str]:
+    """Per-customer RFM as of ``snapshot``, for scoring inside the engine."""
+    last = f"DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day))"
+    return (
+        "customers",
+        f"""
+        SELECT customer_id,
+               {(snapshot - EPOCH).days} - {last} AS recency, {last} AS last_day,
+               COUNT(DISTINCT order_id) AS frequency,
+               CAST(SUM(amount) AS DOUBLE) AS monetary,
+               COUNT(DISTINCT day) AS occasions,
+               CASE WHEN COUNT(DISTINCT day) > 1
+                    THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(DISTINCT day) - 1)
+               END AS gap
+        FROM classified WHERE excluded IS NULL
+        GROUP BY customer_id""",
+    )
+
+
+LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM classified WHERE excluded IS NULL"
+TALLY_SELECT = """
+SELECT cluster, at_risk, COUNT(*) AS customers, SUM(monetary) AS revenue, MAX(last_day) AS last_day
+FROM scored GROUP BY cluster, at_risk
+"""
+AT_RISK_ROWS_SELECT = """
+SELECT customer_id, recency, frequency, monetary, occasions, gap, cluster
+FROM scored WHERE at_risk = 1 ORDER BY customer_id
+"""

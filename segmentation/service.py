@@ -8,6 +8,7 @@ neither reimplements it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from collections import OrderedDict
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import playbook as playbook_mod
-from .atrisk import AtRiskSummary, summarise
+from .atrisk import AtRiskSummary, SegmentRisk, summarise
 from .errors import InputError, ModelIntegrityError, SegmentationError
 from .exports import frame_rows, write_customers_csv
 from .inputs import RFM, shown
@@ -103,6 +104,20 @@ class Scored:
     frame: pd.DataFrame
     labels: np.ndarray
     at_risk: np.ndarray
+
+
+@dataclass(frozen=True)
+class SourceScore:
+    """Every customer of a source scored as of a date inside the source's engine: totals per
+    segment and the at-risk customers' rows, nothing else."""
+
+    customers: int
+    snapshot_date: dt.date
+    latest_purchase: dt.date
+    counts: np.ndarray  # customers per cluster
+    at_risk_counts: np.ndarray  # customers at risk per cluster
+    at_risk: AtRiskSummary
+    at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster
 
 
 SPEND_WORDS = {Spend.HIGH: "top 20% by spend", Spend.MID: "mid spend", Spend.LOW: "bottom 40% by spend"}
@@ -235,6 +250,46 @@ class ServedModel:
             as_of or self.info.snapshot_date,
         )
 
+    def score_source(self, source: Source, as_of: dt.date | None = None) -> SourceScore:
+        """Score every customer of ``source`` inside its engine (DuckDB for files, the database,
+        or Spark) with this model compiled to SQL; only totals and the at-risk rows come back."""
+        from .compiled import scored_ctes
+        from .sources import score_in_engine
+
+        result = score_in_engine(source, as_of, scored_ctes(self.trained.model, self.trained.rule, self.terms))
+        k = len(self.trained.model.cluster_centers_)
+        t = result.tally
+        risky = t["at_risk"].to_numpy() == 1
+        cluster = t["cluster"].to_numpy()
+        n = t["customers"].to_numpy()
+        revenue = t["revenue"].to_numpy(np.float64)
+        counts = np.bincount(cluster, weights=n, minlength=k).astype(np.int64)
+        risk_counts = np.bincount(cluster[risky], weights=n[risky], minlength=k).astype(np.int64)
+        risk_revenue = np.bincount(cluster[risky], weights=revenue[risky], minlength=k)
+        order = [s.cluster for s in self.trained.all_segments]
+        names = {s.cluster: s.name for s in self.trained.all_segments}
+        summary = AtRiskSummary(
+            customers=int(n[risky].sum()),
+            revenue=float(revenue[risky].sum()),
+            all_customers=int(n.sum()),
+            all_revenue=float(revenue.sum()),
+            definition=self.trained.rule.text(self.terms),
+            by_segment=tuple(
+                SegmentRisk(names[c], int(risk_counts[c]), float(risk_revenue[c])) for c in order if risk_counts[c]
+            ),
+            model_version=self.version,
+            as_of=result.snapshot_date.isoformat(),
+        )
+        return SourceScore(
+            customers=int(n.sum()),
+            snapshot_date=result.snapshot_date,
+            latest_purchase=result.latest_purchase,
+            counts=counts,
+            at_risk_counts=risk_counts,
+            at_risk=summary,
+            at_risk_rows=result.at_risk_rows,
+        )
+
     # -- exports ------------------------------------------------------------------------
     def export(
         self, segments: Iterable[Segment], out: str | os.PathLike, store: ModelStore | None = None
@@ -246,12 +301,21 @@ class ServedModel:
         return list(names.values()), write_customers_csv(rows, names, _out_path(out, store))
 
     def export_at_risk(
-        self, out: str | os.PathLike, store: ModelStore | None = None, scored: Scored | None = None
+        self,
+        out: str | os.PathLike,
+        store: ModelStore | None = None,
+        scored: Scored | None = None,
+        source_score: SourceScore | None = None,
     ) -> tuple[list[str], int]:
-        """The customers at risk, as flagged at training (default) or in a freshly scored frame."""
+        """The customers at risk, as flagged at training (default), in a freshly scored frame, or
+        scored inside a source's engine."""
         names = {s.cluster: s.name for s in self.trained.all_segments}
         rows: Iterable[CustomerRow]
-        if scored is None:
+        if source_score is not None:
+            f = source_score.at_risk_rows
+            rows = frame_rows(f, f["cluster"].to_numpy(), np.ones(len(f), dtype=bool))
+            present = [s.name for s in source_score.at_risk.by_segment]
+        elif scored is None:
             rows = self.assignments.members(at_risk_only=True)
             present = [s.name for s in self.at_risk().by_segment]
         else:

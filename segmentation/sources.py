@@ -486,3 +486,48 @@ def connect():
     from .engines import duckdb_connect
 
     return duckdb_connect()
+
+
+@dataclass(frozen=True)
+class EngineScore:
+    """Every customer of a source scored inside its engine: only totals and the at-risk rows came back."""
+
+    snapshot_date: dt.date
+    latest_purchase: dt.date
+    tally: pd.DataFrame  # cluster, at_risk, customers, revenue
+    at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster
+
+
+def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[str, str]]) -> EngineScore:
+    """Score every customer of ``source`` as of ``as_of`` with a compiled model (``compiled.scored_ctes``)."""
+    plan = _plan(source)
+    try:
+        try:
+            ctes = orders_ctes(plan, as_of)
+            if as_of is None:
+                (latest,) = plan.engine.one(rel.with_ctes(ctes, rel.LATEST_SELECT), plan.relation)
+                if latest is None:
+                    raise DataError(f"{plan.engine.where}: no usable orders left after filtering")
+                as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
+            ctes = [*ctes, rel.customers(as_of), *scoring]
+            prepare = getattr(plan.engine, "prepare_scoring", None)
+            if prepare is not None:
+                prepare()
+            tally = plan.engine.frame(rel.with_ctes(ctes, rel.TALLY_SELECT), plan.relation)
+            rows = plan.engine.frame(rel.with_ctes(ctes, rel.AT_RISK_ROWS_SELECT), plan.relation)
+        except DataError:
+            if plan.diagnose is not None:
+                plan.diagnose()  # type: ignore[operator]
+            raise
+    finally:
+        plan.engine.close()
+    if not len(tally):
+        raise DataError(f"{source.describe()}: no orders on or before {as_of.isoformat()}")
+    tally = tally.astype({"cluster": np.int64, "at_risk": np.int64, "customers": np.int64, "revenue": np.float64})
+    latest_day = rel.EPOCH + dt.timedelta(days=int(pd.to_numeric(tally["last_day"]).max()))
+    rows = rows.astype(
+        {"recency": np.int64, "frequency": np.int64, "monetary": np.float64, "occasions": np.int64, "cluster": np.int64}
+    )
+    rows["customer_id"] = rows["customer_id"].astype(str)
+    rows["gap"] = pd.to_numeric(rows["gap"]).astype(np.float64)
+    return EngineScore(as_of, latest_day, tally.drop(columns=["last_day"]), rows)

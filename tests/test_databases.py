@@ -64,7 +64,7 @@ def _transactions(seed: int = 3, n: int = 1_500) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     customers = [f"C{i:04d}" for i in range(300)] + ["abc", "ABC", "Abc "]
     rows = []
-    for i in range(n):
+    for _ in range(n):
         c = customers[int(rng.integers(len(customers)))]
         order = f"O{int(rng.integers(n // 2)):05d}"
         day = dt.datetime(2023, 1, 1) + dt.timedelta(days=int(rng.integers(600)), minutes=int(rng.integers(1440)))
@@ -82,7 +82,12 @@ def _transactions(seed: int = 3, n: int = 1_500) -> pd.DataFrame:
 def _same(a, b) -> None:
     pd.testing.assert_frame_equal(a.frame.reset_index(drop=True), b.frame.reset_index(drop=True), check_exact=True)
     assert a.excluded == b.excluded
-    assert (a.snapshot_date, a.latest_purchase, a.orders, a.gaps) == (b.snapshot_date, b.latest_purchase, b.orders, b.gaps)
+    assert (a.snapshot_date, a.latest_purchase, a.orders, a.gaps) == (
+        b.snapshot_date,
+        b.latest_purchase,
+        b.orders,
+        b.gaps,
+    )
 
 
 FLAGS = dict(customer_col="customer", order_col="ORDER_NO", date_col="created_at", amount_col="total")
@@ -155,9 +160,7 @@ def test_bad_sources_are_one_clear_line(tables):
         (source_from_spec(url, query="SELECT * FROM nowhere_at_all", **FLAGS), "the query failed"),
         (source_from_spec(url, query="SELEC broken", **FLAGS), "the query failed"),
         (
-            source_from_spec(
-                host_url.replace(f":{port}", ":1").replace("127.0.0.1", "127.0.0.1"), table=name, **FLAGS
-            ),
+            source_from_spec(host_url.replace(f":{port}", ":1").replace("127.0.0.1", "127.0.0.1"), table=name, **FLAGS),
             "cannot connect",
         ),
     ]

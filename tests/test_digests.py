@@ -546,8 +546,8 @@ def test_a_digest_with_no_one_at_risk_has_no_export_button(ctx):
     from bot.digests import compute, message
 
     served = ctx.service.served()
-    table = load_rfm(OlistSource(Path(ctx.settings.data)), as_of=dt.date(2025, 1, 5))
-    data = compute(served, table, None, dt.date(2025, 1, 5))
+    score = served.score_source(OlistSource(Path(ctx.settings.data)), dt.date(2025, 1, 5))
+    data = compute(served, score, None, dt.date(2025, 1, 5))
     assert [b["action_id"] for b in buttons(message(data))] == ["export_at_risk", "show_segments"]
     nobody = dataclasses.replace(
         data, at_risk=dataclasses.replace(data.at_risk, customers=0, revenue=0.0, by_segment=())

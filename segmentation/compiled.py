@@ -1,0 +1,78 @@
+"""The served model as SQL, so every customer is scored where the data lives.
+
+``log1p``, standardisation and the nearest of the centres of the customer's own stratum (recency
+band and kind) are a few arithmetic expressions, and the at-risk rule a few comparisons. The
+query below adds ``at_risk`` (0/1) and ``cluster`` to a relation ``customers`` (customer_id,
+recency, frequency, monetary, occasions, gap) and gives the same answers as
+``SegmentModel.predict`` and ``AtRiskRule.flags``: same cut-offs, first minimum on ties.
+Written in the product's one dialect and compiled per engine like the RFM (``dialects``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .atrisk import AtRiskRule
+from .model import AT_RISK, N_BANDS, N_KINDS, REPEAT, SegmentModel
+from .terms import ShopTerms
+
+
+def _num(x: float) -> str:
+    """A double literal every engine reads exactly (17 significant digits, exponent form)."""
+    return f"{float(x):.17e}"
+
+
+def at_risk_sql(rule: AtRiskRule, terms: ShopTerms) -> str:
+    parts = []
+    rt, rw, lost = _num(terms.return_time), _num(terms.return_window), _num(terms.lost_after)
+    if rule.repeat_buyers:
+        due = f"GREATEST(LEAST({_num(rule.own_gap_multiple)} * COALESCE(gap, {rt}), {rw}), {rt})"
+        parts.append(f"(occasions >= 2 AND recency > {due} AND recency <= {lost})")
+    threshold = rule.one_time_threshold(terms)
+    if threshold is not None:
+        parts.append(f"(occasions < 2 AND monetary >= {_num(threshold)} AND recency > {rt} AND recency <= {rw})")
+    if not parts:
+        return "0"
+    return f"CASE WHEN {' OR '.join(parts)} THEN 1 ELSE 0 END"
+
+
+def _nearest(model: SegmentModel, own: np.ndarray) -> str:
+    """The first of ``own`` clusters nearest to (z0, z1, z2)."""
+    if len(own) == 1:
+        return str(int(own[0]))
+    c = model.cluster_centers_
+    d = {int(k): " + ".join(f"(z{j} - {_num(c[k, j])}) * (z{j} - {_num(c[k, j])})" for j in range(3)) for k in own}
+    whens = []
+    for i, k in enumerate(own[:-1]):
+        rest = own[i + 1 :]
+        cond = " AND ".join(f"({d[int(k)]}) <= ({d[int(r)]})" for r in rest)
+        whens.append(f"WHEN {cond} THEN {int(k)}")
+    return f"CASE {' '.join(whens)} ELSE {int(own[-1])} END"
+
+
+def scored_ctes(model: SegmentModel, rule: AtRiskRule, terms: ShopTerms) -> list[tuple[str, str]]:
+    """CTEs after ``customers``: ``risk`` (with at_risk), ``placed`` (band, kind, standardised
+    features) and ``scored`` (with cluster)."""
+    mean, scale = model.scaler_.mean_, model.scaler_.scale_
+    cut = [_num(x) for x in model.cutoffs]
+    band = f"CASE WHEN recency <= {cut[0]} THEN 0 WHEN recency <= {cut[1]} THEN 1 WHEN recency <= {cut[2]} THEN 2 ELSE 3 END"
+    kind = f"CASE WHEN at_risk = 1 THEN {AT_RISK} WHEN occasions >= 2 THEN {REPEAT} ELSE 0 END"
+    features = ("recency", "occasions", "monetary")
+    z = ", ".join(
+        f"(LN(1 + CAST({f} AS DOUBLE)) - {_num(mean[j])}) / {_num(scale[j])} AS z{j}" for j, f in enumerate(features)
+    )
+    own = [np.flatnonzero(model.center_stratum_ == s) for s in range(len(model.strata_))]
+    strata = " ".join(
+        f"WHEN band = {b} AND kind = {k} THEN {_nearest(model, own[int(model.lookup_[b, k])])}"
+        for b in range(N_BANDS)
+        for k in range(N_KINDS)
+    )
+    return [
+        ("risk", f"SELECT *, {at_risk_sql(rule, terms)} AS at_risk FROM customers"),
+        ("placed", f"SELECT *, {band} AS band, {kind} AS kind, {z} FROM risk"),
+        (
+            "scored",
+            "SELECT customer_id, recency, frequency, monetary, occasions, gap, last_day, at_risk, "
+            f"CASE {strata} END AS cluster FROM placed",
+        ),
+    ]
