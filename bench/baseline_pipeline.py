@@ -1,6 +1,6 @@
 """The original analysis' plain pipeline, kept as the yardstick for `segment train`.
 
-pandas merge and groupby of the three Olist tables, log1p, StandardScaler, KMeans(11, n_init=10).
+pandas read_csv, merge and a vectorised groupby of the three Olist tables, log1p, StandardScaler, KMeans(11, n_init=10).
 Usage: python bench/baseline_pipeline.py OLIST_FOLDER
 """
 
@@ -31,11 +31,14 @@ orders = orders[orders["order_status"] == "delivered"]
 df = orders.merge(payments, on="order_id").merge(customers, on="customer_id")
 df["order_purchase_timestamp"] = pd.to_datetime(df["order_purchase_timestamp"])
 snapshot = df["order_purchase_timestamp"].max() + pd.Timedelta(days=1)
+# vectorised: built-in aggregations only (a per-group lambda would make this baseline twice as slow)
 rfm = df.groupby("customer_unique_id").agg(
-    recency=("order_purchase_timestamp", lambda x: (snapshot - x.max()).days),
+    last=("order_purchase_timestamp", "max"),
     frequency=("order_id", "nunique"),
     monetary=("payment_value", "sum"),
 )
+rfm["recency"] = (snapshot - rfm.pop("last")).dt.days
+rfm = rfm[["recency", "frequency", "monetary"]]
 t2 = time.perf_counter()
 X = StandardScaler().fit_transform(np.log1p(rfm))
 KMeans(n_clusters=11, n_init=10, random_state=42).fit(X)

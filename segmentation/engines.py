@@ -30,6 +30,8 @@ class Engine(Protocol):
 
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame: ...
 
+    def materialise(self, name: str, sql: str, relation: str | None = None) -> None: ...
+
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
     def close(self) -> None: ...
@@ -81,6 +83,16 @@ class DuckDBEngine:
 
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
         return self._run(sql, relation).df()
+
+    def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
+        """Keep a query's result as a temporary table, so later queries do not recompute it."""
+        import duckdb
+
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {text}")
+        except duckdb.Error as exc:
+            raise DataError(f"{self.where}: cannot be read ({first_line(exc)})") from None
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
         row = self._run(sql, relation).fetchone()
@@ -211,6 +223,16 @@ class DatabaseEngine:
             return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
+    def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
+        """A temporary table of the query's result, private to this connection."""
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        assert self.con is not None
+        with self._errors():
+            self.con.exec_driver_sql(
+                f"DROP TABLE IF EXISTS {name}" if self.dialect != "postgres" else f"DROP TABLE IF EXISTS pg_temp.{name}"
+            )
+            self.con.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {text}")
+
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
         text = with_relation(compile_sql(sql, self.dialect), relation)
         assert self.con is not None
@@ -305,6 +327,12 @@ class SparkEngine:
         with self._errors():
             return self.spark.sql(text).toPandas()
 
+    def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
+        """A cached temporary view: computed once, on first use, then read from memory."""
+        text = with_relation(compile_sql(sql, self.dialect), relation)
+        with self._errors():
+            self.spark.sql(text).cache().createOrReplaceTempView(name)
+
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
         text = with_relation(compile_sql(sql, self.dialect), relation)
         with self._errors():
@@ -316,7 +344,13 @@ class SparkEngine:
             return list(self.spark.sql(f"SELECT * FROM {relation_sql}").columns)
 
     def close(self) -> None:
-        pass  # the session is shared by the process and stopped when it exits
+        """Drop what this source cached; the session itself is shared by the process."""
+        try:
+            for name in ("daily", "scored", "segment_source"):
+                self.spark.catalog.dropTempView(name)
+            self.spark.catalog.clearCache()
+        except Exception:  # a session that died takes its caches with it
+            pass
 
 
 def _spark_message(exc: BaseException) -> str:

@@ -183,17 +183,27 @@ def with_ctes(ctes: list[tuple[str, str]], select: str) -> str:
     return "WITH " + ",\n".join(f"{name} AS ({body}\n)" for name, body in ctes) + "\n" + select
 
 
+# One row per customer and purchase day (excluded rows: per reason and day, customer NULL). The
+# engine materialises it once; R, F, M, the exclusion counts, the gaps and the scoring all read
+# it, so the order lines are scanned once.
+DAILY_SELECT = """
+SELECT customer_id, excluded, day, COUNT(*) AS n_rows, COUNT(DISTINCT order_id) AS orders,
+       SUM(amount) AS amount
+FROM classified
+GROUP BY customer_id, excluded, day
+"""
+
 # Per customer: the last purchase day (days since 1970), orders, spend, purchase days and the
 # span from first to last purchase day; excluded rows grouped by reason (customer NULL). Two
 # orders the same day are one purchase *occasion*: a split basket, not a return.
 RFM_SELECT = f"""
-SELECT customer_id, excluded, COUNT(*) AS n_rows,
+SELECT customer_id, excluded, SUM(n_rows) AS n_rows,
        DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) AS last_day,
-       COUNT(DISTINCT order_id) AS frequency,
+       SUM(orders) AS frequency,
        CAST(SUM(amount) AS DOUBLE) AS monetary,
-       COUNT(DISTINCT day) AS occasions,
+       COUNT(day) AS occasions,
        DATE_DIFF('day', MIN(day), MAX(day)) AS span
-FROM classified
+FROM daily
 GROUP BY customer_id, excluded
 ORDER BY customer_id
 """
@@ -221,7 +231,7 @@ FROM (
         FROM (
             SELECT customer_id,
                    DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day NULLS FIRST), day) AS gap
-            FROM (SELECT DISTINCT customer_id, day FROM classified WHERE excluded IS NULL) AS days
+            FROM (SELECT customer_id, day FROM daily WHERE excluded IS NULL) AS days
         ) AS g
         WHERE gap IS NOT NULL
     ) AS weighted
@@ -237,18 +247,18 @@ def customers(snapshot: dt.date) -> tuple[str, str]:
         f"""
         SELECT customer_id,
                {(snapshot - EPOCH).days} - {last} AS recency, {last} AS last_day,
-               COUNT(DISTINCT order_id) AS frequency,
+               SUM(orders) AS frequency,
                CAST(SUM(amount) AS DOUBLE) AS monetary,
-               COUNT(DISTINCT day) AS occasions,
-               CASE WHEN COUNT(DISTINCT day) > 1
-                    THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(DISTINCT day) - 1)
+               COUNT(day) AS occasions,
+               CASE WHEN COUNT(day) > 1
+                    THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(day) - 1)
                END AS gap
-        FROM classified WHERE excluded IS NULL
+        FROM daily WHERE excluded IS NULL
         GROUP BY customer_id""",
     )
 
 
-LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM classified WHERE excluded IS NULL"
+LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM daily WHERE excluded IS NULL"
 TALLY_SELECT = """
 SELECT cluster, at_risk, COUNT(*) AS customers, SUM(monetary) AS revenue, MAX(last_day) AS last_day
 FROM scored GROUP BY cluster, at_risk

@@ -425,8 +425,8 @@ def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
 
 def _aggregate(plan: _Plan, as_of: dt.date | None, description: str) -> RFMTable:
     engine = plan.engine
-    ctes = orders_ctes(plan, as_of)
-    raw = engine.frame(rel.with_ctes(ctes, rel.RFM_SELECT), plan.relation)
+    engine.materialise("daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation)
+    raw = engine.frame(rel.RFM_SELECT)
     bad = raw["excluded"].notna().to_numpy()
     excluded = {
         str(k): int(n)
@@ -462,7 +462,7 @@ def _aggregate(plan: _Plan, as_of: dt.date | None, description: str) -> RFMTable
             "gap": gap,
         }
     )
-    p50, p80, p95, returning, n_gaps = engine.one(rel.with_ctes(ctes, rel.GAPS_SELECT), plan.relation)
+    p50, p80, p95, returning, n_gaps = engine.one(rel.GAPS_SELECT)
     gaps = GapStats(
         None if p50 is None else int(p50),
         None if p80 is None else int(p80),
@@ -503,18 +503,19 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
     plan = _plan(source)
     try:
         try:
-            ctes = orders_ctes(plan, as_of)
+            engine = plan.engine
+            engine.materialise("daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation)
             if as_of is None:
-                (latest,) = plan.engine.one(rel.with_ctes(ctes, rel.LATEST_SELECT), plan.relation)
+                (latest,) = engine.one(rel.LATEST_SELECT)
                 if latest is None:
-                    raise DataError(f"{plan.engine.where}: no usable orders left after filtering")
+                    raise DataError(f"{engine.where}: no usable orders left after filtering")
                 as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
-            ctes = [*ctes, rel.customers(as_of), *scoring]
-            prepare = getattr(plan.engine, "prepare_scoring", None)
+            prepare = getattr(engine, "prepare_scoring", None)
             if prepare is not None:
                 prepare()
-            tally = plan.engine.frame(rel.with_ctes(ctes, rel.TALLY_SELECT), plan.relation)
-            rows = plan.engine.frame(rel.with_ctes(ctes, rel.AT_RISK_ROWS_SELECT), plan.relation)
+            engine.materialise("scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored"))
+            tally = engine.frame(rel.TALLY_SELECT)
+            rows = engine.frame(rel.AT_RISK_ROWS_SELECT)
         except DataError:
             if plan.diagnose is not None:
                 plan.diagnose()  # type: ignore[operator]
