@@ -91,6 +91,19 @@ def seed_value(text: str) -> int:
     return value
 
 
+def sample_value(text: str) -> int | None:
+    """--sample: a number of customers (at least 1,000) or ``all``."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of customers or 'all', got '{text[:20]}'") from None
+    if value < 1_000:
+        raise argparse.ArgumentTypeError(f"must be at least 1000 (or 'all'), got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text.replace(",", "").replace("_", ""))
@@ -190,6 +203,7 @@ def train_json(version: str, trained) -> dict[str, Any]:
         "changes": trained.changes.as_json() if trained.changes else None,
         "rule_based": trained.rule_based.as_json(),
         "timings": dict(info.timings),
+        "fitted_on": getattr(trained.model, "fit_size_", info.customers),
     }
 
 
@@ -207,6 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trained_by=args.trained_by or os.environ.get("USER") or "cli",
         data_ref=data_ref,
         progress=_progress(args),
+        sample=args.sample,
     )
     if args.json:
         _print_json(train_json(version, trained))
@@ -220,7 +235,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"(latest purchase {info.latest_purchase})"
     )
     print(f"  excluded: {describe_exclusions(info.excluded)}")
-    print(f"  K = {info.k} (seed {info.seed}), silhouette {sil} on a {info.silhouette_sample:,}-customer sample")
+    fitted = getattr(trained.model, "fit_size_", info.customers)
+    on = f"; KMeans fitted on a stratified sample of {fitted:,}" if fitted < info.customers else ""
+    print(f"  K = {info.k} (seed {info.seed}){on}, silhouette {sil} on a {info.silhouette_sample:,}-customer sample")
     print()
     print(text.terms_block(trained.terms))
     print()
@@ -527,6 +544,13 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and print the segment table")
     data_options(p)
     p.add_argument("--seed", type=seed_value, default=42, help="KMeans random seed (default 42)")
+    p.add_argument(
+        "--sample",
+        type=sample_value,
+        default=200_000,
+        help="fit KMeans on a stratified sample of this many customers, then score everyone "
+        "(default 200000; 'all' fits on everyone)",
+    )
     p.add_argument("--trained-by", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 

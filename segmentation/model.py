@@ -29,10 +29,13 @@ gets older: scoring the same customers later can never move them into a more act
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 DEFAULT_K = 11
 RANDOM_STATE = 42
@@ -41,6 +44,11 @@ MIN_K = N_BANDS
 FEATURES = ["recency", "occasions", "monetary"]  # columns of the RFM frame the model reads
 ALLOCATION_SAMPLE = 50_000  # customers per stratum used to decide where extra clusters go
 SMALL_STRATUM = 50_000  # customers x clusters under which a stratum gets more KMeans restarts
+# KMeans is fitted on a stratified sample of at most this many customers, then everyone is
+# scored; the scaler is fitted on everyone. See SegmentModel._sample.
+FIT_SAMPLE = 200_000
+PRIORITY_SHARE = 0.5  # of the sample, kept for strata without one-time buyers (repeat, at risk)
+WHOLE_STRATUM = 2_000  # strata this small are always kept whole
 ONE_TIME, REPEAT, AT_RISK = 0, 1, 2
 N_KINDS = 3
 # The churn rule (atrisk.py) only flags customers past the return time and not yet lost.
@@ -63,11 +71,15 @@ class SegmentModel:
         cutoffs: tuple[float, float, float] = (90, 180, 365),
         random_state: int = RANDOM_STATE,
         n_init: int = 10,
+        max_fit: int | None = FIT_SAMPLE,
+        n_threads: int | None = None,
     ):
         self.n_clusters = n_clusters
         self.cutoffs = cutoffs
         self.random_state = random_state
         self.n_init = n_init
+        self.max_fit = max_fit  # customers KMeans is fitted on (a stratified sample); None: all
+        self.n_threads = n_threads  # KMeans threads; None: SEGMENT_THREADS, else 1
 
     # -- strata ----------------------------------------------------------------------------
     def bands(self, X: np.ndarray) -> np.ndarray:
@@ -99,11 +111,14 @@ class SegmentModel:
             lookup[b, list(ks)] = i
         stratum = lookup[band, kinds]
         members = [np.flatnonzero(stratum == s) for s in range(len(keys))]
-        per = self._allocate([Zs[m] for m in members])
+        sampled = self.max_fit is not None and len(X) > self.max_fit
+        fit_on = self._sample(members, keys) if sampled else members
+        self.fit_size_ = int(sum(len(m) for m in fit_on))
+        per = self._allocate([Zs[m] for m in fit_on], [len(m) for m in members])
         centers: list[np.ndarray] = []
         owner: list[int] = []
         labels = np.empty(len(X), dtype=np.int64)
-        for s, (m, k) in enumerate(zip(members, per)):
+        for s, (m, k) in enumerate(zip(fit_on, per)):
             local_centers, local_labels = self._fit_stratum(Zs[m], k)
             labels[m] = local_labels + len(centers)
             centers.extend(local_centers)
@@ -128,8 +143,28 @@ class SegmentModel:
         self.center_stratum_ = np.asarray(owner, dtype=np.int64)
         self.clusters_per_stratum_ = tuple(int(k) for k in per)
         self.reserved_ = frozenset(reserved)
-        self.labels_ = labels
+        self.labels_ = self.predict(X, kinds) if sampled else labels
         return self
+
+    def _sample(self, members: list[np.ndarray], keys: list[Stratum]) -> list[np.ndarray]:
+        """A stratified sample of at most ``max_fit`` customers: uniform inside every stratum (so
+        KMeans inside it is unbiased), with strata of repeat buyers and customers at risk kept
+        whole up to half the sample (they are few and the most valuable to separate), the rest
+        shared by the strata with one-time buyers in proportion to their sizes, and strata under
+        2,000 customers kept whole. The sample is fixed (seed 0): only KMeans's own seed varies."""
+        assert self.max_fit is not None
+        rng = np.random.default_rng(0)
+        sizes = np.array([len(m) for m in members], dtype=np.float64)
+        priority = np.array([ONE_TIME not in kinds for _, kinds in keys])
+        pri_total, rest_total = sizes[priority].sum(), sizes[~priority].sum()
+        pri_budget = min(pri_total, self.max_fit * PRIORITY_SHARE)
+        rest_budget = self.max_fit - pri_budget
+        out = []
+        for m, n, p in zip(members, sizes, priority):
+            share = pri_budget / pri_total if p else (rest_budget / rest_total if rest_total else 1.0)
+            quota = int(min(n, max(np.ceil(n * share), WHOLE_STRATUM)))
+            out.append(m if quota >= n else np.sort(rng.choice(m, quota, replace=False)))
+        return out
 
     def _representative(self, band: int, kind: int) -> list[float]:
         """A typical profile for a reserved cluster: the middle of its band, one purchase day
@@ -167,7 +202,7 @@ class SegmentModel:
             groups[b][tuple(sorted(k1 + k2))] = merged
         return [(b, k) for b in range(N_BANDS) for k in sorted(groups[b])]
 
-    def _allocate(self, parts: list[np.ndarray]) -> list[int]:
+    def _allocate(self, parts: list[np.ndarray], sizes: list[int] | None = None) -> list[int]:
         """Clusters per stratum: one each, then greedily where they lower the inertia most.
 
         Lazy greedy: a stratum's current inertia bounds what one more cluster can gain there, so
@@ -179,13 +214,13 @@ class SegmentModel:
             return ks
         rng = np.random.default_rng(0)
         samples, scale = [], []
-        for P in parts:
+        sizes = sizes or [len(P) for P in parts]  # a stratum's inertia counts all its customers
+        for P, n in zip(parts, sizes):
             if len(P) > ALLOCATION_SAMPLE:
                 samples.append(P[rng.choice(len(P), ALLOCATION_SAMPLE, replace=False)])
-                scale.append(len(P) / ALLOCATION_SAMPLE)
             else:
                 samples.append(P)
-                scale.append(1.0)
+            scale.append(n / len(samples[-1]))
         inertia = [[float(((S - S.mean(axis=0)) ** 2).sum()) * f] for S, f in zip(samples, scale)]
         distinct: dict[int, int] = {}
 
@@ -196,7 +231,8 @@ class SegmentModel:
             if k + 1 > distinct[s]:
                 return -1.0
             if len(inertia[s]) <= k:
-                km = KMeans(n_clusters=k + 1, n_init=1, random_state=0).fit(samples[s])
+                with threadpool_limits(limits=self.threads(), user_api="openmp"):
+                    km = KMeans(n_clusters=k + 1, n_init=1, random_state=0).fit(samples[s])
                 inertia[s].append(float(km.inertia_) * scale[s])
             return inertia[s][k - 1] - inertia[s][k]
 
@@ -220,11 +256,22 @@ class SegmentModel:
     def _fit_stratum(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k == 1:
             return P.mean(axis=0, keepdims=True), np.zeros(len(P), dtype=np.int64)
-        km = KMeans(n_clusters=k, n_init=self.restarts(len(P), k), random_state=self.random_state).fit(P)
+        with threadpool_limits(limits=self.threads(), user_api="openmp"):
+            km = KMeans(n_clusters=k, n_init=self.restarts(len(P), k), random_state=self.random_state).fit(P)
         order = np.argsort(-km.cluster_centers_[:, 2], kind="stable")  # higher spend first
         rank = np.empty(k, dtype=np.int64)
         rank[order] = np.arange(k)
         return km.cluster_centers_[order], rank[km.labels_]
+
+    def threads(self) -> int:
+        """KMeans's OpenMP threads: ``n_threads``, else ``SEGMENT_THREADS``, else 1. One thread by
+        default: on a shared machine (the bot answering Slack while it retrains, DuckDB reading)
+        OpenMP's busy-waiting threads slow down many times over when a core is taken, while one
+        thread costs at most the second core's share on an idle machine."""
+        if self.n_threads is not None:
+            return max(1, int(self.n_threads))
+        env = os.environ.get("SEGMENT_THREADS", "").strip()
+        return max(1, int(env)) if env.isdigit() else 1
 
     def restarts(self, n: int, k: int) -> int:
         """KMeans restarts for a stratum of ``n`` customers and ``k`` clusters: ``n_init``, or

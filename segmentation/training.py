@@ -18,7 +18,18 @@ from .atrisk import summarise
 from .baseline import rule_based_segments
 from .definitions import BY_NAME, check, name_for, name_for_profile, vocabulary_rank
 from .errors import DataError, ModelNotFoundError, SegmentationError
-from .model import AT_RISK, DEFAULT_K, FEATURES, MIN_K, ONE_TIME, RANDOM_STATE, SegmentModel, kinds_of, silhouette
+from .model import (
+    AT_RISK,
+    DEFAULT_K,
+    FEATURES,
+    FIT_SAMPLE,
+    MIN_K,
+    ONE_TIME,
+    RANDOM_STATE,
+    SegmentModel,
+    kinds_of,
+    silhouette,
+)
 from .naming import Candidate, changes, qualified_names
 from .segments import (
     ModelInfo,
@@ -95,6 +106,7 @@ def fit(
     previous: tuple[str, TrainedModel] | None = None,
     timer: Timer | None = None,
     book: playbook_mod.Playbook | None = None,
+    sample: int | None = FIT_SAMPLE,
 ) -> tuple[TrainedModel, pd.DataFrame]:
     """Fit, name and summarise. Returns the trained model and the per-customer assignments
     (the RFM frame with ``cluster`` and ``at_risk``)."""
@@ -106,9 +118,13 @@ def fit(
     terms = measure(rfm, table.gaps, table.currency)
     X = rfm[FEATURES].to_numpy(dtype=np.float64)
     flags = book.at_risk.frame_flags(terms, rfm)
-    with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands"):
+    on = f" (fitted on a stratified sample of {sample:,})" if sample is not None and len(X) > sample else ""
+    with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands{on}"):
         model = SegmentModel(
-            n_clusters=k, cutoffs=(terms.return_time, terms.return_window, terms.lost_after), random_state=seed
+            n_clusters=k,
+            cutoffs=(terms.return_time, terms.return_window, terms.lost_after),
+            random_state=seed,
+            max_fit=sample,
         )
         try:
             model.fit(X, kinds_of(rfm["occasions"], flags))
@@ -266,6 +282,7 @@ def train(
     trained_by: str = "cli",
     data_ref: str | None = None,
     progress: Progress | None = None,
+    sample: int | None = FIT_SAMPLE,
 ) -> tuple[str, TrainedModel]:
     """Train on ``source`` and save a new current version. Returns (version, trained model)."""
     timer = Timer(progress)
@@ -283,6 +300,7 @@ def train(
         data_ref=data_ref,
         previous=previous,
         timer=timer,
+        sample=sample,
     )
     with timer.step("save", "Saving the model"):
         trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))

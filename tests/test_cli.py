@@ -249,3 +249,20 @@ def test_currency_is_a_property_of_the_data(tmp_path):
     r = cli(tmp_path, "train", *flags, "--currency", "12 dollars")
     assert r.code == 1 and "--currency is a short symbol" in r.err and r.err.count("\n") == 1
     assert pd.read_csv(path).shape[0] > 0
+
+
+def test_sample_flag(tmp_path, sample_folder):
+    from conftest import run_cli as run
+
+    r = run("--artifacts", str(tmp_path), "-q", "train", "--data", str(sample_folder), "--sample", "lots")
+    assert r.code == 2 and "--sample" in r.err and "Traceback" not in r.err
+    r = run("--artifacts", str(tmp_path), "-q", "train", "--data", str(sample_folder), "--sample", "50")
+    assert r.code == 2 and "at least 1000" in r.err
+    r = run("--artifacts", str(tmp_path), "-q", "train", "--data", str(sample_folder), "--sample", "1000", "--json")
+    assert r.code == 0, r.err
+    import json
+
+    out = json.loads(r.out)
+    assert out["fitted_on"] < out["customers"]
+    r = run("--artifacts", str(tmp_path), "-q", "train", "--data", str(sample_folder), "--sample", "all", "--json")
+    assert r.code == 0 and json.loads(r.out)["fitted_on"] == json.loads(r.out)["customers"]

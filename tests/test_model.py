@@ -149,3 +149,37 @@ def test_lazy_allocation_gives_the_plain_greedy_result():
             gains = [inertia(P, n) - inertia(P, n + 1) for P, n in zip(parts, ks)]
             ks[int(np.argmax(gains))] += 1
         assert tuple(ks) == model.clusters_per_stratum_, k
+
+
+def test_a_sample_fit_keeps_repeat_buyers_scores_everyone_and_agrees_with_the_full_fit():
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation.model import WHOLE_STRATUM
+
+    X, kinds = _rfm(n=80_000, seed=4)
+    full = SegmentModel(n_clusters=11, max_fit=None).fit(X, kinds)
+    model = SegmentModel(n_clusters=11, max_fit=30_000).fit(X, kinds)
+    assert model.fit_size_ <= 30_000 + len(model.strata_) * WHOLE_STRATUM and full.fit_size_ == len(X)
+    assert model.fit_size_ < len(X) / 2
+    assert len(model.labels_) == len(X)
+    np.testing.assert_array_equal(model.labels_, model.predict(X, kinds))
+    # the scaler sees everyone: the same as the full fit's
+    np.testing.assert_allclose(model.scaler_.mean_, full.scaler_.mean_)
+    # no cluster mixes strata, as in a full fit
+    strata = model.strata(X, kinds)
+    for c in np.unique(model.labels_):
+        assert len(np.unique(strata[model.labels_ == c])) == 1
+    # repeat buyers and customers at risk are sampled at a higher rate than one-time buyers
+    sample = model._sample([np.flatnonzero(strata == s) for s in range(len(model.strata_))], list(model.strata_))
+    rate = [len(sample[s]) / int((strata == s).sum()) for s in range(len(model.strata_))]
+    priority = [rate[s] for s, (_, ks) in enumerate(model.strata_) if 0 not in ks]
+    one_time = [rate[s] for s, (_, ks) in enumerate(model.strata_) if 0 in ks and (strata == s).sum() > WHOLE_STRATUM]
+    assert priority and one_time and min(priority) > max(one_time)
+    assert adjusted_rand_score(full.labels_, model.labels_) > 0.5
+
+
+def test_the_sample_does_not_depend_on_the_seed():
+    X, kinds = _rfm(n=20_000, seed=2)
+    a = SegmentModel(n_clusters=8, max_fit=5_000, random_state=1).fit(X, kinds)
+    b = SegmentModel(n_clusters=8, max_fit=5_000, random_state=2).fit(X, kinds)
+    assert a.clusters_per_stratum_ == b.clusters_per_stratum_
