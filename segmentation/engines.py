@@ -173,11 +173,12 @@ class DatabaseEngine:
         try:
             self.con = self.engine.connect()
             session = {
-                "postgres": "SET TIME ZONE 'UTC'",
-                "mysql": "SET time_zone = '+00:00'",
-            }.get(self.dialect)
-            if session:
-                self.con.exec_driver_sql(session)
+                # work_mem: the per-customer aggregation hashes in memory instead of sorting on disk
+                "postgres": ["SET TIME ZONE 'UTC'", "SET work_mem = '128MB'"],
+                "mysql": ["SET time_zone = '+00:00'"],
+            }.get(self.dialect, [])
+            for statement in session:
+                self.con.exec_driver_sql(statement)
         except Exception as exc:
             self.close()
             raise DataError(f"{self.where}: cannot connect ({self._scrub(_db_message(exc))})") from None
@@ -209,6 +210,9 @@ class DatabaseEngine:
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
         text = with_relation(compile_sql(sql, self.dialect), relation)
         assert self.con is not None
+        if self.dialect == "postgres" and hasattr(self.con.connection.driver_connection, "cursor"):
+            with self._errors():
+                return self._copy_frame(text)
         with self._errors():
             result = self.con.execution_options(stream_results=True).exec_driver_sql(text)
             names = list(result.keys())
@@ -232,6 +236,36 @@ class DatabaseEngine:
                 f"DROP TABLE IF EXISTS {name}" if self.dialect != "postgres" else f"DROP TABLE IF EXISTS pg_temp.{name}"
             )
             self.con.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {text}")
+
+    def _copy_frame(self, text: str) -> pd.DataFrame:
+        """PostgreSQL: the result streamed with COPY as CSV into a temporary file and parsed by
+        Arrow, several times faster than fetching rows as Python tuples, in bounded memory."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        assert self.con is not None
+        raw = self.con.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute(f"SELECT * FROM ({text}) AS q LIMIT 0")
+            described = cur.description or []
+        names = [d.name for d in described]
+        text_types = {25, 1043, 1042, 19}  # text, varchar, char, name
+        types = {d.name: pa.string() for d in described if d.type_code in text_types}
+        with tempfile.TemporaryFile() as fh:
+            with raw.cursor() as cur, cur.copy(f"COPY ({text}) TO STDOUT (FORMAT csv)") as copy:
+                for chunk in copy:
+                    fh.write(chunk)
+            if not fh.tell():
+                return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+            fh.seek(0)
+            table = pacsv.read_csv(
+                fh,
+                read_options=pacsv.ReadOptions(column_names=names),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
+            )
+        return table.to_pandas()
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
         text = with_relation(compile_sql(sql, self.dialect), relation)

@@ -1,0 +1,220 @@
+"""Large shops, side by side: the same generated orders as a Parquet file (DuckDB) and as a
+PostgreSQL table (the RFM and the scoring pushed down), plus the sample fit against a full fit.
+
+Every measured step runs as a fresh process; its wall time and peak RSS (the process's own
+``ru_maxrss``) are printed. Steps:
+
+  train-parquet   `segment train` on the Parquet file (DuckDB)
+  train-postgres  `segment train` on the PostgreSQL table (aggregation in the database)
+  digest-parquet  score every customer as a digest does (DuckDB over the file)
+  digest-postgres the same, scored inside PostgreSQL
+  customer-cold   a cold `segment customer ID` (process start to answer)
+  ari             on the first --ari-customers customers: full KMeans fit vs the 200k sample fit
+
+Usage: python bench/bench_scale.py [--orders 10000000] [--pg postgresql://postgres@127.0.0.1/test]
+       [--work DIR] [--steps train-parquet,train-postgres,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FLAGS = ["--customer-col", "customer", "--order-col", "order_id", "--date-col", "created_at", "--amount-col", "total"]
+STEPS = ["train-parquet", "train-postgres", "digest-parquet", "digest-postgres", "customer-cold", "ari"]
+
+MEASURE = """
+import resource, subprocess, sys, time
+t = time.perf_counter()
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+wall = time.perf_counter() - t
+if r.returncode:
+    sys.exit("failed: " + r.stderr[-2000:])
+print(f"{wall:.2f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
+"""
+
+DIGEST = """
+import datetime as dt, sys
+from segmentation.service import SegmentService
+from segmentation.sources import source_from_spec
+from segmentation.store import ModelStore
+flags = dict(customer_col="customer", order_col="order_id", date_col="created_at", amount_col="total")
+extra = {"table": sys.argv[3]} if sys.argv[3] != "-" else {}
+served = SegmentService(ModelStore(sys.argv[1])).served()
+as_of = dt.date.fromisoformat(served.info.snapshot_date) + dt.timedelta(days=30)
+score = served.score_source(source_from_spec(sys.argv[2], **flags, **extra), as_of)
+print(score.customers, score.at_risk.customers)
+"""
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{' '.join(cmd[:6])}…: {out.stderr.strip()[-1500:]}")
+    wall, rss = out.stdout.split()
+    return float(wall), float(rss)
+
+
+def prepare(work: Path, orders: int, pg: str | None) -> Path:
+    """Generated Olist-layout orders → one Parquet of delivered orders (customer, order, date,
+    total) → the same rows in a PostgreSQL table."""
+    import duckdb
+
+    parquet = work / "orders.parquet"
+    if not parquet.exists():
+        folder = work / "olist"
+        if not (folder / ".complete").exists():
+            t = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "segmentation.cli",
+                    "sample-data",
+                    "--orders",
+                    str(orders),
+                    "--out",
+                    str(folder),
+                ],
+                check=True,
+            )
+            print(f"generated {orders:,} orders in {time.perf_counter() - t:.0f} s", flush=True)
+        con = duckdb.connect()
+        con.execute(f"""
+            COPY (
+              SELECT c.customer_unique_id AS customer, o.order_id, CAST(o.order_purchase_timestamp AS TIMESTAMP) AS created_at,
+                     CAST(p.total AS DECIMAL(18,2)) AS total
+              FROM read_csv('{folder}/olist_orders_dataset.csv*') o
+              JOIN (SELECT order_id, SUM(payment_value) AS total FROM read_csv('{folder}/olist_order_payments_dataset.csv*') GROUP BY 1) p USING (order_id)
+              JOIN read_csv('{folder}/olist_customers_dataset.csv*') c USING (customer_id)
+              WHERE o.order_status = 'delivered'
+            ) TO '{parquet}' (FORMAT parquet)
+        """)
+    if pg:
+        import sqlalchemy as sa
+
+        from segmentation.engines import resolve_url
+
+        engine = sa.create_engine(resolve_url(pg)[0])
+        with engine.begin() as con:
+            have = con.exec_driver_sql("SELECT to_regclass('bench_orders') IS NOT NULL").scalar()
+        if not have:
+            t = time.perf_counter()
+            csv = work / "orders.csv"
+            duckdb.connect().execute(f"COPY (SELECT * FROM '{parquet}') TO '{csv}' (HEADER false)")
+            raw = engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute(
+                    "CREATE TABLE bench_orders (customer text, order_id text, created_at timestamp, total numeric(18,2))"
+                )
+                with cur.copy("COPY bench_orders FROM STDIN (FORMAT csv)") as copy, open(csv, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        copy.write(chunk)
+                raw.commit()
+            finally:
+                raw.close()
+            csv.unlink()
+            with engine.begin() as con:
+                con.exec_driver_sql("ANALYZE bench_orders")
+            print(f"loaded PostgreSQL in {time.perf_counter() - t:.0f} s", flush=True)
+    return parquet
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=10_000_000)
+    ap.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "segment-scale"))
+    ap.add_argument("--steps", default=",".join(STEPS))
+    ap.add_argument("--ari-customers", type=int, default=1_000_000)
+    args = ap.parse_args()
+    steps = args.steps.split(",")
+    work = Path(args.work) / str(args.orders)
+    work.mkdir(parents=True, exist_ok=True)
+    parquet = prepare(work, args.orders, args.pg if any("postgres" in s for s in steps) else None)
+    print(
+        f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; {args.orders:,} orders"
+    )
+    segment = [sys.executable, "-m", "segmentation.cli"]
+    results: dict[str, tuple[float, float]] = {}
+    for step in steps:
+        art = str(work / ("art-" + step.split("-")[-1]))
+        if step == "train-parquet":
+            results[step] = measure([*segment, "--artifacts", art, "-q", "train", "--data", str(parquet), *FLAGS])
+        elif step == "train-postgres":
+            results[step] = measure(
+                [*segment, "--artifacts", art, "-q", "train", "--data", args.pg, "--table", "bench_orders", *FLAGS]
+            )
+        elif step == "digest-parquet":
+            results[step] = measure([sys.executable, "-c", DIGEST, str(work / "art-parquet"), str(parquet), "-"])
+        elif step == "digest-postgres":
+            results[step] = measure([sys.executable, "-c", DIGEST, str(work / "art-postgres"), args.pg, "bench_orders"])
+        elif step == "customer-cold":
+            import pyarrow.parquet as pq
+
+            any_file = next((work / "art-parquet").rglob("*.assignments.parquet"))
+            cid = pq.read_table(any_file, columns=["customer_id"]).column(0)[12345].as_py()
+            results[step] = measure([*segment, "--artifacts", str(work / "art-parquet"), "customer", cid])
+        elif step == "ari":
+            ari(parquet, args.ari_customers)
+            continue
+        wall, rss = results[step]
+        print(f"{step:16s} {wall:7.1f} s   peak RSS {rss:7.0f} MB", flush=True)
+    if "train-parquet" in results and "train-postgres" in results:
+        print(f"PostgreSQL / Parquet training time: {results['train-postgres'][0] / results['train-parquet'][0]:.2f}×")
+
+
+def ari(parquet: Path, customers: int) -> None:
+    """Full fit vs the default sample fit on the first ``customers`` customers (by id)."""
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation import playbook
+    from segmentation.model import FEATURES, SegmentModel, kinds_of
+    from segmentation.sources import load_rfm, source_from_spec
+    from segmentation.terms import measure as measure_terms
+
+    table = load_rfm(
+        source_from_spec(parquet, **dict(zip(["customer_col", "order_col", "date_col", "amount_col"], FLAGS[1::2])))
+    )
+    frame = table.frame.iloc[:customers]
+    terms = measure_terms(frame, table.gaps, "")
+    flags = playbook.load().at_risk.frame_flags(terms, frame)
+    X, kinds = frame[FEATURES].to_numpy(np.float64), kinds_of(frame["occasions"], flags)
+    cut = (terms.return_time, terms.return_window, terms.lost_after)
+    out = {}
+    for name, max_fit in (("full", None), ("sample", 200_000)):
+        t = time.perf_counter()
+        m = SegmentModel(11, cut, max_fit=max_fit).fit(X, kinds)
+        out[name] = (m.labels_, time.perf_counter() - t)
+    seed2 = SegmentModel(11, cut, random_state=7, max_fit=None).fit(X, kinds).labels_
+    full, sample = out["full"][0], out["sample"][0]
+    sizes_full = np.bincount(full, minlength=11) / len(full)
+    sizes_sample = np.bincount(sample, minlength=max(11, sample.max() + 1)) / len(sample)
+    k = min(len(sizes_full), len(sizes_sample))
+    print(
+        json.dumps(
+            {
+                "customers": len(frame),
+                "fit_full_s": round(out["full"][1], 1),
+                "fit_sample_s": round(out["sample"][1], 1),
+                "ari_sample_vs_full": round(adjusted_rand_score(full, sample), 3),
+                "ari_full_seed42_vs_seed7": round(adjusted_rand_score(full, seed2), 3),
+                "largest_size_change_points": round(float(np.abs(sizes_full[:k] - sizes_sample[:k]).max()) * 100, 2),
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
