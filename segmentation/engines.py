@@ -244,7 +244,7 @@ class DatabaseEngine:
         import pyarrow.csv as pacsv
 
         assert self.con is not None
-        raw = self.con.connection.driver_connection
+        raw: Any = self.con.connection.driver_connection
         with raw.cursor() as cur:
             cur.execute(f"SELECT * FROM ({text}) AS q LIMIT 0")
             described = cur.description or []
