@@ -171,7 +171,10 @@ class DatabaseEngine:
             raise DataError(f"{self.where}: not a usable database URL ({self._scrub(first_line(exc))})") from None
         self.con = None
         try:
-            self.con = self.engine.connect()
+            # autocommit: every statement is its own transaction, so no read holds a lock on the
+            # shop's tables (MySQL keeps a metadata lock until the transaction ends); the
+            # temporary tables live as long as the connection
+            self.con = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             session = {
                 # work_mem: the per-customer aggregation hashes in memory instead of sorting on disk
                 "postgres": ["SET TIME ZONE 'UTC'", "SET work_mem = '128MB'"],

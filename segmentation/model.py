@@ -32,10 +32,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported where a model is fitted, not here: a saved model predicts with NumPy
+# alone, so the commands that only read (`segment customer`, `segment predict`) start fast.
 
 DEFAULT_K = 11
 RANDOM_STATE = 42
@@ -60,6 +59,20 @@ def kinds_of(occasions, at_risk) -> np.ndarray:
     """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
     o = np.asarray(occasions, dtype=np.float64)
     return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int64)
+
+
+class Standardiser:
+    """The fitted scaler: StandardScaler's ``mean_`` and ``scale_`` without scikit-learn."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray):
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        self.scale_ = np.asarray(scale, dtype=np.float64)
+
+    def transform(self, Z: np.ndarray) -> np.ndarray:
+        return (np.asarray(Z, dtype=np.float64) - self.mean_) / self.scale_
+
+    def inverse_transform(self, Zs: np.ndarray) -> np.ndarray:
+        return np.asarray(Zs, dtype=np.float64) * self.scale_ + self.mean_
 
 
 class SegmentModel:
@@ -99,8 +112,11 @@ class SegmentModel:
             raise ValueError("kinds must give every row's kind: 0 one-time, 1 repeat, 2 at risk")
         if len(self.cutoffs) != N_BANDS - 1 or not np.all(np.diff(self.cutoffs) > 0):
             raise ValueError(f"cutoffs must be 3 increasing day counts, got {self.cutoffs}")
+        from sklearn.preprocessing import StandardScaler
+
         Z = np.log1p(X)
-        self.scaler_ = StandardScaler().fit(Z)
+        fitted = StandardScaler().fit(Z)
+        self.scaler_ = Standardiser(fitted.mean_, fitted.scale_)
         Zs = self.scaler_.transform(Z)
         band = self.bands(X)
         keys = self._choose_strata(band, kinds)
@@ -208,6 +224,9 @@ class SegmentModel:
         Lazy greedy: a stratum's current inertia bounds what one more cluster can gain there, so
         a stratum is only fitted when its bound could beat the best gain already measured; the
         result is the plain greedy's, with far fewer fits."""
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
+
         ks = [1] * len(parts)
         extra = self.n_clusters - len(parts)
         if extra <= 0:
@@ -254,6 +273,9 @@ class SegmentModel:
         return ks
 
     def _fit_stratum(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
+
         if k == 1:
             return P.mean(axis=0, keepdims=True), np.zeros(len(P), dtype=np.int64)
         with threadpool_limits(limits=self.threads(), user_api="openmp"):
@@ -348,6 +370,8 @@ def _distinct_rows(P: np.ndarray, cap: int) -> int:
 
 def silhouette(model: SegmentModel, X: np.ndarray, labels: np.ndarray, sample_size: int = 5_000) -> float | None:
     """Silhouette on a fixed random sample (the full score is quadratic in customers)."""
+    from sklearn.metrics import silhouette_score
+
     if len(np.unique(labels)) < 2:
         return None
     n = min(sample_size, len(X))

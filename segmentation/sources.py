@@ -330,9 +330,21 @@ class _Plan:
 
 
 def _plan(source: Source) -> _Plan:
+    """Open the source's engine and write its orders relation; the engine is closed if that fails."""
+    opened: list[Engine] = []
+    try:
+        return _open_plan(source, opened)
+    except BaseException:
+        for engine in opened:
+            engine.close()
+        raise
+
+
+def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
     engine: DuckDBEngine | DatabaseEngine
     if isinstance(source, OlistSource):
         engine = DuckDBEngine(str(source.folder))
+        opened.append(engine)
         files = {key: _olist_file(source.folder, key) for key in OLIST_FILES}
         refs = {key: _reader(path) for key, path in files.items()}
         ctes = rel.olist_orders(refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
@@ -341,6 +353,7 @@ def _plan(source: Source) -> _Plan:
         return _Plan(engine, ctes, diagnose=lambda: _check_olist_columns(engine, refs, files))
     if isinstance(source, TransactionsSource):
         engine = DuckDBEngine(str(source.path))
+        opened.append(engine)
         ref = _reader(source.path)
         cols = rel.Columns(
             source.customer_col,
@@ -354,6 +367,7 @@ def _plan(source: Source) -> _Plan:
         return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading("TRY_CAST", source.date_format)))
     if isinstance(source, DatabaseSource):
         engine = DatabaseEngine(source.url)
+        opened.append(engine)
         where = engine.where
         if source.layout == "olist":
             refs = {
@@ -380,6 +394,7 @@ def _plan(source: Source) -> _Plan:
         cols = _resolve_columns(available, source.columns, where)
         return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading()), relation)
     spark = SparkEngine(source.describe())
+    opened.append(spark)
     spark.register("segment_source", source.target, source.query)
     cols = _resolve_columns(spark.columns("segment_source"), source.columns, source.describe())
     return _Plan(spark, rel.transactions_orders("segment_source", cols, rel.Reading()))

@@ -54,6 +54,10 @@ def tables(server):
 
     yield kind, url, engine, load
     with engine.begin() as con:
+        if kind == "mariadb":  # a connection the product left open would hold a lock: fail, not hang
+            con.exec_driver_sql("SET SESSION lock_wait_timeout = 20")
+        else:
+            con.exec_driver_sql("SET lock_timeout = '20s'")
         for name in made:
             con.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
