@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from segmentation.engines import mask_text
 from segmentation.errors import ModelNotFoundError, SegmentationError
 from segmentation.segments import TrainedModel
 from segmentation.service import SegmentService
@@ -43,7 +44,7 @@ class Retrainer:
         self._threads: list[threading.Thread] = []
 
     def source_label(self) -> str:
-        return self.settings.data or "the built-in sample data"
+        return mask_text(self.settings.data) if self.settings.data else "the built-in sample data"
 
     def running(self) -> tuple[Lease | None, str | None]:
         """(the lease of a retrain that is really running, or None; a note when a dead one was

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segmentation.engines import mask_text
 from segmentation.errors import SegmentationError
 from segmentation.signing import ModelKey, load_key
 
@@ -46,7 +47,7 @@ class Settings:
 
     def __repr__(self) -> str:  # never print tokens
         return (
-            f"Settings(bind={self.bind_address}:{self.port}, api_url={self.api_url!r}, data={self.data!r}, "
+            f"Settings(bind={self.bind_address}:{self.port}, api_url={self.api_url!r}, data={mask_text(self.data or '')!r}, "
             f"admins={sorted(self.admin_user_ids)}, database_url={_redact(self.database_url)!r}, "
             f"socket_mode={self.socket_mode})"
         )

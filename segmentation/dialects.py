@@ -28,7 +28,7 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 from .errors import DataError
 
 SOURCE_DIALECT = "duckdb"
-PLACEHOLDER = "segment_source_relation"  # stands for a user's own query until the SQL is compiled
+PLACEHOLDER = "segment_source_relation_q7f3"  # stands for a user's own query until the SQL is compiled
 
 # How each engine spells a text value compared byte by byte; `x` is the value.
 _BINARY_TEXT = {
@@ -67,4 +67,4 @@ def with_relation(compiled: str, relation: str | None) -> str:
     """Put a user's own query (already in the engine's dialect) where the placeholder stands."""
     if relation is None:
         return compiled
-    return compiled.replace(PLACEHOLDER, f"({relation})")
+    return compiled.replace(PLACEHOLDER, f"(\n{relation}\n)")  # newlines: a trailing -- comment ends there

@@ -14,12 +14,13 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .dialects import compile_sql, with_relation
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FETCH_ROWS = 100_000
 
@@ -60,8 +61,8 @@ def duckdb_connect():
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET temp_directory = {sql_str(tempfile.gettempdir())}")
-    threads = os.environ.get("SEGMENT_THREADS")
-    if threads:
+    threads = os.environ.get("SEGMENT_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
         con.execute(f"SET threads = {int(threads)}")
     return con
 
@@ -136,9 +137,38 @@ def is_url(spec: str) -> bool:
     return bool(_URL.match(spec))
 
 
+SECRET_KEYS = re.compile(r"(pass|pwd|secret|token|key|credential)", re.IGNORECASE)
+
+
 def mask(url: str) -> str:
-    """The URL with its password replaced by ***, for every message and the model's metadata."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its password (and any secret-looking query parameter) replaced by ***, for
+    every message and the model's metadata. The user part runs to the *last* @ before the path,
+    so a password with a raw @ is masked whole."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+._-]*:/*)(.*)$", url.strip(), re.DOTALL)
+    if not m:
+        return url
+    scheme, rest = m.groups()
+    start = rest.rfind("@") + 1 if "@" in rest else 0
+    ends = [i for i in (rest.find(sep, start) for sep in "/?#") if i >= 0]
+    cut = min(ends) if ends else len(rest)
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    if "?" in tail:
+        path, query = tail.split("?", 1)
+        parts = []
+        for part in query.split("&"):
+            key, eq, value = part.partition("=")
+            parts.append(f"{key}=***" if eq and SECRET_KEYS.search(key) else part)
+        tail = f"{path}?{'&'.join(parts)}"
+    return scheme + authority + tail
+
+
+def mask_text(text: str) -> str:
+    """Anything in free text that looks like a URL with credentials, masked."""
+    return re.sub(r"[A-Za-z][A-Za-z0-9+._-]*:/+\S*", lambda m: mask(m.group(0)), text)
 
 
 def resolve_url(url: str) -> tuple[str, str]:
@@ -174,7 +204,9 @@ class DatabaseEngine:
             # autocommit: every statement is its own transaction, so no read holds a lock on the
             # shop's tables (MySQL keeps a metadata lock until the transaction ends); the
             # temporary tables live as long as the connection
-            self.con = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            # no_parameters: a % in a user's query or a column name is sent as is, never taken
+            # for a driver placeholder
+            self.con = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT", no_parameters=True)
             session = {
                 # work_mem: the per-customer aggregation hashes in memory instead of sorting on disk
                 "postgres": ["SET TIME ZONE 'UTC'", "SET work_mem = '128MB'"],
@@ -194,7 +226,12 @@ class DatabaseEngine:
                 self.con.exec_driver_sql("SET SESSION optimizer_switch = 'derived_merge=off'")
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        if self._password:
+            from urllib.parse import unquote
+
+            for form in {self._password, unquote(self._password)}:
+                text = text.replace(form, "***")
+        return mask_text(text)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -213,6 +250,8 @@ class DatabaseEngine:
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
         text = with_relation(compile_sql(sql, self.dialect), relation)
         assert self.con is not None
+        import pandas as pd
+
         if self.dialect == "postgres" and hasattr(self.con.connection.driver_connection, "cursor"):
             with self._errors():
                 return self._copy_frame(text)
@@ -235,14 +274,12 @@ class DatabaseEngine:
         text = with_relation(compile_sql(sql, self.dialect), relation)
         assert self.con is not None
         with self._errors():
-            self.con.exec_driver_sql(
-                f"DROP TABLE IF EXISTS {name}" if self.dialect != "postgres" else f"DROP TABLE IF EXISTS pg_temp.{name}"
-            )
             self.con.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {text}")
 
     def _copy_frame(self, text: str) -> pd.DataFrame:
         """PostgreSQL: the result streamed with COPY as CSV into a temporary file and parsed by
         Arrow, several times faster than fetching rows as Python tuples, in bounded memory."""
+        import pandas as pd
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
@@ -264,8 +301,14 @@ class DatabaseEngine:
             table = pacsv.read_csv(
                 fh,
                 read_options=pacsv.ReadOptions(column_names=names),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                # PostgreSQL writes NULL as an unquoted empty field and nothing else: an id such
+                # as "NA" or "NULL" is a value
                 convert_options=pacsv.ConvertOptions(
-                    column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                    column_types=types,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
                 ),
             )
         return table.to_pandas()
@@ -293,8 +336,9 @@ class DatabaseEngine:
 
 
 def _password(url: str) -> str | None:
-    m = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:([^@]*)@", url)
-    return m.group(1) if m and m.group(1) else None
+    """The password, to scrub from drivers' messages (only when long enough not to garble them)."""
+    m = re.match(r"^[A-Za-z][A-Za-z0-9+._-]*://[^:/@]*:(.*)@[^@]*$", url.split("?", 1)[0])
+    return m.group(1) if m and len(m.group(1)) >= 4 else None
 
 
 def _db_message(exc: BaseException) -> str:
@@ -328,6 +372,7 @@ class SparkEngine:
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                 .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.shuffle.partitions", os.environ.get("SEGMENT_SPARK_PARTITIONS", "8"))
                 .getOrCreate()
             )
@@ -383,7 +428,7 @@ class SparkEngine:
     def close(self) -> None:
         """Drop what this source cached; the session itself is shared by the process."""
         try:
-            for name in ("daily", "scored", "segment_source"):
+            for name in ("segment_daily", "segment_scored", "segment_source"):
                 self.spark.catalog.dropTempView(name)
             self.spark.catalog.clearCache()
         except Exception:  # a session that died takes its caches with it

@@ -163,11 +163,11 @@ class SegmentModel:
         return self
 
     def _sample(self, members: list[np.ndarray], keys: list[Stratum]) -> list[np.ndarray]:
-        """A stratified sample of at most ``max_fit`` customers: uniform inside every stratum (so
+        """A stratified sample of about ``max_fit`` customers: uniform inside every stratum (so
         KMeans inside it is unbiased), with strata of repeat buyers and customers at risk kept
         whole up to half the sample (they are few and the most valuable to separate), the rest
         shared by the strata with one-time buyers in proportion to their sizes, and strata under
-        2,000 customers kept whole. The sample is fixed (seed 0): only KMeans's own seed varies."""
+        2,000 customers (or of a smaller share of a small sample) kept whole. The sample is fixed (seed 0): only KMeans's own seed varies."""
         assert self.max_fit is not None
         rng = np.random.default_rng(0)
         sizes = np.array([len(m) for m in members], dtype=np.float64)
@@ -175,10 +175,11 @@ class SegmentModel:
         pri_total, rest_total = sizes[priority].sum(), sizes[~priority].sum()
         pri_budget = min(pri_total, self.max_fit * PRIORITY_SHARE)
         rest_budget = self.max_fit - pri_budget
+        whole = min(WHOLE_STRATUM, self.max_fit // (2 * len(members)))  # small strata: kept whole
         out = []
         for m, n, p in zip(members, sizes, priority):
             share = pri_budget / pri_total if p else (rest_budget / rest_total if rest_total else 1.0)
-            quota = int(min(n, max(np.ceil(n * share), WHOLE_STRATUM)))
+            quota = int(min(n, max(np.ceil(n * share), whole)))
             out.append(m if quota >= n else np.sort(rng.choice(m, quota, replace=False)))
         return out
 

@@ -126,7 +126,9 @@ def transactions_orders(relation: str, cols: Columns, reading: Reading) -> list[
             f"CAST(ROUND({reading.number(ident(cols.quantity))} * {reading.number(ident(cols.price))}, 2) "
             "AS DECIMAL(18,2))"
         )
-    order = text_id(ident(cols.order)) if cols.order else "CAST(ROW_NUMBER() OVER () AS VARCHAR)"
+    # without an order column every row is an order: numbered in an order every engine accepts
+    numbered = f"ROW_NUMBER() OVER (ORDER BY {ident(cols.customer)}, {ident(cols.date)})"
+    order = text_id(ident(cols.order)) if cols.order else f"CAST({numbered} AS VARCHAR)"
     return [
         (
             "flagged",
@@ -184,7 +186,7 @@ def with_ctes(ctes: list[tuple[str, str]], select: str) -> str:
 
 
 # One row per customer and purchase day (excluded rows: per reason and day, customer NULL). The
-# engine materialises it once; R, F, M, the exclusion counts, the gaps and the scoring all read
+# engine materialises it once, as the temporary table `segment_daily`; R, F, M, the exclusion counts, the gaps and the scoring all read
 # it, so the order lines are scanned once.
 DAILY_SELECT = """
 SELECT customer_id, excluded, day, COUNT(*) AS n_rows, COUNT(DISTINCT order_id) AS orders,
@@ -203,7 +205,7 @@ SELECT customer_id, excluded, SUM(n_rows) AS n_rows,
        CAST(SUM(amount) AS DOUBLE) AS monetary,
        COUNT(day) AS occasions,
        DATE_DIFF('day', MIN(day), MAX(day)) AS span
-FROM daily
+FROM segment_daily
 GROUP BY customer_id, excluded
 ORDER BY customer_id
 """
@@ -231,7 +233,7 @@ FROM (
         FROM (
             SELECT customer_id,
                    DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day NULLS FIRST), day) AS gap
-            FROM (SELECT customer_id, day FROM daily WHERE excluded IS NULL) AS days
+            FROM (SELECT customer_id, day FROM segment_daily WHERE excluded IS NULL) AS days
         ) AS g
         WHERE gap IS NOT NULL
     ) AS weighted
@@ -253,17 +255,19 @@ def customers(snapshot: dt.date) -> tuple[str, str]:
                CASE WHEN COUNT(day) > 1
                     THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(day) - 1)
                END AS gap
-        FROM daily WHERE excluded IS NULL
+        FROM segment_daily WHERE excluded IS NULL
         GROUP BY customer_id""",
     )
 
 
-LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM daily WHERE excluded IS NULL"
+LATEST_SELECT = (
+    f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM segment_daily WHERE excluded IS NULL"
+)
 TALLY_SELECT = """
 SELECT cluster, at_risk, COUNT(*) AS customers, SUM(monetary) AS revenue, MAX(last_day) AS last_day
-FROM scored GROUP BY cluster, at_risk
+FROM segment_scored GROUP BY cluster, at_risk
 """
 AT_RISK_ROWS_SELECT = """
 SELECT customer_id, recency, frequency, monetary, occasions, gap, cluster
-FROM scored WHERE at_risk = 1 ORDER BY customer_id
+FROM segment_scored WHERE at_risk = 1 ORDER BY customer_id
 """

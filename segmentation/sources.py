@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import relations as rel
-from .engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine, ident, is_url, mask, sql_str
+from .engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine, ident, is_url, mask, mask_text, sql_str
 from .errors import DataError
 
 # Stable keys of the exclusion counts (they appear in --json output) and how to say them.
@@ -196,7 +196,7 @@ def source_from_spec(
         )
     p = Path(spec).expanduser()
     if not p.exists():
-        raise DataError(f"{p}: no such file or folder")
+        raise DataError(f"{mask_text(str(p))}: no such file or folder")
     if p.is_dir():
         if any(flags.values()):
             raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
@@ -384,7 +384,7 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
             return _Plan(engine, ctes)
         assert source.columns is not None
         if source.query is not None:
-            available = engine.columns(f"({source.query})")
+            available = engine.columns(f"(\n{source.query}\n)")
             ref, relation = dialects_placeholder(), source.query
         else:
             assert source.table is not None
@@ -440,7 +440,7 @@ def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
 
 def _aggregate(plan: _Plan, as_of: dt.date | None, description: str) -> RFMTable:
     engine = plan.engine
-    engine.materialise("daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation)
+    engine.materialise("segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation)
     raw = engine.frame(rel.RFM_SELECT)
     bad = raw["excluded"].notna().to_numpy()
     excluded = {
@@ -519,7 +519,9 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
     try:
         try:
             engine = plan.engine
-            engine.materialise("daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation)
+            engine.materialise(
+                "segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation
+            )
             if as_of is None:
                 (latest,) = engine.one(rel.LATEST_SELECT)
                 if latest is None:
@@ -528,7 +530,9 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
             prepare = getattr(engine, "prepare_scoring", None)
             if prepare is not None:
                 prepare()
-            engine.materialise("scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored"))
+            engine.materialise(
+                "segment_scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored")
+            )
             tally = engine.frame(rel.TALLY_SELECT)
             rows = engine.frame(rel.AT_RISK_ROWS_SELECT)
         except DataError:

@@ -213,10 +213,40 @@ def test_flags_that_do_not_fit_a_database(server):
 
 
 def test_masking():
+    from segmentation.engines import mask_text
+
     assert mask("postgresql://shop:p%40ss@db:5432/shop") == "postgresql://shop:***@db:5432/shop"
+    assert mask("postgresql://u:my@secret@127.0.0.1/test") == "postgresql://u:***@127.0.0.1/test"
+    assert "TOPSECRET" not in mask("postgresql://u@h/test?password=TOPSECRET&sslmode=require")
+    assert "sslmode=require" in mask("postgresql://u@h/test?password=TOPSECRET&sslmode=require")
+    with pytest.raises(DataError) as info:  # a mistyped URL is taken for a path: still masked
+        source_from_spec("postgresql:/u:TOPSECRET@h/db")
+    assert "TOPSECRET" not in str(info.value)
+    assert "TOPSECRET" not in mask_text("retraining on mysql://u:TOPSECRET@h/db --table t")
     assert mask("mysql://root@localhost/test") == "mysql://root@localhost/test"
     src = DatabaseSource("postgresql://u:topsecret@h/db", table="orders")
     assert "topsecret" not in repr(src) and "topsecret" not in src.describe()
     with pytest.raises(DataError, match="unknown database type 'oracle'") as info:
         resolve_url("oracle://u:topsecret@h/db")
     assert "topsecret" not in str(info.value)
+
+
+def test_the_shops_own_tables_and_odd_values_are_safe(tables, tmp_path):
+    """Tables named like the product's temporary ones survive; a % in a query is SQL, not a
+    placeholder; ids such as NA or NULL are ids."""
+    kind, url, engine, load = tables
+    df = _transactions(seed=2, n=400)
+    df.loc[df.index[:30], "Customer"] = "NA"
+    df.loc[df.index[30:60], "Customer"] = "NULL"
+    name = load(df, name=f"daily_{uuid.uuid4().hex[:6]}")
+    keep = load(pd.DataFrame({"x": [1]}), name="segment_daily") if kind == "mariadb" else None
+    path = tmp_path / "x.parquet"
+    df.to_parquet(path, index=False)
+    got = load_rfm(source_from_spec(url, table=name, **FLAGS))
+    _same(got, load_rfm(source_from_spec(path, **FLAGS)))
+    assert {"NA", "NULL"} <= set(got.frame["customer_id"])
+    like = load_rfm(source_from_spec(url, query=f"SELECT * FROM {name} WHERE order_no LIKE 'O%' -- all", **FLAGS))
+    assert like.customers == got.customers
+    if keep:
+        with engine.connect() as con:
+            assert con.exec_driver_sql("SELECT x FROM segment_daily").scalar() == 1

@@ -61,6 +61,14 @@ def test_train_and_score_on_spark(tmp_path):
     assert (in_spark.counts == in_duckdb.counts).all() and in_spark.at_risk.customers == in_duckdb.at_risk.customers
 
 
+def test_spark_without_an_order_column(tmp_path):
+    df = _transactions(seed=8, n=800).dropna(subset=["created_at"])
+    path = tmp_path / "rows.parquet"
+    df.to_parquet(path, index=False)
+    flags = dict(customer_col="Customer", date_col="created_at", amount_col="total")
+    _same(load_rfm(source_from_spec(f"spark:{path}", **flags)), load_rfm(source_from_spec(path, **flags)))
+
+
 def test_spark_errors_are_one_line(tmp_path):
     for spec, kwargs, expected in (
         (f"spark:{tmp_path / 'missing.parquet'}", FLAGS, "the query failed"),
