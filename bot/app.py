@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 from slack_bolt import App
@@ -17,7 +18,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import (
 )
 
 from segmentation.service import SegmentService
-from segmentation.store import ModelStore
+from segmentation.store import ModelStore, keep_bytes
 
 from .context import BotContext
 from .listeners import register_listeners
@@ -90,7 +91,9 @@ def build_context(
 ) -> BotContext:
     from .digests import Digests
 
-    service = service or SegmentService(ModelStore(settings.artifacts, key=settings.model_key))
+    service = service or SegmentService(
+        ModelStore(settings.artifacts, key=settings.model_key, max_bytes=keep_bytes(os.environ))
+    )
     state = state or StateDB(settings.database_url)
     kwargs = {"train_fn": train_fn} if train_fn else {}
     client = client or make_client(settings)

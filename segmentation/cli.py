@@ -38,9 +38,9 @@ class Command:
 
 def _store(args: argparse.Namespace):
     from .signing import load_key
-    from .store import ModelStore
+    from .store import ModelStore, keep_bytes
 
-    return ModelStore(args.artifacts, key=load_key(args.artifacts, os.environ))
+    return ModelStore(args.artifacts, key=load_key(args.artifacts, os.environ), max_bytes=keep_bytes(os.environ))
 
 
 def _served(args: argparse.Namespace):

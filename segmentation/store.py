@@ -48,6 +48,17 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 4  # 4: the per-customer table is Parquet
 KEEP_VERSIONS = 10
+# Versions are also pruned, oldest first, while together they take more than this (the served one
+# and one to roll back to always stay): at 10M customers a version takes about 170 MB.
+KEEP_BYTES = 2 * 1024**3
+
+
+def keep_bytes(env) -> int:
+    """SEGMENT_MODELS_MAX_MB from ``env`` (the caller's environment), else the default."""
+    text = str(env.get("SEGMENT_MODELS_MAX_MB", "")).strip()
+    return int(text) * 1024**2 if text.isdigit() and int(text) > 0 else KEEP_BYTES
+
+
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
@@ -113,10 +124,17 @@ class ModelStore:
     """Model versions under ``root``. ``key`` signs and verifies manifests; by default it is the
     key file in ``root`` (created on first use)."""
 
-    def __init__(self, root: str | os.PathLike, keep: int = KEEP_VERSIONS, key: ModelKey | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        keep: int = KEEP_VERSIONS,
+        key: ModelKey | None = None,
+        max_bytes: int = KEEP_BYTES,
+    ):
         self.root = Path(root)
         self.models = self.root / "models"
         self.keep = max(5, keep)
+        self.max_bytes = max_bytes
         self._key = key or load_key(self.root)
 
     @property
@@ -355,16 +373,32 @@ class ModelStore:
                 return current or "a damaged or missing pointer", candidate
             raise ModelNotFoundError(f"No earlier version than {current} to roll back to.")
 
+    def _version_files(self, v: str) -> tuple[Path, ...]:
+        legacy = self.models / f"{v}.assignments.sqlite"  # before the table was Parquet
+        return (self._manifest_path(v), self._bundle_path(v), self.assignments_path(v), legacy)
+
+    def _remove_version(self, v: str) -> None:
+        for p in self._version_files(v):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
     def _prune(self) -> None:
         versions = self.versions()
         current = self.current_version()
         for v in versions[: -self.keep]:
+            if v != current:
+                self._remove_version(v)
+        kept = self.versions()
+        size = {v: sum(p.stat().st_size for p in self._version_files(v) if p.exists()) for v in kept}
+        total = sum(size.values())
+        for v in list(kept):  # oldest first, by size; the served version and one more always stay
+            if total <= self.max_bytes or len(kept) <= 2:
+                break
             if v == current:
                 continue
-            legacy = self.models / f"{v}.assignments.sqlite"  # before the table was Parquet
-            for p in (self._manifest_path(v), self._bundle_path(v), self.assignments_path(v), legacy):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            self._remove_version(v)
+            kept.remove(v)
+            total -= size[v]
         # leftovers of saves that died: versions without a manifest, temporary files over an hour old
         complete = set(versions)
         newest = _num(versions[-1]) if versions else 0

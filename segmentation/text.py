@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
@@ -11,7 +11,9 @@ from .atrisk import AtRiskSummary
 from .segments import RuleBasedComparison, Segment
 from .service import Prediction
 from .terms import ShopTerms
-from .validate import MAX_AT_RISK_CHANGE, MAX_SEED_CHANGE, Report
+
+if TYPE_CHECKING:
+    from .validate import Report
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> str:
@@ -121,6 +123,8 @@ def rule_based_block(rb: RuleBasedComparison) -> str:
 
 
 def validation(r: Report) -> str:
+    from .validate import MAX_AT_RISK_CHANGE, MAX_SEED_CHANGE
+
     t = r.trained
     ok = lambda b: "pass" if b else "FAIL"  # noqa: E731
     out = [

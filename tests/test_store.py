@@ -220,3 +220,19 @@ def test_customer_lookups_across_many_row_groups_match_the_table(tmp_path, monke
     for absent in ("", "0" * 15, "f" * 17, ids.iloc[5] + "0", ids.iloc[5][:-1]):
         if absent not in by_id.index:
             assert table.get(absent) is None
+
+
+def test_versions_are_pruned_by_size_too(tmp_path, fitted):
+    trained, assignments = fitted
+    probe = ModelStore(tmp_path / "probe")
+    probe.save(trained, assignments)
+    one = sum(p.stat().st_size for p in (tmp_path / "probe" / "models").glob("v0001*"))
+    store = ModelStore(tmp_path / "art", max_bytes=int(one * 2.5))
+    for _ in range(5):
+        store.save(trained, assignments)
+    assert store.versions() == ["v0004", "v0005"]  # two fit in the budget; the served one stays
+    assert store.rollback() == ("v0005", "v0004")
+    tiny = ModelStore(tmp_path / "tiny", max_bytes=1)
+    for _ in range(3):
+        tiny.save(trained, assignments)
+    assert tiny.versions() == ["v0002", "v0003"]  # never fewer than the served one and one to roll back to
