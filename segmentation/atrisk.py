@@ -20,12 +20,14 @@ exports, ``segment at-risk``) uses the same rule.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .terms import ShopTerms
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ONE_TIME_SPEND = ("high", "mid", "none")  # the levels of spend a one-time buyer must reach, or none
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .dialects import compile_sql, with_relation
 from .errors import DataError
 
 if TYPE_CHECKING:
@@ -36,6 +35,13 @@ class Engine(Protocol):
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
     def close(self) -> None: ...
+
+
+def _sql(sql: str, dialect: str, relation: str | None) -> str:
+    """The product's SQL in the engine's dialect (SQLGlot is imported on first use only)."""
+    from .dialects import compile_sql, with_relation
+
+    return with_relation(compile_sql(sql, dialect), relation)
 
 
 def first_line(exc: BaseException) -> str:
@@ -78,7 +84,7 @@ class DuckDBEngine:
         import duckdb
 
         try:
-            return self.con.execute(with_relation(compile_sql(sql, self.dialect), relation))
+            return self.con.execute(_sql(sql, self.dialect, relation))
         except duckdb.Error as exc:
             raise DataError(f"{self.where}: cannot be read ({first_line(exc)})") from None
 
@@ -89,7 +95,7 @@ class DuckDBEngine:
         """Keep a query's result as a temporary table, so later queries do not recompute it."""
         import duckdb
 
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         try:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {text}")
         except duckdb.Error as exc:
@@ -248,7 +254,7 @@ class DatabaseEngine:
             raise DataError(f"{self.where}: the query failed ({self._scrub(_db_message(exc))})") from None
 
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         assert self.con is not None
         import pandas as pd
 
@@ -271,7 +277,7 @@ class DatabaseEngine:
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
         """A temporary table of the query's result, private to this connection."""
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         assert self.con is not None
         with self._errors():
             self.con.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {text}")
@@ -314,7 +320,7 @@ class DatabaseEngine:
         return table.to_pandas()
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         assert self.con is not None
         with self._errors():
             row = self.con.exec_driver_sql(text).fetchone()
@@ -405,18 +411,18 @@ class SparkEngine:
             df.createOrReplaceTempView(name)
 
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         with self._errors():
             return self.spark.sql(text).toPandas()
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
         """A cached temporary view: computed once, on first use, then read from memory."""
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         with self._errors():
             self.spark.sql(text).cache().createOrReplaceTempView(name)
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
-        text = with_relation(compile_sql(sql, self.dialect), relation)
+        text = _sql(sql, self.dialect, relation)
         with self._errors():
             rows = self.spark.sql(text).collect()
         return tuple(rows[0]) if rows else ()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .store import CustomerRow, atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CSV_COLUMNS = ("customer_id", "segment", "at_risk", "recency_days", "orders", "purchase_days", "monetary")
 
@@ -37,6 +39,8 @@ def write_customers_csv(rows: Iterable[CustomerRow], names: Mapping[int, str], o
 
 def frame_rows(frame: pd.DataFrame, labels, flags) -> Iterable[CustomerRow]:
     """Rows of a freshly scored RFM frame, biggest spenders first (as stored exports are)."""
+    import pandas as pd
+
     f = frame.assign(cluster=labels, at_risk=flags).sort_values(["monetary", "customer_id"], ascending=[False, True])
     for cid, r, fr, m, o, g, c, a in zip(
         f["customer_id"],

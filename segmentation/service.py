@@ -15,10 +15,9 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import playbook as playbook_mod
 from .atrisk import AtRiskSummary, SegmentRisk, summarise
@@ -30,6 +29,9 @@ from .segments import ModelInfo, Segment, TrainedModel
 from .sources import Source
 from .store import Assignments, CustomerRow, ModelStore
 from .terms import ShopTerms, Spend
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import relations as rel
 from .engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine, ident, is_url, mask, mask_text, sql_str
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Stable keys of the exclusion counts (they appear in --json output) and how to say them.
 EXCLUSION_LABELS: dict[str, str] = {
@@ -459,6 +462,8 @@ def _aggregate(plan: _Plan, as_of: dt.date | None, description: str) -> RFMTable
         raise DataError(
             f"{engine.where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})"
         )
+    import pandas as pd
+
     last_day = frame["last_day"].to_numpy(np.int64)
     latest = rel.EPOCH + dt.timedelta(days=int(last_day.max()))
     snapshot = as_of or (latest + dt.timedelta(days=1))
@@ -543,6 +548,8 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
         plan.engine.close()
     if not len(tally):
         raise DataError(f"{source.describe()}: no orders on or before {as_of.isoformat()}")
+    import pandas as pd
+
     tally = tally.astype({"cluster": np.int64, "at_risk": np.int64, "customers": np.int64, "revenue": np.float64})
     latest_day = rel.EPOCH + dt.timedelta(days=int(pd.to_numeric(tally["last_day"]).max()))
     rows = rows.astype(

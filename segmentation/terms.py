@@ -24,12 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .sources import GapStats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Below this many returning customers the gaps say too little: conventional e-commerce
 # cut-offs are used instead and the terms say so.
