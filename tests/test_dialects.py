@@ -1,0 +1,67 @@
+"""The product's SQL compiles for every engine it names, and keeps away from constructs that
+transpile to different *results* (see segmentation/dialects.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from segmentation import relations as rel
+from segmentation.compiled import scored_ctes
+from segmentation.dialects import compile_sql, with_relation
+from segmentation.engines import WAREHOUSES
+from segmentation.errors import DataError
+
+SQL_FILES = [Path(rel.__file__), Path(rel.__file__).with_name("compiled.py")]
+
+
+def _queries() -> dict[str, str]:
+    files = rel.transactions_orders('"s"."t"', rel.Columns("c", "d", None, None, "q", "p"), rel.Reading())
+    olist = rel.olist_orders('"o"', '"p"', '"c"', rel.Reading())
+    day = dt.date(2024, 1, 1)
+    return {
+        "transactions": rel.with_ctes([*files, rel.classified(day, "future_date")], rel.DAILY_SELECT),
+        "olist": rel.with_ctes([*olist, rel.classified(day, "after_as_of")], rel.DAILY_SELECT),
+        "rfm": rel.RFM_SELECT,
+        "gaps": rel.GAPS_SELECT,
+        "customers": rel.with_ctes([rel.customers(day)], "SELECT * FROM customers"),
+    }
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "mysql", "spark", *sorted(set(WAREHOUSES.values()))])
+def test_every_query_compiles(dialect):
+    for name, sql in _queries().items():
+        assert compile_sql(sql, dialect), name
+
+
+def test_the_compiled_model_compiles_everywhere(trained):
+    from segmentation.service import SegmentService
+    from segmentation.store import ModelStore
+
+    served = SegmentService(ModelStore(trained)).served()
+    ctes = [("customers", "SELECT * FROM t"), *scored_ctes(served.trained.model, served.trained.rule, served.terms)]
+    sql = rel.with_ctes(ctes, "SELECT cluster, COUNT(*) FROM scored GROUP BY cluster")
+    for dialect in ["duckdb", "postgres", "mysql", "spark", *sorted(set(WAREHOUSES.values()))]:
+        assert "LN(" in compile_sql(sql, dialect).upper() or dialect == "tsql"
+
+
+def test_the_sql_avoids_constructs_that_differ_between_engines():
+    text = "\n".join(p.read_text() for p in SQL_FILES)
+    assert not re.search(r"\bday\s*-\s*(LAG|MIN|MAX|day)\b", text, re.I), "date - date: use DATE_DIFF"
+    assert not re.search(r"\b1\.0\s*/", text), "1.0 / n is a decimal division in MariaDB"
+    assert not re.search(r"\bLOG\(", text), "LOG is base 10 in some engines: use LN"
+    assert "percentile_cont" not in text.lower()
+
+
+def test_a_query_that_cannot_be_said_is_one_line():
+    with pytest.raises(DataError, match="cannot run this query") as info:
+        compile_sql("SELECT * FROM (", "postgres")
+    assert "\n" not in str(info.value)
+
+
+def test_a_users_query_is_spliced_whole():
+    out = with_relation("SELECT * FROM segment_source_relation_q7f3 AS src", "SELECT 1 -- a comment")
+    assert out == "SELECT * FROM (\nSELECT 1 -- a comment\n) AS src"
