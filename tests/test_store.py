@@ -236,3 +236,24 @@ def test_versions_are_pruned_by_size_too(tmp_path, fitted):
     for _ in range(3):
         tiny.save(trained, assignments)
     assert tiny.versions() == ["v0002", "v0003"]  # never fewer than the served one and one to roll back to
+
+
+def test_bundles_saved_with_joblib_by_earlier_versions_still_load(tmp_path, fitted, monkeypatch):
+    import io
+
+    import joblib
+
+    def joblib_dump(obj):
+        buf = io.BytesIO()
+        joblib.dump(obj, buf, compress=3)
+        return buf.getvalue()
+
+    monkeypatch.setattr(store_mod, "_dump_bundle", joblib_dump)
+    old = ModelStore(tmp_path)
+    old.save(*fitted)
+    assert not (tmp_path / "models" / "v0001.joblib").read_bytes().startswith(store_mod.BUNDLE_MAGIC)
+    monkeypatch.undo()
+    version, trained = ModelStore(tmp_path).load()
+    assert version == "v0001" and trained.segments == fitted[0].segments
+    ModelStore(tmp_path).save(*fitted)
+    assert (tmp_path / "models" / "v0002.joblib").read_bytes().startswith(store_mod.BUNDLE_MAGIC)
