@@ -67,6 +67,15 @@ def duckdb_connect():
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET temp_directory = {sql_str(tempfile.gettempdir())}")
+    # DuckDB's buffer pool is capped and spills beyond it: by default it would take 80% of the
+    # machine's memory for the per-customer aggregation of a large shop
+    limit = os.environ.get("SEGMENT_DUCKDB_MEMORY", "1GB").strip()
+    if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.I):
+        con.execute(f"SET memory_limit = '{limit}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(
+        "SET enable_progress_bar = false"
+    )  # the product prints its own progress lines  # no query here relies on it: each says ORDER BY
     threads = os.environ.get("SEGMENT_THREADS", "").strip()
     if threads.isdigit() and int(threads) > 0:
         con.execute(f"SET threads = {int(threads)}")

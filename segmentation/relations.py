@@ -82,10 +82,15 @@ def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -
                 WHEN p.n_ok < p.n_rows THEN 'bad_amount'
            END AS excluded
     FROM (
-        SELECT CAST(order_id AS VARCHAR) AS order_id, CAST(customer_id AS VARCHAR) AS cid,
-               LOWER(TRIM(CAST(order_status AS VARCHAR))) AS status,
-               {reading.timestamp("order_purchase_timestamp")} AS ordered_at
-        FROM {orders} AS oo
+        -- one row per order id, should the orders table repeat one
+        SELECT order_id, MIN(cid) AS cid, MIN(status) AS status, MIN(ordered_at) AS ordered_at
+        FROM (
+            SELECT CAST(order_id AS VARCHAR) AS order_id, CAST(customer_id AS VARCHAR) AS cid,
+                   LOWER(TRIM(CAST(order_status AS VARCHAR))) AS status,
+                   {reading.timestamp("order_purchase_timestamp")} AS ordered_at
+            FROM {orders} AS oo
+        ) AS ooo
+        GROUP BY order_id
     ) AS o
     LEFT JOIN (
         SELECT CAST(order_id AS VARCHAR) AS order_id, SUM({amount}) AS amount,
@@ -185,11 +190,12 @@ def with_ctes(ctes: list[tuple[str, str]], select: str) -> str:
     return "WITH " + ",\n".join(f"{name} AS ({body}\n)" for name, body in ctes) + "\n" + select
 
 
-# One row per customer and purchase day (excluded rows: per reason and day, customer NULL). The
+# One row per customer and purchase day (excluded rows: per reason and day, customer NULL); the
+# orders relation has one row per order, so the rows of a day are its orders. The
 # engine materialises it once, as the temporary table `segment_daily`; R, F, M, the exclusion counts, the gaps and the scoring all read
 # it, so the order lines are scanned once.
 DAILY_SELECT = """
-SELECT customer_id, excluded, day, COUNT(*) AS n_rows, COUNT(DISTINCT order_id) AS orders,
+SELECT customer_id, excluded, day, COUNT(*) AS n_rows, COUNT(*) AS orders,
        SUM(amount) AS amount
 FROM classified
 GROUP BY customer_id, excluded, day
