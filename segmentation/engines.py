@@ -32,6 +32,8 @@ class Engine(Protocol):
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None: ...
 
+    def prepare_scoring(self) -> None: ...
+
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
     def close(self) -> None: ...
@@ -113,6 +115,9 @@ class DuckDBEngine:
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
         row = self._run(sql, relation).fetchone()
         return tuple(row) if row is not None else ()
+
+    def prepare_scoring(self) -> None:
+        pass  # nothing to set
 
     def columns(self, relation_sql: str) -> list[str]:
         import duckdb
@@ -406,6 +411,9 @@ class SparkEngine:
             raise
         except Exception as exc:
             raise DataError(f"{self.where}: the query failed ({_spark_message(exc)})") from None
+
+    def prepare_scoring(self) -> None:
+        pass  # nothing to set
 
     def register(self, name: str, target: str, query: str | None) -> None:
         """Make ``name`` a view of a Parquet/Delta path, a table, or a query."""

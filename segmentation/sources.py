@@ -7,9 +7,10 @@ bounded by the number of customers, not of orders.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -417,19 +418,30 @@ def _compiled_ref(ref: str, dialect: str) -> str:
     return compiled[len("SELECT * FROM ") :]
 
 
-def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
-    """Aggregate a source into per-customer RFM inside its engine: one pass for R, F, M and the
-    exclusion counts, one for the repurchase gaps."""
+@contextlib.contextmanager
+def _daily(source: Source, as_of: dt.date | None) -> Iterator[Engine]:
+    """The source opened in its engine with its per-customer-and-day table materialised; a
+    failure is diagnosed (a missing file or column named) and the engine is always closed."""
     plan = _plan(source)
     try:
         try:
-            return replace(_aggregate(plan, as_of, source.describe()), currency=source.currency)
+            plan.engine.materialise(
+                "segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation
+            )
+            yield plan.engine
         except DataError:
             if plan.diagnose is not None:
                 plan.diagnose()  # type: ignore[operator]
             raise
     finally:
         plan.engine.close()
+
+
+def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
+    """Aggregate a source into per-customer RFM inside its engine: the per-day table once, then
+    R, F, M with the exclusion counts, and the repurchase gaps, from it."""
+    with _daily(source, as_of) as engine:
+        return replace(_aggregate(engine, as_of, source.describe()), currency=source.currency)
 
 
 def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
@@ -441,9 +453,7 @@ def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
     return [*plan.ctes, rel.classified(*late)]
 
 
-def _aggregate(plan: _Plan, as_of: dt.date | None, description: str) -> RFMTable:
-    engine = plan.engine
-    engine.materialise("segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation)
+def _aggregate(engine: Engine, as_of: dt.date | None, description: str) -> RFMTable:
     raw = engine.frame(rel.RFM_SELECT)
     bad = raw["excluded"].notna().to_numpy()
     excluded = {
@@ -520,32 +530,16 @@ class EngineScore:
 
 def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[str, str]]) -> EngineScore:
     """Score every customer of ``source`` as of ``as_of`` with a compiled model (``compiled.scored_ctes``)."""
-    plan = _plan(source)
-    try:
-        try:
-            engine = plan.engine
-            engine.materialise(
-                "segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation
-            )
-            if as_of is None:
-                (latest,) = engine.one(rel.LATEST_SELECT)
-                if latest is None:
-                    raise DataError(f"{engine.where}: no usable orders left after filtering")
-                as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
-            prepare = getattr(engine, "prepare_scoring", None)
-            if prepare is not None:
-                prepare()
-            engine.materialise(
-                "segment_scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored")
-            )
-            tally = engine.frame(rel.TALLY_SELECT)
-            rows = engine.frame(rel.AT_RISK_ROWS_SELECT)
-        except DataError:
-            if plan.diagnose is not None:
-                plan.diagnose()  # type: ignore[operator]
-            raise
-    finally:
-        plan.engine.close()
+    with _daily(source, as_of) as engine:
+        if as_of is None:
+            (latest,) = engine.one(rel.LATEST_SELECT)
+            if latest is None:
+                raise DataError(f"{engine.where}: no usable orders left after filtering")
+            as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
+        engine.prepare_scoring()
+        engine.materialise("segment_scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored"))
+        tally = engine.frame(rel.TALLY_SELECT)
+        rows = engine.frame(rel.AT_RISK_ROWS_SELECT)
     if not len(tally):
         raise DataError(f"{source.describe()}: no orders on or before {as_of.isoformat()}")
     import pandas as pd
