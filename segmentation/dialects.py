@@ -26,9 +26,9 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
 from .errors import DataError
+from .relations import PLACEHOLDER
 
 SOURCE_DIALECT = "duckdb"
-PLACEHOLDER = "segment_source_relation_q7f3"  # stands for a user's own query until the SQL is compiled
 
 # How each engine spells a text value compared byte by byte; `x` is the value.
 _BINARY_TEXT = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +44,17 @@ def _sql(sql: str, dialect: str, relation: str | None) -> str:
     from .dialects import compile_sql, with_relation
 
     return with_relation(compile_sql(sql, dialect), relation)
+
+
+@contextmanager
+def query_errors(where: str, message: Callable[[BaseException], str]) -> Iterator[None]:
+    """Any failure of the engine's driver as one DataError line: "<source>: the query failed (…)"."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{where}: the query failed ({message(exc)})") from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -253,19 +264,9 @@ class DatabaseEngine:
                 text = text.replace(form, "***")
         return mask_text(text)
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except DataError:
-            raise
-        except Exception as exc:
-            if self.con is not None:
-                try:
-                    self.con.rollback()
-                except Exception:  # the connection itself is gone
-                    pass
-            raise DataError(f"{self.where}: the query failed ({self._scrub(_db_message(exc))})") from None
+    def _errors(self):
+        # autocommit: a failed statement leaves no transaction to roll back
+        return query_errors(self.where, lambda exc: self._scrub(_db_message(exc)))
 
     def frame(self, sql: str, relation: str | None = None) -> pd.DataFrame:
         text = _sql(sql, self.dialect, relation)
@@ -403,14 +404,8 @@ class SparkEngine:
         except Exception as exc:
             raise DataError(f"{where}: Spark did not start ({first_line(exc)})") from None
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(f"{self.where}: the query failed ({_spark_message(exc)})") from None
+    def _errors(self):
+        return query_errors(self.where, _spark_message)
 
     def prepare_scoring(self) -> None:
         pass  # nothing to set

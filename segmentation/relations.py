@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from .engines import ident, sql_str
 
 EPOCH = dt.date(1970, 1, 1)
+PLACEHOLDER = "segment_source_relation_q7f3"  # stands for a user's own query until the SQL is compiled
 OLDEST = dt.date(1990, 1, 1)  # orders dated earlier are placeholders (1900-01-01 and friends)
 
 OLIST_TABLES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -330,7 +330,7 @@ class _Plan:
     engine: Engine
     ctes: list[tuple[str, str]]
     relation: str | None = None  # a user's own query, spliced in after compiling
-    diagnose: object = None  # called when a query fails, to name a missing table or column
+    diagnose: Callable[[], None] | None = None  # called when a query fails, to name a missing table or column
 
 
 def _plan(source: Source) -> _Plan:
@@ -389,7 +389,7 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
         assert source.columns is not None
         if source.query is not None:
             available = engine.columns(f"(\n{source.query}\n)")
-            ref, relation = dialects_placeholder(), source.query
+            ref, relation = rel.PLACEHOLDER, source.query
         else:
             assert source.table is not None
             ref = (ident(source.schema) + "." if source.schema else "") + ident(source.table)
@@ -402,12 +402,6 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
     spark.register("segment_source", source.target, source.query)
     cols = _resolve_columns(spark.columns("segment_source"), source.columns, source.describe())
     return _Plan(spark, rel.transactions_orders("segment_source", cols, rel.Reading()))
-
-
-def dialects_placeholder() -> str:
-    from .dialects import PLACEHOLDER
-
-    return PLACEHOLDER
 
 
 def _compiled_ref(ref: str, dialect: str) -> str:
@@ -431,7 +425,7 @@ def _daily(source: Source, as_of: dt.date | None) -> Iterator[Engine]:
             yield plan.engine
         except DataError:
             if plan.diagnose is not None:
-                plan.diagnose()  # type: ignore[operator]
+                plan.diagnose()
             raise
     finally:
         plan.engine.close()
