@@ -62,7 +62,13 @@ class AtRiskRule:
         return {"high": terms.spend_high_from, "mid": terms.spend_low_below}.get(self.one_time_spend)
 
     def frame_flags(self, terms: ShopTerms, frame: pd.DataFrame) -> np.ndarray:
-        return self.flags(terms, frame["recency"], frame["occasions"], frame["gap"], frame["monetary"])
+        """``flags`` for every row of an RFM frame, a million rows at a time (bounded temporaries)."""
+        columns = [frame[c].to_numpy() for c in ("recency", "occasions", "gap", "monetary")]
+        out = np.empty(len(frame), dtype=bool)
+        for start in range(0, len(frame), 1 << 20):
+            part = [c[start : start + (1 << 20)] for c in columns]
+            out[start : start + len(part[0])] = self.flags(terms, *part)
+        return out
 
     def text(self, terms: ShopTerms) -> str:
         parts = []

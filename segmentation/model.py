@@ -46,6 +46,7 @@ SMALL_STRATUM = 50_000  # customers x clusters under which a stratum gets more K
 # KMeans is fitted on a stratified sample of at most this many customers, then everyone is
 # scored; the scaler is fitted on everyone. See SegmentModel._sample.
 FIT_SAMPLE = 200_000
+SCALER_CHUNK = 1 << 20  # rows per step when fitting the scaler (one pass, bounded temporaries)
 PRIORITY_SHARE = 0.5  # of the sample, kept for strata without one-time buyers (repeat, at risk)
 WHOLE_STRATUM = 2_000  # strata this small are always kept whole
 ONE_TIME, REPEAT, AT_RISK = 0, 1, 2
@@ -58,7 +59,7 @@ Stratum = tuple[int, tuple[int, ...]]  # (band, kinds)
 def kinds_of(occasions, at_risk) -> np.ndarray:
     """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
     o = np.asarray(occasions, dtype=np.float64)
-    return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int64)
+    return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int8)
 
 
 class Standardiser:
@@ -86,6 +87,7 @@ class SegmentModel:
         n_init: int = 10,
         max_fit: int | None = FIT_SAMPLE,
         n_threads: int | None = None,
+        copy_x: bool = True,
     ):
         self.n_clusters = n_clusters
         self.cutoffs = cutoffs
@@ -93,19 +95,21 @@ class SegmentModel:
         self.n_init = n_init
         self.max_fit = max_fit  # customers KMeans is fitted on (a stratified sample); None: all
         self.n_threads = n_threads  # KMeans threads; None: SEGMENT_THREADS, else 1
+        self.copy_x = copy_x  # False: fit() overwrites a float64 X with its standardised values (as KMeans's copy_x)
 
     # -- strata ----------------------------------------------------------------------------
     def bands(self, X: np.ndarray) -> np.ndarray:
-        return np.searchsorted(np.asarray(self.cutoffs, dtype=np.float64), np.atleast_2d(X)[:, 0], side="left")
+        cut = np.asarray(self.cutoffs, dtype=np.float64)
+        return np.searchsorted(cut, np.atleast_2d(X)[:, 0], side="left").astype(np.int8)
 
     def strata(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """The stratum index of every row (after ``fit``)."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        return self.lookup_[self.bands(X), np.asarray(kinds, dtype=np.int64)]
+        return self.lookup_.astype(np.int16)[self.bands(X), np.asarray(kinds, dtype=np.intp)]
 
     def fit(self, X: np.ndarray, kinds: np.ndarray) -> SegmentModel:
         X = np.asarray(X, dtype=np.float64)
-        kinds = np.asarray(kinds, dtype=np.int64)
+        kinds = np.asarray(kinds)
         if X.ndim != 2 or X.shape[1] != 3 or not len(X):
             raise ValueError("X must be a non-empty (n, 3) array of recency, occasions, monetary")
         if kinds.shape != (len(X),) or kinds.min() < 0 or kinds.max() >= N_KINDS:
@@ -114,29 +118,34 @@ class SegmentModel:
             raise ValueError(f"cutoffs must be 3 increasing day counts, got {self.cutoffs}")
         from sklearn.preprocessing import StandardScaler
 
-        Z = np.log1p(X)
-        fitted = StandardScaler().fit(Z)
-        self.scaler_ = Standardiser(fitted.mean_, fitted.scale_)
-        Zs = self.scaler_.transform(Z)
         band = self.bands(X)
+        Zs = np.log1p(X, out=None if self.copy_x else X)
+        fitted = StandardScaler()
+        for start in range(0, len(Zs), SCALER_CHUNK):  # in chunks: its temporaries stay small
+            fitted.partial_fit(Zs[start : start + SCALER_CHUNK])
+        self.scaler_ = Standardiser(fitted.mean_, fitted.scale_)
+        Zs -= self.scaler_.mean_  # in place: the same values as transform(), without another copy
+        Zs /= self.scaler_.scale_
         keys = self._choose_strata(band, kinds)
         if len(keys) > self.n_clusters:
             raise ValueError(f"{self.n_clusters} clusters cannot keep {len(keys)} recency bands apart")
         lookup = np.full((N_BANDS, N_KINDS), -1, dtype=np.int64)
         for i, (b, ks) in enumerate(keys):
             lookup[b, list(ks)] = i
-        stratum = lookup[band, kinds]
+        stratum = lookup.astype(np.int16)[band, kinds]
         members = [np.flatnonzero(stratum == s) for s in range(len(keys))]
+        del stratum
         sampled = self.max_fit is not None and len(X) > self.max_fit
         fit_on = self._sample(members, keys) if sampled else members
         self.fit_size_ = int(sum(len(m) for m in fit_on))
         per = self._allocate([Zs[m] for m in fit_on], [len(m) for m in members])
         centers: list[np.ndarray] = []
         owner: list[int] = []
-        labels = np.empty(len(X), dtype=np.int64)
+        labels = None if sampled else np.empty(len(X), dtype=np.int16)  # K <= 30: 2 bytes a customer
         for s, (m, k) in enumerate(zip(fit_on, per)):
             local_centers, local_labels = self._fit_stratum(Zs[m], k)
-            labels[m] = local_labels + len(centers)
+            if labels is not None:
+                labels[m] = local_labels + len(centers)
             centers.extend(local_centers)
             owner.extend([s] * len(local_centers))
         reserved = []
@@ -159,7 +168,10 @@ class SegmentModel:
         self.center_stratum_ = np.asarray(owner, dtype=np.int64)
         self.clusters_per_stratum_ = tuple(int(k) for k in per)
         self.reserved_ = frozenset(reserved)
-        self.labels_ = self.predict(X, kinds) if sampled else labels
+        del members, fit_on
+        if labels is None:
+            labels = self._nearest(Zs, self.lookup_.astype(np.int16)[band, kinds], np.int16)
+        self.labels_ = labels
         return self
 
     def _sample(self, members: list[np.ndarray], keys: list[Stratum]) -> list[np.ndarray]:
@@ -313,17 +325,19 @@ class SegmentModel:
         """The nearest centre of each row's own stratum (squared Euclidean distance, first
         minimum on ties), in plain NumPy and in bounded memory."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        Z = self.transform(X)
-        stratum = self.strata(X, kinds)
-        out = np.empty(len(Z), dtype=np.int64)
-        for s in range(len(self.strata_)):
-            own = self._own[s]
-            rows = np.flatnonzero(stratum == s)
-            centers = self.cluster_centers_[own]
-            for start in range(0, len(rows), 65_536):
-                idx = rows[start : start + 65_536]
-                d = ((Z[idx, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-                out[idx] = own[d.argmin(axis=1)]
+        return self._nearest(self.transform(X), self.strata(X, kinds))
+
+    def _nearest(self, Z: np.ndarray, stratum: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+        """Chunk by chunk: distances to every centre, those of other strata set to infinity, so
+        that the first minimum is the first nearest of the row's own centres."""
+        out: np.ndarray = np.empty(len(Z), dtype=dtype)
+        centers = self.cluster_centers_
+        foreign = self.center_stratum_[None, :] != np.arange(len(self.strata_))[:, None]  # [stratum, centre]
+        for start in range(0, len(Z), 65_536):
+            z = Z[start : start + 65_536]
+            d = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+            d[foreign[stratum[start : start + 65_536]]] = np.inf
+            out[start : start + len(z)] = d.argmin(axis=1)
         return out
 
     def predict_one(self, r: float, f: float, m: float, kind: int) -> int:
@@ -369,11 +383,18 @@ def _distinct_rows(P: np.ndarray, cap: int) -> int:
     return len(np.unique(P, axis=0))
 
 
-def silhouette(model: SegmentModel, X: np.ndarray, labels: np.ndarray, sample_size: int = 5_000) -> float | None:
-    """Silhouette on a fixed random sample (the full score is quadratic in customers)."""
-    from sklearn.metrics import silhouette_score
+def silhouette_rows(n: int, sample_size: int = 5_000) -> np.ndarray:
+    """The fixed random rows silhouette is measured on: those ``silhouette_score(sample_size=…,
+    random_state=RANDOM_STATE)`` would draw (the full score is quadratic in customers)."""
+    return np.random.RandomState(RANDOM_STATE).permutation(n)[: min(sample_size, n)]
 
+
+def silhouette(Z: np.ndarray, labels: np.ndarray) -> float | None:
+    """Silhouette of standardised rows ``Z`` (a sample, see ``silhouette_rows``) and their labels."""
     if len(np.unique(labels)) < 2:
         return None
-    n = min(sample_size, len(X))
-    return float(silhouette_score(model.transform(X), labels, sample_size=n, random_state=RANDOM_STATE))
+    from sklearn import config_context
+    from sklearn.metrics import silhouette_score
+
+    with config_context(working_memory=64):  # MB per chunk of distances (default 1 GB)
+        return float(silhouette_score(Z, labels))

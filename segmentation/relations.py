@@ -76,6 +76,7 @@ def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -
             "orders",
             f"""
     SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount,
+           1 AS n_rows,
            CASE WHEN o.status IS DISTINCT FROM 'delivered' THEN 'not_delivered'
                 WHEN c.uid IS NULL THEN 'without_customer'
                 WHEN o.ordered_at IS NULL THEN 'bad_date'
@@ -120,10 +121,13 @@ class Columns:
     price: str | None = None
 
 
-def transactions_orders(relation: str, cols: Columns, reading: Reading) -> list[tuple[str, str]]:
+def transactions_orders(
+    relation: str, cols: Columns, reading: Reading, order_is_key: bool = False
+) -> list[tuple[str, str]]:
     """One row per order line (or per order): lines of one (customer, order) are summed. An order
     is (customer, order id): exports that merge several stores can reuse order numbers, and
-    those must never merge two customers."""
+    those must never merge two customers. Without an order column, or when the database declares
+    it a key (``order_is_key``), every row is an order and there is nothing to sum."""
     if cols.amount:
         amount = reading.money(ident(cols.amount))
     else:
@@ -132,9 +136,9 @@ def transactions_orders(relation: str, cols: Columns, reading: Reading) -> list[
             f"CAST(ROUND({reading.number(ident(cols.quantity))} * {reading.number(ident(cols.price))}, 2) "
             "AS DECIMAL(18,2))"
         )
-    # without an order column every row is an order: numbered in an order every engine accepts
-    numbered = f"ROW_NUMBER() OVER (ORDER BY {ident(cols.customer)}, {ident(cols.date)})"
-    order = text_id(ident(cols.order)) if cols.order else f"CAST({numbered} AS VARCHAR)"
+    # without an order column every row is an order (the id is never read: there is no grouping)
+    order = text_id(ident(cols.order)) if cols.order else "'row'"
+    rows_are_orders = order_is_key or not cols.order
     return [
         (
             "flagged",
@@ -151,22 +155,39 @@ def transactions_orders(relation: str, cols: Columns, reading: Reading) -> list[
                 FROM {relation} AS src
             ) AS r""",
         ),
-        (
-            "orders",
-            """
-            SELECT order_id, customer_id, ordered_at, amount,
-                   CASE WHEN amount <= 0 THEN 'nonpositive_total' END AS excluded
-            FROM (
-                SELECT order_id, customer_id, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount
-                FROM flagged WHERE excluded IS NULL
-                GROUP BY customer_id, order_id
-            ) AS o
-            UNION ALL
-            SELECT CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS TIMESTAMP),
-                   CAST(NULL AS DECIMAL(18,2)), excluded
-            FROM flagged WHERE excluded IS NOT NULL""",
-        ),
+        (ROWS_ARE_ORDERS if rows_are_orders else LINES_TO_ORDERS),
     ]
+
+
+# Every row is an order: only the non-positive totals are added to the reasons.
+ROWS_ARE_ORDERS = (
+    "orders",
+    """
+    SELECT order_id, customer_id, ordered_at, amount, 1 AS n_rows,
+           COALESCE(excluded, CASE WHEN amount <= 0 THEN 'nonpositive_total' END) AS excluded
+    FROM flagged""",
+)
+
+# One GROUP BY, one reference to `flagged` (PostgreSQL would write a CTE read twice to disk):
+# the lines of a valid order become the order; excluded lines are counted per reason.
+LINES_TO_ORDERS = (
+    "orders",
+    """
+            SELECT order_id, customer_id, ordered_at, amount,
+                   CASE WHEN excluded IS NULL THEN 1 ELSE n_rows END AS n_rows,
+                   COALESCE(excluded, CASE WHEN amount <= 0 THEN 'nonpositive_total' END) AS excluded
+            FROM (
+                SELECT order_id, customer_id, excluded, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount,
+                       COUNT(*) AS n_rows
+                FROM (
+                    SELECT CASE WHEN excluded IS NULL THEN customer_id END AS customer_id,
+                           CASE WHEN excluded IS NULL THEN order_id END AS order_id,
+                           ordered_at, amount, excluded
+                    FROM flagged
+                ) AS f
+                GROUP BY customer_id, order_id, excluded
+            ) AS o""",
+)
 
 
 def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
@@ -175,9 +196,9 @@ def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
     return (
         "classified",
         f"""
-        SELECT CASE WHEN x IS NULL THEN customer_id END AS customer_id, order_id, day, amount, x AS excluded
+        SELECT CASE WHEN x IS NULL THEN customer_id END AS customer_id, order_id, day, amount, n_rows, x AS excluded
         FROM (
-            SELECT customer_id, order_id, amount, CAST(ordered_at AS DATE) AS day,
+            SELECT customer_id, order_id, amount, n_rows, CAST(ordered_at AS DATE) AS day,
                    COALESCE(excluded,
                             CASE WHEN CAST(ordered_at AS DATE) < DATE '{OLDEST.isoformat()}' THEN 'too_old'
                                  WHEN CAST(ordered_at AS DATE) > DATE '{late_after.isoformat()}' THEN '{late_reason}'
@@ -191,30 +212,39 @@ def with_ctes(ctes: list[tuple[str, str]], select: str) -> str:
     return "WITH " + ",\n".join(f"{name} AS ({body}\n)" for name, body in ctes) + "\n" + select
 
 
-# One row per customer and purchase day (excluded rows: per reason and day, customer NULL); the
-# orders relation has one row per order, so the rows of a day are its orders. The
-# engine materialises it once, as the temporary table `segment_daily`; R, F, M, the exclusion counts, the gaps and the scoring all read
-# it, so the order lines are scanned once.
+# One row per customer and purchase day (excluded rows: per reason and day, customer NULL, with
+# the number of rows or orders they stand for in n_rows); the orders relation has one row per
+# valid order, so the rows of a day are its orders. The engine materialises it once, as the
+# temporary table `segment_daily`; R, F, M, the exclusion counts, the gaps and the scoring all
+# read it, so the order lines are scanned once.
 DAILY_SELECT = """
-SELECT customer_id, excluded, day, COUNT(*) AS n_rows, COUNT(*) AS orders,
+SELECT customer_id, excluded, day, SUM(n_rows) AS n_rows, COUNT(*) AS orders,
        SUM(amount) AS amount
 FROM classified
 GROUP BY customer_id, excluded, day
 """
 
 # Per customer: the last purchase day (days since 1970), orders, spend, purchase days and the
-# span from first to last purchase day; excluded rows grouped by reason (customer NULL). Two
-# orders the same day are one purchase *occasion*: a split basket, not a return.
+# span from first to last purchase day, in compact types (9M customers fit in ~0.5 GB), sorted by
+# id (deterministic rows, and the order the assignments file is stored in). Two orders the same
+# day are one purchase *occasion*: a split basket, not a return.
 RFM_SELECT = f"""
-SELECT customer_id, excluded, SUM(n_rows) AS n_rows,
-       DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) AS last_day,
-       SUM(orders) AS frequency,
+SELECT customer_id,
+       CAST(DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) AS INTEGER) AS last_day,
+       CAST(SUM(orders) AS INTEGER) AS frequency,
        CAST(SUM(amount) AS DOUBLE) AS monetary,
-       COUNT(day) AS occasions,
-       DATE_DIFF('day', MIN(day), MAX(day)) AS span
-FROM segment_daily
-GROUP BY customer_id, excluded
+       CAST(COUNT(day) AS INTEGER) AS occasions,
+       CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS INTEGER) AS span
+FROM segment_daily WHERE excluded IS NULL
+GROUP BY customer_id
 ORDER BY customer_id
+"""
+
+# The rows left out, per reason.
+EXCLUDED_SELECT = """
+SELECT excluded, CAST(SUM(n_rows) AS BIGINT) AS n_rows
+FROM segment_daily WHERE excluded IS NOT NULL
+GROUP BY excluded
 """
 
 

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from .errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 # Stable keys of the exclusion counts (they appear in --json output) and how to say them.
 EXCLUSION_LABELS: dict[str, str] = {
@@ -396,7 +397,8 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
             available = engine.columns(_compiled_ref(ref, engine.dialect))
             relation = None
         cols = _resolve_columns(available, source.columns, where)
-        return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading()), relation)
+        order_key = bool(cols.order and source.table and engine.is_key(source.table, source.schema, cols.order))
+        return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading(), order_is_key=order_key), relation)
     spark = SparkEngine(source.describe())
     opened.append(spark)
     spark.register("segment_source", source.target, source.query)
@@ -433,9 +435,11 @@ def _daily(source: Source, as_of: dt.date | None) -> Iterator[Engine]:
 
 def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
     """Aggregate a source into per-customer RFM inside its engine: the per-day table once, then
-    R, F, M with the exclusion counts, and the repurchase gaps, from it."""
+    the exclusion counts, the repurchase gaps and R, F, M from it. The engine is closed (its
+    memory freed) before the per-customer rows become a frame."""
     with _daily(source, as_of) as engine:
-        return replace(_aggregate(engine, as_of, source.describe()), currency=source.currency)
+        fetched = _fetch(engine)
+    return _rfm_table(fetched, as_of, engine.where, source.describe(), source.currency)
 
 
 def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
@@ -447,45 +451,23 @@ def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
     return [*plan.ctes, rel.classified(*late)]
 
 
-def _aggregate(engine: Engine, as_of: dt.date | None, description: str) -> RFMTable:
-    raw = engine.frame(rel.RFM_SELECT)
-    bad = raw["excluded"].notna().to_numpy()
+@dataclass
+class _Fetched:
+    excluded: dict[str, int]
+    gaps: GapStats
+    table: pa.Table | None  # a row per customer; let go of once it is a frame
+
+
+def _fetch(engine: Engine) -> _Fetched:
+    """What training needs from the engine: the exclusions, the gaps, and a row per customer."""
+    dropped = engine.table(rel.EXCLUDED_SELECT).to_pydict()
     excluded = {
         str(k): int(n)
         for k, n in sorted(
-            zip(raw["excluded"][bad], raw["n_rows"][bad]), key=lambda kv: _REASON_ORDER.get(str(kv[0]), 99)
+            zip(dropped["excluded"], dropped["n_rows"]), key=lambda kv: _REASON_ORDER.get(str(kv[0]), 99)
         )
-        if int(n)
+        if n and int(n)
     }
-    frame = raw[~bad]
-    if not len(frame):
-        if as_of is not None and excluded.get("after_as_of"):
-            raise DataError(
-                f"{engine.where}: no orders on or before {as_of.isoformat()} (excluded: {describe_exclusions(excluded)})"
-            )
-        raise DataError(
-            f"{engine.where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})"
-        )
-    import pandas as pd
-
-    last_day = frame["last_day"].to_numpy(np.int64)
-    latest = rel.EPOCH + dt.timedelta(days=int(last_day.max()))
-    snapshot = as_of or (latest + dt.timedelta(days=1))
-    snap = (snapshot - rel.EPOCH).days
-    occasions = frame["occasions"].to_numpy(np.int64)
-    span = frame["span"].to_numpy(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gap = np.where(occasions > 1, span / (occasions - 1), np.nan)
-    rfm = pd.DataFrame(
-        {
-            "customer_id": frame["customer_id"].astype(str).to_numpy(),
-            "recency": (snap - last_day).astype(np.int32),
-            "frequency": frame["frequency"].to_numpy(np.int32),
-            "monetary": frame["monetary"].to_numpy(np.float64),
-            "occasions": occasions.astype(np.int32),
-            "gap": gap,
-        }
-    )
     p50, p80, p95, returning, n_gaps = engine.one(rel.GAPS_SELECT)
     gaps = GapStats(
         None if p50 is None else int(p50),
@@ -494,15 +476,75 @@ def _aggregate(engine: Engine, as_of: dt.date | None, description: str) -> RFMTa
         int(returning or 0),
         int(n_gaps or 0),
     )
+    return _Fetched(excluded, gaps, engine.table(rel.RFM_SELECT))
+
+
+def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str) -> RFMTable:
+    excluded, gaps, table = fetched.excluded, fetched.gaps, fetched.table
+    fetched.table = None
+    assert table is not None
+    if not table.num_rows:
+        if as_of is not None and excluded.get("after_as_of"):
+            raise DataError(
+                f"{where}: no orders on or before {as_of.isoformat()} (excluded: {describe_exclusions(excluded)})"
+            )
+        raise DataError(f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})")
+    import pandas as pd
+    import pyarrow as pa
+
+    last_day = _numbers(table, "last_day", np.int64)
+    latest = rel.EPOCH + dt.timedelta(days=int(last_day.max()))
+    snapshot = as_of or (latest + dt.timedelta(days=1))
+    recency = ((snapshot - rel.EPOCH).days - last_day).astype(np.int32)
+    del last_day
+    occasions = _numbers(table, "occasions", np.int32)
+    frequency = _numbers(table, "frequency", np.int32)
+    monetary = _numbers(table, "monetary", np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.where(occasions > 1, _numbers(table, "span", np.float64) / (occasions - 1), np.nan)
+    ids = table.column("customer_id")
+    del table  # the numbers are copied out: only the ids' buffers stay while they become a column
+    rfm = pd.DataFrame(
+        {
+            "customer_id": customer_ids(ids),
+            "recency": recency,
+            "frequency": frequency,
+            "monetary": monetary,
+            "occasions": occasions,
+            "gap": gap,
+        },
+        copy=False,
+    )
+    del ids
+    pa.default_memory_pool().release_unused()  # the fetched table's memory back to the system
     return RFMTable(
         frame=rfm,
         snapshot_date=snapshot,
         latest_purchase=latest,
-        orders=int(frame["frequency"].sum()),
+        orders=int(frequency.sum(dtype=np.int64)),
         excluded=excluded,
         source=description,
         gaps=gaps,
+        currency=currency,
     )
+
+
+def _numbers(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    return np.asarray(table.column(name).to_numpy(), dtype=dtype)
+
+
+def customer_ids(ids) -> pd.Series:
+    """Customer ids from the engine as text, kept in Arrow memory (9M ids as Python strings would
+    take three times the space)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not pa.types.is_string(ids.type) and not pa.types.is_large_string(ids.type):
+        ids = ids.cast(pa.string())
+    series = ids.to_pandas()
+    if series.dtype == object:  # pandas before 3 turns Arrow text into Python strings
+        series = pd.Series(pd.arrays.ArrowStringArray(ids))
+    return series.rename("customer_id")
 
 
 def connect():
@@ -532,8 +574,8 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
             as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
         engine.prepare_scoring()
         engine.materialise("segment_scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored"))
-        tally = engine.frame(rel.TALLY_SELECT)
-        rows = engine.frame(rel.AT_RISK_ROWS_SELECT)
+        tally = engine.table(rel.TALLY_SELECT).to_pandas()
+        rows = engine.table(rel.AT_RISK_ROWS_SELECT).to_pandas()
     if not len(tally):
         raise DataError(f"{source.describe()}: no orders on or before {as_of.isoformat()}")
     import pandas as pd

@@ -240,10 +240,12 @@ class ModelStore:
         return version, trained
 
     def open(self, version: str | None = None) -> tuple[str, TrainedModel, Assignments]:
-        """Like ``load``, with the version's verified per-customer table."""
-        return self._load(version)
+        """Like ``load``, with the version's per-customer table. The table (165 MB at 10M
+        customers) is hashed when it is first read, not here: a prediction never reads it, and
+        hashing it would double a cold start. Every read verifies it first."""
+        return self._load(version, check_table=False)
 
-    def _load(self, version: str | None) -> tuple[str, TrainedModel, Assignments]:
+    def _load(self, version: str | None, check_table: bool = True) -> tuple[str, TrainedModel, Assignments]:
         version = version or self.current_version()
         if version is None:
             raise ModelNotFoundError("No model yet: run 'segment train' first.")
@@ -261,7 +263,10 @@ class ModelStore:
             )
         recorded = info.manifest.get("assignments") or {}
         assignments = Assignments(self.assignments_path(version), recorded.get("sha256"), recorded.get("bytes"))
-        assignments.verify()
+        if check_table:
+            assignments.verify()
+        else:
+            assignments.check_size()  # missing or truncated: said now
         saved = _load_bundle(data)
         if not isinstance(saved, dict) or saved.get("schema_version") != SCHEMA_VERSION or "trained" not in saved:
             raise ModelIntegrityError(
@@ -477,22 +482,37 @@ def write_assignments(path: Path, frame: pd.DataFrame) -> None:
     """Every customer's row as one Parquet file sorted by customer id (zstd), so a lookup reads a
     single row group and an export streams; written in bulk, not row by row."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     gap = frame["gap"].astype(float)
+    ids = frame["customer_id"]
+    try:  # text already in Arrow memory (the usual case) goes across without a copy
+        id_column = pa.array(ids) if str(ids.dtype) != "object" else None
+        if id_column is not None and not (
+            pa.types.is_string(id_column.type) or pa.types.is_large_string(id_column.type)
+        ):
+            id_column = id_column.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        id_column = None
+    if id_column is None:
+        id_column = pa.array(ids.astype(str).to_numpy(), pa.string())
     table = pa.table(
         {
-            "customer_id": pa.array(frame["customer_id"].astype(str).to_numpy(), pa.string()),
-            "recency": pa.array(frame["recency"].to_numpy(np.int64)),
-            "frequency": pa.array(frame["frequency"].to_numpy(np.int64)),
+            "customer_id": id_column,
+            "recency": pa.array(frame["recency"].to_numpy(np.int32)),
+            "frequency": pa.array(frame["frequency"].to_numpy(np.int32)),
             "monetary": pa.array(frame["monetary"].to_numpy(np.float64)),
-            "occasions": pa.array(frame["occasions"].to_numpy(np.int64)),
+            "occasions": pa.array(frame["occasions"].to_numpy(np.int32)),
             "gap": pa.array(gap.to_numpy(), pa.float64(), mask=gap.isna().to_numpy()),
             "cluster": pa.array(frame["cluster"].to_numpy(np.int32)),
             "at_risk": pa.array(frame["at_risk"].to_numpy(bool)),
         }
     )
-    table = table.sort_by("customer_id")
+    n = table.num_rows
+    ordered = n < 2 or pc.all(pc.less_equal(table["customer_id"][: n - 1], table["customer_id"][1:])).as_py()
+    if not ordered:  # engines hand over RFM sorted by id already; sorting 9M ids would cost ~15 s
+        table = table.sort_by("customer_id")
     pq.write_table(table, path, row_group_size=ROW_GROUP, compression="zstd", write_statistics=True)
 
 
@@ -521,6 +541,14 @@ class Assignments:
         except FileNotFoundError:
             raise ModelIntegrityError(f"{self.path.name} is missing: retrain to rebuild the customer table.") from None
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: no one can set it back
+
+    def check_size(self) -> None:
+        """The cheap part of ``verify``: the file is there, with the size recorded."""
+        if self._stat()[1] != self._size:
+            raise ModelIntegrityError(
+                f"{self.path.name} does not match the checksum recorded when it was saved (changed or "
+                "truncated); refusing to answer from it. Retrain, or roll back to an earlier version."
+            )
 
     def verify(self) -> None:
         with self._lock:

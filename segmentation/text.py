@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tabulate import tabulate
-
 from .atrisk import AtRiskSummary
 from .segments import RuleBasedComparison, Segment
 from .service import Prediction
@@ -18,6 +16,8 @@ if TYPE_CHECKING:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> str:
     colalign = tuple("left" if a == "l" else "right" for a in align)
+    from tabulate import tabulate  # a table is only drawn by some commands: not on every cold start
+
     return tabulate(
         [[str(c) for c in r] for r in rows],
         headers=list(headers),

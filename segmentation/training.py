@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import playbook as playbook_mod
 from .atrisk import summarise
-from .baseline import rule_based_segments
+from .baseline import GRID_NAMES, rule_based_cells
 from .definitions import BY_NAME, check, name_for, name_for_profile, vocabulary_rank
 from .errors import DataError, ModelNotFoundError, SegmentationError
 from .model import (
@@ -29,6 +29,7 @@ from .model import (
     SegmentModel,
     kinds_of,
     silhouette,
+    silhouette_rows,
 )
 from .naming import Candidate, changes, qualified_names
 from .segments import (
@@ -75,21 +76,27 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def rule_based_comparison(rfm: pd.DataFrame, segment_base: np.ndarray) -> RuleBasedComparison:
-    names = rule_based_segments(rfm)
+def rule_based_comparison(rfm: pd.DataFrame, champions: np.ndarray) -> RuleBasedComparison:
+    """The quantile grid's segment sizes, and its Champions against the clusters' (``champions``:
+    who the model calls Champions)."""
+    cells = rule_based_cells(rfm)
     one_time = rfm["frequency"].to_numpy() == 1
-    counts = names.value_counts()
-    one_time_counts = names[one_time].value_counts()
+    per_cell = np.bincount(cells, minlength=len(GRID_NAMES))
+    one_time_per_cell = np.bincount(cells[one_time], minlength=len(GRID_NAMES))
+    counts: dict[str, int] = {}
+    one_time_counts: dict[str, int] = {}
+    for name, n, n1 in zip(GRID_NAMES, per_cell, one_time_per_cell):
+        counts[name] = counts.get(name, 0) + int(n)
+        one_time_counts[name] = one_time_counts.get(name, 0) + int(n1)
     rows = tuple(
-        RuleBasedRow(n, int(counts[n]), int(one_time_counts.get(n, 0)))
-        for n in sorted(counts.index, key=vocabulary_rank)
+        RuleBasedRow(n, counts[n], one_time_counts[n])
+        for n in sorted((n for n in counts if counts[n]), key=vocabulary_rank)
     )
-    champions = segment_base == "Champions"
     return RuleBasedComparison(
         rows,
         {
-            "rule_based": int(counts.get("Champions", 0)),
-            "rule_based_one_time_buyers": int(one_time_counts.get("Champions", 0)),
+            "rule_based": counts.get("Champions", 0),
+            "rule_based_one_time_buyers": one_time_counts.get("Champions", 0),
             "kmeans": int(champions.sum()),
             "kmeans_one_time_buyers": int((champions & one_time).sum()),
         },
@@ -116,7 +123,7 @@ def fit(
         raise DataError(f"--k must be between {MIN_K} and {MAX_K}; got {k}")
     book = book or playbook_mod.load()
     terms = measure(rfm, table.gaps, table.currency)
-    X = rfm[FEATURES].to_numpy(dtype=np.float64)
+    X = rfm[FEATURES].to_numpy(dtype=np.float64, copy=True)  # fit() standardises it in place
     flags = book.at_risk.frame_flags(terms, rfm)
     on = f" (fitted on a stratified sample of {sample:,})" if sample is not None and len(X) > sample else ""
     with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands{on}"):
@@ -125,6 +132,7 @@ def fit(
             cutoffs=(terms.return_time, terms.return_window, terms.lost_after),
             random_state=seed,
             max_fit=sample,
+            copy_x=False,  # X is ours: standardised in place (9M customers: 220 MB less)
         )
         try:
             model.fit(X, kinds_of(rfm["occasions"], flags))
@@ -132,14 +140,19 @@ def fit(
             hint = "use more data or a smaller --k" if k > MIN_K else "there is too little variety to segment"
             raise DataError(f"{table.source}: {exc}; {hint}") from None
         labels = model.labels_
+    rows = silhouette_rows(len(X))
+    sampled_z = X[rows]  # X now holds the standardised values (copy_x=False)
+    del X  # 24 bytes a customer, not needed any more
+    with timer.step("silhouette", "Measuring cluster separation (silhouette on a sample)"):
+        sil = silhouette(sampled_z, labels[rows])
     with timer.step("naming", "Naming segments from their definitions and comparing with the quantile rules"):
         band, freq, spend = terms.bands(rfm["recency"]), terms.freqs(rfm["occasions"]), terms.spends(rfm["monetary"])
         everything = _segments(model, rfm, labels, band, freq, spend, flags, terms, book)
         segments = [s for s in everything if not s.reserved]
         reserved = [s for s in everything if s.reserved]
         names = {s.cluster: s.name for s in everything}
-        base_of = np.array([s.base for s in sorted(everything, key=lambda s: s.cluster)], dtype=object)
-        rule_based = rule_based_comparison(rfm, base_of[labels])
+        champion_clusters = np.array([s.base == "Champions" for s in sorted(everything, key=lambda s: s.cluster)])
+        rule_based = rule_based_comparison(rfm, champion_clusters[labels])
         at_risk = summarise(
             flags,
             rfm["monetary"].to_numpy(),
@@ -158,8 +171,6 @@ def fit(
                 [(s.name, model.transform(np.array([s.centroid]))[0]) for s in before.segments],
                 [(s.name, model.cluster_centers_[s.cluster]) for s in segments],
             )
-    with timer.step("silhouette", "Measuring cluster separation (silhouette on a sample)"):
-        sil = silhouette(model, X, labels)
     info = ModelInfo(
         trained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         trained_by=trained_by,
@@ -175,7 +186,7 @@ def fit(
         seed=seed,
         ranges={c: (float(rfm[c].min()), float(rfm[c].max())) for c in ("recency", "frequency", "monetary")},
         silhouette=sil,
-        silhouette_sample=int(min(5_000, len(X))),
+        silhouette_sample=len(rows),
         library_versions=_library_versions(),
         schema_version=SCHEMA_VERSION,
     )
@@ -195,8 +206,8 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
     frequency = rfm["frequency"].to_numpy()
     occasions = rfm["occasions"].to_numpy()
     monetary = rfm["monetary"].to_numpy(np.float64)
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    order = np.argsort(labels, kind="stable")  # labels are int16: a radix sort
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
     total_revenue = float(monetary.sum())
     cands, stats = [], {}
     for c in range(k):

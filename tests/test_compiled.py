@@ -98,7 +98,7 @@ def test_sql_scoring_equals_numpy(served, engine_name, tmp_path):
             sa_engine.dispose()
 
     try:
-        got = engine.frame(rel.with_ctes([("customers", f"SELECT * FROM {table}"), *ctes], select))
+        got = engine.table(rel.with_ctes([("customers", f"SELECT * FROM {table}"), *ctes], select)).to_pandas()
     finally:
         engine.close()
         if cleanup:

@@ -116,6 +116,29 @@ def test_table_and_query_equal_the_file(tables, tmp_path):
     _same(load_rfm(source_from_spec(url, table=name, **FLAGS), as_of), load_rfm(source_from_spec(path, **FLAGS), as_of))
 
 
+def test_an_order_key_declared_by_the_database_skips_summing_lines(tables, tmp_path):
+    """A table whose order column is its primary key has one row per order: the product reads the
+    key from the database's metadata, skips the per-order sum, and the RFM still equals the file's."""
+    from segmentation import relations as rel
+    from segmentation.sources import _plan
+
+    kind, url, engine, load = tables
+    df = _transactions(seed=5).reset_index(drop=True)
+    df["order_no"] = [f"N{i:06d}" for i in range(len(df))]  # every row its own order
+    path = tmp_path / "orders.parquet"
+    df.to_parquet(path, index=False)
+    keyed, plain = load(df, dtype={"order_no": sa.String(20)}), load(df)
+    with engine.begin() as con:
+        con.exec_driver_sql(f"ALTER TABLE {keyed} ADD PRIMARY KEY (order_no)")
+    plans = {name: _plan(source_from_spec(url, table=name, **FLAGS)) for name in (keyed, plain)}
+    for plan in plans.values():
+        plan.engine.close()
+    assert plans[keyed].ctes[-1] == rel.ROWS_ARE_ORDERS and plans[plain].ctes[-1] == rel.LINES_TO_ORDERS
+    from_file = load_rfm(source_from_spec(path, **FLAGS))
+    _same(load_rfm(source_from_spec(url, table=keyed, **FLAGS)), from_file)
+    _same(load_rfm(source_from_spec(url, table=plain, **FLAGS)), from_file)
+
+
 def test_quantity_and_price_and_no_order_column(tables, tmp_path):
     kind, url, engine, load = tables
     df = _transactions(seed=9).dropna(subset=["created_at"])

@@ -118,6 +118,24 @@ def test_quantile_scores_without_ties_are_quintiles():
     assert quantile_scores(np.arange(100), higher_is_better=False)[0] == 5
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.integers(0, 40), min_size=1, max_size=300),  # days, orders: counted
+        st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=300),  # sorted
+        st.lists(st.floats(0, 1e6, allow_nan=False).map(lambda x: round(x, 2)), min_size=1, max_size=300),
+    ),
+    st.booleans(),
+)
+def test_quantile_scores_are_pandas_average_rank_quintiles(values, higher_is_better):
+    """The classic recipe's scores, ceil(5 x pandas' average percentile rank), without pandas."""
+    v = np.array(values)
+    pct = pd.Series(v).rank(method="average", pct=True).to_numpy()
+    expected = np.clip(np.ceil(pct * 5), 1, 5).astype(int)
+    got = quantile_scores(v, higher_is_better)
+    np.testing.assert_array_equal(got, expected if higher_is_better else 6 - expected)
+
+
 def test_rule_based_calls_one_time_buyers_champions():
     X, _ = _rfm(20_000)
     rfm = pd.DataFrame(X, columns=["recency", "frequency", "monetary"])
