@@ -174,3 +174,30 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_noticed(tmp_path, fitted):
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
         served.customer(cid)
+
+
+def test_a_signed_seal_spares_a_fresh_process_the_hash_until_the_file_changes(tmp_path, fitted, monkeypatch):
+    store = _store(tmp_path, fitted)
+    cid = fitted[1]["customer_id"].iloc[0]
+    SegmentService(store).served().customer(cid)  # hashed once, sealed
+    seal = store_mod.seal_path(store.assignments_path("v0001"))
+    assert json.loads(seal.read_text())["sha256"] == store.info("v0001").manifest["assignments"]["sha256"]
+
+    hashed = []
+    real = store_mod.file_sha256
+    monkeypatch.setattr(store_mod, "file_sha256", lambda p: hashed.append(p) or real(p))
+    assert SegmentService(ModelStore(tmp_path)).served().customer(cid).customer_id == cid
+    assert hashed == []  # a fresh process trusted the seal: same file, same key
+
+    forged = json.loads(seal.read_text())
+    forged["signature"] = signing.ModelKey(b"x" * 40, "attacker").sign(forged)
+    seal.write_text(json.dumps(forged))
+    SegmentService(ModelStore(tmp_path)).served().customer(cid)
+    assert len(hashed) == 1  # a seal signed with another key is ignored: the file is hashed
+
+    path = store.assignments_path("v0001")
+    frame = pd.read_parquet(path)
+    frame["cluster"] = (frame["cluster"] + 1) % 3  # a changed table, written anew
+    store_mod.write_assignments(path, frame)
+    with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
+        SegmentService(ModelStore(tmp_path)).served().customer(cid)  # the seal no longer matches the file
