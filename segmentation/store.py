@@ -550,13 +550,16 @@ class Assignments:
             raise ModelIntegrityError(f"{self.path.name} is missing: retrain to rebuild the customer table.") from None
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: no one can set it back
 
+    def _mismatch(self) -> ModelIntegrityError:
+        return ModelIntegrityError(
+            f"{self.path.name} does not match the checksum recorded when it was saved (changed or "
+            "truncated); refusing to answer from it. Retrain, or roll back to an earlier version."
+        )
+
     def check_size(self) -> None:
         """The cheap part of ``verify``: the file is there, with the size recorded."""
         if self._stat()[1] != self._size:
-            raise ModelIntegrityError(
-                f"{self.path.name} does not match the checksum recorded when it was saved (changed or "
-                "truncated); refusing to answer from it. Retrain, or roll back to an earlier version."
-            )
+            raise self._mismatch()
 
     def verify(self) -> None:
         with self._lock:
@@ -567,10 +570,7 @@ class Assignments:
                 self._seen = seen
                 return
             if not self._sha256 or file_sha256(self.path) != (self._sha256, self._size):
-                raise ModelIntegrityError(
-                    f"{self.path.name} does not match the checksum recorded when it was saved (changed or "
-                    "truncated); refusing to answer from it. Retrain, or roll back to an earlier version."
-                )
+                raise self._mismatch()
             self._seen = seen
             self._seal(seen)
 
