@@ -14,7 +14,6 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import DataError
@@ -47,7 +46,7 @@ def _sql(sql: str, dialect: str, relation: str | None) -> str:
     return with_relation(compile_sql(sql, dialect), relation)
 
 
-@contextmanager
+@contextlib.contextmanager
 def query_errors(where: str, message: Callable[[BaseException], str]) -> Iterator[None]:
     """Any failure of the engine's driver as one DataError line: "<source>: the query failed (…)"."""
     try:
