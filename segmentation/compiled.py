@@ -3,7 +3,7 @@
 ``log1p``, standardisation and the nearest of the centres of the customer's own stratum (recency
 band and kind) are a few arithmetic expressions, and the at-risk rule a few comparisons. The
 query below adds ``at_risk`` (0/1) and ``cluster`` to a relation ``customers`` (customer_id,
-recency, frequency, monetary, occasions, gap) and gives the same answers as
+recency, frequency, monetary, occasions, gap, last_day) and gives the same answers as
 ``SegmentModel.predict`` and ``AtRiskRule.flags``: same cut-offs, first minimum on ties.
 Written in the product's one dialect and compiled per engine like the RFM (``dialects``).
 """
@@ -51,12 +51,17 @@ def _nearest(model: SegmentModel, own: np.ndarray) -> str:
 
 
 def scored_ctes(model: SegmentModel, rule: AtRiskRule, terms: ShopTerms) -> list[tuple[str, str]]:
-    """CTEs after ``customers``: ``risk`` (with at_risk), ``placed`` (band, kind, standardised
-    features) and ``scored`` (with cluster)."""
+    """CTEs after ``customers``: ``placed`` (at_risk, band, kind and the standardised features,
+    each computed once per customer) and ``scored`` (with cluster).
+
+    ``OFFSET 0`` fences ``placed``: PostgreSQL would otherwise inline its expressions into every
+    reference, computing the logarithms and the churn rule dozens of times per customer in the
+    nearest-centre comparisons (``dialects`` drops it for the engines that need no fence)."""
     mean, scale = model.scaler_.mean_, model.scaler_.scale_
     cut = [_num(x) for x in model.cutoffs]
     band = f"CASE WHEN recency <= {cut[0]} THEN 0 WHEN recency <= {cut[1]} THEN 1 WHEN recency <= {cut[2]} THEN 2 ELSE 3 END"
-    kind = f"CASE WHEN at_risk = 1 THEN {AT_RISK} WHEN occasions >= 2 THEN {REPEAT} ELSE 0 END"
+    risk = at_risk_sql(rule, terms)
+    kind = f"CASE WHEN {risk} = 1 THEN {AT_RISK} WHEN occasions >= 2 THEN {REPEAT} ELSE 0 END"
     features = ("recency", "occasions", "monetary")
     z = ", ".join(
         f"(LN(1 + CAST({f} AS DOUBLE)) - {_num(mean[j])}) / {_num(scale[j])} AS z{j}" for j, f in enumerate(features)
@@ -68,8 +73,7 @@ def scored_ctes(model: SegmentModel, rule: AtRiskRule, terms: ShopTerms) -> list
         for k in range(N_KINDS)
     )
     return [
-        ("risk", f"SELECT *, {at_risk_sql(rule, terms)} AS at_risk FROM customers"),
-        ("placed", f"SELECT *, {band} AS band, {kind} AS kind, {z} FROM risk"),
+        ("placed", f"SELECT *, {risk} AS at_risk, {band} AS band, {kind} AS kind, {z} FROM customers OFFSET 0"),
         (
             "scored",
             "SELECT customer_id, recency, frequency, monetary, occasions, gap, last_day, at_risk, "

@@ -7,6 +7,10 @@ A few things SQL engines disagree on are settled here rather than in the queries
   compare text case-insensitively by default (``'ABC' = 'abc'`` would merge two customers) and
   PostgreSQL sorts by the database's locale; both get an explicit binary collation. DuckDB and
   Spark already compare bytes.
+- ``OFFSET 0`` on a subquery is a *fence*: PostgreSQL then computes the subquery's columns once
+  instead of inlining their expressions into every reference. Every other engine gets the
+  subquery without it (MySQL has no OFFSET without LIMIT, and elsewhere it would only get in
+  the optimiser's way).
 - Constructs SQLGlot cannot express in the target raise (``unsupported_level=RAISE``) instead of
   being silently approximated.
 
@@ -41,6 +45,9 @@ def _rewrite(dialect: str):
     template = _BINARY_TEXT.get(dialect)
 
     def visit(node):
+        if isinstance(node, exp.Select) and dialect != "postgres" and _is_fence(node.args.get("offset")):
+            node.set("offset", None)
+            return node
         if isinstance(node, exp.Anonymous) and str(node.this).upper() == "BINARY_TEXT":
             (inner,) = node.expressions
             if template is None:
@@ -51,6 +58,10 @@ def _rewrite(dialect: str):
         return node
 
     return visit
+
+
+def _is_fence(offset) -> bool:
+    return isinstance(offset, exp.Offset) and offset.expression.sql() == "0"
 
 
 @functools.lru_cache(maxsize=256)

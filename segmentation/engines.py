@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FETCH_ROWS = 100_000
+DEFAULT_SESSIONS = 2  # connections a database is scored on at once (SEGMENT_DB_SESSIONS)
+
+
+def _sessions_setting() -> int:
+    value = os.environ.get("SEGMENT_DB_SESSIONS", "").strip()
+    return max(1, min(int(value), 16)) if value.isdigit() else DEFAULT_SESSIONS
 
 
 class Engine(Protocol):
@@ -32,7 +38,11 @@ class Engine(Protocol):
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None: ...
 
-    def prepare_scoring(self) -> None: ...
+    def prepare_scoring(self, sessions: int = 1) -> None: ...
+
+    def sessions(self) -> int: ...
+
+    def bucket(self, column: str, buckets: int, bucket: int) -> str: ...
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
@@ -135,8 +145,14 @@ class DuckDBEngine:
         rows = self._run(sql, relation).fetchall()  # fetched to the end: DuckDB 2 refuses the next query otherwise
         return tuple(rows[0]) if rows else ()
 
-    def prepare_scoring(self) -> None:
+    def prepare_scoring(self, sessions: int = 1) -> None:
         pass  # nothing to set
+
+    def sessions(self) -> int:
+        return 1  # DuckDB runs every step of a statement on every core already
+
+    def bucket(self, column: str, buckets: int, bucket: int) -> str:
+        return f"HASH({column}) % {buckets} = {bucket}"
 
     def columns(self, relation_sql: str) -> list[str]:
         import duckdb
@@ -167,6 +183,13 @@ WAREHOUSES = {
     "trino": "trino",
     "databricks": "databricks",
     "mssql": "tsql",
+}
+
+# A share of the customers by a hash of their id, in each engine's own function (not compiled:
+# SQLGlot passes these calls through unchanged).
+_BUCKETS = {
+    "postgres": "(HASHTEXT({x}) & 2147483647) % {n} = {b}",
+    "mysql": "CRC32({x}) % {n} = {b}",
 }
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -262,12 +285,26 @@ class DatabaseEngine:
             self.close()
             raise DataError(f"{self.where}: cannot connect ({self._scrub(_db_message(exc))})") from None
 
-    def prepare_scoring(self) -> None:
+    def prepare_scoring(self, sessions: int = 1) -> None:
         """MariaDB/MySQL would inline the compiled model's derived tables into one expression per
         reference (slow to plan and run); materialising them keeps the scoring query linear."""
         if self.dialect == "mysql" and self.con is not None:
             with self._errors():
                 self.con.exec_driver_sql("SET SESSION optimizer_switch = 'derived_merge=off'")
+        if self.dialect == "postgres" and self.con is not None and sessions > 1:
+            # the sessions are the parallelism: PostgreSQL's own parallel workers on top of them
+            # would only compete for the same cores (10M orders on 2 cores: 23 s instead of 28)
+            with self._errors():
+                self.con.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
+
+    def sessions(self) -> int:
+        """PostgreSQL aggregates on one core after its parallel scan, and MySQL runs a statement on
+        one core: scoring splits the customers over this many connections at once."""
+        return _sessions_setting() if self.dialect in _BUCKETS else 1
+
+    def bucket(self, column: str, buckets: int, bucket: int) -> str:
+        """A condition keeping one share of the customers, by a hash of their id."""
+        return _BUCKETS[self.dialect].format(x=column, n=buckets, b=bucket)
 
     def _scrub(self, text: str) -> str:
         if self._password:
@@ -456,8 +493,14 @@ class SparkEngine:
     def _errors(self):
         return query_errors(self.where, _spark_message)
 
-    def prepare_scoring(self) -> None:
+    def prepare_scoring(self, sessions: int = 1) -> None:
         pass  # nothing to set
+
+    def sessions(self) -> int:
+        return 1  # Spark shuffles by key and runs every step in parallel already
+
+    def bucket(self, column: str, buckets: int, bucket: int) -> str:
+        return f"PMOD(HASH({column}), {buckets}) = {bucket}"
 
     def register(self, name: str, target: str, query: str | None) -> None:
         """Make ``name`` a view of a Parquet/Delta path, a table, or a query."""
@@ -495,7 +538,7 @@ class SparkEngine:
     def close(self) -> None:
         """Drop what this source cached; the session itself is shared by the process."""
         try:
-            for name in ("segment_daily", "segment_scored", "segment_source"):
+            for name in ("segment_daily", "segment_source"):
                 self.spark.catalog.dropTempView(name)
             self.spark.catalog.clearCache()
         except Exception:  # a session that died takes its caches with it

@@ -67,24 +67,52 @@ def text_id(expr: str) -> str:
     return f"BINARY_TEXT(NULLIF(TRIM(CAST({expr} AS VARCHAR)), ''))"
 
 
-def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -> list[tuple[str, str]]:
-    """The Olist layout: delivered orders only, payments summed per order, customers identified
-    by ``customer_unique_id`` (``customer_id`` is per order in Olist)."""
+# Why a row or an order is left out, in the order the reasons are checked: (reason, condition).
+# Each condition is only ever evaluated where the earlier ones are false, and is never NULL there,
+# so "excluded for the first reason that holds" (``reason_of``) and "kept" (``passes``) are the
+# same rule read two ways: training counts every reason, scoring keeps only the valid rows.
+Check = tuple[str, str]
+
+ROW_CHECKS: tuple[Check, ...] = (
+    ("without_customer", "customer_id IS NULL"),
+    ("without_order", "order_id IS NULL"),
+    ("bad_date", "ordered_at IS NULL"),
+    ("bad_amount", "amount IS NULL"),
+)
+TOTAL_CHECKS: tuple[Check, ...] = (("nonpositive_total", "amount <= 0"),)
+OLIST_CHECKS: tuple[Check, ...] = (
+    ("not_delivered", "o.status IS DISTINCT FROM 'delivered'"),
+    ("without_customer", "c.uid IS NULL"),
+    ("bad_date", "o.ordered_at IS NULL"),
+    ("without_payment", "p.order_id IS NULL"),
+    ("bad_amount", "p.n_ok < p.n_rows"),
+)
+
+
+def date_checks(late_after: dt.date, late_reason: str, day: str = "CAST(ordered_at AS DATE)") -> tuple[Check, ...]:
+    """Dates before 1990 are placeholders; rows after ``late_after`` are future-dated or after ``--as-of``."""
+    return (
+        ("too_old", f"{day} < DATE '{OLDEST.isoformat()}'"),
+        (late_reason, f"{day} > DATE '{late_after.isoformat()}'"),
+    )
+
+
+def reason_of(checks: tuple[Check, ...]) -> str:
+    """The first reason whose condition holds, or NULL."""
+    return "CASE " + " ".join(f"WHEN {cond} THEN '{reason}'" for reason, cond in checks) + " END"
+
+
+def passes(checks: tuple[Check, ...]) -> str:
+    """True where no condition holds."""
+    return " AND ".join(f"NOT ({cond})" for _, cond in checks)
+
+
+def _olist_joined(orders: str, payments: str, customers: str, reading: Reading) -> str:
+    """The Olist orders (one row per order id, should the table repeat one) with their summed
+    payments and their customer's ``customer_unique_id``; aliases o, p and c."""
     amount = reading.money("payment_value")
-    return [
-        (
-            "orders",
-            f"""
-    SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount,
-           1 AS n_rows,
-           CASE WHEN o.status IS DISTINCT FROM 'delivered' THEN 'not_delivered'
-                WHEN c.uid IS NULL THEN 'without_customer'
-                WHEN o.ordered_at IS NULL THEN 'bad_date'
-                WHEN p.order_id IS NULL THEN 'without_payment'
-                WHEN p.n_ok < p.n_rows THEN 'bad_amount'
-           END AS excluded
+    return f"""
     FROM (
-        -- one row per order id, should the orders table repeat one
         SELECT order_id, MIN(cid) AS cid, MIN(status) AS status, MIN(ordered_at) AS ordered_at
         FROM (
             SELECT CAST(order_id AS VARCHAR) AS order_id, CAST(customer_id AS VARCHAR) AS cid,
@@ -104,7 +132,31 @@ def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -
         SELECT CAST(customer_id AS VARCHAR) AS customer_id, MIN({text_id("customer_unique_id")}) AS uid
         FROM {customers} AS cc
         GROUP BY CAST(customer_id AS VARCHAR)
-    ) AS c ON o.cid = c.customer_id""",
+    ) AS c ON o.cid = c.customer_id"""
+
+
+def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -> list[tuple[str, str]]:
+    """The Olist layout: delivered orders only, payments summed per order, customers identified
+    by ``customer_unique_id`` (``customer_id`` is per order in Olist). Orders paid entirely by
+    voucher (total 0) count."""
+    return [
+        (
+            "orders",
+            f"""
+    SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount,
+           1 AS n_rows, {reason_of(OLIST_CHECKS)} AS excluded{_olist_joined(orders, payments, customers, reading)}""",
+        )
+    ]
+
+
+def olist_valid_orders(orders: str, payments: str, customers: str, reading: Reading) -> list[tuple[str, str]]:
+    """The valid orders of the Olist layout only (``valid_orders``: customer_id, ordered_at, amount)."""
+    return [
+        (
+            "valid_orders",
+            f"""
+    SELECT c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount{_olist_joined(orders, payments, customers, reading)}
+    WHERE {passes(OLIST_CHECKS)}""",
         )
     ]
 
@@ -121,13 +173,8 @@ class Columns:
     price: str | None = None
 
 
-def transactions_orders(
-    relation: str, cols: Columns, reading: Reading, order_is_key: bool = False
-) -> list[tuple[str, str]]:
-    """One row per order line (or per order): lines of one (customer, order) are summed. An order
-    is (customer, order id): exports that merge several stores can reuse order numbers, and
-    those must never merge two customers. Without an order column, or when the database declares
-    it a key (``order_is_key``), every row is an order and there is nothing to sum."""
+def _transaction_rows(relation: str, cols: Columns, reading: Reading) -> str:
+    """The source's rows as (customer_id, order_id, ordered_at, amount), typed, NULL where unusable."""
     if cols.amount:
         amount = reading.money(ident(cols.amount))
     else:
@@ -138,33 +185,59 @@ def transactions_orders(
         )
     # without an order column every row is an order (the id is never read: there is no grouping)
     order = text_id(ident(cols.order)) if cols.order else "'row'"
+    return f"""
+                SELECT {text_id(ident(cols.customer))} AS customer_id, {order} AS order_id,
+                       {reading.timestamp(cols.date)} AS ordered_at, {amount} AS amount
+                FROM {relation} AS src"""
+
+
+def transactions_orders(
+    relation: str, cols: Columns, reading: Reading, order_is_key: bool = False
+) -> list[tuple[str, str]]:
+    """One row per order line (or per order): lines of one (customer, order) are summed. An order
+    is (customer, order id): exports that merge several stores can reuse order numbers, and
+    those must never merge two customers. Without an order column, or when the database declares
+    it a key (``order_is_key``), every row is an order and there is nothing to sum."""
     rows_are_orders = order_is_key or not cols.order
     return [
         (
             "flagged",
             f"""
-            SELECT customer_id, order_id, ordered_at, amount,
-                   CASE WHEN customer_id IS NULL THEN 'without_customer'
-                        WHEN order_id IS NULL THEN 'without_order'
-                        WHEN ordered_at IS NULL THEN 'bad_date'
-                        WHEN amount IS NULL THEN 'bad_amount'
-                   END AS excluded
-            FROM (
-                SELECT {text_id(ident(cols.customer))} AS customer_id, {order} AS order_id,
-                       {reading.timestamp(cols.date)} AS ordered_at, {amount} AS amount
-                FROM {relation} AS src
+            SELECT customer_id, order_id, ordered_at, amount, {reason_of(ROW_CHECKS)} AS excluded
+            FROM ({_transaction_rows(relation, cols, reading)}
             ) AS r""",
         ),
         (ROWS_ARE_ORDERS if rows_are_orders else LINES_TO_ORDERS),
     ]
 
 
+def transactions_valid_orders(
+    relation: str, cols: Columns, reading: Reading, order_is_key: bool = False
+) -> list[tuple[str, str]]:
+    """The valid orders only (``valid_orders``: customer_id, ordered_at, amount), by the same
+    checks as ``transactions_orders``."""
+    rows = f"({_transaction_rows(relation, cols, reading)}\n            ) AS r"
+    if order_is_key or not cols.order:
+        body = f"SELECT customer_id, ordered_at, amount FROM {rows} WHERE {passes(ROW_CHECKS + TOTAL_CHECKS)}"
+    else:
+        body = f"""
+            SELECT customer_id, ordered_at, amount
+            FROM (
+                SELECT customer_id, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount
+                FROM {rows}
+                WHERE {passes(ROW_CHECKS)}
+                GROUP BY customer_id, order_id
+            ) AS o
+            WHERE {passes(TOTAL_CHECKS)}"""
+    return [("valid_orders", body)]
+
+
 # Every row is an order: only the non-positive totals are added to the reasons.
 ROWS_ARE_ORDERS = (
     "orders",
-    """
+    f"""
     SELECT order_id, customer_id, ordered_at, amount, 1 AS n_rows,
-           COALESCE(excluded, CASE WHEN amount <= 0 THEN 'nonpositive_total' END) AS excluded
+           COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded
     FROM flagged""",
 )
 
@@ -172,10 +245,10 @@ ROWS_ARE_ORDERS = (
 # the lines of a valid order become the order; excluded lines are counted per reason.
 LINES_TO_ORDERS = (
     "orders",
-    """
+    f"""
             SELECT order_id, customer_id, ordered_at, amount,
                    CASE WHEN excluded IS NULL THEN 1 ELSE n_rows END AS n_rows,
-                   COALESCE(excluded, CASE WHEN amount <= 0 THEN 'nonpositive_total' END) AS excluded
+                   COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded
             FROM (
                 SELECT order_id, customer_id, excluded, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount,
                        COUNT(*) AS n_rows
@@ -191,20 +264,29 @@ LINES_TO_ORDERS = (
 
 
 def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
-    """Valid orders keep their customer; every other row keeps only its reason. Dates before
-    1990 are placeholders; rows after ``late_after`` are future-dated or after ``--as-of``."""
+    """Valid orders keep their customer; every other row keeps only its reason (``date_checks``)."""
     return (
         "classified",
         f"""
         SELECT CASE WHEN x IS NULL THEN customer_id END AS customer_id, order_id, day, amount, n_rows, x AS excluded
         FROM (
             SELECT customer_id, order_id, amount, n_rows, CAST(ordered_at AS DATE) AS day,
-                   COALESCE(excluded,
-                            CASE WHEN CAST(ordered_at AS DATE) < DATE '{OLDEST.isoformat()}' THEN 'too_old'
-                                 WHEN CAST(ordered_at AS DATE) > DATE '{late_after.isoformat()}' THEN '{late_reason}'
-                            END) AS x
+                   COALESCE(excluded, {reason_of(date_checks(late_after, late_reason))}) AS x
             FROM orders
         ) AS flagged_dates""",
+    )
+
+
+def valid_days(late_after: dt.date, bucket: str | None = None) -> tuple[str, str]:
+    """The valid orders (``valid_orders``) as (customer_id, day, amount), by the same date checks
+    as ``classified``; ``bucket``, a condition on customer_id, keeps a share of the customers."""
+    checks = passes(date_checks(late_after, "late"))
+    return (
+        "valid_days",
+        f"""
+        SELECT customer_id, CAST(ordered_at AS DATE) AS day, amount
+        FROM valid_orders
+        WHERE {checks}{f" AND {bucket}" if bucket else ""}""",
     )
 
 
@@ -215,7 +297,7 @@ def with_ctes(ctes: list[tuple[str, str]], select: str) -> str:
 # One row per customer and purchase day (excluded rows: per reason and day, customer NULL, with
 # the number of rows or orders they stand for in n_rows); the orders relation has one row per
 # valid order, so the rows of a day are its orders. The engine materialises it once, as the
-# temporary table `segment_daily`; R, F, M, the exclusion counts, the gaps and the scoring all
+# temporary table `segment_daily`, when training; R, F, M, the exclusion counts and the gaps all
 # read it, so the order lines are scanned once.
 DAILY_SELECT = """
 SELECT customer_id, excluded, day, SUM(n_rows) AS n_rows, COUNT(*) AS orders,
@@ -278,8 +360,21 @@ FROM (
 """
 
 
+# Scoring inside the engine (digests, their exports): the valid orders per customer and day,
+# then per customer as of a snapshot date (``customers``), then the compiled model
+# (``compiled.scored_ctes``) and ``SCORED_TOTALS_SELECT``, all in one statement: nothing is
+# written in the engine and only totals and the at-risk customers come back.
+PER_DAY = (
+    "per_day",
+    """
+    SELECT customer_id, day, COUNT(*) AS orders, SUM(amount) AS amount
+    FROM valid_days
+    GROUP BY customer_id, day""",
+)
+
+
 def customers(snapshot: dt.date) -> tuple[str, str]:
-    """Per-customer RFM as of ``snapshot``, for scoring inside the engine."""
+    """Per-customer RFM as of ``snapshot`` from ``per_day``, for scoring inside the engine."""
     last = f"DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day))"
     return (
         "customers",
@@ -292,19 +387,20 @@ def customers(snapshot: dt.date) -> tuple[str, str]:
                CASE WHEN COUNT(day) > 1
                     THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(day) - 1)
                END AS gap
-        FROM segment_daily WHERE excluded IS NULL
+        FROM per_day
         GROUP BY customer_id""",
     )
 
 
-LATEST_SELECT = (
-    f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM segment_daily WHERE excluded IS NULL"
-)
-TALLY_SELECT = """
-SELECT cluster, at_risk, COUNT(*) AS customers, SUM(monetary) AS revenue, MAX(last_day) AS last_day
-FROM segment_scored GROUP BY cluster, at_risk
-"""
-AT_RISK_ROWS_SELECT = """
-SELECT customer_id, recency, frequency, monetary, occasions, gap, cluster
-FROM segment_scored WHERE at_risk = 1 ORDER BY customer_id
+LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM valid_days"
+
+# One row per segment for the customers not at risk, and one per customer at risk (its
+# customer_id, recency, ... are that customer's): a single aggregation gives both the totals and
+# the at-risk list, so the scored customers are never stored in the engine.
+SCORED_TOTALS_SELECT = """
+SELECT cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END AS risky_id,
+       COUNT(*) AS customers, SUM(monetary) AS revenue, MAX(last_day) AS last_day,
+       MAX(recency) AS recency, MAX(frequency) AS frequency, MAX(occasions) AS occasions, MAX(gap) AS gap
+FROM scored
+GROUP BY cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END
 """

@@ -329,7 +329,8 @@ class _Plan:
     """A source opened in its engine: the CTEs that define its orders relation."""
 
     engine: Engine
-    ctes: list[tuple[str, str]]
+    ctes: list[tuple[str, str]]  # ... ending in `orders`, every row with its reason to be left out or NULL
+    valid: list[tuple[str, str]]  # ... ending in `valid_orders`, the orders kept (the same checks)
     relation: str | None = None  # a user's own query, spliced in after compiling
     diagnose: Callable[[], None] | None = None  # called when a query fails, to name a missing table or column
 
@@ -352,10 +353,15 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
         opened.append(engine)
         files = {key: _olist_file(source.folder, key) for key in OLIST_FILES}
         refs = {key: _reader(path) for key, path in files.items()}
-        ctes = rel.olist_orders(refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
+        olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
         # the columns are not checked up front (sniffing three gzipped files costs a third of a
         # second on Olist): a query that fails is diagnosed
-        return _Plan(engine, ctes, diagnose=lambda: _check_olist_columns(engine, refs, files))
+        return _Plan(
+            engine,
+            rel.olist_orders(*olist),
+            rel.olist_valid_orders(*olist),
+            diagnose=lambda: _check_olist_columns(engine, refs, files),
+        )
     if isinstance(source, TransactionsSource):
         engine = DuckDBEngine(str(source.path))
         opened.append(engine)
@@ -369,7 +375,7 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
             source.price_col,
         )
         cols = _resolve_columns(engine.columns(ref), cols, source.path)
-        return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading("TRY_CAST", source.date_format)))
+        return _transactions_plan(engine, ref, cols, rel.Reading("TRY_CAST", source.date_format))
     if isinstance(source, DatabaseSource):
         engine = DatabaseEngine(source.url)
         opened.append(engine)
@@ -385,8 +391,8 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
                 available = engine.columns(compiled_refs[key])
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
-            ctes = rel.olist_orders(refs["orders"], refs["payments"], refs["customers"], rel.Reading())
-            return _Plan(engine, ctes)
+            olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
+            return _Plan(engine, rel.olist_orders(*olist), rel.olist_valid_orders(*olist))
         assert source.columns is not None
         if source.query is not None:
             available = engine.columns(f"(\n{source.query}\n)")
@@ -398,12 +404,28 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
             relation = None
         cols = _resolve_columns(available, source.columns, where)
         order_key = bool(cols.order and source.table and engine.is_key(source.table, source.schema, cols.order))
-        return _Plan(engine, rel.transactions_orders(ref, cols, rel.Reading(), order_is_key=order_key), relation)
+        return _transactions_plan(engine, ref, cols, rel.Reading(), order_key, relation)
     spark = SparkEngine(source.describe())
     opened.append(spark)
     spark.register("segment_source", source.target, source.query)
     cols = _resolve_columns(spark.columns("segment_source"), source.columns, source.describe())
-    return _Plan(spark, rel.transactions_orders("segment_source", cols, rel.Reading()))
+    return _transactions_plan(spark, "segment_source", cols, rel.Reading())
+
+
+def _transactions_plan(
+    engine: Engine,
+    ref: str,
+    cols: rel.Columns,
+    reading: rel.Reading,
+    order_is_key: bool = False,
+    relation: str | None = None,
+) -> _Plan:
+    return _Plan(
+        engine,
+        rel.transactions_orders(ref, cols, reading, order_is_key),
+        rel.transactions_valid_orders(ref, cols, reading, order_is_key),
+        relation,
+    )
 
 
 def _compiled_ref(ref: str, dialect: str) -> str:
@@ -442,13 +464,16 @@ def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
     return _rfm_table(fetched, as_of, engine.where, source.describe(), source.currency)
 
 
+def _late(as_of: dt.date | None) -> tuple[dt.date, str]:
+    """The last day an order may have, and the reason for the later ones."""
+    if as_of is None:  # a mistyped year must not become the snapshot date of every customer
+        return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "future_date"
+    return as_of, "after_as_of"
+
+
 def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
     """The source's orders relation with every row classified (valid, or why not)."""
-    if as_of is None:  # a mistyped year must not become the snapshot date of every customer
-        late = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "future_date")
-    else:
-        late = (as_of, "after_as_of")
-    return [*plan.ctes, rel.classified(*late)]
+    return [*plan.ctes, rel.classified(*_late(as_of))]
 
 
 @dataclass
@@ -565,26 +590,91 @@ class EngineScore:
 
 
 def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[str, str]]) -> EngineScore:
-    """Score every customer of ``source`` as of ``as_of`` with a compiled model (``compiled.scored_ctes``)."""
-    with _daily(source, as_of) as engine:
-        if as_of is None:
-            (latest,) = engine.one(rel.LATEST_SELECT)
-            if latest is None:
-                raise DataError(f"{engine.where}: no usable orders left after filtering")
-            as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
-        engine.prepare_scoring()
-        engine.materialise("segment_scored", rel.with_ctes([rel.customers(as_of), *scoring], "SELECT * FROM scored"))
-        tally = engine.table(rel.TALLY_SELECT).to_pandas()
-        rows = engine.table(rel.AT_RISK_ROWS_SELECT).to_pandas()
-    if not len(tally):
-        raise DataError(f"{source.describe()}: no orders on or before {as_of.isoformat()}")
-    import pandas as pd
+    """Score every customer of ``source`` as of ``as_of`` with a compiled model (``compiled.scored_ctes``).
 
-    tally = tally.astype({"cluster": np.int64, "at_risk": np.int64, "customers": np.int64, "revenue": np.float64})
-    latest_day = rel.EPOCH + dt.timedelta(days=int(pd.to_numeric(tally["last_day"]).max()))
-    rows = rows.astype(
-        {"recency": np.int64, "frequency": np.int64, "monetary": np.float64, "occasions": np.int64, "cluster": np.int64}
+    One statement per session, from the valid orders to the totals (``relations.SCORED_TOTALS_SELECT``):
+    the engine stores nothing. A database that runs one statement on one core (PostgreSQL's
+    aggregation after its parallel scan, MySQL) is asked on several connections at once, each
+    for its own share of the customers by a hash of their id (``SEGMENT_DB_SESSIONS``, default 2).
+    """
+    if as_of is None:
+        plan = _plan(source)
+        try:
+            (latest,) = plan.engine.one(
+                rel.with_ctes([*plan.valid, rel.valid_days(_late(None)[0])], rel.LATEST_SELECT), plan.relation
+            )
+        finally:
+            plan.engine.close()
+        if latest is None:
+            raise DataError(f"{plan.engine.where}: no usable orders left after filtering")
+        as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
+    snapshot = as_of
+
+    def share(bucket: int, buckets: int, plan: _Plan | None = None) -> pa.Table:
+        plan = plan or _plan(source)
+        try:
+            engine = plan.engine
+            engine.prepare_scoring(buckets)
+            cond = engine.bucket("customer_id", buckets, bucket) if buckets > 1 else None
+            ctes = [*plan.valid, rel.valid_days(snapshot, cond), rel.PER_DAY, rel.customers(snapshot), *scoring]
+            try:
+                return engine.table(rel.with_ctes(ctes, rel.SCORED_TOTALS_SELECT), plan.relation)
+            except DataError:
+                if plan.diagnose is not None:
+                    plan.diagnose()
+                raise
+        finally:
+            plan.engine.close()
+
+    first = _plan(source)
+    buckets = first.engine.sessions()
+    if buckets == 1:
+        parts = [share(0, 1, first)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(buckets - 1) as pool:
+            others = [pool.submit(share, b, buckets) for b in range(1, buckets)]
+            mine = _settle(lambda: share(0, buckets, first))
+            results = [mine, *(_settle(f.result) for f in others)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        parts = [r for r in results if not isinstance(r, BaseException)]
+    return _engine_score(parts, snapshot, source)
+
+
+def _settle(fn: Callable[[], pa.Table]) -> pa.Table | BaseException:
+    try:
+        return fn()
+    except Exception as exc:
+        return exc
+
+
+def _engine_score(parts: list[pa.Table], snapshot: dt.date, source: Source) -> EngineScore:
+    import pandas as pd
+    import pyarrow as pa
+
+    table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+    if not table.num_rows:
+        raise DataError(f"{source.describe()}: no orders on or before {snapshot.isoformat()}")
+    frame = table.to_pandas()
+    frame = frame.astype(
+        {"cluster": np.int64, "at_risk": np.int64, "customers": np.int64, "revenue": np.float64, "last_day": np.int64}
     )
-    rows["customer_id"] = rows["customer_id"].astype(str)
-    rows["gap"] = pd.to_numeric(rows["gap"]).astype(np.float64)
-    return EngineScore(as_of, latest_day, tally.drop(columns=["last_day"]), rows)
+    latest_day = rel.EPOCH + dt.timedelta(days=int(frame["last_day"].max()))
+    tally = frame.groupby(["cluster", "at_risk"], as_index=False)[["customers", "revenue"]].sum()
+    rows = frame[frame["at_risk"] == 1]
+    rows = pd.DataFrame(
+        {
+            "customer_id": rows["risky_id"].astype(str).to_numpy(),
+            "recency": rows["recency"].astype(np.int64).to_numpy(),
+            "frequency": rows["frequency"].astype(np.int64).to_numpy(),
+            "monetary": rows["revenue"].to_numpy(),  # a group of one: that customer's spend
+            "occasions": rows["occasions"].astype(np.int64).to_numpy(),
+            "gap": pd.to_numeric(rows["gap"]).astype(np.float64).to_numpy(),
+            "cluster": rows["cluster"].to_numpy(),
+        }
+    )
+    rows = rows.sort_values("customer_id", kind="stable", ignore_index=True)
+    return EngineScore(snapshot, latest_day, tally, rows)

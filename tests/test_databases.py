@@ -273,3 +273,48 @@ def test_the_shops_own_tables_and_odd_values_are_safe(tables, tmp_path):
     if keep:
         with engine.connect() as con:
             assert con.exec_driver_sql("SELECT x FROM segment_daily").scalar() == 1
+
+
+def _scores_equal(got, served, rfm) -> None:
+    """A source scored inside its engine against its RFM scored by NumPy: same sizes, flags and rows."""
+    expected = served.score(rfm.frame)
+    k = len(served.trained.model.cluster_centers_)
+    np.testing.assert_array_equal(got.counts, np.bincount(expected.labels, minlength=k))
+    np.testing.assert_array_equal(got.at_risk_counts, np.bincount(expected.labels[expected.at_risk], minlength=k))
+    assert got.customers == len(rfm.frame) and got.latest_purchase == rfm.latest_purchase
+    assert got.at_risk.revenue == pytest.approx(float(rfm.frame["monetary"][expected.at_risk].sum()), abs=0.005)
+    want = rfm.frame[expected.at_risk].assign(cluster=expected.labels[expected.at_risk]).sort_values("customer_id")
+    rows = got.at_risk_rows
+    assert list(rows["customer_id"]) == list(want["customer_id"])
+    for col in ("recency", "frequency", "occasions", "cluster"):
+        np.testing.assert_array_equal(rows[col].to_numpy(), want[col].to_numpy(), err_msg=col)
+    np.testing.assert_allclose(rows["monetary"].to_numpy(), want["monetary"].to_numpy(), atol=0.005)
+    np.testing.assert_allclose(rows["gap"].to_numpy(), want["gap"].to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("sessions", ["1", "3"])
+def test_scoring_inside_the_database_equals_scoring_its_rfm(tables, tmp_path, monkeypatch, sessions):
+    """A digest's scoring, pushed down (one statement per connection, customers split by a hash of
+    their id over SEGMENT_DB_SESSIONS connections), gives what NumPy gives on the RFM, on messy
+    order lines and on rows that are orders, as of a date with later orders left out."""
+    from segmentation.service import SegmentService
+    from segmentation.store import ModelStore
+    from segmentation.training import train
+
+    kind, url, engine, load = tables
+    df = _transactions(seed=11, n=4_000)
+    path = tmp_path / "sales.parquet"
+    df.to_parquet(path, index=False)
+    name = load(df)
+    store = ModelStore(tmp_path / "models")
+    train(source_from_spec(path, **FLAGS), store, k=8)
+    served = SegmentService(store).served()
+    monkeypatch.setenv("SEGMENT_DB_SESSIONS", sessions)
+    as_of = dt.date(2024, 5, 20)
+    each_row = dict(customer_col="Customer", date_col="created_at", amount_col="total")
+    for flags in (FLAGS, each_row):
+        rfm = load_rfm(source_from_spec(path, **flags), as_of)
+        got = served.score_source(source_from_spec(url, table=name, **flags), as_of)
+        assert got.at_risk.customers > 0 and got.snapshot_date == as_of
+        _scores_equal(got, served, rfm)
+        _scores_equal(served.score_source(source_from_spec(path, **flags), as_of), served, rfm)  # the file, in DuckDB
