@@ -13,7 +13,10 @@ Every measured step runs as a fresh process; its wall time and peak RSS (the pro
   ari             on the first --ari-customers customers: full KMeans fit vs the 200k sample fit
 
 Usage: python bench/bench_scale.py [--orders 10000000] [--pg postgresql://postgres@127.0.0.1/test]
-       [--work DIR] [--steps train-parquet,train-postgres,...]
+       [--work DIR] [--steps train-parquet,train-postgres,...] [--repeat N]
+
+With --repeat N the steps run N times in turn (Parquet and PostgreSQL alternate, so both see the
+same machine) and the medians are printed.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ as_of = dt.date.fromisoformat(served.info.snapshot_date) + dt.timedelta(days=30)
 score = served.score_source(source_from_spec(sys.argv[2], **flags, **extra), as_of)
 print(score.customers, score.at_risk.customers)
 """
+
+
+def table_name(orders: int) -> str:
+    return f"bench_orders_{orders}"
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:
@@ -106,7 +113,7 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
 
         engine = sa.create_engine(resolve_url(pg)[0])
         with engine.begin() as con:
-            have = con.exec_driver_sql("SELECT to_regclass('bench_orders') IS NOT NULL").scalar()
+            have = con.exec_driver_sql(f"SELECT to_regclass('{table_name(orders)}') IS NOT NULL").scalar()
         if not have:
             t = time.perf_counter()
             csv = work / "orders.csv"
@@ -115,9 +122,9 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
             try:
                 cur = raw.cursor()
                 cur.execute(
-                    "CREATE TABLE bench_orders (customer text, order_id text, created_at timestamp, total numeric(18,2))"
+                    f"CREATE TABLE {table_name(orders)} (customer text, order_id text, created_at timestamp, total numeric(18,2))"
                 )
-                with cur.copy("COPY bench_orders FROM STDIN (FORMAT csv)") as copy, open(csv, "rb") as fh:
+                with cur.copy(f"COPY {table_name(orders)} FROM STDIN (FORMAT csv)") as copy, open(csv, "rb") as fh:
                     while chunk := fh.read(1 << 20):
                         copy.write(chunk)
                 raw.commit()
@@ -126,8 +133,8 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
             csv.unlink()
             # as a shop's orders table is: the order id its primary key, vacuumed and analysed
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
-                con.exec_driver_sql("ALTER TABLE bench_orders ADD PRIMARY KEY (order_id)")
-                con.exec_driver_sql("VACUUM (ANALYZE) bench_orders")
+                con.exec_driver_sql(f"ALTER TABLE {table_name(orders)} ADD PRIMARY KEY (order_id)")
+                con.exec_driver_sql(f"VACUUM (ANALYZE) {table_name(orders)}")
             print(f"loaded PostgreSQL in {time.perf_counter() - t:.0f} s", flush=True)
     return parquet
 
@@ -139,6 +146,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "segment-scale"))
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--ari-customers", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     steps = args.steps.split(",")
     work = Path(args.work) / str(args.orders)
@@ -148,6 +156,24 @@ def main() -> None:
         f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; {args.orders:,} orders"
     )
     segment = [sys.executable, "-m", "segmentation.cli"]
+    runs: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(args.repeat):
+        for step, result in run_steps(steps, work, parquet, args, segment).items():
+            runs.setdefault(step, []).append(result)
+    if args.repeat > 1:
+        import statistics
+
+        print(f"medians of {args.repeat} runs:")
+        for step, values in runs.items():
+            print(
+                f"{step:16s} {statistics.median(w for w, _ in values):7.1f} s   peak RSS {max(r for _, r in values):7.0f} MB"
+            )
+    if "train-parquet" in runs and "train-postgres" in runs:
+        ratios = [pg[0] / pq[0] for pq, pg in zip(runs["train-parquet"], runs["train-postgres"])]
+        print("PostgreSQL / Parquet training time: " + ", ".join(f"{r:.2f}×" for r in ratios))
+
+
+def run_steps(steps: list[str], work: Path, parquet: Path, args, segment: list[str]) -> dict[str, tuple[float, float]]:
     results: dict[str, tuple[float, float]] = {}
     for step in steps:
         art = str(work / ("art-" + step.split("-")[-1]))
@@ -155,12 +181,25 @@ def main() -> None:
             results[step] = measure([*segment, "--artifacts", art, "-q", "train", "--data", str(parquet), *FLAGS])
         elif step == "train-postgres":
             results[step] = measure(
-                [*segment, "--artifacts", art, "-q", "train", "--data", args.pg, "--table", "bench_orders", *FLAGS]
+                [
+                    *segment,
+                    "--artifacts",
+                    art,
+                    "-q",
+                    "train",
+                    "--data",
+                    args.pg,
+                    "--table",
+                    table_name(args.orders),
+                    *FLAGS,
+                ]
             )
         elif step == "digest-parquet":
             results[step] = measure([sys.executable, "-c", DIGEST, str(work / "art-parquet"), str(parquet), "-"])
         elif step == "digest-postgres":
-            results[step] = measure([sys.executable, "-c", DIGEST, str(work / "art-postgres"), args.pg, "bench_orders"])
+            results[step] = measure(
+                [sys.executable, "-c", DIGEST, str(work / "art-postgres"), args.pg, table_name(args.orders)]
+            )
         elif step == "customer-cold":
             import pyarrow.parquet as pq
 
@@ -172,8 +211,7 @@ def main() -> None:
             continue
         wall, rss = results[step]
         print(f"{step:16s} {wall:7.1f} s   peak RSS {rss:7.0f} MB", flush=True)
-    if "train-parquet" in results and "train-postgres" in results:
-        print(f"PostgreSQL / Parquet training time: {results['train-postgres'][0] / results['train-parquet'][0]:.2f}×")
+    return results
 
 
 def ari(parquet: Path, customers: int) -> None:

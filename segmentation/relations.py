@@ -294,14 +294,29 @@ def with_ctes(ctes: list[tuple[str, str]], select: str) -> str:
     return "WITH " + ",\n".join(f"{name} AS ({body}\n)" for name, body in ctes) + "\n" + select
 
 
-# One row per customer and purchase day (excluded rows: per reason and day, customer NULL, with
-# the number of rows or orders they stand for in n_rows); the orders relation has one row per
-# valid order, so the rows of a day are its orders. The engine materialises it once, as the
-# temporary table `segment_daily`, when training; R, F, M, the exclusion counts and the gaps all
-# read it, so the order lines are scanned once.
-DAILY_SELECT = """
-SELECT customer_id, excluded, day, SUM(n_rows) AS n_rows, COUNT(*) AS orders,
-       SUM(amount) AS amount
+# Money is summed in whole cents (amounts are decimals to the cent): integer sums are exact and
+# several times cheaper than decimal ones in PostgreSQL, and CAST(cents AS DOUBLE) / 100 is the
+# same double as CAST(decimal AS DOUBLE) in every engine (both are the double nearest to the
+# exact value).
+CENTS = "SUM(CAST(amount * 100 AS BIGINT))"
+MONEY = "CAST(SUM(cents) AS DOUBLE) / 100"
+
+# Training reads three things from a source: R, F, M per customer (RFM_SELECT) and the
+# repurchase gaps (GAPS_SELECT), both from `per_day` (a row per customer and purchase day of the
+# valid orders), and the rows left out per reason (EXCLUDED_SELECT, from `excluded_rows`). Two
+# ways to provide those relations, with the same results:
+#
+# - DuckDB and Spark materialise one table, `segment_daily`, with a row per customer and purchase
+#   day and one per reason and day for the rows left out (customer NULL, with the number of rows
+#   or orders they stand for in n_rows); the three reads come from it, so the files are scanned
+#   once (``materialised``).
+# - A database that aggregates on one core (PostgreSQL, MySQL) is asked the three directly, on two
+#   connections at once: per_day from the valid orders, excluded_rows from the classified ones
+#   (``direct``).
+#
+# The orders relation has one row per valid order, so the rows of a day are its orders.
+DAILY_SELECT = f"""
+SELECT customer_id, excluded, day, SUM(n_rows) AS n_rows, COUNT(*) AS orders, {CENTS} AS cents
 FROM classified
 GROUP BY customer_id, excluded, day
 """
@@ -314,10 +329,10 @@ RFM_SELECT = f"""
 SELECT customer_id,
        CAST(DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) AS INTEGER) AS last_day,
        CAST(SUM(orders) AS INTEGER) AS frequency,
-       CAST(SUM(amount) AS DOUBLE) AS monetary,
+       {MONEY} AS monetary,
        CAST(COUNT(day) AS INTEGER) AS occasions,
        CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS INTEGER) AS span
-FROM segment_daily WHERE excluded IS NULL
+FROM per_day
 GROUP BY customer_id
 ORDER BY customer_id
 """
@@ -325,38 +340,37 @@ ORDER BY customer_id
 # The rows left out, per reason.
 EXCLUDED_SELECT = """
 SELECT excluded, CAST(SUM(n_rows) AS BIGINT) AS n_rows
-FROM segment_daily WHERE excluded IS NOT NULL
+FROM excluded_rows
 GROUP BY excluded
 """
+
+MATERIALISED = [
+    ("per_day", "SELECT customer_id, day, orders, cents FROM segment_daily WHERE excluded IS NULL"),
+    ("excluded_rows", "SELECT excluded, n_rows FROM segment_daily WHERE excluded IS NOT NULL"),
+]
+DIRECT_EXCLUDED = ("excluded_rows", "SELECT excluded, n_rows FROM classified WHERE excluded IS NOT NULL")
 
 
 # The shop's repurchase gaps: every gap between consecutive purchase days of a returning
 # customer, each customer weighing 1 in total (a wholesaler's most frequent buyers would
-# otherwise decide the shop's "typical" return time alone): the weighted lower quantiles at 50%,
-# 80% and 95%, the number of returning customers and of gaps.
+# otherwise decide the shop's "typical" return time alone), as a histogram: the weight and number
+# of gaps of each length in days. ``sources.gap_stats`` reads the weighted lower quantiles at 50%,
+# 80% and 95% off it, and the number of returning customers and of gaps.
 GAP_QUANTILES = (0.5, 0.8, 0.95)
 
 
 GAPS_SELECT = """
-SELECT MIN(CASE WHEN share >= 0.5 - 1e-9 THEN gap END) AS p50,
-       MIN(CASE WHEN share >= 0.8 - 1e-9 THEN gap END) AS p80,
-       MIN(CASE WHEN share >= 0.95 - 1e-9 THEN gap END) AS p95,
-       CAST(ROUND(COALESCE(SUM(w), 0)) AS INTEGER) AS returning_customers,
-       COUNT(*) AS gaps
+SELECT gap, SUM(w) AS w, COUNT(*) AS n
 FROM (
-    SELECT gap, w,
-           SUM(w) OVER (ORDER BY gap NULLS FIRST ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-             / SUM(w) OVER () AS share
+    SELECT gap, CAST(1 AS DOUBLE) / COUNT(*) OVER (PARTITION BY customer_id) AS w
     FROM (
-        SELECT gap, CAST(1 AS DOUBLE) / COUNT(*) OVER (PARTITION BY customer_id) AS w
-        FROM (
-            SELECT customer_id,
-                   DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day NULLS FIRST), day) AS gap
-            FROM (SELECT customer_id, day FROM segment_daily WHERE excluded IS NULL) AS days
-        ) AS g
-        WHERE gap IS NOT NULL
-    ) AS weighted
-) AS cumulative
+        SELECT customer_id,
+               DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day NULLS FIRST), day) AS gap
+        FROM per_day
+    ) AS g
+    WHERE gap IS NOT NULL
+) AS weighted
+GROUP BY gap
 """
 
 
@@ -366,8 +380,8 @@ FROM (
 # written in the engine and only totals and the at-risk customers come back.
 PER_DAY = (
     "per_day",
-    """
-    SELECT customer_id, day, COUNT(*) AS orders, SUM(amount) AS amount
+    f"""
+    SELECT customer_id, day, COUNT(*) AS orders, {CENTS} AS cents
     FROM valid_days
     GROUP BY customer_id, day""",
 )
@@ -382,7 +396,7 @@ def customers(snapshot: dt.date) -> tuple[str, str]:
         SELECT customer_id,
                {(snapshot - EPOCH).days} - {last} AS recency, {last} AS last_day,
                SUM(orders) AS frequency,
-               CAST(SUM(amount) AS DOUBLE) AS monetary,
+               {MONEY} AS monetary,
                COUNT(day) AS occasions,
                CASE WHEN COUNT(day) > 1
                     THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(day) - 1)

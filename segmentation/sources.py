@@ -437,15 +437,11 @@ def _compiled_ref(ref: str, dialect: str) -> str:
 
 
 @contextlib.contextmanager
-def _daily(source: Source, as_of: dt.date | None) -> Iterator[Engine]:
-    """The source opened in its engine with its per-customer-and-day table materialised; a
-    failure is diagnosed (a missing file or column named) and the engine is always closed."""
-    plan = _plan(source)
+def _diagnosed(plan: _Plan) -> Iterator[Engine]:
+    """The plan's engine; a failure is diagnosed (a missing file or column named) and the engine
+    is always closed."""
     try:
         try:
-            plan.engine.materialise(
-                "segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation
-            )
             yield plan.engine
         except DataError:
             if plan.diagnose is not None:
@@ -456,12 +452,41 @@ def _daily(source: Source, as_of: dt.date | None) -> Iterator[Engine]:
 
 
 def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
-    """Aggregate a source into per-customer RFM inside its engine: the per-day table once, then
-    the exclusion counts, the repurchase gaps and R, F, M from it. The engine is closed (its
-    memory freed) before the per-customer rows become a frame."""
-    with _daily(source, as_of) as engine:
-        fetched = _fetch(engine)
-    return _rfm_table(fetched, as_of, engine.where, source.describe(), source.currency)
+    """Aggregate a source into per-customer RFM inside its engine (see ``relations``: the
+    per-day table materialised once, or the three reads asked directly on two connections). The
+    engine is closed (its memory freed) before the per-customer rows become a frame."""
+    plan = _plan(source)
+    where = plan.engine.where
+    if plan.engine.sessions() > 1:
+        fetched = _fetch_direct(source, plan, as_of)
+    else:
+        with _diagnosed(plan) as engine:
+            engine.materialise(
+                "segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation
+            )
+            fetched = _fetch(engine, rel.MATERIALISED, rel.MATERIALISED, None)
+    return _rfm_table(fetched, as_of, where, source.describe(), source.currency)
+
+
+def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetched:
+    """The exclusions and the gaps on a second connection while this one reads R, F, M."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    valid = [*plan.valid, rel.valid_days(_late(as_of)[0]), rel.PER_DAY]
+
+    def counts() -> tuple[dict[str, int], GapStats]:
+        other = _plan(source)
+        with _diagnosed(other) as engine:
+            engine.prepare_scoring(2)  # one core each: the two connections are the parallelism
+            excluded = _excluded(engine, [*orders_ctes(other, as_of), rel.DIRECT_EXCLUDED], other.relation)
+            return excluded, _gaps(engine, [*other.valid, rel.valid_days(_late(as_of)[0]), rel.PER_DAY], other.relation)
+
+    with ThreadPoolExecutor(1) as pool:
+        side = pool.submit(counts)
+        with _diagnosed(plan) as engine:  # a failure here waits for the other connection to finish
+            table = engine.table(rel.with_ctes(valid, rel.RFM_SELECT), plan.relation)
+        excluded, gaps = side.result()
+    return _Fetched(excluded, gaps, table)
 
 
 def _late(as_of: dt.date | None) -> tuple[dt.date, str]:
@@ -483,25 +508,46 @@ class _Fetched:
     table: pa.Table | None  # a row per customer; let go of once it is a frame
 
 
-def _fetch(engine: Engine) -> _Fetched:
+def _fetch(
+    engine: Engine, days: list[tuple[str, str]], excluded_rows: list[tuple[str, str]], relation: str | None
+) -> _Fetched:
     """What training needs from the engine: the exclusions, the gaps, and a row per customer."""
-    dropped = engine.table(rel.EXCLUDED_SELECT).to_pydict()
-    excluded = {
+    excluded = _excluded(engine, excluded_rows, relation)
+    gaps = _gaps(engine, days, relation)
+    return _Fetched(excluded, gaps, engine.table(rel.with_ctes(days, rel.RFM_SELECT), relation))
+
+
+def _excluded(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> dict[str, int]:
+    dropped = engine.table(rel.with_ctes(ctes, rel.EXCLUDED_SELECT), relation).to_pydict()
+    return {
         str(k): int(n)
         for k, n in sorted(
             zip(dropped["excluded"], dropped["n_rows"]), key=lambda kv: _REASON_ORDER.get(str(kv[0]), 99)
         )
         if n and int(n)
     }
-    p50, p80, p95, returning, n_gaps = engine.one(rel.GAPS_SELECT)
-    gaps = GapStats(
-        None if p50 is None else int(p50),
-        None if p80 is None else int(p80),
-        None if p95 is None else int(p95),
-        int(returning or 0),
-        int(n_gaps or 0),
+
+
+def _gaps(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> GapStats:
+    histogram = engine.table(rel.with_ctes(ctes, rel.GAPS_SELECT), relation).to_pydict()
+    return gap_stats(histogram["gap"], histogram["w"], histogram["n"])
+
+
+def gap_stats(gap, weight, count) -> GapStats:
+    """The weighted lower quantiles of a gap histogram (``relations.GAPS_SELECT``): the shortest
+    gap at which the cumulative weight reaches 50%, 80% and 95% of the total."""
+    g = np.asarray(gap, dtype=np.float64)
+    order = np.argsort(g, kind="stable")
+    g = g[order]
+    w = np.asarray(weight, dtype=np.float64)[order]
+    total = float(w.sum())
+    if not len(g) or total <= 0:
+        return GapStats(None, None, None, 0, int(np.asarray(count, dtype=np.int64).sum()))
+    share = np.cumsum(w) / total
+    p50, p80, p95 = (
+        int(g[min(int(np.searchsorted(share, q - 1e-9, side="left")), len(g) - 1)]) for q in rel.GAP_QUANTILES
     )
-    return _Fetched(excluded, gaps, engine.table(rel.RFM_SELECT))
+    return GapStats(p50, p80, p95, int(round(total)), int(np.asarray(count, dtype=np.int64).sum()))
 
 
 def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str) -> RFMTable:

@@ -318,3 +318,19 @@ def test_scoring_inside_the_database_equals_scoring_its_rfm(tables, tmp_path, mo
         assert got.at_risk.customers > 0 and got.snapshot_date == as_of
         _scores_equal(got, served, rfm)
         _scores_equal(served.score_source(source_from_spec(path, **flags), as_of), served, rfm)  # the file, in DuckDB
+
+
+def test_one_connection_or_two_read_the_same(tables, tmp_path, monkeypatch):
+    """Training reads a database on two connections at once (the exclusions and gaps beside the
+    per-customer rows) or, with SEGMENT_DB_SESSIONS=1, from one materialised per-day table: the
+    same RFM, exclusions and gaps either way, as of a date too."""
+    kind, url, engine, load = tables
+    df = _transactions(seed=21)
+    name = load(df)
+    for as_of in (None, dt.date(2024, 2, 1)):
+        monkeypatch.setenv("SEGMENT_DB_SESSIONS", "2")
+        two = load_rfm(source_from_spec(url, table=name, **FLAGS), as_of)
+        monkeypatch.setenv("SEGMENT_DB_SESSIONS", "1")
+        one = load_rfm(source_from_spec(url, table=name, **FLAGS), as_of)
+        _same(one, two)
+        assert two.excluded and two.gaps.gaps > 0
