@@ -137,6 +137,7 @@ def resolve_source(args: argparse.Namespace):
         amount_col=args.amount_col,
         quantity_col=args.quantity_col,
         price_col=args.price_col,
+        category_col=args.category_col,
         date_format=args.date_format,
         currency=args.currency,
         table=args.table,
@@ -159,6 +160,9 @@ def add_column_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amount-col", help="transactions file: amount column")
     p.add_argument("--quantity-col", help="transactions file: quantity column (with --price-col)")
     p.add_argument("--price-col", help="transactions file: unit price column (with --quantity-col)")
+    p.add_argument(
+        "--category-col", help="transactions source: product category of each line, for the segments' personas"
+    )
     p.add_argument("--date-format", help="strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)")
     p.add_argument(
         "--currency", help="symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)"

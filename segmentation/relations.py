@@ -17,6 +17,7 @@ plain ``CAST``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .engines import ident, sql_str
@@ -29,6 +30,12 @@ OLIST_TABLES = {
     "orders": "olist_orders_dataset",
     "payments": "olist_order_payments_dataset",
     "customers": "olist_customers_dataset",
+}
+# Optional files of the Olist layout: what customers buy, for the segments' personas.
+OLIST_PERSONA_TABLES = {
+    "items": "olist_order_items_dataset",
+    "products": "olist_products_dataset",
+    "translation": "product_category_name_translation",
 }
 OLIST_COLUMNS = {
     "orders": ("order_id", "customer_id", "order_status", "order_purchase_timestamp"),
@@ -144,18 +151,21 @@ def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -
             "orders",
             f"""
     SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount,
-           1 AS n_rows, {reason_of(OLIST_CHECKS)} AS excluded{_olist_joined(orders, payments, customers, reading)}""",
+           1 AS n_rows, {reason_of(OLIST_CHECKS)} AS excluded,
+           o.cid AS order_customer{_olist_joined(orders, payments, customers, reading)}""",
         )
     ]
 
 
 def olist_valid_orders(orders: str, payments: str, customers: str, reading: Reading) -> list[tuple[str, str]]:
-    """The valid orders of the Olist layout only (``valid_orders``: customer_id, ordered_at, amount)."""
+    """The valid orders of the Olist layout only (``valid_orders``: customer_id, order_id,
+    order_customer (the order's own customer_id), ordered_at, amount)."""
     return [
         (
             "valid_orders",
             f"""
-    SELECT c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount{_olist_joined(orders, payments, customers, reading)}
+    SELECT c.uid AS customer_id, o.order_id AS order_id, o.cid AS order_customer, o.ordered_at AS ordered_at,
+           p.amount AS amount{_olist_joined(orders, payments, customers, reading)}
     WHERE {passes(OLIST_CHECKS)}""",
         )
     ]
@@ -171,6 +181,7 @@ class Columns:
     amount: str | None = None
     quantity: str | None = None
     price: str | None = None
+    category: str | None = None  # on order lines, for the segments' personas
 
 
 def _transaction_rows(relation: str, cols: Columns, reading: Reading) -> str:
@@ -185,10 +196,16 @@ def _transaction_rows(relation: str, cols: Columns, reading: Reading) -> str:
         )
     # without an order column every row is an order (the id is never read: there is no grouping)
     order = text_id(ident(cols.order)) if cols.order else "'row'"
+    category = f", {_label(ident(cols.category))} AS category" if cols.category else ""
     return f"""
                 SELECT {text_id(ident(cols.customer))} AS customer_id, {order} AS order_id,
-                       {reading.timestamp(cols.date)} AS ordered_at, {amount} AS amount
+                       {reading.timestamp(cols.date)} AS ordered_at, {amount} AS amount{category}
                 FROM {relation} AS src"""
+
+
+def _label(expr: str) -> str:
+    """A category, payment type or state as a label: trimmed text, NULL when blank."""
+    return f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
 
 
 def transactions_orders(
@@ -214,16 +231,16 @@ def transactions_orders(
 def transactions_valid_orders(
     relation: str, cols: Columns, reading: Reading, order_is_key: bool = False
 ) -> list[tuple[str, str]]:
-    """The valid orders only (``valid_orders``: customer_id, ordered_at, amount), by the same
-    checks as ``transactions_orders``."""
+    """The valid orders only (``valid_orders``: customer_id, order_id, ordered_at, amount), by the
+    same checks as ``transactions_orders``."""
     rows = f"({_transaction_rows(relation, cols, reading)}\n            ) AS r"
     if order_is_key or not cols.order:
-        body = f"SELECT customer_id, ordered_at, amount FROM {rows} WHERE {passes(ROW_CHECKS + TOTAL_CHECKS)}"
+        body = f"SELECT customer_id, order_id, ordered_at, amount FROM {rows} WHERE {passes(ROW_CHECKS + TOTAL_CHECKS)}"
     else:
         body = f"""
-            SELECT customer_id, ordered_at, amount
+            SELECT customer_id, order_id, ordered_at, amount
             FROM (
-                SELECT customer_id, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount
+                SELECT customer_id, order_id, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount
                 FROM {rows}
                 WHERE {passes(ROW_CHECKS)}
                 GROUP BY customer_id, order_id
@@ -237,7 +254,7 @@ ROWS_ARE_ORDERS = (
     "orders",
     f"""
     SELECT order_id, customer_id, ordered_at, amount, 1 AS n_rows,
-           COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded
+           COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded, CAST(NULL AS VARCHAR) AS order_customer
     FROM flagged""",
 )
 
@@ -248,7 +265,7 @@ LINES_TO_ORDERS = (
     f"""
             SELECT order_id, customer_id, ordered_at, amount,
                    CASE WHEN excluded IS NULL THEN 1 ELSE n_rows END AS n_rows,
-                   COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded
+                   COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded, CAST(NULL AS VARCHAR) AS order_customer
             FROM (
                 SELECT order_id, customer_id, excluded, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount,
                        COUNT(*) AS n_rows
@@ -268,9 +285,10 @@ def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
     return (
         "classified",
         f"""
-        SELECT CASE WHEN x IS NULL THEN customer_id END AS customer_id, order_id, day, amount, n_rows, x AS excluded
+        SELECT CASE WHEN x IS NULL THEN customer_id END AS customer_id, order_id, day, amount, n_rows, x AS excluded,
+               order_customer
         FROM (
-            SELECT customer_id, order_id, amount, n_rows, CAST(ordered_at AS DATE) AS day,
+            SELECT customer_id, order_id, amount, n_rows, order_customer, CAST(ordered_at AS DATE) AS day,
                    COALESCE(excluded, {reason_of(date_checks(late_after, late_reason))}) AS x
             FROM orders
         ) AS flagged_dates""",
@@ -278,13 +296,13 @@ def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
 
 
 def valid_days(late_after: dt.date, bucket: str | None = None) -> tuple[str, str]:
-    """The valid orders (``valid_orders``) as (customer_id, day, amount), by the same date checks
-    as ``classified``; ``bucket``, a condition on customer_id, keeps a share of the customers."""
+    """The valid orders (``valid_orders``) with their day, by the same date checks as
+    ``classified``; ``bucket``, a condition on customer_id, keeps a share of the customers."""
     checks = passes(date_checks(late_after, "late"))
     return (
         "valid_days",
         f"""
-        SELECT customer_id, CAST(ordered_at AS DATE) AS day, amount
+        SELECT *, CAST(ordered_at AS DATE) AS day
         FROM valid_orders
         WHERE {checks}{f" AND {bucket}" if bucket else ""}""",
     )
@@ -418,3 +436,116 @@ SELECT cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END AS risky_id,
 FROM scored
 GROUP BY cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END
 """
+
+
+# Personas: what each segment's customers buy, how they pay and where they live, as histograms
+# per cluster that ``personas`` reads: one row per (facet, cluster, label) with an amount of
+# money and a count. They follow the scored customers (``members``: customer_id, cluster, from
+# the compiled model) and their valid orders (``valid_days``).
+FACETS_SELECT = "SELECT facet, cluster, label, CAST(SUM(amount) AS DOUBLE) AS amount, CAST(SUM(n) AS BIGINT) AS n FROM facet_rows GROUP BY facet, cluster, label"
+
+
+# The valid orders with their order id and the order's own customer id: in the scoring
+# statement (``valid_days``), or in the materialised orders of a training pass.
+VALID_DAYS = "valid_days"
+MATERIALISED_ORDERS = "(SELECT * FROM segment_classified WHERE excluded IS NULL)"
+
+
+def olist_persona(
+    refs: Mapping[str, str], reading: Reading, have: frozenset[str], orders: str = VALID_DAYS
+) -> list[tuple[str, str]]:
+    """The Olist layout's facets, from whichever optional files or columns ``have`` names:
+    ``category`` (items, products and, for English names, the translation), ``payment`` and
+    ``instalments`` (payment_type, payment_installments) and ``state`` (customer_state);
+    ``orders`` holds the valid orders."""
+    parts = []
+    bought = (
+        "bought",
+        f"""
+        SELECT v.order_id AS order_id, v.order_customer AS order_customer, v.customer_id AS customer_id, m.cluster AS cluster
+        FROM {orders} AS v JOIN members AS m ON v.customer_id = m.customer_id""",
+    )
+    if "category" in have:
+        english = "translation" in have
+        name = "COALESCE(t.en, pr.cat)" if english else "pr.cat"
+        join = (
+            f"""
+            LEFT JOIN (
+                SELECT {_label("product_category_name")} AS cat, MIN({_label("product_category_name_english")}) AS en
+                FROM {refs["translation"]} AS tt GROUP BY {_label("product_category_name")}
+            ) AS t ON t.cat = pr.cat"""
+            if english
+            else ""
+        )
+        parts.append(
+            f"""
+            SELECT 'category' AS facet, b.cluster AS cluster, COALESCE({name}, '(no category)') AS label,
+                   i.price AS amount, 1 AS n
+            FROM bought AS b
+            JOIN (
+                SELECT CAST(order_id AS VARCHAR) AS order_id, CAST(product_id AS VARCHAR) AS product_id,
+                       {reading.money("price")} AS price
+                FROM {refs["items"]} AS ii
+            ) AS i ON i.order_id = b.order_id
+            LEFT JOIN (
+                SELECT CAST(product_id AS VARCHAR) AS product_id, MIN({_label("product_category_name")}) AS cat
+                FROM {refs["products"]} AS pp GROUP BY CAST(product_id AS VARCHAR)
+            ) AS pr ON pr.product_id = i.product_id{join}"""
+        )
+    payments = f"""
+            FROM bought AS b
+            JOIN {refs["payments"]} AS pay ON CAST(pay.order_id AS VARCHAR) = b.order_id"""
+    if "payment" in have:
+        parts.append(
+            f"""
+            SELECT 'payment' AS facet, b.cluster AS cluster, COALESCE(LOWER({_label("pay.payment_type")}), 'not_defined') AS label,
+                   {reading.money("pay.payment_value")} AS amount, 1 AS n{payments}"""
+        )
+    if "instalments" in have:
+        instalments = f"{reading.cast}(pay.payment_installments AS INTEGER)"
+        parts.append(
+            f"""
+            SELECT 'instalments' AS facet, cluster, CAST(most AS VARCHAR) AS label, 0 AS amount, 1 AS n
+            FROM (
+                SELECT b.cluster AS cluster, b.order_id AS order_id, MAX({instalments}) AS most{payments}
+                GROUP BY b.cluster, b.order_id
+            ) AS per_order
+            WHERE most IS NOT NULL"""
+        )
+    if "state" in have:
+        parts.append(
+            f"""
+            SELECT 'state' AS facet, cluster, label, 0 AS amount, COUNT(DISTINCT customer_id) AS n
+            FROM (
+                SELECT b.cluster AS cluster, b.customer_id AS customer_id, UPPER({_label("cu.customer_state")}) AS label
+                FROM bought AS b
+                JOIN {refs["customers"]} AS cu ON CAST(cu.customer_id AS VARCHAR) = b.order_customer
+            ) AS located
+            WHERE label IS NOT NULL
+            GROUP BY cluster, label"""
+        )
+    if not parts:
+        return []
+    return [bought, ("facet_rows", "\n            UNION ALL".join(parts))]
+
+
+def transactions_persona(relation: str, cols: Columns, reading: Reading, late_after: dt.date) -> list[tuple[str, str]]:
+    """The categories of a transactions source's order lines (``--category-col``): the lines
+    with a positive amount up to ``late_after`` of the scored customers, by the lines' own checks
+    (a line of an order refunded whole still counts: lines are not summed per order here)."""
+    assert cols.category
+    checks = passes(ROW_CHECKS + TOTAL_CHECKS + date_checks(late_after, "late"))
+    return [
+        (
+            "facet_rows",
+            f"""
+            SELECT 'category' AS facet, m.cluster AS cluster, COALESCE(l.category, '(no category)') AS label,
+                   l.amount AS amount, 1 AS n
+            FROM (
+                SELECT * FROM ({_transaction_rows(relation, cols, reading)}
+                ) AS r
+                WHERE {checks}
+            ) AS l
+            JOIN members AS m ON l.customer_id = m.customer_id""",
+        )
+    ]

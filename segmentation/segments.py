@@ -13,6 +13,7 @@ from typing import Any
 from .atrisk import AtRiskRule, AtRiskSummary
 from .definitions import Check
 from .model import SegmentModel
+from .personas import Persona
 from .terms import Band, ShopTerms
 
 
@@ -43,6 +44,7 @@ class Segment:
     description: str  # the playbook's text at training (answers use the current playbook)
     actions: tuple[str, ...]
     reserved: bool = False  # kept for customers who age into a band or kind nobody was in at training
+    persona: Persona | None = None  # what they buy, how they pay, where from (when the data says)
 
     def typical(self, terms: ShopTerms) -> str:
         """E.g. "typically 268 days since the last order, 1 order, R$644"."""
@@ -75,6 +77,7 @@ class Segment:
             "fit": self.check.fit,
             "definition_holds": self.check.passed,
             "reserved": self.reserved,
+            "persona": None if self.persona is None else self.persona.as_json(),
         }
 
 

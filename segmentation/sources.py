@@ -82,6 +82,7 @@ class TransactionsSource:
     price_col: str | None = None
     date_format: str | None = None
     currency: str = ""
+    category_col: str | None = None  # on order lines: the segments' personas
 
     def describe(self) -> str:
         return f"transactions file {self.path}"
@@ -167,6 +168,7 @@ def source_from_spec(
     amount_col: str | None = None,
     quantity_col: str | None = None,
     price_col: str | None = None,
+    category_col: str | None = None,
     date_format: str | None = None,
     currency: str | None = None,
     table: str | None = None,
@@ -189,6 +191,7 @@ def source_from_spec(
         amount_col=amount_col,
         quantity_col=quantity_col,
         price_col=price_col,
+        category_col=category_col,
     )
     if spec.startswith("spark:"):
         return _spark_source(spec, flags, date_format, query, table, schema, layout, currency)
@@ -210,7 +213,16 @@ def source_from_spec(
         raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
     cols = _columns_from_flags(str(p), flags)
     return TransactionsSource(
-        p, cols.customer, cols.date, cols.order, cols.amount, cols.quantity, cols.price, date_format, currency or ""
+        p,
+        cols.customer,
+        cols.date,
+        cols.order,
+        cols.amount,
+        cols.quantity,
+        cols.price,
+        date_format,
+        currency or "",
+        cols.category,
     )
 
 
@@ -227,7 +239,7 @@ def _columns_from_flags(where: str, flags: dict[str, str | None]) -> rel.Columns
         raise DataError(f"{where}: give either --amount-col or --quantity-col with --price-col, not both")
     if not amount and not (quantity and price):
         raise DataError(f"{where}: give --amount-col, or both --quantity-col and --price-col")
-    return rel.Columns(customer, date, flags["order_col"], amount, quantity, price)
+    return rel.Columns(customer, date, flags["order_col"], amount, quantity, price, flags.get("category_col"))
 
 
 def _database_source(url, flags, date_format, query, table, schema, layout, currency) -> DatabaseSource:
@@ -303,6 +315,7 @@ def _resolve_columns(available: list[str], cols: rel.Columns, where: object) -> 
         one(cols.amount),
         one(cols.quantity),
         one(cols.price),
+        one(cols.category),
     )
 
 
@@ -333,26 +346,37 @@ class _Plan:
     valid: list[tuple[str, str]]  # ... ending in `valid_orders`, the orders kept (the same checks)
     relation: str | None = None  # a user's own query, spliced in after compiling
     diagnose: Callable[[], None] | None = None  # called when a query fails, to name a missing table or column
+    # the personas' CTEs (ending in `facet_rows`) as of a date, given the relation of the valid
+    # orders; empty when there is nothing to describe. It may look for the optional tables, so it
+    # is only called when personas are wanted; `persona_orders` says whether it reads the orders.
+    persona: Callable[[dt.date, str], list[tuple[str, str]]] | None = None
+    persona_orders: bool = False
 
 
-def _plan(source: Source) -> _Plan:
-    """Open the source's engine and write its orders relation; the engine is closed if that fails."""
+def _plan(source: Source, keep_files: bool = False) -> _Plan:
+    """Open the source's engine and write its orders relation; the engine is closed if that fails.
+    ``keep_files``: an Olist folder's three files are read into the engine once, for a training
+    pass that reads them again for the personas."""
     opened: list[Engine] = []
     try:
-        return _open_plan(source, opened)
+        return _open_plan(source, opened, keep_files)
     except BaseException:
         for engine in opened:
             engine.close()
         raise
 
 
-def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
+def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -> _Plan:
     engine: DuckDBEngine | DatabaseEngine
     if isinstance(source, OlistSource):
         engine = DuckDBEngine(str(source.folder))
         opened.append(engine)
         files = {key: _olist_file(source.folder, key) for key in OLIST_FILES}
         refs = {key: _reader(path) for key, path in files.items()}
+        extras = _olist_extras(source.folder) if keep_files else {}
+        refs.update({key: _reader(path) for key, path in extras.items()})
+        loaded = _load_files(engine, {**files, **extras})
+        refs.update(loaded)
         olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
         # the columns are not checked up front (sniffing three gzipped files costs a third of a
         # second on Olist): a query that fails is diagnosed
@@ -361,6 +385,8 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
             rel.olist_orders(*olist),
             rel.olist_valid_orders(*olist),
             diagnose=lambda: _check_olist_columns(engine, refs, files),
+            persona=lambda late, orders: _olist_folder_persona(source.folder, refs, orders),
+            persona_orders=True,
         )
     if isinstance(source, TransactionsSource):
         engine = DuckDBEngine(str(source.path))
@@ -373,6 +399,7 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
             source.amount_col,
             source.quantity_col,
             source.price_col,
+            source.category_col,
         )
         cols = _resolve_columns(engine.columns(ref), cols, source.path)
         return _transactions_plan(engine, ref, cols, rel.Reading("TRY_CAST", source.date_format))
@@ -392,7 +419,13 @@ def _open_plan(source: Source, opened: list[Engine]) -> _Plan:
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
             olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
-            return _Plan(engine, rel.olist_orders(*olist), rel.olist_valid_orders(*olist))
+            return _Plan(
+                engine,
+                rel.olist_orders(*olist),
+                rel.olist_valid_orders(*olist),
+                persona=lambda late, orders: _olist_tables_persona(engine, source.schema, refs, orders),
+                persona_orders=True,
+            )
         assert source.columns is not None
         if source.query is not None:
             available = engine.columns(f"(\n{source.query}\n)")
@@ -420,12 +453,140 @@ def _transactions_plan(
     order_is_key: bool = False,
     relation: str | None = None,
 ) -> _Plan:
+    def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
+        return rel.transactions_persona(ref, cols, reading, late)
+
     return _Plan(
         engine,
         rel.transactions_orders(ref, cols, reading, order_is_key),
         rel.transactions_valid_orders(ref, cols, reading, order_is_key),
         relation,
+        persona=persona if cols.category else None,
     )
+
+
+# What each facet of an Olist persona needs: (table, columns) that must all be there.
+_OLIST_FACETS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "category": (("items", ("order_id", "product_id", "price")), ("products", ("product_id", "product_category_name"))),
+    "translation": (("translation", ("product_category_name", "product_category_name_english")),),
+    "payment": (("payments", ("payment_type", "payment_value")),),
+    "instalments": (("payments", ("payment_installments",)),),
+    "state": (("customers", ("customer_state",)),),
+}
+
+
+def _olist_have(columns_of: Callable[[str], list[str] | None]) -> frozenset[str]:
+    """The facets whose tables and columns exist (``columns_of`` gives None for a missing table)."""
+    have = set()
+    for facet, needs in _OLIST_FACETS.items():
+        if all((cols := columns_of(table)) is not None and set(wanted) <= set(cols) for table, wanted in needs):
+            have.add(facet)
+    if "category" not in have:
+        have.discard("translation")
+    return frozenset(have)
+
+
+def _olist_extras(folder: Path) -> dict[str, Path]:
+    """The optional Olist files present in ``folder`` (items, products, translation)."""
+    paths: dict[str, Path] = {}
+    for key, stem in rel.OLIST_PERSONA_TABLES.items():
+        for suffix in (".csv", ".csv.gz"):
+            if (folder / f"{stem}{suffix}").exists():
+                paths[key] = folder / f"{stem}{suffix}"
+                break
+    return paths
+
+
+def _has_olist_extras(folder: Path) -> bool:
+    return {"items", "products"} <= set(_olist_extras(folder))
+
+
+def _olist_folder_persona(folder: Path, refs: Mapping[str, str], orders: str) -> list[tuple[str, str]]:
+    paths = {**_olist_extras(folder), **{key: _olist_file(folder, key) for key in OLIST_FILES}}
+    all_refs = {**{key: _reader(path) for key, path in paths.items()}, **refs}
+    have = _olist_have(lambda key: _csv_header(paths[key]) if key in paths else None)
+    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders)
+
+
+# Olist files together under this size are read into the engine's memory first, each file on
+# its own thread (gzip is read on one core per file): the training pass and the personas then
+# read memory. Larger folders are streamed from the files by every query instead.
+LOAD_LIMIT = 256 << 20
+_OLIST_WANTED = {
+    "orders": ("order_id", "customer_id", "order_status", "order_purchase_timestamp"),
+    "payments": ("order_id", "payment_value", "payment_type", "payment_installments"),
+    "customers": ("customer_id", "customer_unique_id", "customer_state"),
+    "items": ("order_id", "product_id", "price"),
+    "products": ("product_id", "product_category_name"),
+    "translation": ("product_category_name", "product_category_name_english"),
+}
+
+
+def _load_files(engine: DuckDBEngine, paths: Mapping[str, Path]) -> dict[str, str]:
+    """Read the columns the product uses of small Olist files into memory tables, concurrently;
+    returns their names by key (nothing when the files are large, or a header lacks a column
+    the layout needs: the queries then read the files and say what is wrong)."""
+    if sum(p.stat().st_size for p in paths.values()) > LOAD_LIMIT:
+        return {}
+    selects = {}
+    for key, path in paths.items():
+        header = _csv_header(path) or []
+        folded = {c.lower(): c for c in header}
+        if any(col.lower() not in folded for col in OLIST_COLUMNS.get(key, ())):
+            return {}
+        cols = [folded[c.lower()] for c in _OLIST_WANTED[key] if c.lower() in folded]
+        selects[key] = f"SELECT {', '.join(ident(c) for c in cols)} FROM {_reader(path)}"
+    names = {key: f"segment_file_{key}" for key in selects}
+    errors: list[BaseException] = []
+
+    def load(key: str) -> None:
+        try:
+            with engine.con.cursor() as cur:  # a connection of its own to the same in-memory database
+                cur.execute(f"CREATE TABLE {names[key]} AS {selects[key]}")
+        except Exception as exc:  # a damaged file: the queries over the files name it
+            errors.append(exc)
+
+    import threading
+
+    threads = [threading.Thread(target=load, args=(key,)) for key in selects]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        for name in names.values():
+            engine.con.execute(f"DROP TABLE IF EXISTS {name}")
+        return {}
+    return names
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV file (plain or gzipped) from its first line, without reading on."""
+    import csv
+    import gzip
+
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            return next(csv.reader([fh.readline()]), None)
+    except (OSError, UnicodeDecodeError, EOFError):
+        return None
+
+
+def _olist_tables_persona(
+    engine: DatabaseEngine, schema: str | None, refs: Mapping[str, str], orders: str
+) -> list[tuple[str, str]]:
+    all_refs = dict(refs)
+    for key, name in rel.OLIST_PERSONA_TABLES.items():
+        all_refs[key] = (ident(schema) + "." if schema else "") + ident(name)
+
+    def columns_of(key: str) -> list[str] | None:
+        try:
+            return engine.columns(_compiled_ref(all_refs[key], engine.dialect))
+        except DataError:
+            return None
+
+    return rel.olist_persona(all_refs, rel.Reading(), _olist_have(columns_of), orders)
 
 
 def _compiled_ref(ref: str, dialect: str) -> str:
@@ -455,17 +616,120 @@ def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
     """Aggregate a source into per-customer RFM inside its engine (see ``relations``: the
     per-day table materialised once, or the three reads asked directly on two connections). The
     engine is closed (its memory freed) before the per-customer rows become a frame."""
-    plan = _plan(source)
-    where = plan.engine.where
-    if plan.engine.sessions() > 1:
-        fetched = _fetch_direct(source, plan, as_of)
-    else:
-        with _diagnosed(plan) as engine:
-            engine.materialise(
-                "segment_daily", rel.with_ctes(orders_ctes(plan, as_of), rel.DAILY_SELECT), plan.relation
+    with opened(source, as_of) as src:
+        fetched = src.fetch()
+    return _rfm_table(fetched, as_of, src.where, source.describe(), source.currency)
+
+
+@contextlib.contextmanager
+def opened(source: Source, as_of: dt.date | None = None, personas: bool = False) -> Iterator[OpenSource]:
+    """The source opened in its engine for a training pass: ``rfm()``, then (with ``personas``)
+    ``personas(trained)`` from the same pass where the engine keeps it; always closed after."""
+    src = OpenSource(source, as_of, personas)
+    try:
+        yield src
+    finally:
+        src.close()
+
+
+class OpenSource:
+    """One training pass over a source (``opened``)."""
+
+    def __init__(self, source: Source, as_of: dt.date | None, personas: bool):
+        self.source, self.as_of = source, as_of
+        self.want_personas = personas
+        self._plan: _Plan | None = None  # opened by the first read
+        self.closed = False
+        self.where, self.direct, self.keep_orders = source.describe(), False, False
+
+    @property
+    def plan(self) -> _Plan:
+        if self._plan is None:
+            self._plan = _plan(self.source, keep_files=self.want_personas)
+            self.where = self._plan.engine.where
+            self.direct = self._plan.engine.sessions() > 1
+            # the orders are kept for the personas of an Olist layout read in one pass
+            self.keep_orders = (
+                self.want_personas and not self.direct and self._plan.persona is not None and self._plan.persona_orders
             )
+        return self._plan
+
+    def fetch(self) -> _Fetched:
+        plan = self.plan
+        if self.direct:
+            try:
+                return _fetch_direct(self.source, plan, self.as_of)
+            finally:
+                self.close()
+        with _diagnosed_open(plan) as engine:
+            ctes = orders_ctes(plan, self.as_of)
+            if self.keep_orders:
+                engine.materialise("segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation)
+                ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
+            else:
+                relation = plan.relation
+            engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
             fetched = _fetch(engine, rel.MATERIALISED, rel.MATERIALISED, None)
-    return _rfm_table(fetched, as_of, where, source.describe(), source.currency)
+        if not self.want_personas or self.plan.persona is None:
+            self.close()  # its memory back before the frame is built
+        return fetched
+
+    def rfm(self) -> RFMTable:
+        return _rfm_table(self.fetch(), self.as_of, self.where, self.source.describe(), self.source.currency)
+
+    def personas(self, trained, snapshot: dt.date) -> dict:
+        """Every segment's persona (``personas``): in this pass's engine when it is still open
+        (the per-day table, and the orders for an Olist layout, are there), else in one statement
+        on a fresh connection, the customers scored by the compiled model."""
+        from . import personas as persona_mod
+        from .compiled import scored_ctes
+
+        if self.plan.persona is None:
+            return {}
+        scoring = [
+            *scored_ctes(trained.model, trained.rule, trained.terms),
+            ("members", "SELECT customer_id, cluster FROM scored"),
+        ]
+        if not self.closed:  # the per-day table (and the orders) of this pass
+            plan, orders = self.plan, rel.MATERIALISED_ORDERS
+            members = rel.with_ctes([rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members")
+            with _diagnosed_open(plan) as engine:  # once: the facets read it several times
+                engine.prepare_scoring()
+                engine.materialise("segment_members", members)
+            head, scoring = [], [("members", "SELECT customer_id, cluster FROM segment_members")]
+        else:
+            plan, orders = _plan(self.source), rel.VALID_DAYS
+            head = [*plan.valid, rel.valid_days(snapshot), rel.PER_DAY, rel.customers(snapshot)]
+        try:
+            with _diagnosed_open(plan) as engine:
+                assert plan.persona is not None
+                facets = plan.persona(snapshot, orders)
+                if not facets:
+                    return {}
+                engine.prepare_scoring()
+                table = engine.table(rel.with_ctes([*head, *scoring, *facets], rel.FACETS_SELECT), plan.relation)
+        finally:
+            plan.engine.close()
+        rows = table.to_pydict()
+        sizes = {s.cluster: s.customers for s in trained.all_segments}
+        return persona_mod.summarise(rows["facet"], rows["cluster"], rows["label"], rows["amount"], rows["n"], sizes)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self._plan is not None:
+                self._plan.engine.close()
+
+
+@contextlib.contextmanager
+def _diagnosed_open(plan: _Plan) -> Iterator[Engine]:
+    """The plan's engine, left open; a failure is diagnosed (a missing file or column named)."""
+    try:
+        yield plan.engine
+    except DataError:
+        if plan.diagnose is not None:
+            plan.diagnose()
+        raise
 
 
 def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetched:

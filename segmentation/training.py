@@ -32,6 +32,7 @@ from .model import (
     silhouette_rows,
 )
 from .naming import Candidate, changes, qualified_names
+from .personas import Persona
 from .segments import (
     ModelInfo,
     RuleBasedComparison,
@@ -39,7 +40,7 @@ from .segments import (
     Segment,
     TrainedModel,
 )
-from .sources import RFMTable, Source, load_rfm
+from .sources import RFMTable, Source, opened
 from .store import SCHEMA_VERSION, ModelStore
 from .terms import Band, Freq, Spend, measure
 
@@ -297,27 +298,40 @@ def train(
 ) -> tuple[str, TrainedModel]:
     """Train on ``source`` and save a new current version. Returns (version, trained model)."""
     timer = Timer(progress)
-    with timer.step("read_rfm", f"Reading {source.describe()} and computing RFM"):
-        table = load_rfm(source, as_of=as_of)
-    try:
-        previous = store.load()
-    except (ModelNotFoundError, SegmentationError):
-        previous = None  # none yet, or damaged: nothing to compare names with
-    trained, assignments = fit(
-        table,
-        k=k,
-        seed=seed,
-        trained_by=trained_by,
-        data_ref=data_ref,
-        previous=previous,
-        timer=timer,
-        sample=sample,
-    )
+    with opened(source, as_of, personas=True) as src:
+        with timer.step("read_rfm", f"Reading {source.describe()} and computing RFM"):
+            table = src.rfm()
+        try:
+            previous = store.load()
+        except (ModelNotFoundError, SegmentationError):
+            previous = None  # none yet, or damaged: nothing to compare names with
+        trained, assignments = fit(
+            table,
+            k=k,
+            seed=seed,
+            trained_by=trained_by,
+            data_ref=data_ref,
+            previous=previous,
+            timer=timer,
+            sample=sample,
+        )
+        with timer.step("personas", "Describing what each segment buys and how it pays"):
+            trained = with_personas(trained, src.personas(trained, table.snapshot_date))
     with timer.step("save", "Saving the model"):
         trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
         version = store.save(trained, assignments)
     trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
     return version, trained
+
+
+def with_personas(trained: TrainedModel, personas: dict[int, Persona]) -> TrainedModel:
+    """The trained model with each segment's persona (segments without one keep none)."""
+    if not personas:
+        return trained
+    return replace(
+        trained,
+        segments=tuple(replace(s, persona=personas.get(s.cluster)) for s in trained.segments),
+    )
 
 
 def _triple(values: Any) -> tuple[float, float, float]:
