@@ -108,7 +108,8 @@ def _segment_numbers(p: Prediction) -> dict[str, Any]:
     counted = (
         f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
     )
-    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.")
+    persona = f"\n_Persona:_ {p.persona}." if p.persona else ""
+    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{persona}")
 
 
 def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = None) -> Message:
@@ -167,6 +168,7 @@ def segments(served: ServedModel) -> Message:
     texts = [
         f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
         f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
+        + (f"_Persona:_ {s.persona.line()}.\n" if s.persona is not None else "")
         + "\n".join(f"• {a}" for a in s.actions)
         for s in segs
     ]

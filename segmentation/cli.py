@@ -248,6 +248,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(text.segments_table(trained.segments, trained.terms))
     print()
     print(text.at_risk_block(trained.at_risk, trained.terms))
+    personas = text.personas_block(trained.segments)
+    if personas:
+        print()
+        print(personas)
     if trained.changes is not None:
         print()
         print(f"Compared with {trained.changes.previous_version}: " + "; ".join(trained.changes.lines()))
@@ -313,6 +317,8 @@ def cmd_segments(args: argparse.Namespace) -> int:
         print(f"{s.name}: {s.description}")
         print(f"  Definition: {s.definition}.")
         print(f"  {s.typical(served.terms)[0].upper()}{s.typical(served.terms)[1:]}.")
+        if s.persona is not None:
+            print(f"  Persona: {s.persona.line()}.")
         for a in s.actions:
             print(f"  - {a}")
     return 0

@@ -6,7 +6,10 @@ A few things SQL engines disagree on are settled here rather than in the queries
 - ``BINARY_TEXT(x)`` marks a text id that must group and sort byte by byte. MySQL and MariaDB
   compare text case-insensitively by default (``'ABC' = 'abc'`` would merge two customers) and
   PostgreSQL sorts by the database's locale; both get an explicit binary collation. DuckDB and
-  Spark already compare bytes.
+  Spark already compare bytes. On MySQL the id is also a ``CHAR(255)``, as ``KEY_TEXT`` below.
+- ``KEY_TEXT(x)`` is an id the Olist layout joins on, as text. MariaDB hashes a join on a text
+  of unbounded length only by a short prefix (6,000 orders took 5 s instead of 0.4): there it is
+  ``CHAR(255)``, long enough for any id (an e-mail address is at most 254 characters).
 - ``OFFSET 0`` on a subquery is a *fence*: PostgreSQL then computes the subquery's columns once
   instead of inlining their expressions into every reference. Every other engine gets the
   subquery without it (MySQL has no OFFSET without LIMIT, and elsewhere it would only get in
@@ -36,15 +39,24 @@ SOURCE_DIALECT = "duckdb"
 
 # How each engine spells a text value compared byte by byte; `x` is the value.
 _BINARY_TEXT = {
-    "mysql": "CONVERT(x USING utf8mb4) COLLATE utf8mb4_bin",
+    "mysql": "CAST(x AS CHAR(255) CHARACTER SET utf8mb4) COLLATE utf8mb4_bin",
     "postgres": 'x COLLATE "C"',
 }
 
 
+_KEY_TEXT = {"mysql": "CAST(x AS CHAR(255))"}
+
+
 def _rewrite(dialect: str):
     template = _BINARY_TEXT.get(dialect)
+    key_template = _KEY_TEXT.get(dialect, "CAST(x AS VARCHAR)")
 
     def visit(node):
+        if isinstance(node, exp.Anonymous) and str(node.this).upper() == "KEY_TEXT":
+            (inner,) = node.expressions
+            out = sqlglot.parse_one(key_template, read="mysql" if dialect == "mysql" else SOURCE_DIALECT)
+            out.find(exp.Column).replace(inner)  # type: ignore[union-attr]
+            return out
         if isinstance(node, exp.Select) and dialect != "postgres" and _is_fence(node.args.get("offset")):
             node.set("offset", None)
             return node

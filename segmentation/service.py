@@ -56,6 +56,7 @@ class Prediction:
     model_version: str
     currency: str = ""
     note: str | None = None  # set when the values lie outside anything the model was trained on
+    persona: str | None = None  # what the segment buys, how it pays, where from (when the data said)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +81,7 @@ class Prediction:
             "at_risk": self.at_risk,
             "levels": {"recency": self.levels[0], "frequency": self.levels[1], "spend": self.levels[2]},
             "note": self.note,
+            "persona": self.persona,
             "model_version": self.model_version,
         }
 
@@ -208,6 +210,7 @@ class ServedModel:
             levels=levels(self.terms, r, occasions, m),
             model_version=self.version,
             currency=self.terms.currency,
+            persona=seg.persona.line() if seg.persona is not None else None,
         )
 
     def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:

@@ -85,6 +85,17 @@ def at_risk_table(a: AtRiskSummary, terms: ShopTerms) -> str:
     return f"{head}\n{body}\n\n" + table(("Segment", "At risk", "Their revenue"), rows, "lrr")
 
 
+def personas_block(segments: Sequence[Segment]) -> str:
+    """What each segment buys, how it pays and where it orders from; empty when the data does not say."""
+    lines = [f"  {s.name}: {s.persona.line()}" for s in segments if s.persona is not None]
+    if not lines:
+        return ""
+    return (
+        "Personas (categories by share of the segment's item revenue, payment by share of its payment "
+        "value, states by share of its customers):\n" + "\n".join(lines)
+    )
+
+
 def answer(ans: Prediction, terms: ShopTerms) -> str:
     risk = "at risk of churning" if ans.at_risk else "not at risk"
     lines = [
@@ -100,6 +111,8 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
         ),
         f"  Its definition: {ans.definition}.",
     ]
+    if ans.persona:
+        lines.append(f"  Its persona: {ans.persona}.")
     if ans.note:
         lines.append(f"  Note: {ans.note}")
     lines.append("  Recommended actions:")

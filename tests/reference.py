@@ -126,3 +126,52 @@ def at_risk(rule, terms, r: float, o: float, g: float | None, m: float) -> bool:
         return rule.repeat_buyers and r > due and r <= terms.lost_after
     threshold = {"high": terms.spend_high_from, "mid": terms.spend_low_below, "none": math.inf}[rule.one_time_spend]
     return m >= threshold and terms.return_time < r <= terms.return_window
+
+
+def olist_personas(folder: Path, cluster_of: dict[str, int], sizes: dict[int, int]) -> dict[int, dict]:
+    """Each cluster's persona from the Olist files the obvious way, for the customers of
+    ``cluster_of`` (customer_unique_id → cluster): item revenue by category (English where the
+    translation has it), payment value by type, the median of each order's most instalments,
+    and the share of the cluster's customers (``sizes``) who ordered from each state."""
+    valid = olist_orders(folder)
+    orders = _read(folder, "olist_orders_dataset")[["order_id", "customer_id"]].rename(columns={"customer_id": "cid"})
+    valid = valid.merge(orders, on="order_id")
+    valid["cluster"] = valid["customer_id"].map(cluster_of)
+    valid = valid.dropna(subset=["cluster"])
+    out: dict[int, dict] = {}
+
+    def top(series: pd.Series, whole: float, n: int = 3) -> list[tuple[str, float]]:
+        s = series[series > 0]
+        ranked = sorted(s.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [(k, v / whole) for k, v in ranked]
+
+    items = _read(folder, "olist_order_items_dataset")
+    products = _read(folder, "olist_products_dataset")
+    translation = _read(folder, "product_category_name_translation")
+    names = dict(zip(translation["product_category_name"], translation["product_category_name_english"]))
+    cat_of = {
+        p: names.get(c, c) if c else "(no category)"
+        for p, c in zip(products["product_id"], products["product_category_name"])
+    }
+    lines = items.merge(valid[["order_id", "cluster"]], on="order_id")
+    lines["category"] = lines["product_id"].map(cat_of).fillna("(no category)")
+    lines["cents"] = _cents(lines["price"])
+    payments = _read(folder, "olist_order_payments_dataset").merge(valid[["order_id", "cluster"]], on="order_id")
+    payments["cents"] = _cents(payments["payment_value"])
+    payments["inst"] = pd.to_numeric(payments["payment_installments"])
+    customers = _read(folder, "olist_customers_dataset")
+    located = valid.merge(customers[["customer_id", "customer_state"]], left_on="cid", right_on="customer_id")
+    for c in sorted(valid["cluster"].unique()):
+        c = int(c)
+        li, pa, lo = lines[lines["cluster"] == c], payments[payments["cluster"] == c], located[located["cluster"] == c]
+        by_cat = li.groupby("category")["cents"].sum()
+        by_type = pa.groupby("payment_type")["cents"].sum()
+        per_order = pa.groupby("order_id")["inst"].max().sort_values().to_numpy()
+        states = lo.groupby("customer_state")["customer_id_x"].nunique()
+        out[c] = {
+            "categories": top(by_cat, float(by_cat.sum())),
+            "payment": top(by_type, float(by_type.sum()), 1),
+            "instalments": float(per_order[(len(per_order) + 1) // 2 - 1]) if len(per_order) else None,
+            "states": top(states.astype(float), float(sizes[c])),
+        }
+    return out

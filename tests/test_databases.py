@@ -334,3 +334,58 @@ def test_one_connection_or_two_read_the_same(tables, tmp_path, monkeypatch):
         one = load_rfm(source_from_spec(url, table=name, **FLAGS), as_of)
         _same(one, two)
         assert two.excluded and two.gaps.gaps > 0
+
+
+def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp_path, monkeypatch):
+    """The Olist layout's six tables in a schema, and a transactions table with --category-col:
+    the personas computed inside the database (one statement, the customers scored by the
+    compiled model) equal the file path's."""
+    from segmentation.store import ModelStore
+    from segmentation.training import train
+
+    kind, url, engine, load = tables
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as con:
+        con.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        for stem in (
+            "olist_orders_dataset",
+            "olist_order_payments_dataset",
+            "olist_customers_dataset",
+            "olist_order_items_dataset",
+            "olist_products_dataset",
+            "product_category_name_translation",
+        ):
+            dates = ["order_purchase_timestamp"] if stem == "olist_orders_dataset" else []
+            frame = pd.read_csv(sample_folder / f"{stem}.csv", parse_dates=dates, encoding="utf-8-sig")
+            frame.to_sql(stem, engine, schema=schema, index=False)
+        for sessions in ("2", "1"):
+            monkeypatch.setenv("SEGMENT_DB_SESSIONS", sessions)
+            _, from_db = train(
+                source_from_spec(url, layout="olist", schema=schema), ModelStore(tmp_path / f"db{sessions}"), k=8
+            )
+            _, from_folder = train(source_from_spec(sample_folder), ModelStore(tmp_path / f"f{sessions}"), k=8)
+            assert [s.name for s in from_db.segments] == [s.name for s in from_folder.segments]
+            for a, b in zip(from_db.segments, from_folder.segments):
+                assert a.persona is not None and b.persona is not None
+                assert [c.label for c in a.persona.categories] == [c.label for c in b.persona.categories]
+                np.testing.assert_allclose(
+                    [c.share for c in a.persona.categories], [c.share for c in b.persona.categories]
+                )
+                assert a.persona.payment.label == b.persona.payment.label
+                assert a.persona.payment.share == pytest.approx(b.persona.payment.share, rel=1e-12)
+                assert a.persona.instalments == b.persona.instalments and a.persona.states == b.persona.states
+    finally:
+        with engine.begin() as con:
+            con.exec_driver_sql(f"DROP SCHEMA {schema} {'CASCADE' if kind == 'postgresql' else ''}")
+    df = _transactions(seed=4, n=3_000)
+    df["genre"] = np.random.default_rng(1).choice(["a", "b", "c", None], size=len(df))
+    path = tmp_path / "lines.parquet"
+    df.to_parquet(path, index=False)
+    name = load(df)
+    flags = dict(FLAGS, category_col="genre")
+    _, from_db = train(source_from_spec(url, table=name, **flags), ModelStore(tmp_path / "tdb"), k=6)
+    _, from_file = train(source_from_spec(path, **flags), ModelStore(tmp_path / "tf"), k=6)
+    for a, b in zip(from_db.segments, from_file.segments):
+        assert [c.label for c in a.persona.categories] == [c.label for c in b.persona.categories]
+        np.testing.assert_allclose([c.share for c in a.persona.categories], [c.share for c in b.persona.categories])
