@@ -492,6 +492,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The HTML report: on --data, trained in memory for it (nothing saved); else the served model."""
+    from . import report as report_mod
+
+    progress = _progress(args)
+    if args.data is not None:
+        from .sources import opened
+        from .training import fit, with_personas
+
+        source, data_ref = resolve_source(args)
+        with opened(source, args.as_of, personas=True) as src:
+            if progress:
+                progress(f"Reading {source.describe()} and computing RFM")
+            table = src.rfm()
+            if progress:
+                progress(f"Training K={args.k} for the report (nothing is saved)")
+            trained, assignments = fit(table, k=args.k, seed=args.seed, data_ref=data_ref, trained_by="report")
+            if progress:
+                progress("Describing what each segment buys")
+            trained = with_personas(trained, src.personas(trained, table.snapshot_date))
+        version = None
+        frame, labels = assignments, assignments["cluster"].to_numpy()
+    else:
+        served = _served(args)
+        trained, version = served.trained, served.version
+        frame = served.assignments.frame()
+        labels = frame["cluster"].to_numpy()
+    rep = report_mod.build(trained, frame, labels, version, progress)
+    out = report_mod.write_html(rep, args.out)
+    if args.json:
+        _print_json({**rep.as_json(), "report": str(out)})
+        return 0
+    d = rep.diagnostics
+    print(
+        f"Wrote {out} ({out.stat().st_size / 1024:,.0f} KB): {len(trained.segments)} segments of {trained.info.customers:,} customers"
+    )
+    print(f"  Choosing K: {d.kscan.recommendation}")
+    for a in d.algorithms:
+        print(
+            f"  {a.name}: {a.clusters} clusters, {a.noise_share:.1%} noise, silhouette "
+            f"{'n/a' if a.silhouette is None else f'{a.silhouette:.3f}'}, ARI vs the segments {a.ari:.2f}"
+        )
+    print(f"  {d.recommendation}")
+    return 0
+
+
 def validation_json(r) -> dict[str, Any]:
     from dataclasses import asdict
 
@@ -591,6 +637,15 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a source's segments against their definitions, and their stability")
     data_options(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "report", help="an HTML report: segments, personas, choosing K, and what GMM, HDBSCAN and DBSCAN find"
+    )
+    data_options(p)
+    p.set_defaults(data=None)
+    p.add_argument("--seed", type=seed_value, default=42, help="KMeans random seed with --data (default 42)")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sample-data", help="write synthetic order history in the Olist layout")
     p.add_argument("--orders", type=positive_int, default=100_000)

@@ -659,6 +659,13 @@ class Assignments:
         r = table.slice(j, 1).to_pylist()[0]
         return _row(tuple(r[c] for c in ASSIGNMENT_COLUMNS))
 
+    def frame(self) -> pd.DataFrame:
+        """Every customer's row (the RFM columns, cluster and at_risk), from the verified file."""
+        import pyarrow.parquet as pq
+
+        self.verify()
+        return pq.read_table(self.path, columns=list(ASSIGNMENT_COLUMNS)).to_pandas()
+
     def members(self, clusters: Sequence[int] | None = None, at_risk_only: bool = False) -> Iterator[CustomerRow]:
         """Customers of ``clusters`` (all when None), optionally only those at risk, biggest
         spenders first."""
