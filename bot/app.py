@@ -90,6 +90,7 @@ def build_context(
     client: WebClient | None = None,
 ) -> BotContext:
     from .digests import Digests
+    from .home import Home
 
     service = service or SegmentService(
         ModelStore(settings.artifacts, key=settings.model_key, max_bytes=keep_bytes(os.environ))
@@ -99,6 +100,8 @@ def build_context(
     client = client or make_client(settings)
     ctx = BotContext(settings, service, state, Retrainer(settings, service, state, **kwargs), client)
     ctx.digests = Digests(ctx, client)
+    ctx.home = Home(ctx, client)
+    ctx.retrainer.after_success = ctx.home.refresh_all  # the Home tab shows the new model
     return ctx
 
 

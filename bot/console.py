@@ -27,6 +27,7 @@ from .render import render
 from .settings import Settings
 
 CHANNEL = "C0CONSOLE"
+HOME_CHANNEL = "D0CONSOLE"  # your direct messages with the app, where its Home buttons answer
 TEAM = "T0LOCAL"
 
 
@@ -44,6 +45,7 @@ class Console:
         self._print_lock = threading.Lock()
         self._at_prompt = False  # a "> " prompt is showing: text arriving now must reprint it
         self.buttons: list[dict[str, Any]] = []
+        self._home_shown = threading.Event()
         self.emulator = SlackEmulator(on_call=self._on_call).start()
         self.secret = secrets.token_hex(16)
         self.settings = replace(
@@ -82,7 +84,16 @@ class Console:
         return path
 
     def _on_call(self, call: Call) -> None:
-        if call.kind == "api" and call.method == "chat.postMessage":
+        if call.kind == "api" and call.method == "views.publish":
+            view = call.args.get("view")
+            view = json.loads(view) if isinstance(view, str) else view or {}
+            first = len(self.buttons)
+            text = render(view, self.buttons)
+            for button in self.buttons[first:]:
+                button["_home"] = True  # clicked from the Home tab: no response URL
+            self._print("\n[Home tab]\n" + text)
+            self._home_shown.set()
+        elif call.kind == "api" and call.method == "chat.postMessage":
             self._print(f"\n[bot → #{call.args.get('channel')}]\n" + render(call.args, self.buttons))
         elif call.kind == "response_url":
             where = "channel" if call.args.get("response_type") == "in_channel" else "only you"
@@ -102,11 +113,11 @@ class Console:
                 )
 
     # -- input --------------------------------------------------------------------------
-    def _signed(self, body: str) -> BoltRequest:
+    def _signed(self, body: str, content_type: str = "application/x-www-form-urlencoded") -> BoltRequest:
         ts = str(int(time.time()))
         signature = self.verifier.generate_signature(timestamp=ts, body=body) or ""
         headers: dict[str, str | Sequence[str]] = {
-            "content-type": ["application/x-www-form-urlencoded"],
+            "content-type": [content_type],
             "x-slack-request-timestamp": [ts],
             "x-slack-signature": [signature],
         }
@@ -131,19 +142,45 @@ class Console:
         )
         return self._reply(self.app.dispatch(self._signed(body)))
 
+    def home(self) -> str:
+        """Open the app's Home tab, as Slack tells the app when someone does."""
+        body = json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": TEAM,
+                "api_app_id": "A0LOCAL",
+                "event_id": "Ev" + secrets.token_hex(6),
+                "event_time": int(time.time()),
+                "event": {"type": "app_home_opened", "user": self.user_id, "channel": HOME_CHANNEL, "tab": "home"},
+            }
+        )
+        self._home_shown.clear()
+        reply = self._reply(self.app.dispatch(self._signed(body, "application/json")))
+        # the tab is published after the acknowledgement: show it before the next prompt
+        if not self._home_shown.wait(30):
+            return "(the Home tab was not published; see the log)"
+        return reply
+
     def click(self, n: int) -> str:
         if not 1 <= n <= len(self.buttons):
             return f"There is no button [{n}]." if self.buttons else "There are no buttons yet."
         button = self.buttons[n - 1]
+        where: dict[str, Any] = (
+            {"container": {"type": "view", "view_id": "V0HOME"}, "view": {"id": "V0HOME", "type": "home"}}
+            if button.get("_home")
+            else {
+                "channel": {"id": CHANNEL, "name": "console"},
+                "container": {"type": "message", "channel_id": CHANNEL},
+                "response_url": self.emulator.response_url(),
+            }
+        )
         payload = {
             "type": "block_actions",
             "team": {"id": TEAM},
             "user": {"id": self.user_id, "name": "you"},
             "api_app_id": "A0LOCAL",
-            "channel": {"id": CHANNEL, "name": "console"},
-            "container": {"type": "message", "channel_id": CHANNEL},
+            **where,
             "trigger_id": secrets.token_hex(8),
-            "response_url": self.emulator.response_url(),
             "actions": [
                 {
                     "type": "button",
@@ -175,6 +212,8 @@ class Console:
             return None
         if not line:
             return ""
+        if line in {"home", "/home"}:
+            return self.home()
         if line.startswith("click"):
             arg = line[5:].strip()
             return self.click(int(arg)) if arg.isdigit() else "Type click and a button number, e.g. click 1"
@@ -187,7 +226,7 @@ class Console:
     def loop(self, stdin: IO[str] = sys.stdin) -> None:
         self._print(
             "Local console: type /segment commands (e.g. /segment 30 2 150, /segment at-risk), "
-            "click N for a button, quit to leave."
+            "home for the app's Home tab, click N for a button, quit to leave."
         )
         tty = stdin.isatty()
         while True:

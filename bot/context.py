@@ -16,6 +16,7 @@ from .state import StateDB
 
 if TYPE_CHECKING:
     from .digests import Digests
+    from .home import Home
     from .scheduling import DigestScheduler
 
 
@@ -28,6 +29,7 @@ class BotContext:
     client: WebClient
     follow_ups: FollowUps = field(default_factory=FollowUps)
     digests: Digests = field(init=False)  # set by the app factory right after construction
+    home: Home = field(init=False)  # likewise
     scheduler: DigestScheduler | None = None
 
     def can_manage_digests(self, user_id: str) -> bool:

@@ -354,6 +354,49 @@ class Digests:
             row = con.execute(subscriptions.select().where(subscriptions.c.channel_id == channel_id)).mappings().first()
         return dict(row) if row else None
 
+    def latest(self, model_version: str, data_source: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """The newest digest built with this model on this data, and the one before it in the
+        same channel if that was too (sizes are only compared like with like); None if none."""
+        cols = (
+            digest_runs.c.channel_id,
+            digest_runs.c.scheduled_for,
+            digest_runs.c.counts,
+            digest_runs.c.customers,
+            digest_runs.c.latest_order,
+            digest_runs.c.at_risk_customers,
+            digest_runs.c.at_risk_revenue,
+            digest_runs.c.model_version,
+            digest_runs.c.data_source,
+        )
+        alike = (
+            digest_runs.c.status == "ok",
+            digest_runs.c.model_version == model_version,
+            digest_runs.c.data_source == data_source[:500],
+        )
+        order = (digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc())
+        with self.state.engine.connect() as con:
+            row = con.execute(sa.select(*cols).where(*alike).order_by(*order).limit(1)).mappings().first()
+            if row is None:
+                return None
+            before = (
+                con.execute(
+                    sa.select(*cols)
+                    .where(
+                        digest_runs.c.channel_id == row["channel_id"],
+                        digest_runs.c.status == "ok",
+                        digest_runs.c.scheduled_for < row["scheduled_for"],
+                    )
+                    .order_by(*order)
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        latest = {**row, "counts": json.loads(row["counts"] or "{}")}
+        if before is None or (before["model_version"], before["data_source"]) != (model_version, data_source[:500]):
+            return latest, None
+        return latest, {**before, "counts": json.loads(before["counts"] or "{}")}
+
     # -- runs ---------------------------------------------------------------------------
     def _previous(self, con, channel_id: str, before: dt.datetime) -> PreviousRun | None:
         row = (
@@ -465,6 +508,8 @@ class Digests:
                 customers=data.customers,
                 counts=json.dumps(data.counts),
                 at_risk_ids=pack_hashes(data.at_risk_hashes),
+                at_risk_customers=data.at_risk.customers,
+                at_risk_revenue=data.at_risk.revenue,
             )
             with self.state.engine.begin() as con:  # the numbers first: recovery needs them if we die posting
                 con.execute(digest_runs.update().where(digest_runs.c.id == run_id).values(**numbers))

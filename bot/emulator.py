@@ -222,6 +222,8 @@ class SlackEmulator:
             return {"ok": True, "message_ts": f"{int(time.time())}.{n:06d}"}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args.get("users", "U")).split(",")[0].lstrip("UW")}}
+        if method == "views.publish":
+            return {"ok": True, "view": {"id": f"V{n:08d}", "type": "home"}}
         if method == "conversations.info":
             ch = args.get("channel", "")
             return {"ok": True, "channel": self.channels.get(ch, {"id": ch, "is_member": True, "is_private": False})}

@@ -20,14 +20,14 @@ class FollowUps:
     def __init__(self, workers: int = 4):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="follow-up")
 
-    def submit(self, respond: Respond, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, respond: Respond | Callable[..., Any], fn: Callable[..., Any], *args: Any) -> Future:
         return self._pool.submit(guarded, respond, fn, *args)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
 
 
-def guarded(respond: Respond, fn: Callable[..., Any], *args: Any) -> None:
+def guarded(respond: Respond | Callable[..., Any], fn: Callable[..., Any], *args: Any) -> None:
     """Run ``fn``; tell the user in one line if it fails (details go to the log, never to Slack)."""
     try:
         fn(*args)

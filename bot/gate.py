@@ -12,7 +12,8 @@ the request body.
   process): a request seen before is refused with 409, so a captured ``/segment rollback`` runs
   once and an event Slack retries is answered once.
 - Shape: a signed body that is not a command, an interaction payload (JSON object with a type,
-  a user and, for clicks, a list of actions) or an event object is refused with 400.
+  a user and, for clicks, a list of actions, and a response URL unless the button is on the
+  app's Home tab) or an event object is refused with 400.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ def _event_ok(event: Any) -> bool:
         return False
     if event["type"] == "app_mention":  # answered in its channel's thread
         return isinstance(event.get("channel"), str) and isinstance(event.get("ts"), str)
+    if event["type"] == "app_home_opened":  # the tab is published for this user
+        return isinstance(event.get("user"), str) and bool(event["user"]) and isinstance(event.get("tab", ""), str)
     return True
 
 
@@ -169,13 +172,28 @@ def _interaction_ok(payload: Any) -> bool:
         return False
     if payload["type"] == "block_actions":
         actions = payload.get("actions")
-        return (
+        well_formed = (
             isinstance(actions, list)
             and bool(actions)
             and all(
                 isinstance(a, dict) and isinstance(a.get("action_id"), str) and isinstance(a.get("value", ""), str)
                 for a in actions
             )
-            and isinstance(payload.get("response_url"), str)  # answers go there (buttons are on messages only)
         )
+        if _from_home(payload):  # a Home tab button: answered in the person's DM, no response URL
+            return (
+                well_formed and isinstance(actions, list) and all(a["action_id"].startswith("home_") for a in actions)
+            )
+        return well_formed and isinstance(payload.get("response_url"), str)  # answers go there
     return True
+
+
+def _from_home(payload: dict[str, Any]) -> bool:
+    container, view = payload.get("container"), payload.get("view")
+    return (
+        isinstance(container, dict)
+        and container.get("type") == "view"
+        and isinstance(view, dict)
+        and view.get("type") == "home"
+        and isinstance(view.get("id"), str)
+    )

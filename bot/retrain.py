@@ -42,6 +42,7 @@ class Retrainer:
         self.state = state
         self.train_fn = train_fn
         self._threads: list[threading.Thread] = []
+        self.after_success: Callable[[], Any] | None = None  # called once a new model serves
 
     def source_label(self) -> str:
         return mask_text(self.settings.data) if self.settings.data else "the built-in sample data"
@@ -157,6 +158,11 @@ class Retrainer:
             liveness.release(holder)
         self.state.audit_result(audit_row, result)
         self._post(client, channel_id, message, respond)
+        if result.startswith("succeeded") and self.after_success is not None:
+            try:
+                self.after_success()
+            except Exception:  # noqa: BLE001 - the new model serves; only the refresh failed
+                log.warning("could not refresh after the retrain", exc_info=True)
 
     def _serving(self) -> str:
         """What answers now, said truthfully."""

@@ -146,3 +146,10 @@ def parse(text: str, default_timezone: str = "UTC") -> Schedule:
             f"minute{'' if minutes == 1 else 's'} apart. Example: {EXAMPLE}"
         )
     return schedule
+
+
+def when_text(t: dt.datetime | None, tz: str) -> str:
+    """A next run time as people read it in the schedule's own time zone ("paused" without one)."""
+    if t is None:
+        return "paused"
+    return t.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M ") + tz

@@ -76,7 +76,19 @@ digest_runs = sa.Table(
     sa.Column("message_ts", sa.String(32), nullable=True),
     sa.Column("runner", sa.String(128), nullable=True),  # host:pid:id of the process posting it
     sa.Column("data_source", sa.String(500), nullable=True),  # the data it was computed on
+    sa.Column("at_risk_customers", sa.Integer, nullable=True),
+    sa.Column("at_risk_revenue", sa.Float, nullable=True),
     sa.UniqueConstraint("channel_id", "scheduled_for", name="digest_runs_once"),
+)
+
+# Who has opened the app's Home tab (and their direct-message channel with the app), so the
+# tab can be published again for them when the served model changes.
+home_views = sa.Table(
+    "home_views",
+    metadata,
+    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Column("channel_id", sa.String(64), nullable=True),
+    sa.Column("opened_at", sa.DateTime, nullable=False),
 )
 
 seen_requests = sa.Table(
@@ -243,12 +255,45 @@ class StateDB:
             row["name"], row["holder"], row["acquired_at"], row["expires_at"], json.loads(row["detail"] or "{}")
         )
 
+    # -- the Home tab -------------------------------------------------------------------
+    def home_opened(self, user_id: str, channel_id: str | None) -> None:
+        """Remember that ``user_id`` looks at the Home tab (the last time wins)."""
+        values = {"opened_at": utcnow(), **({"channel_id": channel_id[:64]} if channel_id else {})}
+        with self.engine.begin() as con:
+            if not con.execute(
+                home_views.update().where(home_views.c.user_id == user_id[:64]).values(**values)
+            ).rowcount:
+                try:
+                    with con.begin_nested():
+                        con.execute(home_views.insert().values(user_id=user_id[:64], **values))
+                except IntegrityError:  # another process inserted it meanwhile
+                    con.execute(home_views.update().where(home_views.c.user_id == user_id[:64]).values(**values))
+
+    def home_viewers(self, within: dt.timedelta = dt.timedelta(days=30)) -> list[tuple[str, str | None]]:
+        """(user, DM channel) of everyone who opened the Home tab within ``within``."""
+        with self.engine.connect() as con:
+            rows = con.execute(
+                sa.select(home_views.c.user_id, home_views.c.channel_id).where(
+                    home_views.c.opened_at >= utcnow() - within
+                )
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def home_channel(self, user_id: str) -> str | None:
+        with self.engine.connect() as con:
+            return con.execute(sa.select(home_views.c.channel_id).where(home_views.c.user_id == user_id[:64])).scalar()
+
     def dispose(self) -> None:
         self.engine.dispose()
 
 
 # Columns added after a table was first released: (table, column, DDL type).
-_ADDED_COLUMNS = [("digest_runs", "runner", "VARCHAR(128)"), ("digest_runs", "data_source", "VARCHAR(500)")]
+_ADDED_COLUMNS = [
+    ("digest_runs", "runner", "VARCHAR(128)"),
+    ("digest_runs", "data_source", "VARCHAR(500)"),
+    ("digest_runs", "at_risk_customers", "INTEGER"),
+    ("digest_runs", "at_risk_revenue", "FLOAT"),
+]
 
 
 def _upgrade(con: sa.Connection) -> None:

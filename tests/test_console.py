@@ -129,3 +129,26 @@ def test_console_keeps_its_own_state(trained, tmp_path, monkeypatch):
     assert seen["settings"].database_url == f"sqlite:///{art / 'console.db'}"
     assert seen["settings"].digest_channel is None
     assert not (tmp_path / "production.db").exists()
+
+
+def test_the_home_tab_in_the_console(trained, tmp_path):
+    """`home` opens the app's Home tab as Slack would tell the app; its buttons click like Slack's
+    (from a view, no response URL) and answer in the direct messages."""
+    art = copy_artifacts(trained, tmp_path / "art")
+
+    def factory(settings):
+        return create_app(build_context(settings), process_before_response=True)
+
+    out = io.StringIO()
+    console = Console(factory, Settings(artifacts=art, database_url=f"sqlite:///{tmp_path / 's.db'}"), out=out)
+    try:
+        console.handle_line("home")
+        text = out.getvalue()
+        assert "[Home tab]" in text and "Segment assistant" in text and "Model v0001" in text
+        assert "Retrain" in text  # the console user is an admin
+        segments = next(n for n, b in enumerate(console.buttons, 1) if b["action_id"] == "home_show_segments")
+        console.handle_line(f"click {segments}")
+        _until(lambda: "[bot → #D0CONSOLE]" in out.getvalue())
+        assert "Segments ·" in out.getvalue().split("[bot → #D0CONSOLE]", 1)[1]
+    finally:
+        console.close()

@@ -17,6 +17,7 @@ NEEDS = {
     "conversations_open": {"im:write"},
     "conversations_info": {"channels:read", "groups:read", "im:read", "mpim:read"},
     "conversations_history": {"channels:history", "groups:history", "im:history", "mpim:history"},
+    "views_publish": set(),  # needs no scope: the app publishes its own Home tab
 }
 
 
@@ -39,6 +40,13 @@ def test_every_called_method_has_its_scopes(name):
     hint = _manifest(name)["features"]["slash_commands"][0]["usage_hint"]
     for word in ("customer", "segments", "at-risk", "export", "digest", "model", "retrain", "rollback", "help"):
         assert word in hint
+
+
+@pytest.mark.parametrize("name", ["slack-manifest.yml", "slack-manifest-http.yml"])
+def test_the_home_tab_is_on_and_its_event_subscribed(name):
+    m = _manifest(name)
+    assert m["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in m["settings"]["event_subscriptions"]["bot_events"]
 
 
 def test_http_manifest_has_its_request_urls_where_slack_reads_them():

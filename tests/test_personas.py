@@ -174,3 +174,14 @@ def test_personas_in_every_answer(olist_trained, sample_folder):
     assert '"persona"' in r.out and seg.persona.categories[0].label in r.out
     r = run_cli("--artifacts", str(root), "predict", "5", "3", "900")
     assert r.code == 0 and "Its persona: buys " in r.out
+
+
+def test_personas_in_slack(bot):
+    """/segment segments and /segment customer say what the segment buys, through the signed endpoint."""
+    served = bot.ctx.service.served()
+    seg = served.segments()[0]
+    r = bot.command("segments")
+    assert r.status == 200 and f"_Persona:_ {seg.persona.line()}." in r.text
+    row = next(iter(served.assignments.members([seg.cluster])))
+    r = bot.command(f"customer {row.customer_id}")
+    assert r.status == 200 and f"_Persona:_ {seg.persona.line()}." in r.text

@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -146,7 +145,12 @@ def do_rollback(req: Request) -> Reply:
         req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"failed: {exc}", req.channel_id)
         return blocks.error_line((f"{note} " if note else "") + str(exc)), None
     req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"succeeded: {old} -> {new}", req.channel_id)
-    return blocks.plain((f"{note} " if note else "") + f"Rolled back: now serving model {new} (was {old})."), None
+    line = (f"{note} " if note else "") + f"Rolled back: now serving model {new} (was {old})."
+
+    def refresh_home() -> None:  # the Home tab shows the model that serves now
+        req.ctx.home.refresh_all()
+
+    return blocks.plain(line), refresh_home
 
 
 DIGEST_HELP = (
@@ -154,12 +158,6 @@ DIGEST_HELP = (
     "`0 9 * * 1-5`, optionally followed by a time zone like `Europe/Berlin`) · `/segment digest list` · "
     "`/segment digest unsubscribe` · `/segment digest now`"
 )
-
-
-def _when(t: dt.datetime | None, tz: str) -> str:
-    if t is None:
-        return "paused"
-    return t.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M ") + tz
 
 
 def _check_channel(req: Request) -> str | None:
@@ -237,7 +235,7 @@ def _digest(req: Request) -> Reply:
             ctx.scheduler.changed()
         nxt = schedule.trigger().get_next_fire_time(None, dt.datetime.now(dt.UTC))
         return blocks.plain(
-            f"Subscribed <#{req.channel_id}> to the digest {schedule.text}. Next one: {_when(nxt, schedule.timezone)}."
+            f"Subscribed <#{req.channel_id}> to the digest {schedule.text}. Next one: {schedule_spec.when_text(nxt, schedule.timezone)}."
         ), None
     if word == "unsubscribe":
         removed = ctx.digests.unsubscribe(req.channel_id)
@@ -268,7 +266,7 @@ def _digest(req: Request) -> Reply:
                 )
             )
             lines.append(
-                f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {_when(nxt, sub['timezone'])} · last: {status}"
+                f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {schedule_spec.when_text(nxt, sub['timezone'])} · last: {status}"
             )
         return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
     if word == "now":
