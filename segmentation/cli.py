@@ -531,7 +531,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"  Choosing K: {d.kscan.recommendation}")
     for a in d.algorithms:
         print(
-            f"  {a.name}: {a.clusters} clusters, {a.noise_share:.1%} noise, silhouette "
+            f"  {a.name}: {a.clusters} cluster{'' if a.clusters == 1 else 's'}, {a.noise_share:.1%} noise, silhouette "
             f"{'n/a' if a.silhouette is None else f'{a.silhouette:.3f}'}, ARI vs the segments {a.ari:.2f}"
         )
     print(f"  {d.recommendation}")

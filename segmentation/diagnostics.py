@@ -149,11 +149,15 @@ def run(
         served_silhouette=served_sil,
         kscan=kscan,
         algorithms=algorithms,
-        recommendation=_recommend(trained, served_sil, algorithms),
+        recommendation=_recommend(trained, served_sil, algorithms, len(Z)),
     )
 
 
 # -- choosing K ------------------------------------------------------------------------------
+
+
+def _distinct(Z: np.ndarray) -> int:
+    return len(np.unique(Z, axis=0))
 
 
 def _inertia(Z: np.ndarray, labels: np.ndarray) -> float:
@@ -184,7 +188,10 @@ def _kscan(trained, X, Z, kinds, sil_rows, say) -> KScan:
 
     cut = tuple(trained.model.cutoffs)
     segments, free = [], []
+    distinct = _distinct(Z)
     for k in KS:
+        if k >= distinct:  # no K clusters among fewer distinct customers
+            break
         fits = []
         for seed in SEEDS:
             m = SegmentModel(k, cut, random_state=seed, n_init=4, max_fit=None, n_threads=1)
@@ -260,12 +267,22 @@ def _algorithms(trained, Z, served, sample, sil_rows, names, say) -> tuple[Algor
 
     out = []
     bics = {}
-    for n in GMM_RANGE:
+    distinct = _distinct(Z)
+    tried = [n for n in GMM_RANGE if n < distinct]
+    for n in tried:
         bics[n] = float(GaussianMixture(n, random_state=0, reg_covar=1e-4).fit(Z).bic(Z))
-    n_best = min(bics, key=lambda n: (bics[n], n))
+    n_best = min(bics, key=lambda n: (bics[n], n)) if bics else None
     k = trained.info.k
-    for n, why in ((n_best, f"components chosen by BIC over {GMM_RANGE[0]}..{GMM_RANGE[-1]}"), (k, "K components")):
-        if why == "K components" and n == n_best:
+    choices = (
+        [(k, "K components")]
+        if n_best is None
+        else [
+            (n_best, f"components chosen by BIC over {tried[0]}..{tried[-1]}"),
+            (k, "K components"),
+        ]
+    )
+    for n, why in choices:
+        if (why == "K components" and n == n_best) or n >= distinct:
             continue
         labels = GaussianMixture(n, random_state=0, reg_covar=1e-4).fit(Z).predict(Z)
         extra = {"bic": {str(m): b for m, b in bics.items()}, "chosen_by_bic": n_best} if n == n_best else {}
@@ -274,6 +291,8 @@ def _algorithms(trained, Z, served, sample, sil_rows, names, say) -> tuple[Algor
                 f"Gaussian mixture ({n} components)", why, labels, Z, served, sample, sil_rows, names, trained, extra
             )
         )
+    if len(Z) < 2 * DENSITY_MIN_SAMPLES:  # too few customers to say what is dense
+        return tuple(out)
     say("  HDBSCAN")
     min_size = max(25, round(0.005 * len(Z)))
     labels = HDBSCAN(min_cluster_size=min_size, copy=True).fit(Z).labels_
@@ -390,7 +409,7 @@ def _findings(name, labels, served, sample, names, trained) -> list[str]:
     return found
 
 
-def _recommend(trained, served_sil, algorithms: Sequence[Algorithm]) -> str:
+def _recommend(trained, served_sil, algorithms: Sequence[Algorithm], sample: int) -> str:
     k = trained.info.k
     fits = sum(s.check.passed for s in trained.segments)
     lines = [
@@ -423,6 +442,8 @@ def _recommend(trained, served_sil, algorithms: Sequence[Algorithm]) -> str:
             )
         why.append(f"agreement with the segments: adjusted Rand index {a.ari:.2f}")
         lines.append(f"{a.name}: " + "; ".join(why) + ".")
+    if not any(a.name in {"HDBSCAN", "DBSCAN"} for a in algorithms):
+        lines.append(f"HDBSCAN and DBSCAN were not run: {sample:,} customers are too few to tell what is dense.")
     return " ".join(lines)
 
 

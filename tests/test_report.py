@@ -105,3 +105,34 @@ def test_density_clusters_are_described_in_the_shops_terms(reported):
     hdb = next(a for a in data["diagnostics"]["algorithms"] if a["name"] == "HDBSCAN")
     assert all(re.search(r"typically \d[\d,]* days? since the last order", f) for f in hdb["findings"])
     assert np.isfinite(hdb["ari_vs_segments"])
+
+
+def test_a_report_on_a_handful_of_customers(tmp_path):
+    """Too few customers for every K and for density clustering: the report says what it could
+    measure, and never fails."""
+    lines = ["customer,order,date,amount"] + [
+        f"c{i},o{i}-{j},2024-0{1 + (i * 3 + j) % 8}-1{j},{10 + 7 * i + j}" for i in range(6) for j in range(1 + i % 2)
+    ]
+    path = tmp_path / "tiny.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "tiny.html"
+    flags = ["--customer-col", "customer", "--order-col", "order", "--date-col", "date", "--amount-col", "amount"]
+    r = run_cli(
+        "--artifacts",
+        str(tmp_path / "a"),
+        "-q",
+        "report",
+        "--data",
+        str(path),
+        *flags,
+        "--k",
+        "4",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert r.code == 0, r.err
+    d = json.loads(r.out)["diagnostics"]
+    assert d["sample"] == 6 and all(p["k"] < 6 for p in d["k_scan"]["kmeans"])
+    assert "HDBSCAN and DBSCAN were not run: 6 customers are too few" in d["recommendation"]
+    assert out.exists() and "HDBSCAN and DBSCAN were not run" in html.unescape(out.read_text())
