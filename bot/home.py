@@ -166,8 +166,7 @@ class Home:
         served = ctx.service.served()
         info, terms = served.info, served.terms
         today = today or dt.datetime.now(dt.UTC).date()
-        source, _ = ctx.service.source(ctx.settings.data)
-        runs = ctx.digests.latest(served.version, source.describe())
+        runs = ctx.digests.latest(served.version, ctx.service.source_description(ctx.settings.data))
         trained_at = info.trained_at[:16].replace("T", " ")
         who = f"<@{info.trained_by}>" if info.trained_by.startswith(("U", "W")) else info.trained_by
         if runs is None:

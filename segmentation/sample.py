@@ -421,9 +421,14 @@ def write_sample(
     return out
 
 
+def default_sample_folder(root: Path, orders: int = 100_000, seed: int = 42) -> Path:
+    """Where the embedded default data set lives under ``root`` (whether it was made yet or not)."""
+    return root / f"sample-{orders}-seed{seed}"
+
+
 def ensure_default_sample(root: Path, orders: int = 100_000, seed: int = 42) -> Path:
     """The embedded default data set: generated once under ``root`` and reused."""
-    folder = root / f"sample-{orders}-seed{seed}"
+    folder = default_sample_folder(root, orders, seed)
     marker = folder / ".complete"
     if not marker.exists():
         write_sample(folder, orders=orders, seed=seed)

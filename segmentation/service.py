@@ -410,6 +410,16 @@ class SegmentService:
 
         return source_from_data_spec(spec, self.store.root, name)
 
+    def source_description(self, spec: str | None) -> str:
+        """How a one-line data spec's source is described (as digests record it), without
+        reading it or making the built-in sample."""
+        if not spec or not spec.strip():
+            from .sample import default_sample_folder
+            from .sources import OlistSource
+
+            return OlistSource(default_sample_folder(Path(self.store.root) / "samples")).describe()
+        return self.source(spec)[0].describe()
+
     def train(
         self, spec: str | None, *, trained_by: str, train_fn: Any = None, **kwargs: Any
     ) -> tuple[str, TrainedModel]:
