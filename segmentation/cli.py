@@ -529,6 +529,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"Wrote {out} ({out.stat().st_size / 1024:,.0f} KB): {len(trained.segments)} segments of {trained.info.customers:,} customers"
     )
     print(f"  Choosing K: {d.kscan.recommendation}")
+    if d.scan_note:
+        print(f"  {d.scan_note}")
     for a in d.algorithms:
         print(
             f"  {a.name}: {a.clusters} cluster{'' if a.clusters == 1 else 's'}, {a.noise_share:.1%} noise, silhouette "

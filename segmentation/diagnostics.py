@@ -108,6 +108,19 @@ class Diagnostics:
     algorithms: tuple[Algorithm, ...]
     recommendation: str
 
+    @property
+    def scan_note(self) -> str:
+        """Why the scan's row for the served K and the served model need not score the same: the
+        scan refits every K on the sample alone, the served model was fitted on every customer."""
+        here = next((p for p in self.kscan.segments if p.k == self.kscan.served_k), None)
+        if here is None or here.silhouette is None or self.served_silhouette is None:
+            return ""
+        return (
+            f"Each K above is refitted on the {self.sample:,}-customer sample alone (seeds {SEEDS[0]} and {SEEDS[1]}); "
+            f"at K={self.kscan.served_k} that refit scores {here.silhouette:.3f}, while the served model, fitted on "
+            f"all {self.customers:,} customers, scores {self.served_silhouette:.3f} on the same rows."
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "sample": self.sample,
@@ -115,6 +128,7 @@ class Diagnostics:
             "silhouette_rows": min(SILHOUETTE_ROWS, self.sample),
             "seeds": list(SEEDS),
             "served_silhouette": self.served_silhouette,
+            "scan_note": self.scan_note,
             "k_scan": self.kscan.as_json(),
             "algorithms": [a.as_json() for a in self.algorithms],
             "recommendation": self.recommendation,

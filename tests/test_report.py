@@ -63,7 +63,11 @@ def test_choosing_k_and_other_algorithms(reported):
     scan = d["k_scan"]
     assert [p["k"] for p in scan["kmeans"]] == list(range(4, 15)) and scan["served_k"] == 11
     served = next(p for p in scan["segments"] if p["k"] == 11)
-    assert f"<td>11 (served)</td><td>{served['inertia']:,.0f}</td><td>{served['silhouette']:.3f}</td>" in text
+    assert f"<td>11 (served K)</td><td>{served['inertia']:,.0f}</td><td>{served['silhouette']:.3f}</td>" in text
+    # the scan's refit at the served K is not the served model: the report says both numbers
+    note = d["scan_note"]
+    assert f"refit scores {served['silhouette']:.3f}" in note and f"scores {d['served_silhouette']:.3f}" in note
+    assert note in text
     assert scan["recommendation"] in text and "K=11" in scan["recommendation"]
     for p in scan["segments"] + scan["kmeans"]:
         assert p["inertia"] > 0 and -1 <= p["silhouette"] <= 1 and -1 <= p["stability_ari"] <= 1
