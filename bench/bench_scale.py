@@ -10,6 +10,9 @@ Every measured step runs as a fresh process; its wall time and peak RSS (the pro
   digest-parquet  score every customer as a digest does (DuckDB over the file)
   digest-postgres the same, scored inside PostgreSQL
   customer-cold   a cold `segment customer ID` (process start to answer)
+  bot-retrain     the bot process retraining on the Parquet file: the Slack app built, the served
+                  version read (a customer looked up), then an admin's retrain run by the bot's
+                  own retrainer in its thread; the peak RSS is the bot process's
   ari             on the first --ari-customers customers: full KMeans fit vs the 200k sample fit
 
 Usage: python bench/bench_scale.py [--orders 10000000] [--pg postgresql://postgres@127.0.0.1/test]
@@ -33,7 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FLAGS = ["--customer-col", "customer", "--order-col", "order_id", "--date-col", "created_at", "--amount-col", "total"]
-STEPS = ["train-parquet", "train-postgres", "digest-parquet", "digest-postgres", "customer-cold", "ari"]
+STEPS = ["train-parquet", "train-postgres", "digest-parquet", "digest-postgres", "customer-cold", "bot-retrain", "ari"]
 
 MEASURE = """
 import resource, subprocess, sys, time
@@ -56,6 +59,31 @@ served = SegmentService(ModelStore(sys.argv[1])).served()
 as_of = dt.date.fromisoformat(served.info.snapshot_date) + dt.timedelta(days=30)
 score = served.score_source(source_from_spec(sys.argv[2], **flags, **extra), as_of)
 print(score.customers, score.at_risk.customers)
+"""
+
+BOT_RETRAIN = """
+import shutil, sys
+from pathlib import Path
+from unittest.mock import Mock
+from slack_sdk import WebClient
+from bot import settings as settings_mod
+from bot.app import build_context, create_app
+art = Path(sys.argv[1])
+if art.exists():
+    shutil.rmtree(art)
+shutil.copytree(sys.argv[2], art)
+settings = settings_mod.load({"SEGMENT_ARTIFACTS": str(art), "SEGMENT_DATA": sys.argv[3],
+                              "DATABASE_URL": "sqlite:///" + str(art / "state.db")}, require_slack=False, dotenv=False)
+client = Mock(spec=WebClient, token="xoxb-bench")
+ctx = build_context(settings, client=client)
+create_app(ctx)
+served = ctx.service.served()
+served.customer(sys.argv[4])
+line = ctx.retrainer.request("UADMIN", "CADMIN", client)
+ctx.retrainer.join()
+posted = str(client.chat_postMessage.call_args)
+if "Retrain failed" in posted or ctx.service.served().version == served.version:
+    sys.exit("the retrain did not serve a new version: " + posted[-600:])
 """
 
 
@@ -206,6 +234,15 @@ def run_steps(steps: list[str], work: Path, parquet: Path, args, segment: list[s
             any_file = next((work / "art-parquet").rglob("*.assignments.parquet"))
             cid = pq.read_table(any_file, columns=["customer_id"]).column(0)[12345].as_py()
             results[step] = measure([*segment, "--artifacts", str(work / "art-parquet"), "customer", cid])
+        elif step == "bot-retrain":
+            import pyarrow.parquet as pq
+
+            any_file = next((work / "art-parquet").rglob("*.assignments.parquet"))
+            cid = pq.read_table(any_file, columns=["customer_id"]).column(0)[12345].as_py()
+            spec = " ".join([str(parquet), *FLAGS])
+            results[step] = measure(
+                [sys.executable, "-c", BOT_RETRAIN, str(work / "art-bot"), str(work / "art-parquet"), spec, cid]
+            )
         elif step == "ari":
             ari(parquet, args.ari_customers)
             continue
