@@ -109,7 +109,8 @@ def _segment_numbers(p: Prediction) -> dict[str, Any]:
         f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
     )
     persona = f"\n_Persona:_ {p.persona}." if p.persona else ""
-    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{persona}")
+    outside = f" {p.outside}" if p.outside else ""
+    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{outside}{persona}")
 
 
 def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = None) -> Message:

@@ -57,6 +57,15 @@ class Prediction:
     currency: str = ""
     note: str | None = None  # set when the values lie outside anything the model was trained on
     persona: str | None = None  # what the segment buys, how it pays, where from (when the data said)
+    fits_definition: bool = True  # whether this customer meets the segment's definition themselves
+
+    @property
+    def outside(self) -> str | None:
+        """Said when this customer does not meet the segment's definition themselves."""
+        if self.fits_definition:
+            return None
+        share = f", as {1 - self.fit:.0%} of its customers do not" if self.segment_customers and self.fit < 1 else ""
+        return f"This customer does not meet it: {self.segment} is the segment nearest to these numbers{share}."
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +89,7 @@ class Prediction:
             "monetary": self.monetary,
             "at_risk": self.at_risk,
             "levels": {"recency": self.levels[0], "frequency": self.levels[1], "spend": self.levels[2]},
+            "fits_definition": self.fits_definition,
             "note": self.note,
             "persona": self.persona,
             "model_version": self.model_version,
@@ -130,6 +140,20 @@ SPEND_WORDS = {Spend.HIGH: "top 20% by spend", Spend.MID: "mid spend", Spend.LOW
 def levels(terms: ShopTerms, recency: float, occasions: float, monetary: float) -> tuple[str, str, str]:
     """One customer's own standing in the shop's terms, e.g. ("lapsing", "one-time", "top 20% by spend")."""
     return terms.band(recency).word, terms.freq(occasions).word, SPEND_WORDS[terms.spend(monetary)]
+
+
+def fits_definition(
+    terms: ShopTerms, base: str, recency: float, occasions: float, monetary: float, at_risk: bool
+) -> bool:
+    """Whether one customer meets the definition of a segment's name (a segment is named for the
+    majority of its customers: someone can sit in it, nearest to its centre, without meeting it)."""
+    from .definitions import BY_NAME
+
+    definition = BY_NAME.get(base)
+    if definition is None:
+        return True
+    one = [np.asarray([x]) for x in (terms.bands([recency]), terms.freqs([occasions]), terms.spends([monetary]))]
+    return bool(definition.holds(one[0].ravel(), one[1].ravel(), one[2].ravel(), np.asarray([at_risk]))[0])
 
 
 def default_artifacts() -> Path:
@@ -208,6 +232,7 @@ class ServedModel:
             occasions=occasions,
             at_risk=at_risk,
             levels=levels(self.terms, r, occasions, m),
+            fits_definition=fits_definition(self.terms, seg.base, r, occasions, m, at_risk),
             model_version=self.version,
             currency=self.terms.currency,
             persona=seg.persona.line() if seg.persona is not None else None,

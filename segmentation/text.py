@@ -111,6 +111,8 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
         ),
         f"  Its definition: {ans.definition}.",
     ]
+    if ans.outside:
+        lines.append(f"  {ans.outside}")
     if ans.persona:
         lines.append(f"  Its persona: {ans.persona}.")
     if ans.note:

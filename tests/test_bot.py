@@ -63,6 +63,19 @@ def test_predict_answers_in_the_ack_with_block_kit(bot, slack):
     assert f"<@{USER}>" in json.dumps(posted["blocks"])
 
 
+def test_an_answer_says_when_the_customer_does_not_meet_the_segments_definition(bot):
+    served = bot.ctx.service.served()
+    profiles = [f"{r} {f} {m}" for r in (5, 40, 90, 200, 400) for f in (1, 2, 4) for m in (20, 80, 150, 400, 2000)]
+    answers = {p: served.predict(parse_rfm(p)) for p in profiles}
+    outside = [p for p, a in answers.items() if not a.fits_definition]
+    inside = [p for p, a in answers.items() if a.fits_definition]
+    assert outside and inside
+    for p in (outside[0], inside[0]):
+        text = bot.command(p).text
+        assert ("This customer does not meet it" in text) is (p in outside), p
+    assert answers[outside[0]].outside in bot.command(outside[0]).text
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

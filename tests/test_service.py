@@ -110,3 +110,28 @@ def test_customer_answers_show_their_numbers_and_the_segments(shop):
     assert set(ans.as_json()) >= {"customer_id", "segment", "definition", "typical", "at_risk", "model_version"}
     with pytest.raises(InputError, match="No customer 'nobody'"):
         served.customer("nobody")
+
+
+def test_each_answer_says_whether_the_customer_meets_the_definition(shop):
+    """A segment is named for the majority of its customers; the answer to one customer says
+    whether they are among them, and per segment those answers add up to the stored fit."""
+    from segmentation.text import answer
+
+    service, table, _ = shop
+    served = service.served()
+    meets: dict[int, list[bool]] = {}
+    for cid in table.frame["customer_id"]:
+        ans = served.customer(cid)
+        meets.setdefault(ans.cluster, []).append(ans.fits_definition)
+        assert ans.as_json()["fits_definition"] is ans.fits_definition
+        assert (ans.outside is None) is ans.fits_definition
+    outsiders = 0
+    for cluster, flags in meets.items():
+        seg = served.segment(cluster)
+        assert np.mean(flags) == pytest.approx(seg.check.fit, abs=1e-9), seg.name
+        outsiders += flags.count(False)
+    assert outsiders, "the shop has customers outside their segment's definition"
+    cid = next(c for c in table.frame["customer_id"] if not served.customer(c).fits_definition)
+    ans = served.customer(cid)
+    assert f"This customer does not meet it: {ans.segment} is the segment nearest" in answer(ans, served.terms)
+    assert f"as {1 - ans.fit:.0%} of its customers do not" in ans.outside
