@@ -152,8 +152,8 @@ def fits_definition(
     definition = BY_NAME.get(base)
     if definition is None:
         return True
-    one = [np.asarray([x]) for x in (terms.bands([recency]), terms.freqs([occasions]), terms.spends([monetary]))]
-    return bool(definition.holds(one[0].ravel(), one[1].ravel(), one[2].ravel(), np.asarray([at_risk]))[0])
+    band, freq, spend = terms.bands([recency]), terms.freqs([occasions]), terms.spends([monetary])
+    return bool(definition.holds(np.asarray(band), np.asarray(freq), np.asarray(spend), np.asarray([at_risk]))[0])
 
 
 def default_artifacts() -> Path:
