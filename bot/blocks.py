@@ -81,6 +81,12 @@ def button(text: str, action_id: str, value: str = "", style: str | None = None)
     return b
 
 
+def escaped(text: str) -> str:
+    """Text from the shop's data (categories, states, payment types) shown as text in mrkdwn:
+    no mention such as <!channel>, no disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def money(x: float, currency: str = "") -> str:
     return f"{currency}{x:,.2f}"
 
@@ -108,7 +114,7 @@ def _segment_numbers(p: Prediction) -> dict[str, Any]:
     counted = (
         f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
     )
-    persona = f"\n_Persona:_ {p.persona}." if p.persona else ""
+    persona = f"\n_Persona:_ {escaped(p.persona)}." if p.persona else ""
     outside = f" {p.outside}" if p.outside else ""
     return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{outside}{persona}")
 
@@ -169,7 +175,7 @@ def segments(served: ServedModel) -> Message:
     texts = [
         f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
         f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
-        + (f"_Persona:_ {s.persona.line()}.\n" if s.persona is not None else "")
+        + (f"_Persona:_ {escaped(s.persona.line())}.\n" if s.persona is not None else "")
         + "\n".join(f"• {a}" for a in s.actions)
         for s in segs
     ]

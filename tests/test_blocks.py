@@ -57,3 +57,11 @@ def test_long_text_is_cut_at_a_word_with_an_ellipsis():
     out = blocks.section(text)["text"]["text"]
     assert len(out) <= blocks.MAX_TEXT and out.endswith("word…")
     assert blocks.cut("short", 10) == "short"
+
+
+def test_persona_text_from_the_data_cannot_mention_or_link():
+    from bot.blocks import escaped
+
+    assert escaped("<!channel> *FREE* <https://evil.example|click> & co") == (
+        "&lt;!channel&gt; *FREE* &lt;https://evil.example|click&gt; &amp; co"
+    )
