@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from segmentation.atrisk import AtRiskSummary
+from segmentation.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.segments import TrainedModel, plural
-from segmentation.service import CustomerAnswer, Prediction, ServedModel
+from segmentation.service import CustomerAnswer, Prediction, ServedModel, percent
 from segmentation.terms import ShopTerms
 
 Message = dict[str, Any]
@@ -106,8 +106,18 @@ def _rfm_fields(p: Prediction) -> dict[str, Any]:
             },
             {"type": "mrkdwn", "text": f"*Monetary*\n{money(p.monetary, p.currency)} · {p.levels[2]}"},
             {"type": "mrkdwn", "text": f"*Churn risk*\n{'at risk' if p.at_risk else 'not at risk'}"},
+            *(
+                [{"type": "mrkdwn", "text": f"*Chance to buy again*\n{_chance(p)}"}]
+                if p.chance is not None and p.horizon is not None
+                else []
+            ),
         ],
     }
+
+
+def _chance(p: Prediction) -> str:
+    basis = f"\n_{p.chance_basis}_" if p.chance_basis else ""
+    return f"{percent(p.chance or 0.0)} in the next {p.horizon:,} days{basis}"
 
 
 def _segment_numbers(p: Prediction) -> dict[str, Any]:
@@ -116,7 +126,8 @@ def _segment_numbers(p: Prediction) -> dict[str, Any]:
     )
     persona = f"\n_Persona:_ {escaped(p.persona)}." if p.persona else ""
     outside = f" {p.outside}" if p.outside else ""
-    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{outside}{persona}")
+    future = f"\n_What it did next:_ {p.future}." if p.future else ""
+    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{outside}{future}{persona}")
 
 
 def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = None) -> Message:
@@ -156,7 +167,8 @@ def customer(a: CustomerAnswer) -> Message:
         context(f"Model {a.model_version} · values as of its snapshot date"),
     ]
     return {
-        "text": f"Customer {a.customer_id}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})",
+        "text": f"Customer {a.customer_id}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})"
+        + (f"; {a.chance_text}" if a.chance_text else ""),
         "blocks": blocks,
     }
 
@@ -203,12 +215,11 @@ def segments(served: ServedModel) -> Message:
 def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
     head = (
         f"*{summary.customers:,} customers at risk* ({summary.share_of_customers:.1%} of "
-        f"{summary.all_customers:,}), revenue {terms.money(summary.revenue)} "
-        f"({summary.share_of_revenue:.1%} of all spend)"
+        f"{summary.all_customers:,}), revenue at stake {summary.stake(terms.money)}"
     )
     lines = (
         "\n".join(
-            f"• *{r.name}*: {r.customers:,} customers, revenue {terms.money(r.revenue)}" for r in summary.by_segment
+            f"• *{r.name}*: {r.customers:,} customers, {terms.money(r.revenue)} at stake" for r in summary.by_segment
         )
         or "• none"
     )
@@ -217,8 +228,7 @@ def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
         section(head),
         section(lines),
         context(
-            f"Model {summary.model_version}, data as of {summary.as_of} · revenue is the customers' total "
-            f"spend · at risk: {summary.definition}"
+            f"Model {summary.model_version}, data as of {summary.as_of} · {STAKE_NOTE} · at risk: {summary.definition}"
         ),
     ]
     if summary.customers:
@@ -235,7 +245,7 @@ def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
                 ],
             }
         )
-    text = f"At risk: {summary.customers:,} customers, revenue {terms.money(summary.revenue)}"
+    text = f"At risk: {summary.customers:,} customers, revenue at stake {terms.money(summary.revenue)}"
     return {"text": text, "blocks": blocks}
 
 
@@ -254,7 +264,7 @@ def model_info(served: ServedModel) -> Message:
         header(f"Model {served.version}"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{hide_paths(v)}"} for k, v in fields]},
         section("*The shop's terms*\n" + "\n".join(f"• {line}" for line in terms.lines())),
-        context(f"At risk: {served.trained.rule.text(terms)}"),
+        context(f"At risk: {served.risk_text}"),
     ]
     return {
         "text": f"Model {served.version}: {info.customers:,} customers, K={info.k}, trained {info.trained_at}",
@@ -305,8 +315,8 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
         section(f"{info.customers:,} customers from {info.source} · K={info.k}{sil}"),
         section(table),
         section(
-            f"*At risk:* {risk.customers:,} customers ({risk.share_of_customers:.1%}), revenue "
-            f"{trained.terms.money(risk.revenue)}"
+            f"*At risk:* {risk.customers:,} customers ({risk.share_of_customers:.1%}), revenue at stake "
+            f"{risk.stake(trained.terms.money)}"
         ),
     ]
     if trained.changes is not None:

@@ -25,7 +25,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
-from segmentation.atrisk import AtRiskSummary
+from segmentation.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.errors import InputError, SegmentationError
 from segmentation.service import ServedModel, SourceScore
 from segmentation.terms import ShopTerms
@@ -198,7 +198,7 @@ def message(data: DigestData) -> blocks.Message:
     risk = data.at_risk
     money = data.terms.money
     risk_lines = (
-        "\n".join(f"• *{r.name}*: {r.customers:,} customers, revenue {money(r.revenue)}" for r in risk.by_segment)
+        "\n".join(f"• *{r.name}*: {r.customers:,} customers, {money(r.revenue)} at stake" for r in risk.by_segment)
         or "• none"
     )
     moved = (
@@ -211,10 +211,10 @@ def message(data: DigestData) -> blocks.Message:
         blocks.section(lines),
         {"type": "divider"},
         blocks.section(
-            f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue "
-            f"{money(risk.revenue)} ({risk.share_of_revenue:.1%} of all spend)" + moved + "\n" + risk_lines
+            f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue at stake "
+            f"{risk.stake(money)}" + moved + "\n" + risk_lines
         ),
-        blocks.context(f"At risk: {risk.definition}"),
+        blocks.context(f"At risk: {risk.definition} · {STAKE_NOTE}"),
     ]
     if data.not_comparable:
         b.insert(3, blocks.context(f":information_source: {_cap(data.not_comparable)}."))

@@ -178,8 +178,7 @@ class Home:
             summary = served.at_risk()
             at_risk_line = (
                 f"*At risk: {summary.customers:,} customers* ({summary.share_of_customers:.1%} of {summary.all_customers:,}), "
-                f"revenue {terms.money(summary.revenue)} ({summary.share_of_revenue:.1%} of all spend), "
-                f"at training (data as of {info.snapshot_date})"
+                f"revenue at stake {summary.stake(terms.money)}, at training (data as of {info.snapshot_date})"
             )
             export = json.dumps({"model": served.version})
         else:
@@ -194,8 +193,8 @@ class Home:
             n = latest["at_risk_customers"]
             revenue = latest["at_risk_revenue"]
             at_risk_line = (
-                f"*At risk: {n:,} customers* ({n / total:.1%} of {total:,}), revenue {terms.money(revenue)}, "
-                f"in that digest"
+                f"*At risk: {n:,} customers* ({n / total:.1%} of {total:,}), revenue at stake "
+                f"{terms.money(revenue)} in that digest"
                 if n is not None and revenue is not None and total
                 else "At risk: not recorded by that digest (it predates this tab); the next digest records it."
             )

@@ -208,6 +208,11 @@ def train_json(version: str, trained) -> dict[str, Any]:
         "rule_based": trained.rule_based.as_json(),
         "timings": dict(info.timings),
         "fitted_on": getattr(trained.model, "fit_size_", info.customers),
+        "rule_cells": trained.rule_cells,
+        "kmeans_segments": len(trained.segments) - trained.rule_cells,
+        "chance": None if trained.chance is None else trained.chance.as_json(),
+        "futures": None if trained.futures is None else trained.futures.as_json(),
+        "horizon_note": trained.horizon_note,
     }
 
 
@@ -242,10 +247,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     fitted = getattr(trained.model, "fit_size_", info.customers)
     on = f"; KMeans fitted on a stratified sample of {fitted:,}" if fitted < info.customers else ""
     print(f"  K = {info.k} (seed {info.seed}){on}, silhouette {sil} on a {info.silhouette_sample:,}-customer sample")
+    print(f"  {trained.structure()}.")
+    if trained.chance is not None:
+        c = trained.chance
+        print(
+            f"  Chance to buy again within {c.horizon:,} days: learned from {c.rows:,} customer-windows at "
+            f"{len(c.cutoffs)} earlier dates ({min(c.cutoffs)} to {max(c.cutoffs)}), {c.base_rate:.1%} of whom bought again"
+            + (f"; {trained.horizon_note}" if trained.horizon_note else "")
+            + "."
+        )
+    elif trained.horizon_note:
+        print(f"  No chance to buy again: {trained.horizon_note}.")
     print()
     print(text.terms_block(trained.terms))
     print()
-    print(text.segments_table(trained.segments, trained.terms))
+    print(text.segments_table(trained.segments, trained.terms, trained.futures))
     print()
     print(text.at_risk_block(trained.at_risk, trained.terms))
     personas = text.personas_block(trained.segments)
@@ -311,12 +327,15 @@ def cmd_segments(args: argparse.Namespace) -> int:
     info = served.info
     print(f"Model {served.version}: {info.customers:,} customers, trained {info.trained_at}")
     print()
-    print(text.segments_table(segments, served.terms))
+    print(text.segments_table(segments, served.terms, served.trained.futures))
     for s in segments:
         print()
         print(f"{s.name}: {s.description}")
         print(f"  Definition: {s.definition}.")
         print(f"  {s.typical(served.terms)[0].upper()}{s.typical(served.terms)[1:]}.")
+        future = s.future_text(served.trained.futures)
+        if future:
+            print(f"  What it did next: {future[0].upper()}{future[1:]}.")
         if s.persona is not None:
             print(f"  Persona: {s.persona.line()}.")
         for a in s.actions:
@@ -540,6 +559,64 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from . import backtest, text
+
+    source, _ = resolve_source(args)
+    bt = backtest.run(
+        source,
+        horizon=args.horizon,
+        cutoffs=args.cutoffs,
+        as_of=args.as_of,
+        k=args.k,
+        seed=args.seed,
+        progress=_progress(args),
+    )
+    if args.json:
+        _print_json(backtest_json(bt))
+    else:
+        print(text.backtest(bt, source.currency))
+    return 0
+
+
+def backtest_json(bt) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    def result(r) -> dict[str, Any]:
+        return {
+            "cutoff": r.cutoff.isoformat(),
+            "horizon_days": r.horizon,
+            "customers": r.customers,
+            "bought_again": r.returned,
+            "base_rate": r.base_rate,
+            "terms": dict(zip(("return_time", "return_window", "lost_after"), r.terms)),
+            "rule_cells": r.rule_cells,
+            "kmeans_segments": r.kmeans_segments,
+            "segments": [
+                {"name": s.name, "base": s.base, "claimed_rate": s.expected, **s.future.as_json()} for s in r.segments
+            ],
+            "at_risk": r.flagged.as_json(),
+            "not_at_risk": r.not_flagged.as_json(),
+            "tiers": r.tiers.as_json(),
+            "auc": r.auc,
+            "chance_lead": {
+                k: None if v is None else {"difference": v[0], "interval": [v[1], v[2]]} for k, v in r.chance_vs.items()
+            },
+            "calibration": None if r.calibration is None else asdict(r.calibration),
+            "claims": [asdict(c) for c in r.claims],
+            "seconds": r.seconds,
+        }
+
+    return {
+        "source": bt.source,
+        "horizon_days": bt.horizon,
+        "horizon_reason": bt.horizon_reason,
+        "skipped": list(bt.skipped),
+        "cutoffs": [result(r) for r in bt.results],
+        "mean_auc": bt.mean_auc(),
+    }
+
+
 def validation_json(r) -> dict[str, Any]:
     from dataclasses import asdict
 
@@ -556,6 +633,9 @@ def validation_json(r) -> dict[str, Any]:
         "at_risk_max_change": r.at_risk_max_change,
         "invariants": {**asdict(r.invariants), "hold": r.invariants.hold},
         "palive": asdict(r.palive),
+        "futures": [asdict(c) for c in r.futures],
+        "futures_hold": r.futures_hold,
+        "tiers": None if r.trained.futures is None else r.trained.futures.as_json(),
         "passed": r.passed,
     }
 
@@ -639,6 +719,25 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a source's segments against their definitions, and their stability")
     data_options(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "backtest",
+        help="train as of earlier cut-offs and check what the model said against the orders that followed",
+    )
+    data_options(p)
+    p.add_argument("--seed", type=seed_value, default=42, help="KMeans random seed (default 42)")
+    p.add_argument(
+        "--cutoffs",
+        type=positive_int,
+        default=3,
+        help="how many cut-offs, a horizon apart, the last a horizon before the data's end (default 3)",
+    )
+    p.add_argument(
+        "--horizon",
+        type=positive_int,
+        help="days after each cut-off to compare with (default: the shop's return window)",
+    )
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(
         "report", help="an HTML report: segments, personas, choosing K, and what GMM, HDBSCAN and DBSCAN find"

@@ -4,7 +4,8 @@
 band and kind) are a few arithmetic expressions, and the at-risk rule a few comparisons. The
 query below adds ``at_risk`` (0/1) and ``cluster`` to a relation ``customers`` (customer_id,
 recency, frequency, monetary, occasions, gap, last_day) and gives the same answers as
-``SegmentModel.predict`` and ``AtRiskRule.flags``: same cut-offs, first minimum on ties.
+``SegmentModel.predict``, ``ChanceModel.now`` and ``AtRiskRule.flags``: same cut-offs, first
+minimum on ties, the chance evaluated term by term in the same order.
 Written in the product's one dialect and compiled per engine like the RFM (``dialects``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .atrisk import AtRiskRule
+from .chance import ChanceModel
 from .model import AT_RISK, N_BANDS, N_KINDS, REPEAT, SegmentModel
 from .terms import ShopTerms
 
@@ -23,17 +25,37 @@ def _num(x: float) -> str:
 
 
 def at_risk_sql(rule: AtRiskRule, terms: ShopTerms) -> str:
-    parts = []
-    rt, rw, lost = _num(terms.return_time), _num(terms.return_window), _num(terms.lost_after)
+    """``AtRiskRule.flags`` over columns recency, occasions, monetary, chance and chance_then."""
+    worth = []
     if rule.repeat_buyers:
-        due = f"GREATEST(LEAST({_num(rule.own_gap_multiple)} * COALESCE(gap, {rt}), {rw}), {rt})"
-        parts.append(f"(occasions >= 2 AND recency > {due} AND recency <= {lost})")
-    threshold = rule.one_time_threshold(terms)
+        worth.append("occasions >= 2")
+    threshold = rule.spend_threshold(terms)
     if threshold is not None:
-        parts.append(f"(occasions < 2 AND monetary >= {_num(threshold)} AND recency > {rt} AND recency <= {rw})")
-    if not parts:
+        worth.append(f"monetary >= {_num(threshold)}")
+    if not worth:
         return "0"
-    return f"CASE WHEN {' OR '.join(parts)} THEN 1 ELSE 0 END"
+    cond = [
+        f"({' OR '.join(worth)})",
+        f"recency > {_num(terms.return_time)}",
+        f"recency <= CASE WHEN occasions >= 2 THEN {_num(terms.repeat_lost)} ELSE {_num(terms.return_window)} END",
+        f"chance * (1 - chance_then) <= {_num(rule.fall)} * chance_then * (1 - chance)",
+    ]
+    if rule.floor is not None:
+        repeat = rule.floor if rule.floor_repeat is None else rule.floor_repeat
+        cond.append(f"chance >= CASE WHEN occasions >= 2 THEN {_num(repeat)} ELSE {_num(rule.floor)} END")
+    if rule.ceiling is not None:
+        cond.append(f"chance < {_num(rule.ceiling)}")
+    return f"CASE WHEN {' AND '.join(cond)} THEN 1 ELSE 0 END"
+
+
+def chance_ctes(chance: ChanceModel | None) -> list[tuple[str, str]]:
+    """``chanced``: ``customers`` with each one's chance to buy again now and on the day of
+    their last order (NULL without a chance model), computed once (fenced on PostgreSQL)."""
+    if chance is None:
+        cols = "CAST(NULL AS DOUBLE) AS chance, CAST(NULL AS DOUBLE) AS chance_then"
+    else:
+        cols = f"{chance.sql()} AS chance, {chance.sql_right_after()} AS chance_then"
+    return [("chanced", f"SELECT *, {cols} FROM customers OFFSET 0")]
 
 
 def _nearest(model: SegmentModel, own: np.ndarray) -> str:
@@ -50,16 +72,22 @@ def _nearest(model: SegmentModel, own: np.ndarray) -> str:
     return f"CASE {' '.join(whens)} ELSE {int(own[-1])} END"
 
 
-def scored_ctes(model: SegmentModel, rule: AtRiskRule, terms: ShopTerms) -> list[tuple[str, str]]:
-    """CTEs after ``customers``: ``placed`` (at_risk, band, kind and the standardised features,
-    each computed once per customer) and ``scored`` (with cluster).
+def scored_ctes(
+    model: SegmentModel, rule: AtRiskRule, terms: ShopTerms, chance: ChanceModel | None
+) -> list[tuple[str, str]]:
+    """CTEs after ``customers``: ``chanced`` (the chance to buy again), ``placed`` (at_risk,
+    band, kind and the standardised features, each computed once per customer) and ``scored``
+    (with cluster and chance).
 
     ``OFFSET 0`` fences ``placed``: PostgreSQL would otherwise inline its expressions into every
     reference, computing the logarithms and the churn rule dozens of times per customer in the
     nearest-centre comparisons (``dialects`` drops it for the engines that need no fence)."""
     mean, scale = model.scaler_.mean_, model.scaler_.scale_
     cut = [_num(x) for x in model.cutoffs]
-    band = f"CASE WHEN recency <= {cut[0]} THEN 0 WHEN recency <= {cut[1]} THEN 1 WHEN recency <= {cut[2]} THEN 2 ELSE 3 END"
+    lost = f"CASE WHEN occasions >= 2 THEN {_num(model.lost_cutoff([2])[0])} ELSE {_num(model.lost_cutoff([1])[0])} END"
+    band = (
+        f"CASE WHEN recency > {lost} THEN 3 WHEN recency <= {cut[0]} THEN 0 WHEN recency <= {cut[1]} THEN 1 ELSE 2 END"
+    )
     risk = at_risk_sql(rule, terms)
     kind = f"CASE WHEN {risk} = 1 THEN {AT_RISK} WHEN occasions >= 2 THEN {REPEAT} ELSE 0 END"
     features = ("recency", "occasions", "monetary")
@@ -73,10 +101,11 @@ def scored_ctes(model: SegmentModel, rule: AtRiskRule, terms: ShopTerms) -> list
         for k in range(N_KINDS)
     )
     return [
-        ("placed", f"SELECT *, {risk} AS at_risk, {band} AS band, {kind} AS kind, {z} FROM customers OFFSET 0"),
+        *chance_ctes(chance),
+        ("placed", f"SELECT *, {risk} AS at_risk, {band} AS band, {kind} AS kind, {z} FROM chanced OFFSET 0"),
         (
             "scored",
-            "SELECT customer_id, recency, frequency, monetary, occasions, gap, last_day, at_risk, "
+            "SELECT customer_id, recency, frequency, monetary, occasions, gap, last_day, at_risk, chance, "
             f"CASE {strata} END AS cluster FROM placed",
         ),
     ]

@@ -181,7 +181,11 @@ def _band_words(bands: frozenset[Band], terms: ShopTerms) -> str:
         word = {A: "active", G: "lapsing", D: "lapsed", L: "lost"}[lo]
         return f"{word} ({terms.band_range(lo)})"
     if (lo, hi) == (G, D):
-        return f"past the return time but not lost (last order {terms.return_time + 1}–{terms.lost_after} days ago)"
+        if terms.one_time_lost == terms.repeat_lost:
+            days = f"{terms.return_time + 1}–{terms.one_time_lost}"
+        else:
+            days = f"{terms.return_time + 1}–{terms.one_time_lost}, repeat buyers up to {terms.repeat_lost}"
+        return f"past the return time but not lost (last order {days} days ago)"
     return " or ".join(_band_words(frozenset({b}), terms) for b in ordered)
 
 

@@ -31,6 +31,7 @@ from .terms import Band
 SAMPLE = 10_000
 SILHOUETTE_ROWS = 3_000
 KS = tuple(range(MIN_K, 15))
+BEYOND = (16, 18, 20, 24, 30)  # the scan goes on past KS while the silhouette has not peaked, to the largest K
 SEEDS = (0, 1)
 GMM_RANGE = tuple(range(2, 13))
 DENSITY_MIN_SAMPLES = 20
@@ -147,7 +148,7 @@ def run(
     X = sample[FEATURES].to_numpy(np.float64)
     Z = trained.model.transform(X)
     served = np.asarray(labels)[rows]
-    flags = trained.rule.frame_flags(trained.terms, sample)
+    flags = trained.rule.frame_flags(trained.terms, sample, trained.chance)
     kinds = kinds_of(sample["occasions"], flags)
     sil_rows = np.sort(rng.choice(len(Z), SILHOUETTE_ROWS, replace=False)) if len(Z) > SILHOUETTE_ROWS else None
     names = {s.cluster: s.name for s in trained.all_segments}
@@ -198,17 +199,22 @@ def _ari(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _kscan(trained, X, Z, kinds, sil_rows, say) -> KScan:
+    """K from MIN_K up: the range KS, then on (BEYOND) while the best silhouette of either kind of
+    model is still at the largest K tried, so the scan stops past a peak or says that there is none."""
     from sklearn.cluster import KMeans
 
     cut = tuple(trained.model.cutoffs)
-    segments, free = [], []
+    segments: list[KPoint] = []
+    free: list[KPoint] = []
     distinct = _distinct(Z)
-    for k in KS:
+    for k in (*KS, *BEYOND):
         if k >= distinct:  # no K clusters among fewer distinct customers
+            break
+        if k > KS[-1] and not _rising(segments, free):
             break
         fits = []
         for seed in SEEDS:
-            m = SegmentModel(k, cut, random_state=seed, n_init=4, max_fit=None, n_threads=1)
+            m = SegmentModel(k, cut, random_state=seed, n_init=4, max_fit=None, n_threads=1, lost=trained.model.lost)
             try:
                 fits.append(m.fit(X.copy(), kinds).labels_.astype(np.int64))
             except ValueError:  # too few distinct customers for k clusters in the bands
@@ -233,6 +239,16 @@ def _kscan(trained, X, Z, kinds, sil_rows, say) -> KScan:
     )
 
 
+def _rising(*scans: Sequence[KPoint]) -> bool:
+    """Whether the best silhouette of any scan is at its largest K: no peak yet."""
+    return any(_edge(points) for points in scans)
+
+
+def _edge(points: Sequence[KPoint]) -> bool:
+    best = _best(points)
+    return best is not None and bool(points) and best.k == points[-1].k
+
+
 def _elbow(points: Sequence[KPoint]) -> int:
     """The K farthest below the straight line from the first to the last inertia (the "knee")."""
     ks = np.array([p.k for p in points], dtype=np.float64)
@@ -253,21 +269,24 @@ def _k_recommendation(served_k: int, segments: Sequence[KPoint], free: Sequence[
     here = next((p for p in segments if p.k == served_k), None)
     if best is None or here is None or here.silhouette is None or best.silhouette is None:
         return f"K={served_k} is served; the silhouette could not be measured on this sample."
-    if best.k == served_k:
-        text = f"K={served_k} (served) also separates best (silhouette {here.silhouette:.3f})."
+    if _edge(segments):
+        text = (
+            f"The silhouette keeps rising up to K={best.k} ({best.silhouette:.3f}), the largest K scanned: it has no "
+            f"peak here, so it cannot choose K; K={served_k} (served) scores {here.silhouette:.3f}."
+        )
+    elif best.k == served_k:
+        text = f"K={served_k} (served) also separates best (silhouette {here.silhouette:.3f}, a peak of the scan)."
     else:
         cost = best.silhouette - here.silhouette
         finer = "finer" if served_k > best.k else "coarser"
         text = (
-            f"K={best.k} separates best (silhouette {best.silhouette:.3f}); K={served_k} (served) gives {finer} "
+            f"The silhouette peaks at K={best.k} ({best.silhouette:.3f}); K={served_k} (served) gives {finer} "
             f"segments at a cost of {cost:.2f} silhouette."
         )
     fbest = _best(free)
     if fbest is not None and fbest.silhouette is not None:
-        text += (
-            f" A free KMeans, which may mix recency bands, would separate best at K={fbest.k} "
-            f"(silhouette {fbest.silhouette:.3f})."
-        )
+        where = f"keeps rising up to K={fbest.k}, the largest scanned" if _edge(free) else f"peaks at K={fbest.k}"
+        text += f" For a free KMeans, which may mix recency bands, it {where} ({fbest.silhouette:.3f})."
     return text
 
 
@@ -343,7 +362,7 @@ def _describe(name, settings, labels, Z, served, sample, sil_rows, names, traine
         if sil_rows is not None:
             rows = np.intersect1d(rows, sil_rows)
         sil = _silhouette(Z[rows], labels[rows], None) if len(rows) > len(kept) else None
-    bands = trained.terms.bands(sample["recency"])
+    bands = trained.terms.bands(sample["recency"], sample["occasions"])
     mixed = 0
     for c in kept:
         b = bands[labels == c]
@@ -370,7 +389,7 @@ def _profile(part: pd.DataFrame, trained) -> str:
         ((occ == 2).mean(), "bought on exactly 2 days"),
         ((occ >= 3).mean(), "bought on 3 or more days"),
     ]
-    bands = terms.bands(part["recency"])
+    bands = terms.bands(part["recency"], part["occasions"])
     for b in np.unique(bands):
         shares.append(((bands == b).mean(), f"are {Band(int(b)).word} ({terms.band_range(Band(int(b)))})"))
     share, what = max(shares, key=lambda s: s[0])

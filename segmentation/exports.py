@@ -12,11 +12,24 @@ from .store import CustomerRow, atomic_path
 if TYPE_CHECKING:
     import pandas as pd
 
-CSV_COLUMNS = ("customer_id", "segment", "at_risk", "recency_days", "orders", "purchase_days", "monetary")
+CSV_COLUMNS = (
+    "customer_id",
+    "segment",
+    "at_risk",
+    "recency_days",
+    "orders",
+    "purchase_days",
+    "monetary",
+    "chance_to_buy_again",
+    "within_days",
+)
 
 
-def write_customers_csv(rows: Iterable[CustomerRow], names: Mapping[int, str], out: Path) -> int:
-    """Write ``rows`` (their cluster named by ``names``) to ``out``; returns the row count."""
+def write_customers_csv(
+    rows: Iterable[CustomerRow], names: Mapping[int, str], out: Path, horizon: int | None = None
+) -> int:
+    """Write ``rows`` (their cluster named by ``names``) to ``out``; returns the row count.
+    ``chance_to_buy_again`` is a share (0.1423: 14%) within ``within_days``; empty without one."""
     n = 0
     with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -31,18 +44,25 @@ def write_customers_csv(rows: Iterable[CustomerRow], names: Mapping[int, str], o
                     row.frequency,
                     row.occasions,
                     f"{row.monetary:.2f}",
+                    "" if row.chance is None else f"{row.chance:.4f}",
+                    "" if row.chance is None or horizon is None else horizon,
                 ]
             )
             n += 1
     return n
 
 
-def frame_rows(frame: pd.DataFrame, labels, flags) -> Iterable[CustomerRow]:
+def frame_rows(frame: pd.DataFrame, labels, flags, chance=None) -> Iterable[CustomerRow]:
     """Rows of a freshly scored RFM frame, biggest spenders first (as stored exports are)."""
+    import numpy as np
     import pandas as pd
 
-    f = frame.assign(cluster=labels, at_risk=flags).sort_values(["monetary", "customer_id"], ascending=[False, True])
-    for cid, r, fr, m, o, g, c, a in zip(
+    if chance is None:
+        chance = frame["chance"].to_numpy() if "chance" in frame else np.full(len(frame), np.nan)
+    f = frame.assign(cluster=labels, at_risk=flags, chance=chance).sort_values(
+        ["monetary", "customer_id"], ascending=[False, True]
+    )
+    for cid, r, fr, m, o, g, c, a, p in zip(
         f["customer_id"],
         f["recency"],
         f["frequency"],
@@ -51,7 +71,16 @@ def frame_rows(frame: pd.DataFrame, labels, flags) -> Iterable[CustomerRow]:
         f["gap"],
         f["cluster"],
         f["at_risk"],
+        f["chance"],
     ):
         yield CustomerRow(
-            str(cid), int(r), int(fr), float(m), int(o), None if pd.isna(g) else float(g), int(c), bool(a)
+            str(cid),
+            int(r),
+            int(fr),
+            float(m),
+            int(o),
+            None if pd.isna(g) else float(g),
+            int(c),
+            bool(a),
+            None if pd.isna(p) else float(p),
         )

@@ -88,9 +88,11 @@ class SegmentModel:
         max_fit: int | None = FIT_SAMPLE,
         n_threads: int | None = None,
         copy_x: bool = True,
+        lost: tuple[float, float] | None = None,
     ):
         self.n_clusters = n_clusters
         self.cutoffs = cutoffs
+        self.lost = lost  # (one-time, repeat) buyers' lost cut-offs; None: cutoffs[-1] for both
         self.random_state = random_state
         self.n_init = n_init
         self.max_fit = max_fit  # customers KMeans is fitted on (a stratified sample); None: all
@@ -98,16 +100,28 @@ class SegmentModel:
         self.copy_x = copy_x  # False: fit() overwrites a float64 X with its standardised values (as KMeans's copy_x)
 
     # -- strata ----------------------------------------------------------------------------
+    def lost_cutoff(self, occasions) -> np.ndarray:
+        """Each row's lost cut-off: ``lost`` of its kind (one-time, or repeat for 2+ purchase days)."""
+        one, repeat = self.__dict__.get("lost") or (self.cutoffs[-1], self.cutoffs[-1])
+        return np.where(np.asarray(occasions, dtype=np.float64) >= 2, float(repeat), float(one))
+
     def bands(self, X: np.ndarray) -> np.ndarray:
-        cut = np.asarray(self.cutoffs, dtype=np.float64)
-        return np.searchsorted(cut, np.atleast_2d(X)[:, 0], side="left").astype(np.int8)
+        X = np.atleast_2d(X)
+        cut = np.asarray(self.cutoffs[:-1], dtype=np.float64)
+        band = np.searchsorted(cut, X[:, 0], side="left")
+        return np.where(X[:, 0] > self.lost_cutoff(X[:, 1]), N_BANDS - 1, band).astype(np.int8)
 
     def strata(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """The stratum index of every row (after ``fit``)."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         return self.lookup_.astype(np.int16)[self.bands(X), np.asarray(kinds, dtype=np.intp)]
 
-    def fit(self, X: np.ndarray, kinds: np.ndarray) -> SegmentModel:
+    def fit(self, X: np.ndarray, kinds: np.ndarray, target: np.ndarray | None = None) -> SegmentModel:
+        """Fit on ``X`` (recency, purchase days, spend) and each row's kind. ``target`` (optional,
+        one number per row, e.g. the chance to buy again) decides where the clusters beyond one per
+        stratum go: to the stratum where one more KMeans cluster separates the target most (its
+        within-cluster sum of squares falls most); without it, where KMeans's own inertia falls
+        most."""
         X = np.asarray(X, dtype=np.float64)
         kinds = np.asarray(kinds)
         if X.ndim != 2 or X.shape[1] != 3 or not len(X):
@@ -138,7 +152,11 @@ class SegmentModel:
         sampled = self.max_fit is not None and len(X) > self.max_fit
         fit_on = self._sample(members, keys) if sampled else members
         self.fit_size_ = int(sum(len(m) for m in fit_on))
-        per = self._allocate([Zs[m] for m in fit_on], [len(m) for m in members])
+        per = self._allocate(
+            [Zs[m] for m in fit_on],
+            [len(m) for m in members],
+            None if target is None else [np.asarray(target, dtype=np.float64)[m] for m in fit_on],
+        )
         centers: list[np.ndarray] = []
         owner: list[int] = []
         labels = None if sampled else np.empty(len(X), dtype=np.int16)  # K <= 30: 2 bytes a customer
@@ -198,9 +216,10 @@ class SegmentModel:
     def _representative(self, band: int, kind: int) -> list[float]:
         """A typical profile for a reserved cluster: the middle of its band, one purchase day
         (two for repeat buyers and those at risk), the shop's typical spend."""
-        edges = [0.0, *map(float, self.cutoffs), float(self.cutoffs[-1]) * 1.5]
-        recency = (edges[band] + edges[band + 1]) / 2
         occasions = 1.0 if kind == ONE_TIME else 2.0
+        lost = float(self.lost_cutoff([occasions])[0])
+        edges = [0.0, *map(float, self.cutoffs[:-1]), lost, lost * 1.5]
+        recency = (edges[band] + edges[band + 1]) / 2
         monetary = float(np.expm1(self.scaler_.mean_[2]))
         return [recency, occasions, monetary]
 
@@ -231,12 +250,15 @@ class SegmentModel:
             groups[b][tuple(sorted(k1 + k2))] = merged
         return [(b, k) for b in range(N_BANDS) for k in sorted(groups[b])]
 
-    def _allocate(self, parts: list[np.ndarray], sizes: list[int] | None = None) -> list[int]:
-        """Clusters per stratum: one each, then greedily where they lower the inertia most.
+    def _allocate(
+        self, parts: list[np.ndarray], sizes: list[int] | None = None, targets: list[np.ndarray] | None = None
+    ) -> list[int]:
+        """Clusters per stratum: one each, then greedily where they lower the inertia (or, with
+        ``targets``, the within-cluster sum of squares of the target) most.
 
-        Lazy greedy: a stratum's current inertia bounds what one more cluster can gain there, so
-        a stratum is only fitted when its bound could beat the best gain already measured; the
-        result is the plain greedy's, with far fewer fits."""
+        Lazy greedy: a stratum's current sum of squares bounds what one more cluster can gain
+        there, so a stratum is only fitted when its bound could beat the best gain already
+        measured; the result is the plain greedy's, with far fewer fits."""
         from sklearn.cluster import KMeans
         from threadpoolctl import threadpool_limits
 
@@ -245,15 +267,28 @@ class SegmentModel:
         if extra <= 0:
             return ks
         rng = np.random.default_rng(0)
-        samples, scale = [], []
+        samples, sample_targets, scale = [], [], []
         sizes = sizes or [len(P) for P in parts]  # a stratum's inertia counts all its customers
-        for P, n in zip(parts, sizes):
-            if len(P) > ALLOCATION_SAMPLE:
-                samples.append(P[rng.choice(len(P), ALLOCATION_SAMPLE, replace=False)])
-            else:
-                samples.append(P)
+        for i, (P, n) in enumerate(zip(parts, sizes)):
+            rows = rng.choice(len(P), ALLOCATION_SAMPLE, replace=False) if len(P) > ALLOCATION_SAMPLE else None
+            samples.append(P if rows is None else P[rows])
+            if targets is not None:
+                sample_targets.append(targets[i] if rows is None else targets[i][rows])
             scale.append(n / len(samples[-1]))
-        inertia = [[float(((S - S.mean(axis=0)) ** 2).sum()) * f] for S, f in zip(samples, scale)]
+
+        def within(s: int, labels: np.ndarray | None) -> float:
+            """The sum of squares inside the clusters (``labels``; None: one cluster), scaled to the stratum."""
+            if targets is None:
+                S = samples[s]
+                return float(((S - S.mean(axis=0)) ** 2).sum()) * scale[s]
+            t = sample_targets[s]
+            if labels is None:
+                return float(((t - t.mean()) ** 2).sum()) * scale[s]
+            sums = np.bincount(labels, weights=t)
+            counts = np.bincount(labels)
+            return float((t * t).sum() - (sums**2 / np.maximum(counts, 1)).sum()) * scale[s]
+
+        inertia = [[within(s, None)] for s in range(len(parts))]
         distinct: dict[int, int] = {}
 
         def gain(s: int) -> float:
@@ -261,11 +296,11 @@ class SegmentModel:
             if s not in distinct:
                 distinct[s] = _distinct_rows(parts[s], cap=self.n_clusters + 1)
             if k + 1 > distinct[s]:
-                return -1.0
+                return -np.inf  # no more distinct profiles to split
             if len(inertia[s]) <= k:
                 with threadpool_limits(limits=self.threads(), user_api="openmp"):
                     km = KMeans(n_clusters=k + 1, n_init=1, random_state=0).fit(samples[s])
-                inertia[s].append(float(km.inertia_) * scale[s])
+                inertia[s].append(float(km.inertia_) * scale[s] if targets is None else within(s, km.labels_))
             return inertia[s][k - 1] - inertia[s][k]
 
         exact: list[float | None] = [None] * len(parts)
@@ -276,7 +311,7 @@ class SegmentModel:
                 if exact[s] is not None:
                     break
                 exact[s] = gain(s)
-            if (exact[s] or 0.0) < 0:
+            if exact[s] == -np.inf:
                 raise ValueError(
                     f"only {sum(distinct.get(i, 1) for i in range(len(parts)))} distinct customer profiles, "
                     f"too few for {self.n_clusters} clusters"
@@ -341,9 +376,7 @@ class SegmentModel:
         return out
 
     def predict_one(self, r: float, f: float, m: float, kind: int) -> int:
-        band = 0
-        while band < N_BANDS - 1 and r > self.cutoffs[band]:
-            band += 1
+        band = int(self.bands(np.array([[r, f, m]], dtype=np.float64))[0])
         own = self._own[self.lookup_[band, kind]]
         z0 = (np.log1p(r) - self.scaler_.mean_[0]) / self.scaler_.scale_[0]
         z1 = (np.log1p(f) - self.scaler_.mean_[1]) / self.scaler_.scale_[1]

@@ -35,6 +35,36 @@ class BGNBD:
         odds = np.where(x > 0, self.a / (self.b + np.maximum(x, 1) - 1) * ratio, 0.0)
         return 1.0 / (1.0 + odds)
 
+    def p_purchase(self, x, t_x, T, t: float) -> np.ndarray:
+        """P(at least one purchase in the next ``t`` days): alive, and the Poisson rate (gamma
+        posterior with shape r + x, rate alpha + T) gives a purchase; no purchase, no dropout."""
+        x = np.asarray(x, dtype=np.float64)
+        T = np.asarray(T, dtype=np.float64)
+        none_if_alive = np.exp((self.r + x) * (np.log(self.alpha + T) - np.log(self.alpha + T + t)))
+        return self.p_alive(x, t_x, T) * (1.0 - none_if_alive)
+
+    def expected(self, x, t_x, T, t: float) -> np.ndarray:
+        """Expected purchases in the next ``t`` days (Fader, Hardie & Lee 2005, eq. 10)."""
+        from scipy.special import hyp2f1
+
+        x = np.asarray(x, dtype=np.float64)
+        t_x = np.asarray(t_x, dtype=np.float64)
+        T = np.asarray(T, dtype=np.float64)
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        z = t / (alpha + T + t)
+        with np.errstate(all="ignore"):
+            h = hyp2f1(r + x, b + x, a + b + x - 1, z)
+            head = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * h)
+            odds = np.where(
+                x > 0, a / (b + np.maximum(x, 1) - 1) * np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + t_x))), 0.0
+            )
+        out = head / (1 + odds)
+        # where the hypergeometric series fails (a <= 1 or z near 1) fall back on P(a purchase)
+        bad = ~np.isfinite(out) | (out < 0)
+        if bad.any():
+            out = np.where(bad, self.p_purchase(x, t_x, T, t), out)
+        return out
+
 
 def _neg_ll(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> float:
     r, alpha, a, b = np.exp(log_params)
@@ -57,8 +87,9 @@ def history(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, t_x, T
 
 
-def fit(frame: pd.DataFrame) -> tuple[BGNBD | None, str]:
-    """The fitted model, or None and why it is not usable here."""
+def fit(frame: pd.DataFrame, strict: bool = True) -> tuple[BGNBD | None, str]:
+    """The fitted model, or None and why it is not usable here. ``strict=False`` (a reference
+    to compare with) keeps any fit that converged, even one that can hardly tell who dropped out."""
     x, t_x, T = history(frame)
     repeaters = int((x > 0).sum())
     if repeaters < MIN_REPEAT_BUYERS:
@@ -72,11 +103,11 @@ def fit(frame: pd.DataFrame) -> tuple[BGNBD | None, str]:
         bounds=[(-12.0, 12.0)] * 4,
     )
     params = np.exp(res.x)
-    if not res.success or not np.all(np.isfinite(params)) or np.any(np.abs(res.x) >= 11.9):
+    if not np.all(np.isfinite(params)) or (strict and (not res.success or np.any(np.abs(res.x) >= 11.9))):
         return None, "the fit did not converge to usable parameters"
     model = BGNBD(*map(float, params))
     dropout = model.a / (model.a + model.b)
-    if dropout < MIN_DROPOUT:
+    if strict and dropout < MIN_DROPOUT:
         return None, (
             f"the fit puts the chance of dropping out after a purchase at {dropout:.2%}: "
             "too few returns to tell the lapsed from the alive"

@@ -72,23 +72,27 @@ def _at_risk_rule(table: object, path: Path) -> AtRiskRule:
         )
     if not isinstance(table, dict):
         raise PlaybookError(f"{path}: [at_risk] must be a table")
-    unknown = sorted(set(table) - {"repeat_buyers", "own_gap_multiple", "one_time_spend"})
+    if "own_gap_multiple" in table:
+        raise PlaybookError(
+            f"{path}: at_risk.own_gap_multiple is gone: the rule now follows each customer's chance to buy "
+            "again; use fall (e.g. 0.67: flagged once the odds of buying again have fallen by a third) instead"
+        )
+    unknown = sorted(set(table) - {"repeat_buyers", "fall", "one_time_spend"})
     if unknown:
         raise PlaybookError(
-            f"{path}: unknown at_risk setting {unknown[0]!r}; the settings are repeat_buyers, "
-            "own_gap_multiple and one_time_spend"
+            f"{path}: unknown at_risk setting {unknown[0]!r}; the settings are repeat_buyers, fall and one_time_spend"
         )
     default = AtRiskRule()
     repeat = table.get("repeat_buyers", default.repeat_buyers)
-    mult = table.get("own_gap_multiple", default.own_gap_multiple)
+    fall = table.get("fall", default.fall)
     spend = table.get("one_time_spend", default.one_time_spend)
     if not isinstance(repeat, bool):
         raise PlaybookError(f"{path}: at_risk.repeat_buyers must be true or false")
-    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 1 <= mult <= 10:
-        raise PlaybookError(f"{path}: at_risk.own_gap_multiple must be a number from 1 to 10")
+    if isinstance(fall, bool) or not isinstance(fall, (int, float)) or not 0.05 <= fall <= 0.95:
+        raise PlaybookError(f"{path}: at_risk.fall must be a share from 0.05 to 0.95 (0.5: the odds have halved)")
     if spend not in ONE_TIME_SPEND:
         raise PlaybookError(f'{path}: at_risk.one_time_spend must be "high", "mid" or "none"')
-    return AtRiskRule(repeat, float(mult), spend)
+    return AtRiskRule(repeat, spend, float(fall))
 
 
 @lru_cache(maxsize=8)

@@ -5,9 +5,8 @@ Every source becomes the same *orders relation*, one row per order:
     order_id, customer_id, ordered_at (TIMESTAMP), amount (DECIMAL), excluded (reason or NULL)
 
 ``rfm_sql`` aggregates it per customer in one pass that also counts the excluded rows by reason;
-``gaps_sql`` measures how long the shop's returning customers take to come back (the weighted
-quantiles of the gaps between their purchase days). Only per-customer rows and a handful of
-numbers leave the engine, never the order lines.
+``FIRST_RETURNS_SELECT`` counts how long the shop's customers took to come back for the first
+time. Only per-customer rows and a handful of numbers leave the engine, never the order lines.
 
 Files are read by DuckDB, which tolerates bad values (``TRY_CAST``: a row with an unreadable
 date or amount is excluded and counted). Databases and Spark hold typed columns, read with a
@@ -324,7 +323,7 @@ CENTS = "SUM(CAST(amount * 100 AS BIGINT))"
 MONEY = "CAST(SUM(cents) AS DOUBLE) / 100"
 
 # Training reads three things from a source: R, F, M per customer (RFM_SELECT) and the
-# repurchase gaps (GAPS_SELECT), both from `per_day` (a row per customer and purchase day of the
+# first returns (FIRST_RETURNS_SELECT), both from `per_day` (a row per customer and purchase day of the
 # valid orders), and the rows left out per reason (EXCLUDED_SELECT, from `excluded_rows`). Two
 # ways to provide those relations, with the same results:
 #
@@ -373,27 +372,72 @@ MATERIALISED = [
 DIRECT_EXCLUDED = ("excluded_rows", "SELECT excluded, n_rows FROM classified WHERE excluded IS NOT NULL")
 
 
-# The shop's repurchase gaps: every gap between consecutive purchase days of a returning
-# customer, each customer weighing 1 in total (a wholesaler's most frequent buyers would
-# otherwise decide the shop's "typical" return time alone), as a histogram: the weight and number
-# of gaps of each length in days. ``sources.gap_stats`` reads the weighted lower quantiles at 50%,
-# 80% and 95% off it, and the number of returning customers and of gaps.
-GAP_QUANTILES = (0.5, 0.8, 0.95)
-
-
-GAPS_SELECT = """
-SELECT gap, SUM(w) AS w, COUNT(*) AS n
+# The customers' first returns (``survival``): how many customers came back for the first time
+# after each number of days, from their first purchase day to their second. Customers who have
+# not come back are the one-time buyers of the RFM rows (censored at their tenure).
+FIRST_RETURNS_SELECT = """
+SELECT gap, COUNT(*) AS n
 FROM (
-    SELECT gap, CAST(1 AS DOUBLE) / COUNT(*) OVER (PARTITION BY customer_id) AS w
-    FROM (
-        SELECT customer_id,
-               DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day NULLS FIRST), day) AS gap
-        FROM per_day
-    ) AS g
-    WHERE gap IS NOT NULL
-) AS weighted
+    SELECT DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day), day) AS gap,
+           ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day) AS k
+    FROM per_day
+) AS g
+WHERE k = 2
 GROUP BY gap
 """
+
+
+# Windows: every customer as of earlier cut-off days, with what they did in the ``horizon`` days
+# after each (``later_days``: purchase days, ``later_spend``), in one statement for all the
+# cut-offs. The chance to buy again is learned from them (``chance``), the segments' measured
+# future is read from the last one, and ``segment backtest`` scores its own cut-off with them. A
+# cut-off day's own orders are history (the day an --as-of training would include); only
+# ``per_day`` rows up to the last cut-off plus the horizon are read. ``sample`` (a condition on
+# customer_id) keeps a share of the customers of a large shop.
+def windows_select(cutoffs: list[dt.date], horizon: int, sample: str | None = None) -> str:
+    cuts = " UNION ALL ".join(f"SELECT {(c - EPOCH).days} AS cutoff" for c in sorted(set(cutoffs)))
+    if_before = "CASE WHEN p.d <= k.cutoff THEN {} END"
+    return f"""
+SELECT p.customer_id AS customer_id, k.cutoff AS cutoff,
+       k.cutoff - MAX({if_before.format("p.d")}) AS recency,
+       k.cutoff - MIN(p.d) AS tenure,
+       CAST(SUM({if_before.format("1")}) AS INTEGER) AS occasions,
+       CAST(SUM({if_before.format("p.orders")}) AS INTEGER) AS frequency,
+       CAST(SUM({if_before.format("p.cents")}) AS DOUBLE) / 100 AS monetary,
+       CAST(COUNT(*) - COUNT({if_before.format("1")}) AS INTEGER) AS later_days,
+       CAST(COALESCE(SUM(CASE WHEN p.d > k.cutoff THEN p.cents END), 0) AS DOUBLE) / 100 AS later_spend
+FROM (
+    SELECT customer_id, DATE_DIFF('day', DATE '{EPOCH.isoformat()}', day) AS d, orders, cents
+    FROM per_day{f" WHERE {sample}" if sample else ""}
+) AS p
+JOIN ({cuts}) AS k ON p.d <= k.cutoff + {int(horizon)}
+GROUP BY p.customer_id, k.cutoff
+HAVING MIN(p.d) <= k.cutoff
+ORDER BY k.cutoff, p.customer_id
+"""
+
+
+def per_day_until(last: dt.date) -> tuple[str, str]:
+    """``per_day`` from the materialised daily table, up to and including ``last``."""
+    return (
+        "per_day",
+        "SELECT customer_id, day, orders, cents FROM segment_daily "
+        f"WHERE excluded IS NULL AND day <= DATE '{last.isoformat()}'",
+    )
+
+
+def excluded_until(last: dt.date) -> tuple[str, str]:
+    """The rows left out of a pass as of ``last``: every reason of the rows up to it (and those
+    without a date), and the valid orders after it as ``after_as_of``."""
+    return (
+        "excluded_rows",
+        f"""
+        SELECT excluded, n_rows FROM segment_daily
+        WHERE excluded IS NOT NULL AND (day IS NULL OR day <= DATE '{last.isoformat()}')
+        UNION ALL
+        SELECT 'after_as_of' AS excluded, n_rows FROM segment_daily
+        WHERE excluded IS NULL AND day > DATE '{last.isoformat()}'""",
+    )
 
 
 # Scoring inside the engine (digests, their exports): the valid orders per customer and day,
@@ -435,8 +479,10 @@ LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) 
 # the at-risk list, so the scored customers are never stored in the engine.
 SCORED_TOTALS_SELECT = """
 SELECT cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END AS risky_id,
-       COUNT(*) AS customers, SUM(monetary) AS revenue, MAX(last_day) AS last_day,
-       MAX(recency) AS recency, MAX(frequency) AS frequency, MAX(occasions) AS occasions, MAX(gap) AS gap
+       COUNT(*) AS customers, SUM(monetary) AS revenue,
+       SUM(COALESCE(chance, 0) * monetary / occasions) AS expected, MAX(last_day) AS last_day,
+       MAX(recency) AS recency, MAX(frequency) AS frequency, MAX(occasions) AS occasions, MAX(gap) AS gap,
+       MAX(chance) AS chance
 FROM scored
 GROUP BY cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END
 """

@@ -144,8 +144,28 @@ def render(report: Report) -> str:
         }
         for a in d.algorithms
     ]
+    fut = t.futures
+    future_rows = []
+    if fut is not None:
+        for name, f in [*((s.name, s.future) for s in t.segments), *((f"tier: {n}", f) for n, f in fut.items())]:
+            if f is None:
+                continue
+            lo, hi = f.interval
+            future_rows.append(
+                {
+                    "name": name,
+                    "customers": f"{f.customers:,}",
+                    "rate": f"{f.rate:.1%}" if f.customers else "-",
+                    "interval": f"{lo:.1%}–{hi:.1%}" if f.customers else "-",
+                    "spend": terms.money(f.spend_per_customer) if f.customers else "-",
+                }
+            )
     return env.get_template("report.html").render(
         report=report,
+        future_rows=future_rows,
+        futures=fut,
+        structure=t.structure(),
+        stake=t.at_risk.stake(terms.money),
         info=t.info,
         terms_lines=terms.lines(),
         rows=rows,
@@ -236,6 +256,23 @@ def _charts(
     axes[0].set_ylabel("customers")
     fig.suptitle("RFM distributions (log scales)")
     out["distributions"] = _png(fig)
+
+    fut = trained.futures
+    if fut is not None:
+        rows = [(s.name, s.future) for s in segs if s.future is not None and s.future.customers]
+        rows += [(f"tier: {n}", f) for n, f in fut.items() if f.customers]
+        fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.2))
+        y = np.arange(len(rows))[::-1]
+        rate = np.array([f.rate for _, f in rows]) * 100
+        lo = np.array([f.interval[0] for _, f in rows]) * 100
+        hi = np.array([f.interval[1] for _, f in rows]) * 100
+        colors = ["#4c78a8" if not n.startswith("tier:") else "#9d755d" for n, _ in rows]
+        ax.barh(y, rate, color=colors)
+        ax.errorbar(rate, y, xerr=[rate - lo, hi - rate], fmt="none", ecolor="#222", capsize=3, lw=1)
+        ax.set_yticks(y, [n for n, _ in rows], fontsize=8)
+        ax.set_xlabel(f"% who bought again within {fut.horizon} days (95% interval)")
+        ax.set_title("What each segment's customers did next, at earlier dates of the history")
+        out["futures"] = _png(fig)
 
     ks = d.kscan
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))

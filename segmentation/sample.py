@@ -1,7 +1,8 @@
 """Synthetic order history in the Olist layout, in three shapes real shops have.
 
 - ``marketplace`` (the default): about 97% of people buy once; a repeat tail places 2–15
-  orders; two years of purchases with growth.
+  orders, 60 days apart on average; two years of purchases with growth. Orders that would
+  fall after the end are not in the history (as in a real export: the customers go on).
 - ``wholesale``: most customers return every few weeks for two years; few drop out.
 - ``catalogue``: three years of history, customers return every few months but most have
   dropped out, so most are lapsed or lost by the end.
@@ -103,8 +104,12 @@ def _orders_per_customer(rng: np.random.Generator, n: int) -> np.ndarray:
     return k
 
 
-def _purchase_times(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
-    """Seconds since START for every order, grouped by customer."""
+def _purchase_times(rng: np.random.Generator, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The marketplace's purchases: ``k`` orders a person would place, the first at a time that
+    grows with the shop, the rest at exponential gaps (60 days on average). Orders that would
+    fall after the end of the history are not in it (the person may show fewer orders, or one):
+    the history ends, the customers do not. Returns the orders inside per person and their
+    times (seconds since START), grouped by person."""
     n = len(k)
     # First purchase: density grows linearly (x3 over the two years): inverse CDF of (t+t^2)/2.
     u = rng.random(n)
@@ -115,15 +120,9 @@ def _purchase_times(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
     gaps[starts] = 0.0
     cum = np.cumsum(gaps)
     cum -= np.repeat(cum[starts], k)
-    span = cum[starts + k - 1]
-    # A sequence that would run past the end starts at a uniformly random earlier time instead
-    # (shifting it back to end on the last day would pile repeat buyers up at the end).
-    late = first + span >= 1.0
-    redrawn = rng.random(n) * np.maximum(1.0 - span, 0.0)
-    first = np.where(late, redrawn, first)
-    t = np.repeat(first, k) + cum
-    t = np.clip(t, 0.0, 1.0 - 1e-9)
-    return (t * DAYS * 86400).astype(np.int64)
+    t = first[owner] + cum
+    inside = t < 1.0
+    return np.bincount(owner[inside], minlength=n).astype(np.int64), (t[inside] * DAYS * 86400).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -280,8 +279,7 @@ def _chunk(
     items: tuple[np.random.Generator, pa.Table] | None = None,
 ) -> dict[str, pa.Table]:
     if shape.name == "marketplace":
-        k = _orders_per_customer(rng, n_customers)
-        seconds = None
+        k, seconds = _purchase_times(rng, _orders_per_customer(rng, n_customers))
     else:
         k, seconds = _process_times(rng, n_customers, shape)
     total = np.cumsum(k)
@@ -289,16 +287,13 @@ def _chunk(
         keep = int(np.searchsorted(total, max_orders, side="left")) + 1
         k = k[:keep]
         k[-1] -= int(total[keep - 1] - max_orders)
-    if seconds is not None:
-        seconds = seconds[: int(k.sum())]
+    seconds = seconds[: int(k.sum())]
     k = k[k > 0]
     n_orders = int(k.sum())
     n_people = len(k)
 
     person_ids = _hex_ids(rng, n_people)
     owner = np.repeat(np.arange(n_people), k)
-    if seconds is None:
-        seconds = _purchase_times(rng, k)
     purchase = np.datetime64(START, "s") + seconds.astype("timedelta64[s]")
     taste = rng.lognormal(0.0, 0.35, size=n_people)[owner]
     value = np.maximum(np.round(rng.lognormal(shape.value_log_mean, shape.value_log_sd, size=n_orders) * taste, 2), 5.0)

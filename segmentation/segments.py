@@ -11,10 +11,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .atrisk import AtRiskRule, AtRiskSummary
+from .chance import ChanceModel
 from .definitions import Check
 from .model import SegmentModel
+from .outlook import Future, TierFutures
 from .personas import Persona
 from .terms import Band, ShopTerms
+
+
+def _dates(cutoffs) -> str:
+    if len(cutoffs) == 1:
+        return cutoffs[0].isoformat()
+    return f"{len(cutoffs)} earlier dates ({min(cutoffs).isoformat()} to {max(cutoffs).isoformat()})"
 
 
 def plural(n: float, word: str) -> str:
@@ -45,6 +53,7 @@ class Segment:
     actions: tuple[str, ...]
     reserved: bool = False  # kept for customers who age into a band or kind nobody was in at training
     persona: Persona | None = None  # what they buy, how they pay, where from (when the data says)
+    future: Future | None = None  # what its customers a horizon before the end did next (measured at training)
 
     def typical(self, terms: ShopTerms) -> str:
         """E.g. "typically 268 days since the last order, 1 order, R$644"."""
@@ -78,7 +87,23 @@ class Segment:
             "definition_holds": self.check.passed,
             "reserved": self.reserved,
             "persona": None if self.persona is None else self.persona.as_json(),
+            "future": None if self.future is None else self.future.as_json(),
         }
+
+    def future_text(self, futures: TierFutures | None) -> str | None:
+        """E.g. "of the customers it held at 4 earlier dates (2017-03-03 to 2017-12-14), 11% (9–13%)
+        bought again within 258 days"."""
+        f = self.future
+        if f is None or futures is None:
+            return None
+        when = _dates(futures.cutoffs)
+        if not f.customers:
+            return f"no customer was like this at {when}, so what they do next is not measured"
+        lo, hi = f.interval
+        return (
+            f"of the {f.customers:,} customers it held at {when}, {f.rate:.1%} ({lo:.1%}–{hi:.1%}) bought again "
+            f"within {futures.horizon:,} days"
+        )
 
 
 @dataclass(frozen=True)
@@ -172,6 +197,29 @@ class TrainedModel:
     info: ModelInfo
     changes: NameChanges | None = None  # against the model it replaced, if any
     reserved: tuple[Segment, ...] = ()  # clusters with no customers at training (see model.py)
+    chance: ChanceModel | None = None  # the chance to buy again within the horizon (None: history too short)
+    futures: TierFutures | None = None  # what each tier did next, measured a horizon before the end
+    horizon_note: str = ""  # why the horizon is shorter than the return window, or there is no chance
+
+    @property
+    def horizon(self) -> int | None:
+        return None if self.chance is None else self.chance.horizon
+
+    @property
+    def rule_cells(self) -> int:
+        """Segments that are a whole recency band and kind of customer (no KMeans split)."""
+        per = self.model.clusters_per_stratum_
+        return sum(1 for s in self.segments if per[int(self.model.center_stratum_[s.cluster])] == 1)
+
+    def structure(self) -> str:
+        """How many segments are rule cells and how many KMeans splits, in words."""
+        cells = self.rule_cells
+        split = len(self.segments) - cells
+        return (
+            f"{len(self.segments)} segments: {cells} a whole recency band and kind of customer (a rule cell, no "
+            f"clustering), {split} from KMeans splitting a band and kind into {'groups' if split != 1 else 'a group'} "
+            "by recency, purchase days and spend"
+        )
 
     @property
     def all_segments(self) -> tuple[Segment, ...]:

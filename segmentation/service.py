@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import playbook as playbook_mod
-from .atrisk import AtRiskSummary, SegmentRisk, summarise
+from .atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
 from .errors import InputError, ModelIntegrityError, SegmentationError
 from .exports import frame_rows, write_customers_csv
 from .inputs import RFM, shown
@@ -58,6 +58,18 @@ class Prediction:
     note: str | None = None  # set when the values lie outside anything the model was trained on
     persona: str | None = None  # what the segment buys, how it pays, where from (when the data said)
     fits_definition: bool = True  # whether this customer meets the segment's definition themselves
+    chance: float | None = None  # their chance to buy again within ``horizon`` days
+    horizon: int | None = None
+    chance_basis: str | None = None  # what the chance assumes (a typed profile's unknown rhythm)
+    future: str | None = None  # the segment's measured future, in words
+
+    @property
+    def chance_text(self) -> str | None:
+        """E.g. "chance to buy again in the next 120 days: 14%"."""
+        if self.chance is None or self.horizon is None:
+            return None
+        basis = f" ({self.chance_basis})" if self.chance_basis else ""
+        return f"Chance to buy again in the next {self.horizon:,} days: {percent(self.chance)}{basis}."
 
     @property
     def outside(self) -> str | None:
@@ -90,6 +102,10 @@ class Prediction:
             "at_risk": self.at_risk,
             "levels": {"recency": self.levels[0], "frequency": self.levels[1], "spend": self.levels[2]},
             "fits_definition": self.fits_definition,
+            "chance": self.chance,
+            "horizon_days": self.horizon,
+            "chance_basis": self.chance_basis,
+            "segment_future": self.future,
             "note": self.note,
             "persona": self.persona,
             "model_version": self.model_version,
@@ -118,6 +134,7 @@ class Scored:
     frame: pd.DataFrame
     labels: np.ndarray
     at_risk: np.ndarray
+    chance: np.ndarray | None = None  # each customer's chance to buy again (None: no chance model)
 
 
 @dataclass(frozen=True)
@@ -134,12 +151,23 @@ class SourceScore:
     at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster
 
 
+def percent(p: float) -> str:
+    """A chance as a marketer reads it: 14%, 2.3%, 0.4%, <0.1%."""
+    if p >= 0.995:
+        return ">99%"
+    if p >= 0.095:
+        return f"{p:.0%}"
+    if p >= 0.001:
+        return f"{p:.1%}"
+    return "<0.1%"
+
+
 SPEND_WORDS = {Spend.HIGH: "top 20% by spend", Spend.MID: "mid spend", Spend.LOW: "bottom 40% by spend"}
 
 
 def levels(terms: ShopTerms, recency: float, occasions: float, monetary: float) -> tuple[str, str, str]:
     """One customer's own standing in the shop's terms, e.g. ("lapsing", "one-time", "top 20% by spend")."""
-    return terms.band(recency).word, terms.freq(occasions).word, SPEND_WORDS[terms.spend(monetary)]
+    return terms.band(recency, occasions).word, terms.freq(occasions).word, SPEND_WORDS[terms.spend(monetary)]
 
 
 def fits_definition(
@@ -152,7 +180,7 @@ def fits_definition(
     definition = BY_NAME.get(base)
     if definition is None:
         return True
-    band, freq, spend = terms.bands([recency]), terms.freqs([occasions]), terms.spends([monetary])
+    band, freq, spend = terms.bands([recency], [occasions]), terms.freqs([occasions]), terms.spends([monetary])
     return bool(definition.holds(np.asarray(band), np.asarray(freq), np.asarray(spend), np.asarray([at_risk]))[0])
 
 
@@ -211,6 +239,7 @@ class ServedModel:
         occasions: float,
         at_risk: bool,
         book: playbook_mod.Playbook | None,
+        chance: float | None = None,
     ) -> dict[str, Any]:
         seg = self.segment(cluster)
         play = _play(seg, book or _playbook_or_none())
@@ -236,15 +265,29 @@ class ServedModel:
             model_version=self.version,
             currency=self.terms.currency,
             persona=seg.persona.line() if seg.persona is not None else None,
+            chance=chance,
+            horizon=self.trained.horizon,
+            future=seg.future_text(self.trained.futures),
         )
 
     def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
         """The segment of a typed profile. Its orders count as separate purchase days, and its
-        own usual gap is unknown, so the at-risk rule takes it to be the shop's return time."""
+        own usual gap is unknown: the chance to buy again takes it to be the shop's return time."""
         r, f, m = rfm.as_tuple()
-        flag = bool(self.trained.rule.flags(self.terms, [r], [f], [np.nan], [m])[0])
+        model, basis = self.trained.chance, None
+        gap = float(self.terms.return_time) if f >= 2 else np.nan
+        if model is not None:
+            now, then = model.now([r], [f], [m], [gap]), model.right_after([r], [f], [m], [gap])
+            chance: float | None = float(now[0])
+            if f >= 2:
+                basis = f"taking their orders to be the shop's return time, {self.terms.return_time} days, apart"
+        else:
+            now = then = np.array([np.nan])
+            chance = None
+        flag = bool(self.trained.rule.flags(self.terms, [r], [f], [m], now, then)[0])
         cluster = self.trained.model.predict_one(r, f, m, int(kinds_of([f], [flag])[0]))
-        return Prediction(**self._answer(cluster, r, f, m, f, flag, book), note=self._range_note(rfm))
+        ans = self._answer(cluster, r, f, m, f, flag, book, chance)
+        return Prediction(**ans, note=self._range_note(rfm), chance_basis=basis)
 
     def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
         cid = customer_id.strip()
@@ -255,30 +298,45 @@ class ServedModel:
                 f"({self.info.customers:,} customers from {self.info.source}). "
                 "Check the id (for Olist data it is the customer_unique_id)."
             )
-        ans = self._answer(row.cluster, row.recency, row.frequency, row.monetary, row.occasions, row.at_risk, book)
+        ans = self._answer(
+            row.cluster, row.recency, row.frequency, row.monetary, row.occasions, row.at_risk, book, row.chance
+        )
         return CustomerAnswer(**ans, customer_id=cid, purchase_days=row.occasions, usual_gap=row.gap)
 
     def score(self, frame: pd.DataFrame) -> Scored:
         """Every customer of an RFM frame: cluster (nearest centre in their band) and at-risk flag."""
-        flags = self.trained.rule.frame_flags(self.terms, frame)
+        model = self.trained.chance
+        flags = self.trained.rule.frame_flags(self.terms, frame, model)
         labels = self.trained.model.predict(frame[FEATURES].to_numpy(np.float64), kinds_of(frame["occasions"], flags))
-        return Scored(frame, labels, flags)
+        chance = None
+        if model is not None:
+            chance = model.now(*(frame[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap")))
+        return Scored(frame, labels, flags, chance)
 
     def at_risk(self, scored: Scored | None = None, as_of: str | None = None) -> AtRiskSummary:
         """Churn risk over the training customers (default) or a freshly scored frame."""
         if scored is None:
             return replace(self.trained.at_risk, model_version=self.version)
         names = {s.cluster: s.name for s in self.trained.all_segments}
+        m, o = scored.frame["monetary"].to_numpy(), scored.frame["occasions"].to_numpy()
+        chance = scored.chance if scored.chance is not None else np.full(len(m), np.nan)
         return summarise(
             scored.at_risk,
-            scored.frame["monetary"].to_numpy(),
+            expected_value(chance, m, o),
+            m,
             scored.labels,
             names,
             [s.cluster for s in self.trained.all_segments],
-            self.trained.rule.text(self.terms),
+            self.risk_text,
             self.version,
             as_of or self.info.snapshot_date,
+            self.trained.horizon,
         )
+
+    @property
+    def risk_text(self) -> str:
+        """Who counts as at risk, in the shop's terms."""
+        return self.trained.rule.text(self.terms, self.trained.horizon)
 
     def score_source(self, source: Source, as_of: dt.date | None = None) -> SourceScore:
         """Score every customer of ``source`` inside its engine (DuckDB for files, the database,
@@ -286,29 +344,34 @@ class ServedModel:
         from .compiled import scored_ctes
         from .sources import score_in_engine
 
-        result = score_in_engine(source, as_of, scored_ctes(self.trained.model, self.trained.rule, self.terms))
+        result = score_in_engine(
+            source, as_of, scored_ctes(self.trained.model, self.trained.rule, self.terms, self.trained.chance)
+        )
         k = len(self.trained.model.cluster_centers_)
         t = result.tally
         risky = t["at_risk"].to_numpy() == 1
         cluster = t["cluster"].to_numpy()
         n = t["customers"].to_numpy()
         revenue = t["revenue"].to_numpy(np.float64)
+        expected = t["expected"].to_numpy(np.float64)
         counts = np.bincount(cluster, weights=n, minlength=k).astype(np.int64)
         risk_counts = np.bincount(cluster[risky], weights=n[risky], minlength=k).astype(np.int64)
-        risk_revenue = np.bincount(cluster[risky], weights=revenue[risky], minlength=k)
+        risk_revenue = np.bincount(cluster[risky], weights=expected[risky], minlength=k)
         order = [s.cluster for s in self.trained.all_segments]
         names = {s.cluster: s.name for s in self.trained.all_segments}
         summary = AtRiskSummary(
             customers=int(n[risky].sum()),
-            revenue=float(revenue[risky].sum()),
+            revenue=float(expected[risky].sum()),
             all_customers=int(n.sum()),
-            all_revenue=float(revenue.sum()),
-            definition=self.trained.rule.text(self.terms),
+            all_revenue=float(expected.sum()),
+            definition=self.risk_text,
             by_segment=tuple(
                 SegmentRisk(names[c], int(risk_counts[c]), float(risk_revenue[c])) for c in order if risk_counts[c]
             ),
             model_version=self.version,
             as_of=result.snapshot_date.isoformat(),
+            past_spend=float(revenue[risky].sum()),
+            horizon=self.trained.horizon,
         )
         return SourceScore(
             customers=int(n.sum()),
@@ -328,7 +391,7 @@ class ServedModel:
         segments = list(segments)
         names = {s.cluster: s.name for s in segments}
         rows = self.assignments.members(list(names))
-        return list(names.values()), write_customers_csv(rows, names, _out_path(out, store))
+        return list(names.values()), write_customers_csv(rows, names, _out_path(out, store), self.trained.horizon)
 
     def export_at_risk(
         self,
@@ -350,9 +413,10 @@ class ServedModel:
             present = [s.name for s in self.at_risk().by_segment]
         else:
             keep = scored.at_risk
-            rows = frame_rows(scored.frame[keep], scored.labels[keep], keep[keep])
+            chance = None if scored.chance is None else scored.chance[keep]
+            rows = frame_rows(scored.frame[keep], scored.labels[keep], keep[keep], chance)
             present = [s.name for s in self.at_risk(scored).by_segment]
-        return present, write_customers_csv(rows, names, _out_path(out, store))
+        return present, write_customers_csv(rows, names, _out_path(out, store), self.trained.horizon)
 
     def _range_note(self, rfm: RFM) -> str | None:
         outside = [

@@ -13,13 +13,14 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from . import relations as rel
 from .engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine, ident, is_url, mask, mask_text, sql_str
 from .errors import DataError
+from .survival import FirstReturns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,17 +43,6 @@ EXCLUSION_LABELS: dict[str, str] = {
 _REASON_ORDER = {key: i for i, key in enumerate(EXCLUSION_LABELS)}
 OLIST_FILES = rel.OLIST_TABLES
 OLIST_COLUMNS = rel.OLIST_COLUMNS
-
-
-@dataclass(frozen=True)
-class GapStats:
-    """How long returning customers took to come back: weighted quantiles of the gaps in days."""
-
-    p50: int | None
-    p80: int | None
-    p95: int | None
-    returning_customers: int
-    gaps: int
 
 
 @dataclass(frozen=True)
@@ -138,12 +128,24 @@ class RFMTable:
     orders: int
     excluded: dict[str, int] = field(default_factory=dict)
     source: str = ""
-    gaps: GapStats = GapStats(None, None, None, 0, 0)
+    gaps: FirstReturns = field(default_factory=FirstReturns)  # the customers' first returns
     currency: str = ""  # the symbol amounts are shown with
+    history: History | None = None  # the windows of the same history, for the chance to buy again
+    as_of: dt.date | None = None  # the --as-of date the table was read as of, if any
 
     @property
     def customers(self) -> int:
         return len(self.frame)
+
+    @property
+    def idle_days(self) -> int:
+        """Days the snapshot lies beyond the day after the latest purchase (an --as-of later than the data)."""
+        return max((self.snapshot_date - self.latest_purchase).days - 1, 0)
+
+    @property
+    def last_day(self) -> dt.date:
+        """The last day of the history: the --as-of date (its orders included), else the latest purchase."""
+        return self.as_of or self.latest_purchase
 
 
 def describe_exclusions(excluded: Mapping[str, int]) -> str:
@@ -615,31 +617,61 @@ def _diagnosed(plan: _Plan) -> Iterator[Engine]:
 def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
     """Aggregate a source into per-customer RFM inside its engine (see ``relations``: the
     per-day table materialised once, or the three reads asked directly on two connections). The
-    engine is closed (its memory freed) before the per-customer rows become a frame."""
+    engine is closed (its memory freed) before the per-customer rows become a frame; the
+    table's ``history`` reopens the source when the windows are asked for."""
     with opened(source, as_of) as src:
         fetched = src.fetch()
-    return _rfm_table(fetched, as_of, src.where, source.describe(), source.currency)
+    table = _rfm_table(fetched, as_of, src.where, source.describe(), source.currency)
+    table.history = Reopened(source)
+    return table
 
 
 @contextlib.contextmanager
-def opened(source: Source, as_of: dt.date | None = None, personas: bool = False) -> Iterator[OpenSource]:
-    """The source opened in its engine for a training pass: ``rfm()``, then (with ``personas``)
-    ``personas(trained)`` from the same pass where the engine keeps it; always closed after."""
-    src = OpenSource(source, as_of, personas)
+def opened(
+    source: Source, as_of: dt.date | None = None, personas: bool = False, keep: bool = True
+) -> Iterator[OpenSource]:
+    """The source opened in its engine for a training pass: ``rfm()``, the windows of its
+    history (``windows``), then (with ``personas``) ``personas(trained)`` from the same pass
+    where the engine keeps it; always closed after. ``keep=False`` closes the engine as soon as
+    the per-customer rows are read (the windows then reopen the source)."""
+    src = OpenSource(source, as_of, personas, keep)
     try:
         yield src
     finally:
         src.close()
 
 
+class History(Protocol):
+    """Where the windows of a shop's history come from (``relations.windows_select``)."""
+
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame: ...
+
+
+class Reopened:
+    """A source's history read on a fresh connection (after its training pass was closed)."""
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame:
+        plan = _plan(self.source)
+        with _diagnosed(plan) as engine:
+            sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
+            ctes = [*plan.valid, rel.valid_days(until), rel.PER_DAY]
+            table = engine.table(rel.with_ctes(ctes, rel.windows_select(cutoffs, horizon, sample)), plan.relation)
+        return window_frame(table)
+
+
 class OpenSource:
     """One training pass over a source (``opened``)."""
 
-    def __init__(self, source: Source, as_of: dt.date | None, personas: bool):
+    def __init__(self, source: Source, as_of: dt.date | None, personas: bool, keep: bool = True):
         self.source, self.as_of = source, as_of
         self.want_personas = personas
+        self.keep = keep
         self._plan: _Plan | None = None  # opened by the first read
         self.closed = False
+        self.daily = False  # the per-day table is materialised in the open engine
         self.where, self.direct, self.keep_orders = source.describe(), False, False
 
     @property
@@ -654,28 +686,60 @@ class OpenSource:
             )
         return self._plan
 
-    def fetch(self) -> _Fetched:
+    def fetch(self, as_of: dt.date | None = None) -> _Fetched:
+        """What training needs as of ``as_of`` (default: the pass's own date). An earlier date
+        is read from the same per-day table, with the later orders counted as after it."""
+        as_of = as_of if as_of is not None else self.as_of
+        if self.as_of is not None and as_of is not None and as_of > self.as_of:
+            raise DataError(f"{self.where}: this pass ends on {self.as_of.isoformat()}, not after")
         plan = self.plan
         if self.direct:
+            if self.closed:
+                plan = _plan(self.source)
             try:
-                return _fetch_direct(self.source, plan, self.as_of)
+                return _fetch_direct(self.source, plan, as_of)
             finally:
-                self.close()
+                plan.engine.close()
+                self.closed = True
+        if self.closed:
+            raise DataError(f"{self.where}: this pass is closed")
         with _diagnosed_open(plan) as engine:
-            ctes = orders_ctes(plan, self.as_of)
-            if self.keep_orders:
-                engine.materialise("segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation)
-                ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
+            if not self.daily:
+                ctes = orders_ctes(plan, self.as_of)
+                if self.keep_orders:
+                    engine.materialise(
+                        "segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation
+                    )
+                    ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
+                else:
+                    relation = plan.relation
+                engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
+                self.daily = True
+            if as_of is not None and as_of != self.as_of:
+                days = [rel.per_day_until(as_of), rel.excluded_until(as_of)]
             else:
-                relation = plan.relation
-            engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
-            fetched = _fetch(engine, rel.MATERIALISED, rel.MATERIALISED, None)
-        if not self.want_personas or self.plan.persona is None:
+                days = rel.MATERIALISED
+            fetched = _fetch(engine, days, days, None)
+        if not self.keep and not (self.want_personas and self.plan.persona is not None):
             self.close()  # its memory back before the frame is built
         return fetched
 
-    def rfm(self) -> RFMTable:
-        return _rfm_table(self.fetch(), self.as_of, self.where, self.source.describe(), self.source.currency)
+    def rfm(self, as_of: dt.date | None = None) -> RFMTable:
+        as_of = as_of if as_of is not None else self.as_of
+        table = _rfm_table(self.fetch(as_of), as_of, self.where, self.source.describe(), self.source.currency)
+        table.history = self
+        return table
+
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame:
+        """Every customer as of each cut-off with what they did in the ``horizon`` days after it,
+        reading no day after ``until`` (``relations.windows_select``); a share of the customers
+        when ``buckets`` > 1."""
+        if self.closed or not self.daily:
+            return Reopened(self.source).windows(cutoffs, horizon, until, buckets)
+        with _diagnosed_open(self.plan) as engine:
+            sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
+            sql = rel.with_ctes([rel.per_day_until(until)], rel.windows_select(cutoffs, horizon, sample))
+            return window_frame(engine.table(sql))
 
     def personas(self, trained, snapshot: dt.date) -> dict:
         """Every segment's persona (``personas``): in this pass's engine when it is still open
@@ -687,7 +751,7 @@ class OpenSource:
         if self.plan.persona is None:
             return {}
         scoring = [
-            *scored_ctes(trained.model, trained.rule, trained.terms),
+            *scored_ctes(trained.model, trained.rule, trained.terms, trained.chance),
             ("members", "SELECT customer_id, cluster FROM scored"),
         ]
         if not self.closed:  # the per-day table (and the orders) of this pass
@@ -738,7 +802,7 @@ def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetche
 
     valid = [*plan.valid, rel.valid_days(_late(as_of)[0]), rel.PER_DAY]
 
-    def counts() -> tuple[dict[str, int], GapStats]:
+    def counts() -> tuple[dict[str, int], FirstReturns]:
         other = _plan(source)
         with _diagnosed(other) as engine:
             engine.prepare_scoring(2)  # one core each: the two connections are the parallelism
@@ -768,7 +832,7 @@ def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
 @dataclass
 class _Fetched:
     excluded: dict[str, int]
-    gaps: GapStats
+    gaps: FirstReturns
     table: pa.Table | None  # a row per customer; let go of once it is a frame
 
 
@@ -792,26 +856,9 @@ def _excluded(engine: Engine, ctes: list[tuple[str, str]], relation: str | None)
     }
 
 
-def _gaps(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> GapStats:
-    histogram = engine.table(rel.with_ctes(ctes, rel.GAPS_SELECT), relation).to_pydict()
-    return gap_stats(histogram["gap"], histogram["w"], histogram["n"])
-
-
-def gap_stats(gap, weight, count) -> GapStats:
-    """The weighted lower quantiles of a gap histogram (``relations.GAPS_SELECT``): the shortest
-    gap at which the cumulative weight reaches 50%, 80% and 95% of the total."""
-    g = np.asarray(gap, dtype=np.float64)
-    order = np.argsort(g, kind="stable")
-    g = g[order]
-    w = np.asarray(weight, dtype=np.float64)[order]
-    total = float(w.sum())
-    if not len(g) or total <= 0:
-        return GapStats(None, None, None, 0, int(np.asarray(count, dtype=np.int64).sum()))
-    share = np.cumsum(w) / total
-    p50, p80, p95 = (
-        int(g[min(int(np.searchsorted(share, q - 1e-9, side="left")), len(g) - 1)]) for q in rel.GAP_QUANTILES
-    )
-    return GapStats(p50, p80, p95, int(round(total)), int(np.asarray(count, dtype=np.int64).sum()))
+def _gaps(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> FirstReturns:
+    histogram = engine.table(rel.with_ctes(ctes, rel.FIRST_RETURNS_SELECT), relation).to_pydict()
+    return FirstReturns.of(histogram["gap"], histogram["n"])
 
 
 def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str) -> RFMTable:
@@ -861,6 +908,7 @@ def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description
         source=description,
         gaps=gaps,
         currency=currency,
+        as_of=as_of,
     )
 
 
@@ -895,8 +943,8 @@ class EngineScore:
 
     snapshot_date: dt.date
     latest_purchase: dt.date
-    tally: pd.DataFrame  # cluster, at_risk, customers, revenue
-    at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster
+    tally: pd.DataFrame  # cluster, at_risk, customers, revenue, expected (chance x typical spend)
+    at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster, chance
 
 
 def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[str, str]]) -> EngineScore:
@@ -970,10 +1018,17 @@ def _engine_score(parts: list[pa.Table], snapshot: dt.date, source: Source) -> E
         raise DataError(f"{source.describe()}: no orders on or before {snapshot.isoformat()}")
     frame = table.to_pandas()
     frame = frame.astype(
-        {"cluster": np.int64, "at_risk": np.int64, "customers": np.int64, "revenue": np.float64, "last_day": np.int64}
+        {
+            "cluster": np.int64,
+            "at_risk": np.int64,
+            "customers": np.int64,
+            "revenue": np.float64,
+            "expected": np.float64,
+            "last_day": np.int64,
+        }
     )
     latest_day = rel.EPOCH + dt.timedelta(days=int(frame["last_day"].max()))
-    tally = frame.groupby(["cluster", "at_risk"], as_index=False)[["customers", "revenue"]].sum()
+    tally = frame.groupby(["cluster", "at_risk"], as_index=False)[["customers", "revenue", "expected"]].sum()
     rows = frame[frame["at_risk"] == 1]
     rows = pd.DataFrame(
         {
@@ -984,7 +1039,33 @@ def _engine_score(parts: list[pa.Table], snapshot: dt.date, source: Source) -> E
             "occasions": rows["occasions"].astype(np.int64).to_numpy(),
             "gap": pd.to_numeric(rows["gap"]).astype(np.float64).to_numpy(),
             "cluster": rows["cluster"].to_numpy(),
+            "chance": pd.to_numeric(rows["chance"]).astype(np.float64).to_numpy(),
         }
     )
     rows = rows.sort_values("customer_id", kind="stable", ignore_index=True)
     return EngineScore(snapshot, latest_day, tally, rows)
+
+
+def window_frame(table: pa.Table) -> pd.DataFrame:
+    """The rows of ``relations.windows_select`` as a frame: the cut-off as a date, each
+    customer's usual gap as of it (NaN with one purchase day) and whether they came back."""
+    import pandas as pd
+
+    cols = {name: table.column(name).to_numpy() for name in table.column_names if name != "customer_id"}
+    frame = pd.DataFrame(
+        {
+            "customer_id": customer_ids(table.column("customer_id")),
+            "cutoff": pd.to_datetime(np.asarray(cols["cutoff"], dtype=np.int64), unit="D").date,
+            **{
+                name: np.asarray(cols[name], dtype=np.float64 if name in ("monetary", "later_spend") else np.int64)
+                for name in ("recency", "tenure", "occasions", "frequency", "monetary", "later_days", "later_spend")
+            },
+        }
+    )
+    occasions = frame["occasions"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["gap"] = np.where(
+            occasions > 1, (frame["tenure"] - frame["recency"]).to_numpy(np.float64) / (occasions - 1), np.nan
+        )
+    frame["returned"] = frame["later_days"].to_numpy() > 0
+    return frame

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .segments import TrainedModel
 
-SCHEMA_VERSION = 4  # 4: the per-customer table is Parquet
+SCHEMA_VERSION = 5  # 4: the per-customer table is Parquet; 5: terms from first returns, the chance to buy again
 KEEP_VERSIONS = 10
 # Versions are also pruned, oldest first, while together they take more than this (the served one
 # and one to roll back to always stay): at 10M customers a version takes about 170 MB.
@@ -306,7 +306,8 @@ class ModelStore:
                 "assignments": {"sha256": table_sha, "bytes": table_bytes},
                 "metadata": trained.info.as_json(),
                 "terms": trained.terms.as_json(),
-                "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms)},
+                "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms, trained.horizon)},
+                "chance": None if trained.chance is None else trained.chance.as_json(),
             }
             self._write_manifest(version, manifest)
             self.load(version)  # read back and verify before anyone is served from it
@@ -437,7 +438,17 @@ def _num(version: str) -> int:
 
 # -- per-customer assignments -------------------------------------------------------------
 
-ASSIGNMENT_COLUMNS = ("customer_id", "recency", "frequency", "monetary", "occasions", "gap", "cluster", "at_risk")
+ASSIGNMENT_COLUMNS = (
+    "customer_id",
+    "recency",
+    "frequency",
+    "monetary",
+    "occasions",
+    "gap",
+    "cluster",
+    "at_risk",
+    "chance",
+)
 
 
 @dataclass(frozen=True)
@@ -450,6 +461,7 @@ class CustomerRow:
     gap: float | None  # their usual days between purchase days; None with one purchase day
     cluster: int
     at_risk: bool
+    chance: float | None = None  # their chance to buy again within the model's horizon, as of training
 
 
 ROW_GROUP = 64_000  # rows per Parquet row group: a lookup reads one group, found by its min/max ids
@@ -496,6 +508,7 @@ def write_assignments(path: Path, frame: pd.DataFrame) -> None:
     import pyarrow.parquet as pq
 
     gap = frame["gap"].astype(float)
+    chance = frame["chance"].astype(float) if "chance" in frame else gap * np.nan
     ids = frame["customer_id"]
     try:  # text already in Arrow memory (the usual case) goes across without a copy
         id_column = pa.array(ids) if str(ids.dtype) != "object" else None
@@ -517,6 +530,7 @@ def write_assignments(path: Path, frame: pd.DataFrame) -> None:
             "gap": pa.array(gap.to_numpy(), pa.float64(), mask=gap.isna().to_numpy()),
             "cluster": pa.array(frame["cluster"].to_numpy(np.int32)),
             "at_risk": pa.array(frame["at_risk"].to_numpy(bool)),
+            "chance": pa.array(chance.to_numpy(), pa.float64(), mask=chance.isna().to_numpy()),
         }
     )
     n = table.num_rows
@@ -530,8 +544,18 @@ _COLUMNS = ", ".join(ASSIGNMENT_COLUMNS)
 
 
 def _row(t: tuple) -> CustomerRow:
-    cid, r, f, m, o, g, c, a = t
-    return CustomerRow(cid, int(r), int(f), float(m), int(o), None if g is None else float(g), int(c), bool(a))
+    cid, r, f, m, o, g, c, a, p = t
+    return CustomerRow(
+        cid,
+        int(r),
+        int(f),
+        float(m),
+        int(o),
+        None if g is None else float(g),
+        int(c),
+        bool(a),
+        None if p is None or p != p else float(p),
+    )
 
 
 class Assignments:

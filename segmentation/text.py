@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .atrisk import AtRiskSummary
+from .atrisk import STAKE_NOTE, AtRiskSummary
+from .outlook import TierFutures
 from .segments import RuleBasedComparison, Segment
 from .service import Prediction
 from .terms import ShopTerms
 
 if TYPE_CHECKING:
+    from .backtest import Backtest, CutoffResult
     from .validate import Report
 
 
@@ -36,7 +38,8 @@ def terms_block(terms: ShopTerms) -> str:
     return "The shop's terms\n" + "\n".join(f"  {line}" for line in terms.lines())
 
 
-def segments_table(segments: Sequence[Segment], terms: ShopTerms) -> str:
+def segments_table(segments: Sequence[Segment], terms: ShopTerms, futures: TierFutures | None = None) -> str:
+    future = futures is not None and any(s.future is not None for s in segments)
     rows = [
         [
             s.name,
@@ -48,24 +51,45 @@ def segments_table(segments: Sequence[Segment], terms: ShopTerms) -> str:
             terms.money(s.monetary_median),
             f"{s.at_risk:,}",
             f"{s.check.fit:.0%}" + ("" if s.check.passed else " FAIL"),
+            *([_future_cell(s)] if future else []),
         ]
         for s in segments
     ]
-    return table(
-        ("Segment", "Customers", "Share", "Revenue", "Days since last order", "Orders", "Spend", "At risk", "Fit"),
-        rows,
-        "lrrrrrrrr",
-    ) + (
+    headers = ["Segment", "Customers", "Share", "Revenue", "Days since last order", "Orders", "Spend", "At risk", "Fit"]
+    if future:
+        headers.append("Bought again")
+    note = (
         "\n(medians per segment; Revenue: share of all spend; Fit: share of the segment's customers "
-        "meeting its definition, at least half for the name to hold)"
+        "meeting its definition, at least half for the name to hold"
     )
+    if future and futures is not None:
+        c = futures.cutoffs
+        when = c[0].isoformat() if len(c) == 1 else f"{len(c)} earlier dates ({min(c)} to {max(c)})"
+        note += (
+            f"; Bought again: of the customers who were like the segment at {when}, the share who bought "
+            f"again within {futures.horizon:,} days, with its 95% interval"
+        )
+    return table(headers, rows, "lrrrrrrrr" + ("r" if future else "")) + note + ")"
+
+
+def _future_cell(s: Segment) -> str:
+    f = s.future
+    if f is None or not f.customers:
+        return "-"
+    lo, hi = f.interval
+    return f"{share(f.rate)} ({share(lo)}–{share(hi)})"
+
+
+def stake(a: AtRiskSummary, terms: ShopTerms) -> str:
+    return f"revenue at stake {a.stake(terms.money)}"
 
 
 def at_risk_block(a: AtRiskSummary, terms: ShopTerms) -> str:
     lines = [
         f"At risk: {a.customers:,} customers ({share(a.share_of_customers)} of {a.all_customers:,}), "
-        f"revenue {terms.money(a.revenue)} ({share(a.share_of_revenue)} of all spend)",
+        f"{stake(a, terms)}; they have spent {terms.money(a.past_spend)} so far",
         f"  Who counts: {a.definition}.",
+        f"  ({STAKE_NOTE}.)",
     ]
     if a.by_segment:
         lines.append("  By segment: " + " · ".join(f"{s.name} {s.customers:,}" for s in a.by_segment))
@@ -75,14 +99,13 @@ def at_risk_block(a: AtRiskSummary, terms: ShopTerms) -> str:
 def at_risk_table(a: AtRiskSummary, terms: ShopTerms) -> str:
     head = (
         f"Churn risk in model {a.model_version}, as of {a.as_of}: {a.customers:,} customers "
-        f"({share(a.share_of_customers)} of {a.all_customers:,}), revenue {terms.money(a.revenue)} "
-        f"({share(a.share_of_revenue)} of all spend)"
+        f"({share(a.share_of_customers)} of {a.all_customers:,}), {stake(a, terms)}"
     )
-    body = f"Who counts: {a.definition}."
+    body = f"Who counts: {a.definition}.\n({STAKE_NOTE}.)"
     if not a.by_segment:
         return f"{head}\n{body}"
     rows = [[s.name, f"{s.customers:,}", terms.money(s.revenue)] for s in a.by_segment]
-    return f"{head}\n{body}\n\n" + table(("Segment", "At risk", "Their revenue"), rows, "lrr")
+    return f"{head}\n{body}\n\n" + table(("Segment", "At risk", "Revenue at stake"), rows, "lrr")
 
 
 def personas_block(segments: Sequence[Segment]) -> str:
@@ -113,6 +136,10 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
     ]
     if ans.outside:
         lines.append(f"  {ans.outside}")
+    if ans.chance_text:
+        lines.append(f"  {ans.chance_text}")
+    if ans.future:
+        lines.append(f"  What the segment did next: {ans.future}.")
     if ans.persona:
         lines.append(f"  Its persona: {ans.persona}.")
     if ans.note:
@@ -138,7 +165,7 @@ def rule_based_block(rb: RuleBasedComparison) -> str:
 
 
 def validation(r: Report) -> str:
-    from .validate import MAX_AT_RISK_CHANGE, MAX_SEED_CHANGE
+    from .validate import MAX_AT_RISK_CHANGE, MAX_SEED_CHANGE, MIN_COMPARED
 
     t = r.trained
     ok = lambda b: "pass" if b else "FAIL"  # noqa: E731
@@ -208,6 +235,106 @@ def validation(r: Report) -> str:
         )
     else:
         out.append(f"BG/NBD P(alive) not used: {p.reason}.")
+    if r.futures:
+        fut = t.futures
+        out.append("")
+        out.append(
+            f"Names on the future (what the customers of {len(fut.cutoffs)} earlier dates, {min(fut.cutoffs)} to "
+            f"{max(fut.cutoffs)}, did in the next {fut.horizon:,} days; segments and tiers of {MIN_COMPARED}+ customers):"
+            if fut is not None and fut.cutoffs
+            else "Names on the future:"
+        )
+        for c in r.futures:
+            verdict = "n/a " if c.passed is None else ok(c.passed)
+            out.append(f"  {verdict} {c.claim}: {c.detail}")
     out.append("")
     out.append(f"Overall: {ok(r.passed)}")
     return "\n".join(out)
+
+
+def _interval(f) -> str:
+    lo, hi = f.interval
+    return f"{share(f.rate)} ({share(lo)}–{share(hi)})"
+
+
+def backtest(bt: Backtest, currency: str = "") -> str:
+    from .backtest import SCORES
+
+    money = lambda x: f"{currency}{x:,.2f}"  # noqa: E731
+    out = [
+        f"Backtest of {bt.source}: horizon {bt.horizon:,} days ({bt.horizon_reason}), "
+        f"{len(bt.results)} cut-off{'s' if len(bt.results) != 1 else ''}",
+        "Each model is trained as of its cut-off (that day's orders included, nothing later) with the served "
+        f"settings, then compared with the {bt.horizon:,} days after it, which it never saw.",
+    ]
+    for line in bt.skipped:
+        out.append(f"  skipped {line}")
+    for r in bt.results:
+        out += ["", *_cutoff_lines(r, money, SCORES)]
+    if len(bt.results) > 1:
+        out += ["", "Mean AUC over the cut-offs:"]
+        for key, label in SCORES.items():
+            v = bt.mean_auc().get(key)
+            out.append(f"  {label:<52} {'-' if v is None else f'{v:.3f}'}")
+    return "\n".join(out)
+
+
+def _cutoff_lines(r: CutoffResult, money, scores: dict[str, str]) -> list[str]:
+    t = r.terms
+    out = [
+        f"Cut-off {r.cutoff}: {r.customers:,} customers, {r.returned:,} ({share(r.base_rate)}) bought again within "
+        f"{r.horizon:,} days ({r.seconds:.1f} s)",
+        f"  The model as of then: return time {t[0]}, return window {t[1]}, lost after {t[2]} days; "
+        f"{len(r.segments)} segments: {r.rule_cells} a whole recency band and kind (a rule cell), "
+        f"{r.kmeans_segments} from KMeans splits.",
+        "",
+    ]
+    rows = [
+        [
+            s.name,
+            f"{s.customers:,}",
+            _interval(s.future) if s.customers else "-",
+            money(s.future.spend_per_customer) if s.customers else "-",
+            "-" if s.expected is None else share(s.expected),
+        ]
+        for s in r.segments
+    ]
+    out += [
+        "  " + line
+        for line in table(
+            ("Segment", "Customers", "Bought again (95%)", "Revenue per customer", "Claimed at training"),
+            rows,
+            "lrrrr",
+        ).splitlines()
+    ]
+    tiers = r.tiers
+    out += [
+        "",
+        f"  At risk: {r.flagged.customers:,} customers, {_interval(r.flagged)} bought again; everyone else "
+        f"{share(r.not_flagged.rate)}.",
+        "  Tiers (the at-risk customers taken out of their band): "
+        + " · ".join(f"{name} {_interval(f)}" for name, f in tiers.items()),
+        "",
+        "  Who buys again, ranked by each score (AUC; the chance's lead over each, with its 95% interval):",
+    ]
+    for key, label in scores.items():
+        v = r.auc.get(key)
+        lead = r.chance_vs.get(key)
+        extra = "" if lead is None else f"   chance {lead[0]:+.3f} ({lead[1]:+.3f} to {lead[2]:+.3f})"
+        out.append(f"    {label:<50} {'-' if v is None else f'{v:.3f}'}{extra}")
+    c = r.calibration
+    if c is not None:
+        deciles = ", ".join(f"{share(d.predicted)}→{share(d.observed)}" for d in c.deciles)
+        bg = "" if c.brier_bgnbd is None else f", BG/NBD's probability {c.brier_bgnbd:.5f}"
+        out += [
+            f"  Calibration of the chance, deciles predicted→observed: {deciles}",
+            f"  Expected calibration error {c.ece * 100:.2f} points (mean predicted {share(c.mean_predicted)}, "
+            f"observed {share(c.observed)}); Brier score {c.brier:.5f} against {c.brier_base_rate:.5f} for the "
+            f"base rate{bg}.",
+        ]
+    if r.claims:
+        out.append("  The names' claims on this future (segments and tiers of 200+ customers):")
+        for claim in r.claims:
+            verdict = "n/a " if claim.passed is None else ("pass" if claim.passed else "FAIL")
+            out.append(f"    {verdict} {claim.claim}: {claim.detail}")
+    return out

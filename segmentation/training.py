@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import outlook as outlook_mod
 from . import playbook as playbook_mod
-from .atrisk import summarise
+from .atrisk import AtRiskRule, expected_value, summarise
 from .baseline import GRID_NAMES, rule_based_cells
+from .chance import ChanceModel
 from .definitions import BY_NAME, check, name_for, name_for_profile, vocabulary_rank
 from .errors import DataError, ModelNotFoundError, SegmentationError
 from .model import (
@@ -32,6 +34,7 @@ from .model import (
     silhouette_rows,
 )
 from .naming import Candidate, changes, qualified_names
+from .outlook import Future, TierFutures, future_of
 from .personas import Persona
 from .segments import (
     ModelInfo,
@@ -42,7 +45,7 @@ from .segments import (
 )
 from .sources import RFMTable, Source, opened
 from .store import SCHEMA_VERSION, ModelStore
-from .terms import Band, Freq, Spend, measure
+from .terms import Band, Freq, ShopTerms, Spend, measure
 
 Progress = Callable[[str], None]
 MAX_K = 30
@@ -115,17 +118,33 @@ def fit(
     timer: Timer | None = None,
     book: playbook_mod.Playbook | None = None,
     sample: int | None = FIT_SAMPLE,
+    outlook: outlook_mod.Outlook | None = None,
 ) -> tuple[TrainedModel, pd.DataFrame]:
     """Fit, name and summarise. Returns the trained model and the per-customer assignments
-    (the RFM frame with ``cluster`` and ``at_risk``)."""
+    (the RFM frame with ``cluster``, ``at_risk`` and ``chance``). ``outlook`` (the windows of
+    the history and the chance model learned on them) is read from the table's source when not
+    given; refits of one table (``validate``) share it."""
     timer = timer or Timer()
     rfm = table.frame
     if not MIN_K <= k <= MAX_K:
         raise DataError(f"--k must be between {MIN_K} and {MAX_K}; got {k}")
     book = book or playbook_mod.load()
-    terms = measure(rfm, table.gaps, table.currency)
+    terms = measure(rfm, table.gaps, table.currency, table.idle_days)
+    if outlook is None:
+        with timer.step("chance", "Learning who buys again from earlier cut-offs of the history"):
+            outlook = outlook_mod.learn(table, terms)
+    chance_model = outlook.chance
+    r, o, m, g = (rfm[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap"))
+    if chance_model is not None:
+        now, then = chance_model.now(r, o, m, g), chance_model.right_after(r, o, m, g)
+    else:
+        now = then = np.full(len(rfm), np.nan)
+    if chance_model is not None and outlook.windows is not None:
+        one_lost, repeat_lost = outlook_mod.lost_cutoffs(terms, outlook.windows)
+        terms = replace(terms, one_time_lost_after=one_lost, repeat_lost_after=repeat_lost)
+    rule = with_floor(book.at_risk, terms, r, o, now)
+    flags = rule.flags(terms, r, o, m, now, then)
     X = rfm[FEATURES].to_numpy(dtype=np.float64, copy=True)  # fit() standardises it in place
-    flags = book.at_risk.frame_flags(terms, rfm)
     on = f" (fitted on a stratified sample of {sample:,})" if sample is not None and len(X) > sample else ""
     with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands{on}"):
         model = SegmentModel(
@@ -134,9 +153,10 @@ def fit(
             random_state=seed,
             max_fit=sample,
             copy_x=False,  # X is ours: standardised in place (9M customers: 220 MB less)
+            lost=(terms.one_time_lost, terms.repeat_lost),
         )
         try:
-            model.fit(X, kinds_of(rfm["occasions"], flags))
+            model.fit(X, kinds_of(rfm["occasions"], flags), None if chance_model is None else now)
         except ValueError as exc:
             hint = "use more data or a smaller --k" if k > MIN_K else "there is too little variety to segment"
             raise DataError(f"{table.source}: {exc}; {hint}") from None
@@ -147,7 +167,7 @@ def fit(
     with timer.step("silhouette", "Measuring cluster separation (silhouette on a sample)"):
         sil = silhouette(sampled_z, labels[rows])
     with timer.step("naming", "Naming segments from their definitions and comparing with the quantile rules"):
-        band, freq, spend = terms.bands(rfm["recency"]), terms.freqs(rfm["occasions"]), terms.spends(rfm["monetary"])
+        band, freq, spend = terms.bands(r, o), terms.freqs(o), terms.spends(m)
         everything = _segments(model, rfm, labels, band, freq, spend, flags, terms, book)
         segments = [s for s in everything if not s.reserved]
         reserved = [s for s in everything if s.reserved]
@@ -156,13 +176,15 @@ def fit(
         rule_based = rule_based_comparison(rfm, champion_clusters[labels])
         at_risk = summarise(
             flags,
-            rfm["monetary"].to_numpy(),
+            expected_value(now, m, o),
+            m,
             labels,
             names,
             [s.cluster for s in everything],
-            book.at_risk.text(terms),
+            rule.text(terms, outlook.horizon if chance_model is not None else None),
             "",
             table.snapshot_date.isoformat(),
+            outlook.horizon if chance_model is not None else None,
         )
         name_changes = None
         if previous is not None:
@@ -172,6 +194,12 @@ def fit(
                 [(s.name, model.transform(np.array([s.centroid]))[0]) for s in before.segments],
                 [(s.name, model.cluster_centers_[s.cluster]) for s in segments],
             )
+    with timer.step("futures", "Measuring what each segment's customers did next"):
+        futures = None
+        if chance_model is not None and outlook.windows is not None:
+            per_cluster, futures = measured_futures(outlook, model, terms, rule, chance_model)
+            segments = [replace(s, future=per_cluster.get(s.cluster)) for s in segments]
+            reserved = [replace(s, future=per_cluster.get(s.cluster)) for s in reserved]
     info = ModelInfo(
         trained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         trained_by=trained_by,
@@ -193,10 +221,89 @@ def fit(
     )
     del model.labels_  # not needed to predict; keeps the saved model small
     trained = TrainedModel(
-        model, terms, book.at_risk, tuple(segments), at_risk, rule_based, info, name_changes, reserved=tuple(reserved)
+        model,
+        terms,
+        rule,
+        tuple(segments),
+        at_risk,
+        rule_based,
+        info,
+        name_changes,
+        reserved=tuple(reserved),
+        chance=chance_model,
+        futures=futures,
+        horizon_note=outlook.note,
     )
-    assignments = rfm.assign(cluster=labels, at_risk=flags)
+    assignments = rfm.assign(cluster=labels, at_risk=flags, chance=now)
     return trained, assignments
+
+
+def with_floor(
+    rule: AtRiskRule, terms: ShopTerms, recency: np.ndarray, occasions: np.ndarray, chance: np.ndarray
+) -> AtRiskRule:
+    """The rule with the shop's numbers: each kind's floor, the chance only one in four lapsed
+    one-time (or repeat) buyers reach (the lost band's when the lapsed band has fewer than
+    ``outlook.MIN_GROUP``, all lapsed customers' when one kind has too few), and the ceiling, the
+    chance three in four active customers reach. None where there is no chance or nobody."""
+    band = terms.bands(recency, occasions)
+    known = np.isfinite(chance)
+    repeat = np.asarray(occasions) >= 2
+
+    def average(*conditions: np.ndarray) -> float | None:
+        for inside in conditions:
+            inside = inside & known
+            if inside.sum() >= outlook_mod.MIN_GROUP:
+                return float(np.quantile(chance[inside], 0.75))
+        return None
+
+    lapsed, lost = band == Band.LAPSED, band == Band.LOST
+    floor = average(lapsed & ~repeat, lapsed, lost & ~repeat, lost)
+    floor_repeat = average(lapsed & repeat, lapsed, lost & repeat, lost)
+    active = (band == Band.ACTIVE) & known
+    ceiling = float(np.quantile(chance[active], 0.25)) if active.any() else None
+    return replace(rule, floor=floor, floor_repeat=floor_repeat, ceiling=ceiling)
+
+
+def measured_futures(
+    outlook: outlook_mod.Outlook,
+    model: SegmentModel,
+    terms: ShopTerms,
+    rule: AtRiskRule,
+    chance_model: ChanceModel,
+) -> tuple[dict[int, Future], TierFutures]:
+    """Every customer as they were at each cut-off of the outlook's windows, scored by this model
+    (their band, at-risk flag and segment as of then), and what each segment and tier did in the
+    horizon after it."""
+    rows = outlook.windows
+    assert rows is not None
+    r, o, m, g = (rows[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap"))
+    ten = rows["tenure"].to_numpy(np.float64)
+    now = chance_model.predict(r, o, m, ten, g)
+    then = chance_model.predict(np.zeros(len(r)), o, m, ten - r, g)
+    flags = rule.flags(terms, r, o, m, now, then)
+    labels = model.predict(np.column_stack([r, o, m]).astype(np.float64), kinds_of(o, flags))
+    returned = rows["returned"].to_numpy(bool)
+    spend = rows["later_spend"].to_numpy(np.float64)
+    per_cluster = {
+        int(c): future_of(returned[labels == c], spend[labels == c]) for c in range(len(model.cluster_centers_))
+    }
+    band = terms.bands(r, o)
+
+    def tier(b: Band) -> Future:
+        inside = (band == b) & ~flags
+        return future_of(returned[inside], spend[inside])
+
+    tiers = TierFutures(
+        horizon=outlook.horizon,
+        cutoffs=outlook.cutoffs,
+        active=tier(Band.ACTIVE),
+        at_risk=future_of(returned[flags], spend[flags]),
+        lapsing=tier(Band.LAPSING),
+        lapsed=tier(Band.LAPSED),
+        lost=future_of(returned[band == Band.LOST], spend[band == Band.LOST]),
+        everyone=future_of(returned, spend),
+    )
+    return per_cluster, tiers
 
 
 def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list[Segment]:

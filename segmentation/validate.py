@@ -15,12 +15,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from . import outlook as outlook_mod
 from . import palive
 from .atrisk import AtRiskSummary
 from .model import DEFAULT_K, FEATURES, RANDOM_STATE, kinds_of
+from .outlook import Future, TierFutures
 from .segments import TrainedModel
 from .sources import RFMTable
-from .terms import Band
+from .terms import Band, measure
 from .training import fit
 
 SEEDS = (RANDOM_STATE, 1, 2, 3, 4)
@@ -86,6 +88,87 @@ class PAlive:
     params: tuple[float, float, float, float] | None = None
 
 
+ACTIVE_NAMES = ("Champions", "Loyal Customers", "Potential Loyalists", "Promising", "New Customers")
+AT_RISK_NAMES = ("Can't Lose Them", "At Risk")
+SLEEPING_NAMES = ("Hibernating", "Lost")
+MIN_COMPARED = 200  # customers a segment or tier needs (a horizon before the end) to be compared
+
+
+@dataclass(frozen=True)
+class FutureCheck:
+    """One claim a name makes about what its customers do next, against what they did."""
+
+    claim: str
+    passed: bool | None  # None: too few customers to tell
+    detail: str
+
+
+def _rate(f: Future) -> str:
+    lo, hi = f.interval
+    return f"{f.rate:.1%} of {f.customers:,} ({lo:.1%}–{hi:.1%})"
+
+
+def future_checks(segments: Sequence[tuple[str, str, Future | None]], tiers: TierFutures | None) -> list[FutureCheck]:
+    """What each name claims about the future, checked on what customers did next: (name,
+    base name, measured future) per segment, and the tiers. Only segments and tiers of at least
+    ``MIN_COMPARED`` customers are compared; the comparisons are of the measured shares."""
+    if tiers is None:
+        return [FutureCheck("names hold on the future", None, "no future measured: the history is too short")]
+    big = [(n, b, f) for n, b, f in segments if f is not None and f.customers >= MIN_COMPARED]
+    out: list[FutureCheck] = []
+    risk, lapsed, active = tiers.at_risk, tiers.lapsed, tiers.active
+    risk_known = risk.customers >= MIN_COMPARED
+    for name, base, f in big:
+        if base in ACTIVE_NAMES:
+            out.append(
+                FutureCheck(
+                    f"{name} comes back more often than the customers at risk",
+                    (f.rate > risk.rate) if risk_known else None,
+                    f"{_rate(f)} against {_rate(risk)}",
+                )
+            )
+    out.append(
+        FutureCheck(
+            "the customers at risk come back more often than the lapsed",
+            (risk.rate > lapsed.rate) if risk_known and lapsed.customers >= MIN_COMPARED else None,
+            f"{_rate(risk)} against {_rate(lapsed)}",
+        )
+    )
+    others = [(n, f) for n, b, f in big if b != "Lost"]
+    for name, base, f in big:
+        if base == "Lost":
+            least = min(others, key=lambda x: x[1].rate, default=None)
+            out.append(
+                FutureCheck(
+                    f"{name} comes back least",
+                    least is None or f.rate <= least[1].rate,
+                    "no other segment to compare"
+                    if least is None
+                    else f"{_rate(f)}; the least of the others, {least[0]}: {_rate(least[1])}",
+                )
+            )
+            out.append(
+                FutureCheck(
+                    f"{name} comes back at most half as often as the active customers",
+                    (f.rate <= 0.5 * active.rate) if active.customers >= MIN_COMPARED else None,
+                    f"{_rate(f)} against {_rate(active)}",
+                )
+            )
+        if base in AT_RISK_NAMES:
+            sleeping = [(n, g) for n, b, g in big if b in SLEEPING_NAMES]
+            most = max(sleeping, key=lambda x: x[1].rate, default=None)
+            out.append(
+                FutureCheck(
+                    f"{name} comes back more often than any Hibernating or Lost segment",
+                    most is None or f.rate > most[1].rate,
+                    "no Hibernating or Lost segment to compare"
+                    if most is None
+                    else f"{_rate(f)}; the likeliest of those, {most[0]}: {_rate(most[1])}",
+                )
+            )
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     source: str
@@ -96,6 +179,11 @@ class Report:
     runs: tuple[Run, ...]
     invariants: Invariants
     palive: PAlive
+    futures: tuple[FutureCheck, ...] = ()
+
+    @property
+    def futures_hold(self) -> bool:
+        return all(c.passed is not False for c in self.futures)
 
     @property
     def definitions_hold(self) -> bool:
@@ -129,6 +217,7 @@ class Report:
             and self.seed_max_change <= MAX_SEED_CHANGE
             and self.at_risk_max_change <= MAX_AT_RISK_CHANGE
             and self.invariants.hold
+            and self.futures_hold
         )
 
 
@@ -152,8 +241,10 @@ def run(
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     say = progress or (lambda _: None)
+    say("Learning who buys again from earlier cut-offs of the history")
+    outlook = outlook_mod.learn(table, measure(table.frame, table.gaps, table.currency, table.idle_days))
     say(f"Training the reference model (K={k}, seed {seeds[0]})")
-    trained, assignments = fit(table, k=k, seed=seeds[0])
+    trained, assignments = fit(table, k=k, seed=seeds[0], outlook=outlook)
     labels = assignments["cluster"].to_numpy()
     flags = assignments["at_risk"].to_numpy(bool)
     ref_base = _base_labels(trained, labels)
@@ -176,7 +267,7 @@ def run(
     for seed in seeds:
         for kk in [k] if seed != seeds[0] else [kk for kk in ks if kk != k]:
             say(f"Refitting with seed {seed}, K={kk}")
-            other, other_assign = fit(table, k=kk, seed=seed)
+            other, other_assign = fit(table, k=kk, seed=seed, outlook=outlook)
             other_base = _base_labels(other, other_assign["cluster"].to_numpy())
             runs.append(
                 Run(
@@ -192,7 +283,7 @@ def run(
     say(f"Checking that {shift_days} days without a purchase never make anyone more active")
     later = table.frame.assign(recency=table.frame["recency"] + shift_days)
     band_now = _bands(trained, labels)
-    later_flags = trained.rule.frame_flags(trained.terms, later)
+    later_flags = trained.rule.frame_flags(trained.terms, later, trained.chance)
     later_labels = trained.model.predict(
         later[FEATURES].to_numpy(np.float64), kinds_of(later["occasions"], later_flags)
     )
@@ -200,7 +291,7 @@ def run(
     later_table = replace(
         table, frame=later, snapshot_date=table.snapshot_date + pd.Timedelta(days=shift_days).to_pytimedelta()
     )
-    retrained, later_assign = fit(later_table, k=k, seed=seeds[0])
+    retrained, later_assign = fit(later_table, k=k, seed=seeds[0], outlook=outlook)
     band_retrained = _bands(retrained, later_assign["cluster"].to_numpy())
     active = int(Band.ACTIVE)
     invariants = Invariants(
@@ -220,6 +311,7 @@ def run(
         tuple(runs),
         invariants,
         _palive(table.frame, trained, flags, band_now),
+        tuple(future_checks([(s.name, s.base, s.future) for s in trained.segments], trained.futures)),
     )
 
 
@@ -230,7 +322,7 @@ def _palive(frame: pd.DataFrame, trained: TrainedModel, flags: np.ndarray, band:
     x, t_x, T = palive.history(frame)
     p = model.p_alive(x, t_x, T)
     repeat = x > 0
-    own_band = trained.terms.bands(frame["recency"])
+    own_band = trained.terms.bands(frame["recency"], frame["occasions"])
     active_repeat = repeat & (own_band == int(Band.ACTIVE))
     if active_repeat.any() and float((p[active_repeat] >= 0.5).mean()) < 0.8:
         dropout = model.a / (model.a + model.b)

@@ -96,6 +96,33 @@ def state_db(request, tmp_path):
 # -- generated shops ---------------------------------------------------------------------------
 
 
+def terms_with(days=(30, 90, 200), monetary=None, currency: str = "", lost=None):
+    """The shop's terms with the given return time, window and lost cut-off (and per-kind lost
+    cut-offs ``lost`` = (one-time, repeat)); spend levels from ``monetary`` (default 10..100)."""
+    from dataclasses import replace
+
+    import numpy as np
+    import pandas as pd
+
+    from segmentation.survival import FirstReturns
+    from segmentation.terms import measure
+
+    m = np.arange(10.0, 110.0, 10.0) if monetary is None else np.asarray(monetary, dtype=float)
+    frame = pd.DataFrame({"recency": [1] * len(m), "occasions": [1] * len(m), "monetary": m})
+    t = measure(frame, FirstReturns(), currency=currency)
+    one, rep = lost or (days[2], days[2])
+    return replace(
+        t,
+        return_time=days[0],
+        return_window=days[1],
+        lost_after=days[2],
+        measured=True,
+        returning_customers=500,
+        one_time_lost_after=one,
+        repeat_lost_after=rep,
+    )
+
+
 def shop_orders(
     seed: int,
     customers: int = 600,

@@ -44,26 +44,20 @@ def rfm_from_orders(orders: pd.DataFrame, as_of: dt.date | None) -> pd.DataFrame
     return out.sort_values("customer_id").reset_index(drop=True)
 
 
-def gap_quantiles(orders: pd.DataFrame, as_of: dt.date | None = None) -> tuple[int, int, int, int]:
-    """The shop's return time, return window and lost cut-off written the obvious way: every gap
-    between consecutive purchase days of each returning customer, each customer weighing 1, and
-    the smallest gap at which the cumulative weight reaches 50%, 80% and 95%. Also the number of
-    returning customers."""
+def first_returns(orders: pd.DataFrame, as_of: dt.date | None = None) -> dict[int, int]:
+    """How many customers came back for the first time after each number of days, written the
+    obvious way: each customer's first and second purchase days."""
     day = orders["ordered_at"].dt.normalize()
     snapshot = pd.Timestamp(as_of) if as_of else day.max() + pd.Timedelta(days=1)
     days = orders[day <= snapshot].assign(day=day[day <= snapshot])[["customer_id", "day"]].drop_duplicates()
-    gaps, weights = [], []
+    out: dict[int, int] = {}
     for _, d in days.groupby("customer_id"):
         if len(d) < 2:
             continue
-        g = np.diff(np.sort(d["day"].to_numpy())).astype("timedelta64[D]").astype(int)
-        gaps += list(g)
-        weights += [1.0 / len(g)] * len(g)
-    order = np.argsort(gaps, kind="stable")
-    gaps = np.array(gaps)[order]
-    cum = np.cumsum(np.array(weights)[order]) / np.sum(weights)
-    pick = [int(gaps[np.argmax(cum >= q - 1e-9)]) for q in (0.5, 0.8, 0.95)]
-    return pick[0], pick[1], pick[2], int(round(np.sum(weights)))
+        first, second = np.sort(d["day"].to_numpy())[:2]
+        gap = int((second - first).astype("timedelta64[D]").astype(int))
+        out[gap] = out.get(gap, 0) + 1
+    return out
 
 
 def olist_orders(folder: Path) -> pd.DataFrame:
@@ -103,12 +97,15 @@ def lines_rfm(lines: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame
 
 
 def segment_labels(model, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-    """The model's clusters the obvious way: each row's recency band and kind (one-time, repeat,
-    at risk), then the nearest centre of that stratum, one row at a time."""
+    """The model's clusters the obvious way: each row's recency band (a repeat buyer lost only
+    past the repeat buyers' cut-off) and kind (one-time, repeat, at risk), then the nearest centre
+    of that stratum, one row at a time."""
     out = []
     Z = (np.log1p(X) - model.scaler_.mean_) / model.scaler_.scale_
+    one_lost, repeat_lost = model.lost or (model.cutoffs[-1], model.cutoffs[-1])
     for x, z, kind in zip(X, Z, kinds):
-        band = sum(x[0] > c for c in model.cutoffs)
+        lost = repeat_lost if x[1] >= 2 else one_lost
+        band = 3 if x[0] > lost else sum(x[0] > c for c in model.cutoffs[:2])
         s = model.lookup_[band, kind]
         own = [i for i, owner in enumerate(model.center_stratum_) if owner == s]
         d = [float(((z - model.cluster_centers_[i]) ** 2).sum()) for i in own]
@@ -116,16 +113,22 @@ def segment_labels(model, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def at_risk(rule, terms, r: float, o: float, g: float | None, m: float) -> bool:
-    """The at-risk rule as the playbook states it, for one customer."""
+def at_risk(rule, terms, r: float, o: float, m: float, p: float, p0: float) -> bool:
+    """The at-risk rule as the playbook states it, for one customer with chance ``p`` now and
+    ``p0`` on the day of their last order."""
     import math
 
-    if o >= 2:
-        usual = terms.return_time if g is None or math.isnan(g) else g  # unknown: the shop's typical gap
-        due = max(terms.return_time, min(rule.own_gap_multiple * usual, terms.return_window))
-        return rule.repeat_buyers and r > due and r <= terms.lost_after
-    threshold = {"high": terms.spend_high_from, "mid": terms.spend_low_below, "none": math.inf}[rule.one_time_spend]
-    return m >= threshold and terms.return_time < r <= terms.return_window
+    if math.isnan(p) or math.isnan(p0):
+        return False
+    spend = {"high": terms.spend_high_from, "mid": terms.spend_low_below, "none": math.inf}[rule.one_time_spend]
+    worth = (rule.repeat_buyers and o >= 2) or m >= spend
+    lost = terms.repeat_lost if o >= 2 else terms.return_window  # one-time buyers: while lapsing
+    # odds now at most `fall` x odds then, p/(1-p) <= fall p0/(1-p0), multiplied out
+    slipping = terms.return_time < r <= lost and p * (1 - p0) <= rule.fall * p0 * (1 - p)
+    floor = rule.floor if o < 2 or rule.floor_repeat is None else rule.floor_repeat
+    above = floor is None or p >= floor
+    below = rule.ceiling is None or p < rule.ceiling
+    return bool(worth and slipping and above and below)
 
 
 def olist_personas(folder: Path, cluster_of: dict[str, int], sizes: dict[int, int]) -> dict[int, dict]:

@@ -177,7 +177,16 @@ def test_train_json_has_terms_at_risk_and_changes(tmp_path, sample_folder):
     assert first["changes"] is None and first["seed"] == 42
     assert {"return_time", "return_window", "lost_after", "frequent_from", "spend_high_from"} <= set(first["terms"])
     risk = first["at_risk"]
-    assert {"customers", "revenue", "share_of_customers", "share_of_revenue", "definition", "by_segment"} <= set(risk)
+    assert {
+        "customers",
+        "revenue_at_stake",
+        "share_of_customers",
+        "share_of_expected_revenue",
+        "past_spend",
+        "horizon_days",
+        "definition",
+        "by_segment",
+    } <= set(risk)
     assert risk["customers"] == sum(s["at_risk"] for s in first["segments"])
     assert risk["customers"] == sum(s["customers"] for s in risk["by_segment"])
     assert all(s["definition_holds"] and s["fit"] >= 0.5 for s in first["segments"])
@@ -190,8 +199,8 @@ def test_train_json_has_terms_at_risk_and_changes(tmp_path, sample_folder):
 
 def test_at_risk_command(trained, tmp_path):
     d = json.loads(cli(trained, "at-risk", "--json").out)
-    assert set(d) >= {"customers", "revenue", "share_of_customers", "share_of_revenue", "definition", "by_segment"}
-    assert d["customers"] > 0 and all({"name", "customers", "revenue"} == set(s) for s in d["by_segment"])
+    assert set(d) >= {"customers", "revenue_at_stake", "share_of_customers", "definition", "by_segment"}
+    assert d["customers"] > 0 and all({"name", "customers", "revenue_at_stake"} == set(s) for s in d["by_segment"])
     text = cli(trained, "at-risk").out
     assert f"{d['customers']:,} customers" in text and "Who counts: repeat buyers" in text
     r = cli(trained, "at-risk", "--out", str(tmp_path / "risk.csv"))

@@ -1,4 +1,4 @@
-"""The served model compiled to SQL gives the same segment and at-risk flag as NumPy, on DuckDB,
+"""The served model compiled to SQL gives the same chance to buy again, segment and at-risk flag as NumPy, on DuckDB,
 PostgreSQL, MariaDB and Spark (each where it is configured; `.ci/run` configures them all)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _points(served, n: int = 4_000, seed: int = 0) -> pd.DataFrame:
     t = served.terms
     occasions = rng.integers(1, 15, n)
     recency = rng.integers(0, int(t.lost_after * 2) + 2, n)
-    edges = [*served.trained.model.cutoffs, t.return_time, t.return_window, t.lost_after]
+    edges = [*served.trained.model.cutoffs, t.return_time, t.return_window, t.one_time_lost, t.repeat_lost]
     recency[: len(edges) * 3] = np.repeat([int(e) for e in edges], 3) + np.tile([-1, 0, 1], len(edges))
     monetary = np.round(np.exp(rng.normal(5, 1.2, n)), 2)
     monetary[:40] = t.spend_high_from
@@ -67,8 +67,8 @@ def served(tmp_path_factory, sample_folder):
 def test_sql_scoring_equals_numpy(served, engine_name, tmp_path):
     points = _points(served)
     expected = served.score(points)
-    ctes = scored_ctes(served.trained.model, served.trained.rule, served.terms)
-    select = "SELECT customer_id, at_risk, cluster FROM scored ORDER BY customer_id"
+    ctes = scored_ctes(served.trained.model, served.trained.rule, served.terms, served.trained.chance)
+    select = "SELECT customer_id, at_risk, cluster, chance FROM scored ORDER BY customer_id"
     table = f"pts_{uuid.uuid4().hex[:8]}"
     if engine_name == "duckdb":
         engine = DuckDBEngine("points")
@@ -104,6 +104,9 @@ def test_sql_scoring_equals_numpy(served, engine_name, tmp_path):
         if cleanup:
             cleanup()
     assert list(got["customer_id"].astype(str)) == list(points["customer_id"])
+    # the chance to 12 significant digits (engines' logarithms may differ in the last bit), the
+    # flag and the segment exactly
+    np.testing.assert_allclose(got["chance"].astype(float).to_numpy(), expected.chance, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(got["at_risk"].astype(int).to_numpy(), expected.at_risk.astype(int))
     np.testing.assert_array_equal(got["cluster"].astype(int).to_numpy(), expected.labels)
     assert expected.at_risk.any() and len(np.unique(expected.labels)) >= 8  # the points cover the model

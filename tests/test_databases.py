@@ -67,11 +67,16 @@ def _transactions(seed: int = 3, n: int = 1_500) -> pd.DataFrame:
     two customers, ids differing only in case, same-day orders, refunds, missing values."""
     rng = np.random.default_rng(seed)
     customers = [f"C{i:04d}" for i in range(300)] + ["abc", "ABC", "Abc "]
+    # each customer buys within their own active span: some are still active, others long gone
+    start = rng.integers(0, 600, len(customers))
+    span = np.minimum(rng.exponential(150, len(customers)).astype(int) + 1, 600 - start)
     rows = []
     for _ in range(n):
-        c = customers[int(rng.integers(len(customers)))]
+        i = int(rng.integers(len(customers)))
+        c = customers[i]
         order = f"O{int(rng.integers(n // 2)):05d}"
-        day = dt.datetime(2023, 1, 1) + dt.timedelta(days=int(rng.integers(600)), minutes=int(rng.integers(1440)))
+        offset = int(start[i] + rng.integers(span[i]))
+        day = dt.datetime(2023, 1, 1) + dt.timedelta(days=offset, minutes=int(rng.integers(1440)))
         rows.append((c, order, day, int(rng.integers(1, 4)), round(float(rng.uniform(1, 300)), 2)))
     df = pd.DataFrame(rows, columns=["Customer", "order_no", "created_at", "qty", "price"])
     df["total"] = (df["qty"] * df["price"]).round(2)
@@ -282,7 +287,10 @@ def _scores_equal(got, served, rfm) -> None:
     np.testing.assert_array_equal(got.counts, np.bincount(expected.labels, minlength=k))
     np.testing.assert_array_equal(got.at_risk_counts, np.bincount(expected.labels[expected.at_risk], minlength=k))
     assert got.customers == len(rfm.frame) and got.latest_purchase == rfm.latest_purchase
-    assert got.at_risk.revenue == pytest.approx(float(rfm.frame["monetary"][expected.at_risk].sum()), abs=0.005)
+    assert got.at_risk.past_spend == pytest.approx(float(rfm.frame["monetary"][expected.at_risk].sum()), abs=0.005)
+    summary = served.at_risk(expected)
+    assert got.at_risk.revenue == pytest.approx(summary.revenue, rel=1e-9)  # expected revenue at stake
+    assert got.at_risk.all_revenue == pytest.approx(summary.all_revenue, rel=1e-9)
     want = rfm.frame[expected.at_risk].assign(cluster=expected.labels[expected.at_risk]).sort_values("customer_id")
     rows = got.at_risk_rows
     assert list(rows["customer_id"]) == list(want["customer_id"])
@@ -290,6 +298,13 @@ def _scores_equal(got, served, rfm) -> None:
         np.testing.assert_array_equal(rows[col].to_numpy(), want[col].to_numpy(), err_msg=col)
     np.testing.assert_allclose(rows["monetary"].to_numpy(), want["monetary"].to_numpy(), atol=0.005)
     np.testing.assert_allclose(rows["gap"].to_numpy(), want["gap"].to_numpy(), equal_nan=True)
+    np.testing.assert_allclose(
+        rows["chance"].to_numpy(),
+        expected.chance[expected.at_risk][
+            np.argsort(rfm.frame["customer_id"][expected.at_risk].to_numpy(), kind="stable")
+        ],
+        rtol=1e-9,
+    )
 
 
 @pytest.mark.parametrize("sessions", ["1", "3"])
@@ -333,7 +348,7 @@ def test_one_connection_or_two_read_the_same(tables, tmp_path, monkeypatch):
         monkeypatch.setenv("SEGMENT_DB_SESSIONS", "1")
         one = load_rfm(source_from_spec(url, table=name, **FLAGS), as_of)
         _same(one, two)
-        assert two.excluded and two.gaps.gaps > 0
+        assert two.excluded and two.gaps.customers > 0
 
 
 def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp_path, monkeypatch):
@@ -389,3 +404,35 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
     for a, b in zip(from_db.segments, from_file.segments):
         assert [c.label for c in a.persona.categories] == [c.label for c in b.persona.categories]
         np.testing.assert_allclose([c.share for c in a.persona.categories], [c.share for c in b.persona.categories])
+
+
+def _backtest_figures(bt):
+    return [
+        (
+            r.cutoff,
+            r.customers,
+            r.returned,
+            r.terms,
+            [(s.name, s.customers, s.future.returned) for s in r.segments],
+            {k: None if v is None else round(v, 12) for k, v in r.auc.items()},
+        )
+        for r in bt.results
+    ]
+
+
+def test_backtest_on_the_database_equals_the_file(tables, tmp_path, monkeypatch):
+    """``segment backtest`` reads the database as training does (two connections, or one
+    materialised per-day table): the same cut-offs, customers, segments and AUCs as the file."""
+    from segmentation import backtest
+
+    kind, url, engine, load = tables
+    df = _transactions(seed=13, n=5_000)
+    path = tmp_path / "sales.parquet"
+    df.to_parquet(path, index=False)
+    name = load(df)
+    on_file = backtest.run(source_from_spec(path, **FLAGS), horizon=60, cutoffs=2)
+    assert on_file.results
+    for sessions in ("2", "1"):
+        monkeypatch.setenv("SEGMENT_DB_SESSIONS", sessions)
+        in_db = backtest.run(source_from_spec(url, table=name, **FLAGS), horizon=60, cutoffs=2)
+        assert _backtest_figures(in_db) == _backtest_figures(on_file)

@@ -105,7 +105,7 @@ def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_tru
     table = shop_table(tmp_path_factory.mktemp("shop"), seed, gap_days=gap, dropout=dropout, one_time_share=one_time)
     trained, assignments = fit(table, k=k)
     terms = trained.terms
-    band = terms.bands(assignments["recency"])
+    band = terms.bands(assignments["recency"], assignments["occasions"])
     names = [s.name for s in trained.segments]
     assert len(set(names)) == len(names)
     for s in trained.segments:

@@ -15,7 +15,7 @@ from segmentation.dialects import compile_sql, with_relation
 from segmentation.engines import WAREHOUSES
 from segmentation.errors import DataError
 
-SQL_FILES = [Path(rel.__file__), Path(rel.__file__).with_name("compiled.py")]
+SQL_FILES = [Path(rel.__file__), Path(rel.__file__).with_name("compiled.py"), Path(rel.__file__).with_name("chance.py")]
 
 
 def _queries() -> dict[str, str]:
@@ -31,7 +31,9 @@ def _queries() -> dict[str, str]:
         "transactions": rel.with_ctes([*files, rel.classified(day, "future_date")], rel.DAILY_SELECT),
         "olist": rel.with_ctes([*olist, rel.classified(day, "after_as_of")], rel.DAILY_SELECT),
         "rfm": rel.RFM_SELECT,
-        "gaps": rel.GAPS_SELECT,
+        "first returns": rel.FIRST_RETURNS_SELECT,
+        "windows": rel.with_ctes([rel.per_day_until(day)], rel.windows_select([day, dt.date(2023, 6, 1)], 90, "x = 1")),
+        "windows as of": rel.with_ctes([rel.per_day_until(day), rel.excluded_until(day)], rel.EXCLUDED_SELECT),
         "customers": rel.with_ctes([rel.customers(day)], "SELECT * FROM customers"),
     }
 
@@ -47,13 +49,19 @@ def test_the_compiled_model_compiles_everywhere(trained):
     from segmentation.store import ModelStore
 
     served = SegmentService(ModelStore(trained)).served()
-    ctes = [("customers", "SELECT * FROM t"), *scored_ctes(served.trained.model, served.trained.rule, served.terms)]
+    trained_model = served.trained
+    assert trained_model.chance is not None  # the chance and the rule on it are compiled too
+    ctes = [
+        ("customers", "SELECT * FROM t"),
+        *scored_ctes(trained_model.model, trained_model.rule, served.terms, trained_model.chance),
+    ]
     sql = rel.with_ctes(ctes, rel.SCORED_TOTALS_SELECT)
     for dialect in ["duckdb", "postgres", "mysql", "spark", *sorted(set(WAREHOUSES.values()))]:
         compiled = compile_sql(sql, dialect)
         assert "LN(" in compiled.upper() or dialect == "tsql"
         # the fence that keeps PostgreSQL from inlining the model's expressions, only there
         assert ("OFFSET 0" in compiled) == (dialect == "postgres"), dialect
+        assert "EXP(" in compiled.upper()
 
 
 def test_the_sql_avoids_constructs_that_differ_between_engines():

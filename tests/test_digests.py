@@ -56,10 +56,13 @@ def expected_counts(ctx, folder, as_of):
     table = load_rfm(OlistSource(folder), as_of=as_of)
     served = ctx.service.served()
     f = table.frame
+    chance = served.trained.chance  # its NumPy equals its SQL (test_compiled); the rule is re-read here
+    args = [f[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap")]
+    p, p0 = chance.now(*args), chance.right_after(*args)
     risky = np.array(
         [
-            reference.at_risk(served.trained.rule, served.terms, r, o, g, m)
-            for r, o, g, m in zip(f["recency"], f["occasions"], f["gap"], f["monetary"])
+            reference.at_risk(served.trained.rule, served.terms, r, o, m, a, b)
+            for r, o, m, a, b in zip(f["recency"], f["occasions"], f["monetary"], p, p0)
         ],
         dtype=bool,
     )
@@ -97,8 +100,11 @@ def test_digest_content_and_chart(ctx, slack, sample_folder):
     for name, n in counts.items():
         assert f"*{name}*: {n:,} ({n / table.customers:.1%})" in body
     assert f"*Churn risk: {len(at_risk_ids):,} customers*" in body
-    revenue = table.frame.set_index("customer_id").loc[sorted(at_risk_ids), "monetary"].sum()
-    assert f"revenue {ctx.service.served().terms.money(revenue)}" in body
+    risky = table.frame.set_index("customer_id").loc[sorted(at_risk_ids)]
+    served = ctx.service.served()
+    chance = served.trained.chance.now(*(risky[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap")))
+    at_stake = float((chance * risky["monetary"] / risky["occasions"]).sum())  # chance x typical spend per purchase day
+    assert f"revenue at stake {served.terms.money(at_stake)} expected within {served.trained.horizon:,} days" in body
     assert "At risk: repeat buyers" in body  # the definition it stands on
     assert "▲" not in body and "▼" not in body and "became at risk" not in body  # nothing to compare with yet
     assert [b["action_id"] for b in buttons(post.args)] == ["export_at_risk", "show_segments"]
@@ -247,9 +253,10 @@ def test_restart_inside_grace_posts_exactly_once(ctx, slack):
 
 
 def test_restart_outside_grace_posts_nothing_and_says_so(ctx, slack, caplog):
-    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    # a daily run missed three hours ago: its next one is tomorrow, whatever the time of day now
+    due = (dt.datetime.now(UTC) - dt.timedelta(hours=3)).replace(second=0, microsecond=0)
+    ctx.digests.subscribe("C1", parse(f"daily {due:%H:%M}"), USER)
     fast(ctx.digests).start().stop()
-    due = (dt.datetime.now(UTC) - dt.timedelta(hours=3)).replace(microsecond=0)
     set_next_run(ctx.state, "C1", due)
     with caplog.at_level(logging.WARNING):
         sched = fast(ctx.digests).start()

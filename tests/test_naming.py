@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-from conftest import shop_table
+from conftest import shop_table, terms_with
 
 from segmentation.naming import Candidate, changes, match, qualified_names
-from segmentation.sources import GapStats
 from segmentation.store import ModelStore
-from segmentation.terms import Band, Freq, Spend, measure
+from segmentation.terms import Band, Freq, Spend
 from segmentation.training import fit, train
 
 
 def _terms():
-    frame = pd.DataFrame({"recency": [1] * 10, "occasions": [1] * 10, "monetary": np.arange(10.0, 110.0, 10.0)})
-    return measure(frame, GapStats(30, 90, 200, returning_customers=500, gaps=800), currency="$")
+    return terms_with((30, 90, 200), currency="$")
 
 
 def _cand(cluster, base, band=Band.LOST, freq=Freq.ONE_TIME, spend=Spend.MID, medians=(300, 1, 50)):

@@ -27,10 +27,10 @@ def test_the_report_is_one_self_contained_file(reported):
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and data["report"] == str(out)
     images = re.findall(r'<img alt="[^"]+" src="([^"]+)"', text)
-    assert len(images) == 4 and all(re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/=]+", src) for src in images)
+    assert len(images) == 5 and all(re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/=]+", src) for src in images)
     rest = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert not re.search(r"(?i)(https?:|//[a-z0-9.-]+/|<link|<script|@import|url\(|\bhref=)", rest), "nothing fetched"
-    assert re.findall(r'\bsrc="', rest) == ['src="'] * 4
+    assert re.findall(r'\bsrc="', rest) == ['src="'] * 5
     assert "Choosing K" in err and "Drawing the charts" in err  # progress on the terminal
 
 
@@ -61,7 +61,14 @@ def test_choosing_k_and_other_algorithms(reported):
     text = html.unescape(out.read_text(encoding="utf-8"))
     d = data["diagnostics"]
     scan = d["k_scan"]
-    assert [p["k"] for p in scan["kmeans"]] == list(range(4, 15)) and scan["served_k"] == 11
+    ks = [p["k"] for p in scan["kmeans"]]
+    assert ks[:11] == list(range(4, 15)) and scan["served_k"] == 11
+    assert set(ks[11:]) <= {16, 18, 20, 24, 30}  # beyond 14 only while the silhouette has not peaked
+    for points in (scan["segments"], scan["kmeans"]):
+        best = max(points, key=lambda p: (p["silhouette"], -p["k"]))
+        if best["k"] == points[-1]["k"]:  # the edge of the scan is never called best
+            assert "keeps rising" in scan["recommendation"]
+    assert "separates best" not in scan["recommendation"] or "peak" in scan["recommendation"]
     served = next(p for p in scan["segments"] if p["k"] == 11)
     assert f"<td>11 (served K)</td><td>{served['inertia']:,.0f}</td><td>{served['silhouette']:.3f}</td>" in text
     # the scan's refit at the served K is not the served model: the report says both numbers
@@ -69,6 +76,9 @@ def test_choosing_k_and_other_algorithms(reported):
     assert f"refit scores {served['silhouette']:.3f}" in note and f"scores {d['served_silhouette']:.3f}" in note
     assert note in text
     assert scan["recommendation"] in text and "K=11" in scan["recommendation"]
+    # what customers did next: a chart per segment and tier, and the numbers behind it
+    assert "What customers did next" in text and 'id="futures"' in text and "tier: at risk" in text
+    assert "rule cell" in text
     for p in scan["segments"] + scan["kmeans"]:
         assert p["inertia"] > 0 and -1 <= p["silhouette"] <= 1 and -1 <= p["stability_ari"] <= 1
     inertia = [p["inertia"] for p in scan["kmeans"]]

@@ -7,6 +7,7 @@ import pandas as pd
 
 from segmentation.sample import write_sample
 from segmentation.sources import OlistSource, load_rfm
+from segmentation.terms import measure
 
 
 def _digest(folder):
@@ -74,7 +75,8 @@ def test_a_wholesaler_s_customers_return_every_few_weeks(tmp_path):
     _, table = _shape_rfm(tmp_path, "wholesale", 60_000)
     f = table.frame
     assert (f["occasions"] >= 2).mean() > 0.8  # most customers return
-    assert table.gaps.p50 <= 35  # typically within a few weeks
+    terms = measure(table.frame, table.gaps)
+    assert terms.return_time <= 35  # typically within a few weeks
     assert f["monetary"].median() > 1_000
 
 
@@ -84,4 +86,5 @@ def test_a_catalogue_shop_has_three_years_and_mostly_lapsed_customers(tmp_path):
     assert (ts.max() - ts.min()).days > 1000
     f = table.frame
     assert 0.2 < (f["occasions"] >= 2).mean() < 0.8
-    assert (f["recency"] > 2 * table.gaps.p80).mean() > 0.5  # most are long past the return window
+    terms = measure(table.frame, table.gaps)
+    assert (f["recency"] > 2 * terms.return_window).mean() > 0.5  # most are long past the return window

@@ -63,7 +63,8 @@ def test_predict_agrees_with_scoring(shop):
                 "frequency": [f],
                 "monetary": [round(m, 2)],
                 "occasions": [f],
-                "gap": [np.nan],
+                # a typed profile's own rhythm is unknown: its orders are taken to be the shop's return time apart
+                "gap": [float(served.terms.return_time) if f >= 2 else np.nan],
             }
         )
         label = served.score(profile).labels[0]

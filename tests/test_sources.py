@@ -39,11 +39,11 @@ def test_olist_rfm_equals_pandas_reference(sample_folder):
     assert table.frame["recency"].min() == 1
 
 
-def test_repurchase_gaps_equal_the_pandas_reference(sample_folder):
+def test_first_returns_equal_the_pandas_reference(sample_folder):
     table = load_rfm(OlistSource(sample_folder))
-    p50, p80, p95, returning = reference.gap_quantiles(reference.olist_orders(sample_folder))
-    assert (table.gaps.p50, table.gaps.p80, table.gaps.p95) == (p50, p80, p95)
-    assert table.gaps.returning_customers == returning == (table.frame["occasions"] > 1).sum()
+    expected = reference.first_returns(reference.olist_orders(sample_folder))
+    assert dict(zip(table.gaps.days, table.gaps.n)) == expected
+    assert table.gaps.customers == (table.frame["occasions"] > 1).sum()
 
 
 def test_same_day_orders_are_one_purchase_occasion(tmp_path):
@@ -60,7 +60,7 @@ def test_same_day_orders_are_one_purchase_occasion(tmp_path):
     f = table.frame.set_index("customer_id")
     assert f.loc["a", ["frequency", "occasions", "gap"]].tolist() == [3, 2, 30.0]
     assert f.loc["b", ["frequency", "occasions"]].tolist() == [2, 1] and np.isnan(f.loc["b", "gap"])
-    assert (table.gaps.p50, table.gaps.returning_customers, table.gaps.gaps) == (30, 1, 1)
+    assert (table.gaps.days, table.gaps.n) == ((30,), (1,))  # a's first return: 30 days, one occasion each
 
 
 def test_olist_gzipped_and_as_of(sample_folder, tmp_path):
@@ -72,8 +72,8 @@ def test_olist_gzipped_and_as_of(sample_folder, tmp_path):
     _assert_same(_frame(table), reference.olist_rfm(sample_folder, as_of=as_of))
     assert table.snapshot_date == as_of
     assert table.excluded["after_as_of"] > 0
-    expected = reference.gap_quantiles(reference.olist_orders(sample_folder), as_of=as_of)
-    assert (table.gaps.p50, table.gaps.p80, table.gaps.p95, table.gaps.returning_customers) == expected
+    expected = reference.first_returns(reference.olist_orders(sample_folder), as_of=as_of)
+    assert dict(zip(table.gaps.days, table.gaps.n)) == expected
     assert table.latest_purchase <= as_of
 
 

@@ -141,7 +141,10 @@ def test_assignments_answer_customers_and_export(tmp_path, fitted):
     names, n = served.export(served.resolve(seg.name), out, store)
     assert n == (assignments["cluster"] == row["cluster"]).sum() == seg.customers
     lines = out.read_text().splitlines()
-    assert lines[0] == "customer_id,segment,at_risk,recency_days,orders,purchase_days,monetary"
+    assert lines[0] == (
+        "customer_id,segment,at_risk,recency_days,orders,purchase_days,monetary,chance_to_buy_again,within_days"
+    )
+    assert ans.chance == pytest.approx(row["chance"]) and ans.horizon == served.trained.horizon
     assert len(lines) == n + 1
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     store.assignments_path("v0001").unlink()
