@@ -124,6 +124,12 @@ def test_customer_segments_and_model(bot):
     assert r.json["blocks"][0]["text"]["text"] == name
     assert f"`{cid}`" in r.text and f"*Recency*\n{rec:,} days" in r.text
     assert f"*Frequency*\n{freq} order" in r.text and "purchase day" in r.text
+    # the chance to buy again, as stored for this customer, with its horizon
+    from segmentation.service import percent
+
+    horizon = served.trained.horizon
+    assert f"*Chance to buy again*\n{percent(float(row['chance']))} in the next {horizon:,} days" in r.text
+    assert "_What it did next:_" in r.text and f"bought again within {horizon:,} days" in r.text
     r = bot.command("model")
     info = served.info
     assert "Model v0001" in r.text and f"{info.customers:,}" in r.text and f"*K*\n{info.k} (seed 42)" in r.text
@@ -156,6 +162,12 @@ def test_at_risk_and_its_export_button(bot, slack):
     rows = _csv_rows(slack, file_id)
     assert len(rows) == summary.customers and {row["at_risk"] for row in rows} == {"yes"}
     assert {row["segment"] for row in rows} == {s.name for s in summary.by_segment}
+    # each at-risk customer with their chance to buy again, inside the rule's bounds
+    rule = served.trained.rule
+    chances = [float(row["chance_to_buy_again"]) for row in rows]
+    assert all(c < rule.ceiling for c in chances) and {row["within_days"] for row in rows} == {
+        str(served.trained.horizon)
+    }
     assert "in a direct message" in _response(slack, "act")[0].args["text"]
 
 
