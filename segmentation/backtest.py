@@ -18,7 +18,10 @@ and compared with what it said:
   error) and its Brier score against the base rate (the share who bought again, known only in
   hindsight) and against BG/NBD's probability of a purchase.
 
-Cut-offs default to three, a horizon apart, the last a horizon before the data's end.
+Cut-offs default to three, a return window apart (the return window of all the data: it only
+spaces the dates), the last a return window before the data's end. Each model looks ahead its own
+horizon, as it would be served: ``segment train --as-of`` the cut-off trains the same model.
+``--horizon`` sets one horizon for every cut-off instead (the chance is then learned for it).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import pandas as pd
 
 from . import outlook as outlook_mod
 from . import palive
-from .errors import DataError
+from .errors import DataError, InputError
 from .model import DEFAULT_K, RANDOM_STATE, kinds_of
 from .outlook import Future, TierFutures, future_of
 from .segments import TrainedModel
@@ -52,7 +55,7 @@ class SegmentOutcome:
     base: str
     customers: int
     future: Future  # what they did in the horizon after the cut-off
-    expected: float | None  # the segment's rate measured at training (a horizon before the cut-off)
+    claimed: Future | None  # what its customers did at earlier dates, measured at training
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,32 @@ class CutoffResult:
     def base_rate(self) -> float:
         return self.returned / self.customers if self.customers else 0.0
 
+    @property
+    def failed(self) -> list[FutureCheck]:
+        """Claims the future contradicted beyond chance (the 95% intervals apart)."""
+        return [c for c in self.claims if c.passed is False and c.clear is not False]
+
+    @property
+    def unsettled(self) -> list[FutureCheck]:
+        """Claims that went the wrong way, but within chance (the intervals overlap)."""
+        return [c for c in self.claims if c.passed is False and c.clear is False]
+
 
 @dataclass(frozen=True)
 class Backtest:
     source: str
-    horizon: int
+    horizon: int | None  # one horizon for every cut-off (--horizon); None: each model's own
     horizon_reason: str
     results: tuple[CutoffResult, ...]
     skipped: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> list[tuple[dt.date, FutureCheck]]:
+        return [(r.cutoff, c) for r in self.results for c in r.failed]
+
+    @property
+    def unsettled(self) -> list[tuple[dt.date, FutureCheck]]:
+        return [(r.cutoff, c) for r in self.results for c in r.unsettled]
 
     def mean_auc(self) -> dict[str, float | None]:
         keys = list(self.results[0].auc) if self.results else []
@@ -116,6 +137,8 @@ class Backtest:
 
 
 SCORES = {
+    "recency": "recency alone (fewer days since the last order first)",
+    "purchase_days_then_recency": "purchase days, then recency (more days first)",
     "segments": "segments (each scored by its measured future)",
     "bands": "recency bands and kinds alone (no KMeans splits)",
     "recency_grid": "recency grid with as many groups as segments",
@@ -186,8 +209,8 @@ def calibration(y: np.ndarray, p: np.ndarray, bgnbd_p: np.ndarray | None = None)
 
 
 def default_cutoffs(last: dt.date, first: dt.date, horizon: int, n: int) -> tuple[list[dt.date], list[str]]:
-    """``n`` cut-offs a horizon apart, the latest a horizon before ``last``; each needs a horizon
-    and a week of history before it (for its own chance model)."""
+    """``n`` cut-offs ``horizon`` days apart, the latest that long before ``last``; each needs as
+    much and a week of history before it (for its own chance model)."""
     out, skipped = [], []
     for i in range(n):
         c = last - dt.timedelta(days=horizon * (i + 1))
@@ -225,14 +248,31 @@ def _bgnbd(frame: pd.DataFrame, horizon: int) -> tuple[np.ndarray | None, np.nda
     return model.expected(x, t_x, T, horizon), model.p_purchase(x, t_x, T, horizon), "fitted"
 
 
+class TooLate(Exception):
+    """The model's own horizon runs past the end of the data."""
+
+
+class TooEarly(Exception):
+    """Too little history before the cut-off to learn who comes back."""
+
+
 def run_cutoff(
-    src, cutoff: dt.date, horizon: int, *, k: int, seed: int, say: Callable[[str], None]
+    src, cutoff: dt.date, horizon: int | None, *, k: int, seed: int, say: Callable[[str], None], last: dt.date
 ) -> tuple[CutoffResult, TrainedModel]:
+    """Train as of ``cutoff`` (with ``horizon``, or the model's own) and judge it on what followed;
+    raises TooLate when its horizon runs past ``last``."""
     t0 = time.perf_counter()
     say(f"Cut-off {cutoff.isoformat()}: training as of it")
     table = src.rfm(as_of=cutoff)
     terms = measure(table.frame, table.gaps, table.currency, table.idle_days)
     outlook = outlook_mod.learn(table, terms, horizon=horizon)
+    horizon = outlook.horizon
+    if outlook.chance is None:
+        raise TooEarly(f"{cutoff.isoformat()}: too few days of history to learn from ({outlook.note})")
+    if cutoff + dt.timedelta(days=horizon) > last:
+        raise TooLate(
+            f"{cutoff.isoformat()}: its model looks {horizon:,} days ahead, past the end of the data ({last.isoformat()})"
+        )
     trained, assigned = fit(table, k=k, seed=seed, outlook=outlook, trained_by="backtest")
     say(f"Cut-off {cutoff.isoformat()}: reading the {horizon:,} days after it")
     later = src.windows([cutoff], horizon, cutoff + dt.timedelta(days=horizon))
@@ -248,11 +288,10 @@ def run_cutoff(
     flags = assigned["at_risk"].to_numpy(bool)
     by = trained.by_cluster()
     segments = []
-    for s in trained.segments:
-        inside = labels == s.cluster
-        expected = s.future.rate if s.future is not None and s.future.customers else None
+    for seg in trained.segments:
+        inside = labels == seg.cluster
         segments.append(
-            SegmentOutcome(s.name, s.base, int(inside.sum()), future_of(y[inside], spend[inside]), expected)
+            SegmentOutcome(seg.name, seg.base, int(inside.sum()), future_of(y[inside], spend[inside]), seg.future)
         )
     r = assigned["recency"].to_numpy()
     o = assigned["occasions"].to_numpy()
@@ -268,6 +307,8 @@ def run_cutoff(
         everyone=future_of(y, spend),
     )
     scores: dict[str, np.ndarray | None] = dict.fromkeys(SCORES)
+    scores["recency"] = -r.astype(np.float64)
+    scores["purchase_days_then_recency"] = o.astype(np.float64) * 1e6 - r  # recency < a million days
     windows = outlook.windows
     if windows is not None and len(windows) and trained.chance is not None:
         wr, wo, wm, wg = (windows[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap"))
@@ -345,38 +386,70 @@ def run(
     seed: int = RANDOM_STATE,
     progress: Callable[[str], None] | None = None,
 ) -> Backtest:
-    """Backtest ``source``: at ``as_of`` (one cut-off) or at ``cutoffs`` cut-offs a horizon apart."""
+    """Backtest ``source``: at ``as_of`` (one cut-off) or at ``cutoffs`` cut-offs a return window
+    (or ``horizon``) apart."""
     say = progress or (lambda _: None)
+    if horizon is not None and horizon < outlook_mod.MIN_HORIZON:
+        raise InputError(f"--horizon must be at least {outlook_mod.MIN_HORIZON} days, got {horizon}")
     with opened(source, None, personas=False) as src:
         say(f"Reading {source.describe()}")
         everything = src.rfm()
         last, first = everything.last_day, outlook_mod.first_day(everything)
+        length = (last - first).days
+        if length < 3 * outlook_mod.MIN_HORIZON:
+            raise DataError(
+                f"{src.where}: the history spans {length:,} day{'s' if length != 1 else ''}: a backtest needs a "
+                f"model trained on part of it and at least {outlook_mod.MIN_HORIZON} days after the cut-off"
+            )
         if horizon is None:
             terms = measure(everything.frame, everything.gaps, everything.currency, everything.idle_days)
-            horizon = max(outlook_mod.MIN_HORIZON, terms.return_window)
-            reason = f"the shop's return window on all the data ({horizon:,} days)"
+            spacing = max(outlook_mod.MIN_HORIZON, terms.return_window)
+            reason = (
+                f"each model's own, as served (its return window, or half its history); cut-offs "
+                f"spaced by the return window of all the data, {spacing:,} days"
+            )
         else:
-            reason = "given with --horizon"
+            spacing = horizon
+            reason = "given with --horizon (the chance is learned for it)"
         if as_of is not None:
-            if as_of + dt.timedelta(days=horizon) > last:
-                raise DataError(
-                    f"{src.where}: the data ends on {last.isoformat()}, so a cut-off of {as_of.isoformat()} "
-                    f"cannot be followed for {horizon:,} days; use a cut-off on or before "
-                    f"{(last - dt.timedelta(days=horizon)).isoformat()} or a shorter --horizon"
-                )
-            if (as_of - first).days < horizon + outlook_mod.MIN_HORIZON:
+            if as_of >= last:
+                raise DataError(f"{src.where}: the data ends on {last.isoformat()}: a cut-off must come before it")
+            if (as_of - first).days < 2 * outlook_mod.MIN_HORIZON:
                 raise DataError(
                     f"{src.where}: the data starts on {first.isoformat()}: a cut-off of {as_of.isoformat()} leaves "
-                    f"less than {horizon + outlook_mod.MIN_HORIZON:,} days of history to learn from"
+                    "too few days of history to learn from"
                 )
             chosen, skipped = [as_of], list[str]()
         else:
-            chosen, skipped = default_cutoffs(last, first, horizon, cutoffs)
-            if not chosen:
-                raise DataError(
-                    f"{src.where}: {(last - first).days:,} days of history are too few to backtest with a "
-                    f"{horizon:,}-day horizon (each cut-off needs a horizon after it and more than one before it); "
-                    "try a shorter --horizon"
-                )
-        results = tuple(run_cutoff(src, c, horizon, k=k, seed=seed, say=say)[0] for c in chosen)
-    return Backtest(source.describe(), horizon, reason, results, tuple(skipped))
+            chosen, skipped = default_cutoffs(last, first, spacing, cutoffs)
+        results = []
+        for c in chosen:
+            try:
+                results.append(run_cutoff(src, c, horizon, k=k, seed=seed, say=say, last=last)[0])
+            except TooLate as late:
+                if as_of is not None:
+                    raise DataError(
+                        f"{src.where}: the data ends on {last.isoformat()}; the cut-off {late}: use an earlier "
+                        "cut-off or a shorter --horizon"
+                    ) from None
+                skipped.append(str(late))
+            except TooEarly as early:
+                if as_of is not None:
+                    raise DataError(
+                        f"{src.where}: the data starts on {first.isoformat()}; the cut-off {early}: use a later one"
+                    ) from None
+                skipped.append(str(early))
+        if not results:
+            raise DataError(
+                f"{src.where}: {length:,} days of history are too few to backtest with cut-offs {spacing:,} days apart "
+                "(each needs its model's horizon after it and more than that before it)"
+                + ("; try a shorter --horizon" if horizon is not None and horizon > outlook_mod.MIN_HORIZON else "")
+            )
+    return Backtest(source.describe(), horizon, reason, tuple(results), tuple(_summarise_skipped(skipped)))
+
+
+def _summarise_skipped(skipped: list[str]) -> list[str]:
+    """At most three skipped cut-offs spelled out, the rest counted."""
+    if len(skipped) <= 3:
+        return skipped
+    return [*skipped[:2], f"{len(skipped) - 2:,} earlier cut-offs, for the same reason or too little history"]

@@ -8,9 +8,10 @@ fitted on the stacked windows, give P(buys again within the horizon) for any cus
 Logistic regression is the field's simplest calibrated model, and it compiles to a handful of
 SQL expressions (``ChanceModel.sql``), so digests score it where the data lives.
 
-Each part chooses its inputs from a few candidate sets by what predicts the shop's own latest
-window best (log-loss, fitted on the earlier windows only), then is refitted on all windows: a
-shop where spend says nothing about returning does not get a spend term. The inputs (R recency,
+Each part chooses its inputs from a few candidate sets, and how strongly to shrink them, by what
+predicts the shop's own latest window best (log-loss, fitted on the earlier windows only), then
+is refitted on all windows: a shop where spend says nothing about returning does not get a spend
+term, and a dozen repeat buyers do not teach a steep curve. The inputs (R recency,
 O purchase days, M spend, T tenure, G usual gap, S = T - R the span of the purchase days):
 
 - ``r`` = ln(1 + R), ``r2``, ``r3`` its powers; ``m`` = ln(1 + M / O), spend per purchase day;
@@ -220,7 +221,7 @@ def _constant(inputs: Sequence[str], y: np.ndarray, prior: float) -> Part:
     return Part(tuple(inputs), float(np.log(rate / (1 - rate))), zeros, zeros, zeros, n, pos)
 
 
-def _fit_part(X: np.ndarray, y: np.ndarray, inputs: Sequence[str], prior: float) -> Part:
+def _fit_part(X: np.ndarray, y: np.ndarray, inputs: Sequence[str], prior: float, strength: float = 1.0) -> Part:
     n, pos = len(y), int(y.sum())
     if n < MIN_ROWS or pos == 0 or pos == n:
         return _constant(inputs, y, prior)
@@ -230,7 +231,7 @@ def _fit_part(X: np.ndarray, y: np.ndarray, inputs: Sequence[str], prior: float)
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)  # a constant input carries nothing
-    lr = LogisticRegression(C=1.0, max_iter=2000).fit((X - mean) / scale, y)
+    lr = LogisticRegression(C=strength, max_iter=2000).fit((X - mean) / scale, y)
     coef = lr.coef_[0] / scale
     intercept = float(lr.intercept_[0] - (coef * mean).sum())
     return Part(tuple(inputs), intercept, tuple(map(float, coef)), tuple(map(float, lo)), tuple(map(float, hi)), n, pos)
@@ -241,20 +242,27 @@ def _log_loss(part: Part, x: Inputs, y: np.ndarray) -> float:
     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
 
+STRENGTHS = (1.0, 0.05)  # inverse L2 penalty on standardised inputs: as fitted, or shrunk towards the share
+
+
 def _choose(x: Inputs, y: np.ndarray, latest: np.ndarray, candidates, prior: float) -> Part:
-    """The candidate that predicts the latest window best when fitted on the earlier ones,
-    refitted on every window (the simplest one when there is nothing to hold out)."""
-    best = candidates[0]
+    """The candidate inputs and penalty that predict the latest window best when fitted on the
+    earlier ones, refitted on every window (the simplest, least shrunk one when there is nothing to
+    hold out). A small part (a marketplace's few repeat buyers) is shrunk rather than left to
+    extrapolate from a dozen customers."""
+    best, strength = candidates[0], STRENGTHS[0]
     held = latest
     if held.any() and (~held).sum() >= MIN_ROWS and 0 < y[held].sum() < held.sum():
         early = _sub(x, ~held)
         late = _sub(x, held)
         scores = []
         for inputs in candidates:
-            part = _fit_part(_matrix(early, inputs), y[~held], inputs, prior)
-            scores.append(_log_loss(part, late, y[held]))
-        best = candidates[int(np.argmin(scores))]
-    return _fit_part(_matrix(x, best), y, best, prior)
+            X = _matrix(early, inputs)
+            for c in STRENGTHS:
+                part = _fit_part(X, y[~held], inputs, prior, c)
+                scores.append((_log_loss(part, late, y[held]), inputs, c))
+        _, best, strength = min(scores, key=lambda s: s[0])
+    return _fit_part(_matrix(x, best), y, best, prior, strength)
 
 
 def _sub(x: Inputs, keep: np.ndarray) -> Inputs:

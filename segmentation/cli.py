@@ -562,11 +562,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from . import backtest, text
 
+    if args.as_of is not None and args.cutoffs is not None:
+        raise InputError("give --as-of (one cut-off) or --cutoffs (several), not both")
     source, _ = resolve_source(args)
     bt = backtest.run(
         source,
         horizon=args.horizon,
-        cutoffs=args.cutoffs,
+        cutoffs=args.cutoffs or backtest.DEFAULT_CUTOFFS,
         as_of=args.as_of,
         k=args.k,
         seed=args.seed,
@@ -576,7 +578,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         _print_json(backtest_json(bt))
     else:
         print(text.backtest(bt, source.currency))
-    return 0
+    return 1 if bt.failed else 0  # like validate: a name the future contradicted beyond chance
 
 
 def backtest_json(bt) -> dict[str, Any]:
@@ -593,7 +595,13 @@ def backtest_json(bt) -> dict[str, Any]:
             "rule_cells": r.rule_cells,
             "kmeans_segments": r.kmeans_segments,
             "segments": [
-                {"name": s.name, "base": s.base, "claimed_rate": s.expected, **s.future.as_json()} for s in r.segments
+                {
+                    "name": s.name,
+                    "base": s.base,
+                    "claimed": None if s.claimed is None else s.claimed.as_json(),
+                    **s.future.as_json(),
+                }
+                for s in r.segments
             ],
             "at_risk": r.flagged.as_json(),
             "not_at_risk": r.not_flagged.as_json(),
@@ -611,6 +619,8 @@ def backtest_json(bt) -> dict[str, Any]:
         "source": bt.source,
         "horizon_days": bt.horizon,
         "horizon_reason": bt.horizon_reason,
+        "claims_failed": [{"cutoff": c.isoformat(), **asdict(x)} for c, x in bt.failed],
+        "claims_within_chance": [{"cutoff": c.isoformat(), **asdict(x)} for c, x in bt.unsettled],
         "skipped": list(bt.skipped),
         "cutoffs": [result(r) for r in bt.results],
         "mean_auc": bt.mean_auc(),
@@ -729,14 +739,16 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument(
         "--cutoffs",
         type=positive_int,
-        default=3,
-        help="how many cut-offs, a horizon apart, the last a horizon before the data's end (default 3)",
+        help="how many cut-offs, a return window apart, the last a return window before the data's end (default 3)",
     )
     p.add_argument(
         "--horizon",
         type=positive_int,
-        help="days after each cut-off to compare with (default: the shop's return window)",
+        help="days after each cut-off to compare with (default: each model's own, as served)",
     )
+    for action in p._actions:
+        if action.dest == "as_of":
+            action.help = "one cut-off YYYY-MM-DD instead of --cutoffs (its orders are history, the later ones are not)"
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(

@@ -245,8 +245,7 @@ def validation(r: Report) -> str:
             else "Names on the future:"
         )
         for c in r.futures:
-            verdict = "n/a " if c.passed is None else ok(c.passed)
-            out.append(f"  {verdict} {c.claim}: {c.detail}")
+            out.append(f"  {claim_line(c)}")
     out.append("")
     out.append(f"Overall: {ok(r.passed)}")
     return "\n".join(out)
@@ -257,15 +256,23 @@ def _interval(f) -> str:
     return f"{share(f.rate)} ({share(lo)}–{share(hi)})"
 
 
+def claim_line(c) -> str:
+    """One claim a name makes, its verdict, the numbers, and whether the intervals settle it."""
+    verdict = "n/a " if c.passed is None else ("pass" if c.passed else "FAIL")
+    close = " (the 95% intervals overlap: within chance)" if c.passed is not None and c.clear is False else ""
+    return f"{verdict} {c.claim}: {c.detail}{close}"
+
+
 def backtest(bt: Backtest, currency: str = "") -> str:
     from .backtest import SCORES
 
     money = lambda x: f"{currency}{x:,.2f}"  # noqa: E731
+    horizon = "its horizon" if bt.horizon is None else f"the {bt.horizon:,} days"
     out = [
-        f"Backtest of {bt.source}: horizon {bt.horizon:,} days ({bt.horizon_reason}), "
-        f"{len(bt.results)} cut-off{'s' if len(bt.results) != 1 else ''}",
-        "Each model is trained as of its cut-off (that day's orders included, nothing later) with the served "
-        f"settings, then compared with the {bt.horizon:,} days after it, which it never saw.",
+        f"Backtest of {bt.source}: {len(bt.results)} cut-off{'s' if len(bt.results) != 1 else ''}; horizon: "
+        f"{bt.horizon_reason}",
+        "Each model is trained as of its cut-off (that day's orders included, nothing later) as `segment train "
+        f"--as-of` would, then compared with {horizon} after it, which it never saw.",
     ]
     for line in bt.skipped:
         out.append(f"  skipped {line}")
@@ -275,7 +282,17 @@ def backtest(bt: Backtest, currency: str = "") -> str:
         out += ["", "Mean AUC over the cut-offs:"]
         for key, label in SCORES.items():
             v = bt.mean_auc().get(key)
-            out.append(f"  {label:<52} {'-' if v is None else f'{v:.3f}'}")
+            out.append(f"  {label:<56} {'-' if v is None else f'{v:.3f}'}")
+    checked = sum(1 for r in bt.results for c in r.claims if c.passed is not None)
+    failed, unsettled = bt.failed, bt.unsettled
+    out += [
+        "",
+        f"The names' claims: {checked} checked, {len(failed)} contradicted beyond chance" + (":" if failed else "."),
+    ]
+    out += [f"  {cutoff}: {c.claim}" for cutoff, c in failed]
+    if unsettled:
+        out.append(f"{len(unsettled)} went the wrong way within chance (their 95% intervals overlap):")
+        out += [f"  {cutoff}: {c.claim}" for cutoff, c in unsettled]
     return "\n".join(out)
 
 
@@ -295,7 +312,7 @@ def _cutoff_lines(r: CutoffResult, money, scores: dict[str, str]) -> list[str]:
             f"{s.customers:,}",
             _interval(s.future) if s.customers else "-",
             money(s.future.spend_per_customer) if s.customers else "-",
-            "-" if s.expected is None else share(s.expected),
+            "-" if s.claimed is None else f"{share(s.claimed.rate)} of {s.claimed.customers:,}",
         ]
         for s in r.segments
     ]
@@ -308,10 +325,15 @@ def _cutoff_lines(r: CutoffResult, money, scores: dict[str, str]) -> list[str]:
         ).splitlines()
     ]
     tiers = r.tiers
+    flagged = (
+        f"  At risk: {r.flagged.customers:,} customers, {_interval(r.flagged)} bought again; everyone else "
+        f"{share(r.not_flagged.rate)}."
+        if r.flagged.customers
+        else "  At risk: nobody was flagged (no customer worth keeping met the rule's bounds at this cut-off)."
+    )
     out += [
         "",
-        f"  At risk: {r.flagged.customers:,} customers, {_interval(r.flagged)} bought again; everyone else "
-        f"{share(r.not_flagged.rate)}.",
+        flagged,
         "  Tiers (the at-risk customers taken out of their band): "
         + " · ".join(f"{name} {_interval(f)}" for name, f in tiers.items()),
         "",
@@ -321,7 +343,7 @@ def _cutoff_lines(r: CutoffResult, money, scores: dict[str, str]) -> list[str]:
         v = r.auc.get(key)
         lead = r.chance_vs.get(key)
         extra = "" if lead is None else f"   chance {lead[0]:+.3f} ({lead[1]:+.3f} to {lead[2]:+.3f})"
-        out.append(f"    {label:<50} {'-' if v is None else f'{v:.3f}'}{extra}")
+        out.append(f"    {label:<54} {'-' if v is None else f'{v:.3f}'}{extra}")
     c = r.calibration
     if c is not None:
         deciles = ", ".join(f"{share(d.predicted)}→{share(d.observed)}" for d in c.deciles)
@@ -335,6 +357,5 @@ def _cutoff_lines(r: CutoffResult, money, scores: dict[str, str]) -> list[str]:
     if r.claims:
         out.append("  The names' claims on this future (segments and tiers of 200+ customers):")
         for claim in r.claims:
-            verdict = "n/a " if claim.passed is None else ("pass" if claim.passed else "FAIL")
-            out.append(f"    {verdict} {claim.claim}: {claim.detail}")
+            out.append(f"    {claim_line(claim)}")
     return out

@@ -284,8 +284,10 @@ def measured_futures(
     labels = model.predict(np.column_stack([r, o, m]).astype(np.float64), kinds_of(o, flags))
     returned = rows["returned"].to_numpy(bool)
     spend = rows["later_spend"].to_numpy(np.float64)
-    per_cluster = {
-        int(c): future_of(returned[labels == c], spend[labels == c]) for c in range(len(model.cluster_centers_))
+    per_cluster = {  # segments nobody was in at those dates have no measured future
+        int(c): future_of(returned[labels == c], spend[labels == c])
+        for c in range(len(model.cluster_centers_))
+        if (labels == c).any()
     }
     band = terms.bands(r, o)
 

@@ -101,6 +101,13 @@ class FutureCheck:
     claim: str
     passed: bool | None  # None: too few customers to tell
     detail: str
+    clear: bool | None = None  # whether the 95% intervals are apart (the verdict is not down to chance)
+
+
+def _apart(high: Future, low: Future, factor: float = 1.0) -> bool:
+    """Whether ``high`` is above ``factor`` x ``low`` (or below it) with their 95% intervals apart."""
+    (hlo, hhi), (llo, lhi) = high.interval, low.interval
+    return hlo > factor * lhi or hhi < factor * llo
 
 
 def _rate(f: Future) -> str:
@@ -125,6 +132,7 @@ def future_checks(segments: Sequence[tuple[str, str, Future | None]], tiers: Tie
                     f"{name} comes back more often than the customers at risk",
                     (f.rate > risk.rate) if risk_known else None,
                     f"{_rate(f)} against {_rate(risk)}",
+                    _apart(f, risk) if risk_known else None,
                 )
             )
     out.append(
@@ -132,6 +140,7 @@ def future_checks(segments: Sequence[tuple[str, str, Future | None]], tiers: Tie
             "the customers at risk come back more often than the lapsed",
             (risk.rate > lapsed.rate) if risk_known and lapsed.customers >= MIN_COMPARED else None,
             f"{_rate(risk)} against {_rate(lapsed)}",
+            _apart(risk, lapsed) if risk_known and lapsed.customers >= MIN_COMPARED else None,
         )
     )
     others = [(n, f) for n, b, f in big if b != "Lost"]
@@ -145,6 +154,7 @@ def future_checks(segments: Sequence[tuple[str, str, Future | None]], tiers: Tie
                     "no other segment to compare"
                     if least is None
                     else f"{_rate(f)}; the least of the others, {least[0]}: {_rate(least[1])}",
+                    None if least is None else _apart(least[1], f),
                 )
             )
             out.append(
@@ -152,6 +162,7 @@ def future_checks(segments: Sequence[tuple[str, str, Future | None]], tiers: Tie
                     f"{name} comes back at most half as often as the active customers",
                     (f.rate <= 0.5 * active.rate) if active.customers >= MIN_COMPARED else None,
                     f"{_rate(f)} against {_rate(active)}",
+                    _apart(active, f, 2.0) if active.customers >= MIN_COMPARED else None,
                 )
             )
         if base in AT_RISK_NAMES:
@@ -164,6 +175,7 @@ def future_checks(segments: Sequence[tuple[str, str, Future | None]], tiers: Tie
                     "no Hibernating or Lost segment to compare"
                     if most is None
                     else f"{_rate(f)}; the likeliest of those, {most[0]}: {_rate(most[1])}",
+                    None if most is None else _apart(f, most[1]),
                 )
             )
     return out

@@ -26,7 +26,7 @@ def _shop(tmp_path, orders: pd.DataFrame, name: str):
 
 def _run(source, horizon: int = 60):
     with opened(source, None) as src:
-        return backtest.run_cutoff(src, CUTOFF, horizon, k=8, seed=42, say=lambda _: None)
+        return backtest.run_cutoff(src, CUTOFF, horizon, k=8, seed=42, say=lambda _: None, last=dt.date(2099, 1, 1))
 
 
 def test_an_order_after_the_cut_off_changes_nothing_the_model_learned(tmp_path):
@@ -62,10 +62,12 @@ def test_an_order_after_the_cut_off_changes_nothing_the_model_learned(tmp_path):
 
 def test_the_backtest_json_holds_the_figures_it_prints(tmp_path, sample_folder):
     r = run_cli("--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder), "--json")
-    assert r.code == 0, r.err
     d = json.loads(r.out)
-    assert d["horizon_days"] >= 7 and d["cutoffs"] and "return window" in d["horizon_reason"]
+    assert r.code == (1 if d["claims_failed"] else 0), r.err  # like validate: exit 1 when the future disagrees
+    # each model looks ahead its own horizon, as served
+    assert d["horizon_days"] is None and d["cutoffs"] and "as served" in d["horizon_reason"]
     for c in d["cutoffs"]:
+        assert c["horizon_days"] >= 7
         assert set(c["auc"]) == set(backtest.SCORES)
         assert all(v is None or 0 <= v <= 1 for v in c["auc"].values())
         assert c["customers"] == sum(s["customers"] for s in c["segments"])
@@ -74,10 +76,17 @@ def test_the_backtest_json_holds_the_figures_it_prints(tmp_path, sample_folder):
         cal = c["calibration"]
         assert len(cal["deciles"]) == 10 and 0 <= cal["ece"] < 0.05
         assert {"active", "at_risk", "lapsing", "lapsed", "lost"} <= set(c["tiers"])
-        assert all({"claim", "passed", "detail"} == set(x) for x in c["claims"])
+        assert all({"claim", "passed", "detail", "clear"} == set(x) for x in c["claims"])
     dates = [dt.date.fromisoformat(c["cutoff"]) for c in d["cutoffs"]]
-    assert dates == sorted(dates, reverse=True)  # a horizon apart, the latest first
-    assert all((a - b).days == d["horizon_days"] for a, b in zip(dates, dates[1:]))
+    assert dates == sorted(dates, reverse=True)  # evenly spaced, the latest first
+    assert len({(a - b).days for a, b in zip(dates, dates[1:])}) <= 1
+    wrong = {(c["cutoff"], x["claim"], x["clear"]) for c in d["cutoffs"] for x in c["claims"] if x["passed"] is False}
+    assert {(f["cutoff"], f["claim"]) for f in d["claims_failed"]} == {(c, x) for c, x, clear in wrong if clear}
+    assert {(f["cutoff"], f["claim"]) for f in d["claims_within_chance"]} == {(c, x) for c, x, clr in wrong if not clr}
+    one = run_cli(
+        "--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder), "--json", "--horizon", "30"
+    )
+    assert json.loads(one.out)["horizon_days"] == 30
     text = run_cli("--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder)).out
     assert "Who buys again" in text and "Calibration of the chance" in text and "rule cell" in text
     assert not (tmp_path / "models").exists()  # a backtest saves nothing
@@ -87,9 +96,22 @@ def test_a_cut_off_too_late_or_too_early_is_one_clear_line(tmp_path, sample_fold
     late = run_cli(
         "--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder), "--as-of", "2024-12-20"
     )
-    assert late.code != 0 and "cannot be followed" in late.err and "\n" not in late.err.strip()
+    assert late.code != 0 and "past the end of the data" in late.err and "\n" not in late.err.strip()
+    both = run_cli(
+        "--artifacts",
+        str(tmp_path),
+        "-q",
+        "backtest",
+        "--data",
+        str(sample_folder),
+        "--as-of",
+        "2024-06-01",
+        "--cutoffs",
+        "2",
+    )
+    assert both.code == 2 and "not both" in both.err
     early = run_cli(
-        "--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder), "--as-of", "2023-01-20"
+        "--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder), "--as-of", "2023-01-08"
     )
     assert early.code != 0 and "days of history to learn from" in early.err
     with pytest.raises(DataError, match="too few to backtest"):
