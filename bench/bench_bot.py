@@ -30,11 +30,11 @@ from bot.app import build_context, create_app
 from bot.emulator import SlackEmulator
 from bot.server import HttpServer
 from bot.settings import Settings
-from segmentation.sample import write_sample
-from segmentation.service import SegmentService
-from segmentation.sources import OlistSource
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sample import write_sample
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 SECRET = "bench-secret"
 

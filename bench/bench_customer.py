@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segmentation.store import Assignments, file_sha256, write_assignments
+from segmentation.serving.store import Assignments, file_sha256, write_assignments
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from bot.digests import PreviousRun, chart_png, compute, message
-from segmentation.sample import write_sample
-from segmentation.service import SegmentService
-from segmentation.sources import OlistSource
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sample import write_sample
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "olist"
 

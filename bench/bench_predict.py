@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 
-from segmentation.inputs import parse_rfm
-from segmentation.model import kinds_of
-from segmentation.sample import write_sample
-from segmentation.service import SegmentService
-from segmentation.sources import OlistSource
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sample import write_sample
+from segmentation.model.estimator import kinds_of
+from segmentation.serving.inputs import parse_rfm
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 
 def per_call(fn, points) -> np.ndarray:

@@ -34,7 +34,7 @@ def main() -> None:
             cmd = [
                 sys.executable,
                 "-m",
-                "segmentation.cli",
+                "segment_cli",
                 "--artifacts",
                 tmp,
                 "report",

@@ -50,9 +50,9 @@ print(f"{wall:.2f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 102
 
 DIGEST = """
 import datetime as dt, sys
-from segmentation.service import SegmentService
-from segmentation.sources import source_from_spec
-from segmentation.store import ModelStore
+from segmentation.serving.service import SegmentService
+from segmentation.data.spec import source_from_spec
+from segmentation.serving.store import ModelStore
 flags = dict(customer_col="customer", order_col="order_id", date_col="created_at", amount_col="total")
 extra = {"table": sys.argv[3]} if sys.argv[3] != "-" else {}
 served = SegmentService(ModelStore(sys.argv[1])).served()
@@ -113,7 +113,7 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
                 [
                     sys.executable,
                     "-m",
-                    "segmentation.cli",
+                    "segment_cli",
                     "sample-data",
                     "--orders",
                     str(orders),
@@ -137,7 +137,7 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
     if pg:
         import sqlalchemy as sa
 
-        from segmentation.engines import resolve_url
+        from segmentation.data.engines import resolve_url
 
         engine = sa.create_engine(resolve_url(pg)[0])
         with engine.begin() as con:
@@ -183,7 +183,7 @@ def main() -> None:
     print(
         f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; {args.orders:,} orders"
     )
-    segment = [sys.executable, "-m", "segmentation.cli"]
+    segment = [sys.executable, "-m", "segment_cli"]
     runs: dict[str, list[tuple[float, float]]] = {}
     for _ in range(args.repeat):
         for step, result in run_steps(steps, work, parquet, args, segment).items():
@@ -256,9 +256,10 @@ def ari(parquet: Path, customers: int) -> None:
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
-    from segmentation.model import FEATURES, SegmentModel, kinds_of
-    from segmentation.sources import load_rfm, source_from_spec
-    from segmentation.terms import measure as measure_terms
+    from segmentation.data.sources import load_rfm
+    from segmentation.data.spec import source_from_spec
+    from segmentation.model.estimator import FEATURES, SegmentModel, kinds_of
+    from segmentation.model.terms import measure as measure_terms
 
     table = load_rfm(
         source_from_spec(parquet, **dict(zip(["customer_col", "order_col", "date_col", "amount_col"], FLAGS[1::2])))

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from segmentation.sample import write_sample
-from segmentation.service import SegmentService
-from segmentation.sources import load_rfm, source_from_spec
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.data.sample import write_sample
+from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 FLAGS = dict(customer_col="customer", order_col="order_id", date_col="created_at", amount_col="total")
 

@@ -69,14 +69,14 @@ def main() -> None:
             env = {**os.environ, "SEGMENT_ARTIFACTS": str(Path(tmp) / f"ours{i}")}
             env.pop("PYTHONPATH", None)
             t, out = timed(
-                [sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"], env, cwd=tmp
+                [sys.executable, "-m", "segment_cli", "-q", "train", "--data", args.data, "--json"], env, cwd=tmp
             )
             runs["ours"].append(t)
             splits.append(json.loads(out)["timings"])
             if earlier is not None:
                 env = {**os.environ, "SEGMENT_ARTIFACTS": str(Path(tmp) / f"earlier{i}"), "PYTHONPATH": str(earlier)}
                 t, out = timed(
-                    [sys.executable, "-m", "segmentation.cli", "-q", "train", "--data", args.data, "--json"],
+                    [sys.executable, "-m", "segment_cli", "-q", "train", "--data", args.data, "--json"],
                     env,
                     cwd=tmp,
                 )

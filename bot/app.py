@@ -17,12 +17,16 @@ from slack_sdk.http_retry.builtin_interval_calculators import (
     BackoffRetryIntervalCalculator,
 )
 
-from segmentation.service import SegmentService
-from segmentation.store import ModelStore, keep_bytes
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore, keep_bytes
 
 from .context import BotContext
+from .digests import Digests
+from .home import Home
 from .listeners import register_listeners
 from .retrain import Retrainer, TrainFn
+from .schedule_spec import parse
+from .scheduling import DigestScheduler
 from .settings import Settings
 from .state import StateDB, clean_text
 
@@ -89,8 +93,6 @@ def build_context(
     train_fn: TrainFn | None = None,
     client: WebClient | None = None,
 ) -> BotContext:
-    from .digests import Digests
-    from .home import Home
 
     service = service or SegmentService(
         ModelStore(settings.artifacts, key=settings.model_key, max_bytes=keep_bytes(os.environ))
@@ -107,8 +109,6 @@ def build_context(
 
 def start_scheduler(ctx: BotContext, **kwargs) -> None:
     """Schedule digests (if this process wins the lease), after adding the default subscription."""
-    from .schedule_spec import parse
-    from .scheduling import DigestScheduler
 
     s = ctx.settings
     if s.digest_channel and s.digest_cron:

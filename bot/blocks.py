@@ -7,10 +7,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from segmentation.atrisk import STAKE_NOTE, AtRiskSummary
-from segmentation.segments import TrainedModel, plural
-from segmentation.service import CustomerAnswer, Prediction, ServedModel, percent
-from segmentation.terms import ShopTerms
+from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
+from segmentation.model.segments import TrainedModel, plural
+from segmentation.model.terms import ShopTerms
+from segmentation.serving.service import CustomerAnswer, Prediction, ServedModel, percent
 
 Message = dict[str, Any]
 

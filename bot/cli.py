@@ -11,9 +11,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from segmentation.cli import Command
-from segmentation.cli import main as segmentation_main
+from segment_cli.args import Command
+from segment_cli.main import main as segmentation_main
 from segmentation.errors import SegmentationError
+
+from . import settings as settings_mod
 
 log = logging.getLogger("bot")
 
@@ -47,8 +49,12 @@ def _raise_interrupt(signum, frame) -> None:  # SIGTERM ends the bot like Ctrl-C
 
 
 def run_bot(args: argparse.Namespace) -> int:
-    from . import settings as settings_mod
-    from .app import build_context, configure_logging, create_app, start_scheduler
+    from .app import (  # lazy: Slack's SDK takes seconds to import; most commands never need it
+        build_context,
+        configure_logging,
+        create_app,
+        start_scheduler,
+    )
 
     configure_logging()
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -66,7 +72,7 @@ def run_bot(args: argparse.Namespace) -> int:
             log.info("Starting in Socket Mode (model %s)", ctx.service.describe_current())
             SocketModeHandler(app, settings.app_token).start()
         else:
-            from .server import HttpServer
+            from .server import HttpServer  # lazy: the HTTP server only in HTTP mode
 
             server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address, port=settings.port)
             log.info("Listening on %s (model %s)", server.url, ctx.service.describe_current())
@@ -86,9 +92,8 @@ def shutdown(ctx) -> None:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from . import settings as settings_mod
-    from .app import build_context, create_app, start_scheduler
-    from .console import Console
+    from .app import build_context, create_app, start_scheduler  # lazy: Slack's SDK takes seconds to import
+    from .console import Console  # lazy: the console only for segment chat
 
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)

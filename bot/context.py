@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
-from segmentation.service import SegmentService
+from segmentation.serving.service import SegmentService
 
 from .followup import FollowUps
 from .retrain import Retrainer

@@ -25,10 +25,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
-from segmentation.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.errors import InputError, SegmentationError
-from segmentation.service import ServedModel, SourceScore
-from segmentation.terms import ShopTerms
+from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
+from segmentation.model.terms import ShopTerms
+from segmentation.serving.service import ServedModel, SourceScore
 
 from . import blocks, liveness
 from .schedule_spec import Schedule

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from slack_sdk import WebClient
 
-from segmentation.segments import Segment
-from segmentation.service import ServedModel
+from segmentation.model.segments import Segment
+from segmentation.serving.service import ServedModel
 
 
 def _slug(text: str) -> str:

@@ -15,11 +15,11 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from segmentation.engines import mask_text
+from segmentation.data.engines import mask_text
 from segmentation.errors import ModelNotFoundError, SegmentationError
-from segmentation.segments import TrainedModel
-from segmentation.service import SegmentService
-from segmentation.training import train
+from segmentation.model.segments import TrainedModel
+from segmentation.serving.service import SegmentService
+from segmentation.serving.training import train
 
 from . import blocks, liveness
 from .settings import Settings

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from segmentation.errors import InputError
-from segmentation.inputs import shown
+from segmentation.serving.inputs import shown
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DAY_ALIASES = {d: d for d in DAYS} | {

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segmentation.engines import mask_text
-from segmentation.errors import SegmentationError
-from segmentation.signing import ModelKey, load_key
+from segmentation.data.engines import mask_text
+from segmentation.errors import InputError, SegmentationError
+from segmentation.serving.signing import ModelKey, load_key
+
+from .schedule_spec import parse
 
 
 class SettingsError(SegmentationError):
@@ -133,10 +135,6 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
         missing = "DIGEST_CRON" if digest_channel else "DIGEST_CHANNEL"
         raise SettingsError(f"{missing} is not set: a default digest needs both DIGEST_CHANNEL and DIGEST_CRON")
     if digest_cron:
-        from segmentation.errors import InputError
-
-        from .schedule_spec import parse
-
         try:
             parse(digest_cron, timezone)
         except InputError as exc:

@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from segmentation.cli import main  # noqa: E402
-from segmentation.sample import write_sample  # noqa: E402
+from segment_cli.main import main  # noqa: E402
+from segmentation.data.sample import write_sample  # noqa: E402
 
 
 @dataclass
@@ -104,8 +104,8 @@ def terms_with(days=(30, 90, 200), monetary=None, currency: str = "", lost=None)
     import numpy as np
     import pandas as pd
 
-    from segmentation.survival import FirstReturns
-    from segmentation.terms import measure
+    from segmentation.model.survival import FirstReturns
+    from segmentation.model.terms import measure
 
     m = np.arange(10.0, 110.0, 10.0) if monetary is None else np.asarray(monetary, dtype=float)
     frame = pd.DataFrame({"recency": [1] * len(m), "occasions": [1] * len(m), "monetary": m})
@@ -164,7 +164,8 @@ def shop_orders(
 
 def shop_table(tmp_path, seed: int, as_of=None, **kw):
     """A generated shop written as a transactions CSV and read back as RFM."""
-    from segmentation.sources import load_rfm, source_from_spec
+    from segmentation.data.sources import load_rfm
+    from segmentation.data.spec import source_from_spec
 
     path = tmp_path / f"shop-{seed}.csv"
     if not path.exists():

@@ -21,7 +21,7 @@ from bot.emulator import SlackEmulator
 from bot.server import HttpServer
 from bot.settings import Settings
 from bot.state import StateDB
-from segmentation.training import train
+from segmentation.serving.training import train
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ADMIN = "UADMIN01"

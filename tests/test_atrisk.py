@@ -12,10 +12,10 @@ from conftest import shop_table, terms_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation import playbook
-from segmentation.atrisk import AtRiskRule, expected_value
 from segmentation.errors import PlaybookError
-from segmentation.training import fit
+from segmentation.model import playbook
+from segmentation.model.atrisk import AtRiskRule, expected_value
+from segmentation.serving.training import fit
 
 
 def _rule(**kw):

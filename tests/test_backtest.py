@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from conftest import run_cli, shop_orders
 
-from segmentation import backtest
+from segmentation.analysis import backtest
+from segmentation.data.sources import opened
+from segmentation.data.spec import source_from_spec
 from segmentation.errors import DataError
-from segmentation.sources import opened, source_from_spec
 
 FLAGS = dict(customer_col="customer", order_col="order", date_col="date", amount_col="amount")
 CUTOFF = dt.date(2024, 2, 1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bot import blocks
-from segmentation.service import SegmentService
-from segmentation.sources import OlistSource
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.data.kinds import OlistSource
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 
 @pytest.fixture(scope="module")

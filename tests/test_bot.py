@@ -22,7 +22,7 @@ from slackkit import (
     start_bot,
 )
 
-from segmentation.inputs import parse_rfm
+from segmentation.serving.inputs import parse_rfm
 
 
 def _response(slack, key_prefix: str = ""):
@@ -125,7 +125,7 @@ def test_customer_segments_and_model(bot):
     assert f"`{cid}`" in r.text and f"*Recency*\n{rec:,} days" in r.text
     assert f"*Frequency*\n{freq} order" in r.text and "purchase day" in r.text
     # the chance to buy again, as stored for this customer, with its horizon
-    from segmentation.service import percent
+    from segmentation.serving.service import percent
 
     horizon = served.trained.horizon
     assert f"*Chance to buy again*\n{percent(float(row['chance']))} in the next {horizon:,} days" in r.text
@@ -189,8 +189,8 @@ def test_export_buttons_refuse_values_that_are_not_ours(bot, slack, value, messa
 
 
 def test_share_posts_the_answer_that_was_shown_even_after_a_rollback(bot, slack, sample_folder):
-    from segmentation.sources import OlistSource
-    from segmentation.training import train
+    from segmentation.data.kinds import OlistSource
+    from segmentation.serving.training import train
 
     train(OlistSource(sample_folder), bot.store, k=4)  # v0002, a different model
     shown = bot.command("400 1 20").json

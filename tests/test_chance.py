@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from segmentation import chance as chance_mod
+from segmentation.model import chance as chance_mod
 
 
 def _windows(rng, n: int, cutoffs: list[dt.date], truth) -> pd.DataFrame:

@@ -32,8 +32,8 @@ def test_train_json(tmp_path, sample_folder):
 
 
 def test_train_text_and_default_sample(tmp_path, monkeypatch):
-    import segmentation.cli as cli_mod
-    import segmentation.sample as sample_mod
+    import segment_cli.main as cli_mod
+    import segmentation.data.sample as sample_mod
 
     real = sample_mod.ensure_default_sample
     monkeypatch.setattr(sample_mod, "ensure_default_sample", lambda root: real(root, orders=4_000))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = ["segmentation", "bot", "tests", "bench"]
+CODE = ["segmentation", "segment_cli", "bot", "tests", "bench"]
 
 
 @pytest.mark.parametrize(

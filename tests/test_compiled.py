@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from segmentation import relations as rel
-from segmentation.compiled import scored_ctes
-from segmentation.engines import DatabaseEngine, DuckDBEngine, resolve_url
-from segmentation.service import SegmentService
-from segmentation.store import ModelStore
+from segmentation.data import relations as rel
+from segmentation.data.engines import DatabaseEngine, DuckDBEngine, resolve_url
+from segmentation.model.compiled import scored_ctes
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
 
 
 def _engines():
@@ -55,8 +55,8 @@ def _points(served, n: int = 4_000, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, sample_folder):
-    from segmentation.sources import OlistSource
-    from segmentation.training import train
+    from segmentation.data.kinds import OlistSource
+    from segmentation.serving.training import train
 
     store = ModelStore(tmp_path_factory.mktemp("compiled"))
     train(OlistSource(sample_folder), store, k=11)
@@ -77,7 +77,7 @@ def test_sql_scoring_equals_numpy(served, engine_name, tmp_path):
         cleanup = None
     elif engine_name == "spark":
         pytest.importorskip("pyspark") if not os.environ.get("CI") else None
-        from segmentation.engines import SparkEngine
+        from segmentation.data.engines import SparkEngine
 
         path = tmp_path / "points.parquet"
         points.to_parquet(path, index=False)
@@ -113,7 +113,8 @@ def test_sql_scoring_equals_numpy(served, engine_name, tmp_path):
 
 
 def test_scoring_a_source_in_its_engine_equals_scoring_its_rfm(served, sample_folder):
-    from segmentation.sources import OlistSource, load_rfm
+    from segmentation.data.kinds import OlistSource
+    from segmentation.data.sources import load_rfm
 
     as_of = dt.date.fromisoformat(served.info.snapshot_date) + dt.timedelta(days=45)
     in_engine = served.score_source(OlistSource(sample_folder), as_of)

@@ -7,7 +7,7 @@ from slackkit import copy_artifacts
 from bot.app import build_context, create_app
 from bot.console import Console
 from bot.settings import Settings
-from segmentation.inputs import parse_rfm
+from segmentation.serving.inputs import parse_rfm
 
 
 def _until(check, timeout=10.0):

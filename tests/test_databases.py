@@ -16,9 +16,11 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
-from segmentation.engines import mask, resolve_url
+from segmentation.data.engines import mask, resolve_url
+from segmentation.data.kinds import DatabaseSource
+from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
 from segmentation.errors import DataError
-from segmentation.sources import DatabaseSource, load_rfm, source_from_spec
 
 SERVERS = {"postgresql": "TEST_DATABASE_URL", "mariadb": "TEST_MYSQL_URL"}
 
@@ -124,8 +126,8 @@ def test_table_and_query_equal_the_file(tables, tmp_path):
 def test_an_order_key_declared_by_the_database_skips_summing_lines(tables, tmp_path):
     """A table whose order column is its primary key has one row per order: the product reads the
     key from the database's metadata, skips the per-order sum, and the RFM still equals the file's."""
-    from segmentation import relations as rel
-    from segmentation.sources import _plan
+    from segmentation.data import relations as rel
+    from segmentation.data.plan import _plan
 
     kind, url, engine, load = tables
     df = _transactions(seed=5).reset_index(drop=True)
@@ -241,7 +243,7 @@ def test_flags_that_do_not_fit_a_database(server):
 
 
 def test_masking():
-    from segmentation.engines import mask_text
+    from segmentation.data.engines import mask_text
 
     assert mask("postgresql://shop:p%40ss@db:5432/shop") == "postgresql://shop:***@db:5432/shop"
     assert mask("postgresql://u:my@secret@127.0.0.1/test") == "postgresql://u:***@127.0.0.1/test"
@@ -312,9 +314,9 @@ def test_scoring_inside_the_database_equals_scoring_its_rfm(tables, tmp_path, mo
     """A digest's scoring, pushed down (one statement per connection, customers split by a hash of
     their id over SEGMENT_DB_SESSIONS connections), gives what NumPy gives on the RFM, on messy
     order lines and on rows that are orders, as of a date with later orders left out."""
-    from segmentation.service import SegmentService
-    from segmentation.store import ModelStore
-    from segmentation.training import train
+    from segmentation.serving.service import SegmentService
+    from segmentation.serving.store import ModelStore
+    from segmentation.serving.training import train
 
     kind, url, engine, load = tables
     df = _transactions(seed=11, n=4_000)
@@ -355,8 +357,8 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
     """The Olist layout's six tables in a schema, and a transactions table with --category-col:
     the personas computed inside the database (one statement, the customers scored by the
     compiled model) equal the file path's."""
-    from segmentation.store import ModelStore
-    from segmentation.training import train
+    from segmentation.serving.store import ModelStore
+    from segmentation.serving.training import train
 
     kind, url, engine, load = tables
     schema = f"s_{uuid.uuid4().hex[:8]}"
@@ -423,7 +425,7 @@ def _backtest_figures(bt):
 def test_backtest_on_the_database_equals_the_file(tables, tmp_path, monkeypatch):
     """``segment backtest`` reads the database as training does (two connections, or one
     materialised per-day table): the same cut-offs, customers, segments and AUCs as the file."""
-    from segmentation import backtest
+    from segmentation.analysis import backtest
 
     kind, url, engine, load = tables
     df = _transactions(seed=13, n=5_000)

@@ -10,9 +10,9 @@ from conftest import shop_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation import definitions as d
-from segmentation.terms import Band, Freq, Spend, measure
-from segmentation.training import fit
+from segmentation.model import definitions as d
+from segmentation.model.terms import Band, Freq, Spend, measure
+from segmentation.serving.training import fit
 
 
 def _possible(band, freq, spend, risk):

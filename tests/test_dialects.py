@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from segmentation import relations as rel
-from segmentation.compiled import scored_ctes
-from segmentation.dialects import compile_sql, with_relation
-from segmentation.engines import WAREHOUSES
+from segmentation.data import relations as rel
+from segmentation.data.dialects import compile_sql, with_relation
+from segmentation.data.engines import WAREHOUSES
 from segmentation.errors import DataError
+from segmentation.model import chance, compiled
+from segmentation.model.compiled import scored_ctes
 
-SQL_FILES = [Path(rel.__file__), Path(rel.__file__).with_name("compiled.py"), Path(rel.__file__).with_name("chance.py")]
+SQL_FILES = [Path(rel.__file__), Path(compiled.__file__), Path(chance.__file__)]
 
 
 def _queries() -> dict[str, str]:
@@ -45,8 +46,8 @@ def test_every_query_compiles(dialect):
 
 
 def test_the_compiled_model_compiles_everywhere(trained):
-    from segmentation.service import SegmentService
-    from segmentation.store import ModelStore
+    from segmentation.serving.service import SegmentService
+    from segmentation.serving.store import ModelStore
 
     served = SegmentService(ModelStore(trained)).served()
     trained_model = served.trained

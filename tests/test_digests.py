@@ -23,7 +23,8 @@ from bot.schedule_spec import parse
 from bot.scheduling import DigestScheduler, job_store
 from bot.settings import Settings
 from bot.state import digest_runs
-from segmentation.sources import OlistSource, load_rfm
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sources import load_rfm
 
 UTC = dt.UTC
 

@@ -9,12 +9,13 @@ from conftest import shop_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation.inputs import parse_rfm
-from segmentation.service import SegmentService
-from segmentation.sources import load_rfm, source_from_spec
-from segmentation.store import ModelStore
-from segmentation.terms import Band
-from segmentation.training import train
+from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
+from segmentation.model.terms import Band
+from segmentation.serving.inputs import parse_rfm
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 
 def _segment_bands(served, labels):

@@ -8,8 +8,8 @@ import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation.baseline import quantile_scores, rule_based_segments
-from segmentation.model import AT_RISK, ONE_TIME, REPEAT, SegmentModel, kinds_of
+from segmentation.model.baseline import quantile_scores, rule_based_segments
+from segmentation.model.estimator import AT_RISK, ONE_TIME, REPEAT, SegmentModel, kinds_of
 
 CUTOFFS = (60.0, 180.0, 365.0)
 
@@ -172,7 +172,7 @@ def test_lazy_allocation_gives_the_plain_greedy_result():
 def test_a_sample_fit_keeps_repeat_buyers_scores_everyone_and_agrees_with_the_full_fit():
     from sklearn.metrics import adjusted_rand_score
 
-    from segmentation.model import WHOLE_STRATUM
+    from segmentation.model.estimator import WHOLE_STRATUM
 
     X, kinds = _rfm(n=80_000, seed=4)
     full = SegmentModel(n_clusters=11, max_fit=None).fit(X, kinds)

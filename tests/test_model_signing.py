@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from segmentation import signing
-from segmentation import store as store_mod
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sources import load_rfm
 from segmentation.errors import ModelIntegrityError, SegmentationError
-from segmentation.service import SegmentService
-from segmentation.sources import OlistSource, load_rfm
-from segmentation.store import ModelStore
-from segmentation.training import fit
+from segmentation.serving import signing
+from segmentation.serving import store as store_mod
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import fit
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from conftest import shop_table, terms_with
 
-from segmentation.naming import Candidate, changes, match, qualified_names
-from segmentation.store import ModelStore
-from segmentation.terms import Band, Freq, Spend
-from segmentation.training import fit, train
+from segmentation.model.naming import Candidate, changes, match, qualified_names
+from segmentation.model.terms import Band, Freq, Spend
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import fit, train
 
 
 def _terms():
@@ -99,7 +99,7 @@ def test_changes_report_renames_appearances_and_disappearances():
 def test_a_retrain_on_the_same_data_keeps_every_name(tmp_path):
     table = shop_table(tmp_path, 31)
     store = ModelStore(tmp_path / "art")
-    from segmentation.sources import source_from_spec
+    from segmentation.data.spec import source_from_spec
 
     src = source_from_spec(
         tmp_path / "shop-31.csv", customer_col="customer", order_col="order", date_col="date", amount_col="amount"

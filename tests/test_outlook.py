@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from conftest import shop_orders, terms_with
 
-from segmentation import outlook
-from segmentation.outlook import Future, TierFutures, wilson
-from segmentation.sources import opened, source_from_spec
-from segmentation.validate import future_checks
+from segmentation.analysis.validate import future_checks
+from segmentation.data.sources import opened
+from segmentation.data.spec import source_from_spec
+from segmentation.model import outlook
+from segmentation.model.outlook import Future, TierFutures, wilson
 
 
 def test_windows_equal_the_pandas_reference(tmp_path):

@@ -11,11 +11,13 @@ import pytest
 import reference
 from conftest import run_cli, shop_orders
 
-from segmentation.personas import Persona, Share, summarise
-from segmentation.service import SegmentService
-from segmentation.sources import OlistSource, load_rfm, source_from_spec
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
+from segmentation.model.personas import Persona, Share, summarise
+from segmentation.serving.service import SegmentService
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 
 def _served(store_root):
@@ -121,7 +123,7 @@ def test_the_extra_files_are_optional(tmp_path, sample_folder):
         shutil.copy(sample_folder / f"{stem}.csv", bare)
     _, trained = train(OlistSource(bare), ModelStore(tmp_path / "m3"), k=6)
     names = {c.label for s in trained.segments for c in (s.persona.categories if s.persona else ())}
-    assert names and names <= {pt for pt, _ in __import__("segmentation.sample", fromlist=["x"]).CATEGORIES} | {
+    assert names and names <= {pt for pt, _ in __import__("segmentation.data.sample", fromlist=["x"]).CATEGORIES} | {
         "(no category)"
     }
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from segmentation.diagnostics import KPoint, _elbow, _pct
+from segmentation.analysis.diagnostics import KPoint, _elbow, _pct
 
 
 @pytest.fixture(scope="module")

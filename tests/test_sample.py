@@ -5,9 +5,10 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from segmentation.sample import write_sample
-from segmentation.sources import OlistSource, load_rfm
-from segmentation.terms import measure
+from segmentation.data.kinds import OlistSource
+from segmentation.data.sample import write_sample
+from segmentation.data.sources import load_rfm
+from segmentation.model.terms import measure
 
 
 def _digest(folder):

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from conftest import shop_table
 
+from segmentation.data.spec import source_from_spec
 from segmentation.errors import InputError
-from segmentation.inputs import parse_rfm
-from segmentation.service import SegmentService, ServedModel
-from segmentation.sources import source_from_spec
-from segmentation.store import ModelStore
-from segmentation.training import train
+from segmentation.serving.inputs import parse_rfm
+from segmentation.serving.service import SegmentService, ServedModel
+from segmentation.serving.store import ModelStore
+from segmentation.serving.training import train
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_customer_answers_show_their_numbers_and_the_segments(shop):
 def test_each_answer_says_whether_the_customer_meets_the_definition(shop):
     """A segment is named for the majority of its customers; the answer to one customer says
     whether they are among them, and per segment those answers add up to the stored fit."""
-    from segmentation.text import answer
+    from segment_cli.text import answer
 
     service, table, _ = shop
     served = service.served()

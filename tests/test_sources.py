@@ -12,8 +12,10 @@ import pytest
 import reference
 from conftest import run_cli
 
+from segmentation.data.kinds import OlistSource, describe_exclusions
+from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
 from segmentation.errors import DataError
-from segmentation.sources import OlistSource, describe_exclusions, load_rfm, source_from_spec
 
 COLUMNS = ["customer_id", "recency", "frequency", "monetary", "occasions", "gap"]
 INTS = {"customer_id": object, "recency": "int64", "frequency": "int64", "occasions": "int64", "gap": "float64"}

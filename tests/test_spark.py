@@ -11,8 +11,9 @@ import pytest
 from conftest import run_cli
 from test_databases import _same, _transactions
 
+from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
 from segmentation.errors import DataError
-from segmentation.sources import load_rfm, source_from_spec
 
 if not os.environ.get("CI"):
     pytest.importorskip("pyspark")
@@ -52,8 +53,8 @@ def test_train_and_score_on_spark(tmp_path):
     b = pd.read_parquet(next((tmp_path / "duckdb").rglob("*.assignments.parquet")))
     pd.testing.assert_frame_equal(a, b)  # the same customers in the same segments
 
-    from segmentation.service import SegmentService
-    from segmentation.store import ModelStore
+    from segmentation.serving.service import SegmentService
+    from segmentation.serving.store import ModelStore
 
     served = SegmentService(ModelStore(tmp_path / "spark")).served()
     in_spark = served.score_source(source_from_spec(f"spark:{path}", **FLAGS))
@@ -83,7 +84,7 @@ def test_spark_errors_are_one_line(tmp_path):
 def test_backtest_on_spark_equals_duckdb(tmp_path):
     from test_databases import _backtest_figures
 
-    from segmentation import backtest
+    from segmentation.analysis import backtest
 
     df = _transactions(seed=13, n=5_000)
     path = tmp_path / "orders.parquet"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation.survival import FirstReturns, estimate, kaplan_meier
+from segmentation.model.survival import FirstReturns, estimate, kaplan_meier
 
 
 def test_kaplan_meier_matches_a_hand_computed_table():

@@ -11,8 +11,8 @@ import pytest
 import reference
 from conftest import shop_orders, shop_table, terms_with
 
-from segmentation.survival import FirstReturns, estimate
-from segmentation.terms import FALLBACK_DAYS, Band, Freq, ShopTerms, Spend, measure, waiting
+from segmentation.model.survival import FirstReturns, estimate
+from segmentation.model.terms import FALLBACK_DAYS, Band, Freq, ShopTerms, Spend, measure, waiting
 
 
 def _orders(seed: int) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from segmentation.errors import InputError
-from segmentation.inputs import parse_rfm
+from segmentation.serving.inputs import parse_rfm
 
 from .. import blocks
 from ..context import BotContext

@@ -18,9 +18,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import InputError, SegmentationError
-from segmentation.inputs import parse_rfm, shown
-from segmentation.model import MIN_K
-from segmentation.training import MAX_K
+from segmentation.model.estimator import MAX_K, MAX_SEED, MIN_K
+from segmentation.serving.inputs import parse_rfm, shown
 
 from .. import blocks, schedule_spec
 from .. import digests as digests_mod
@@ -95,7 +94,7 @@ def _refuse(req: Request, command: str) -> Reply | None:
     ), None
 
 
-RETRAIN_OPTIONS = {"k": (MIN_K, MAX_K), "seed": (0, 2**32 - 1)}
+RETRAIN_OPTIONS = {"k": (MIN_K, MAX_K), "seed": (0, MAX_SEED)}
 RETRAIN_HELP = "`/segment retrain` keeps the served model's K and seed; give new ones as `/segment retrain k=12 seed=7`"
 
 

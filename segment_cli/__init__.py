@@ -1,0 +1,1 @@
+"""The `segment` command line: an adapter over the segmentation package, beside the bot."""

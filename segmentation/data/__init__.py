@@ -1,0 +1,1 @@
+"""Where the orders come from: sources, the portable SQL, the engines that run it, the sample generator."""

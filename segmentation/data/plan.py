@@ -1,0 +1,345 @@
+"""How a source is read: which engine, which relations, which files and columns (the read plan)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segmentation.data import relations as rel
+from segmentation.data.dialects import compile_sql
+from segmentation.data.engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine
+from segmentation.data.kinds import OLIST_COLUMNS, OLIST_FILES, DatabaseSource, OlistSource, Source, TransactionsSource
+from segmentation.data.sqltext import PLACEHOLDER, ident, sql_str
+from segmentation.errors import DataError
+
+if TYPE_CHECKING:
+    pass
+
+
+def _is_supported_file(p: Path) -> bool:
+    name = p.name.lower()
+    return name.endswith((".csv", ".csv.gz", ".parquet", ".pq"))
+
+
+def _reader(p: Path) -> str:
+    name = p.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return f"read_parquet({sql_str(str(p))})"
+    return f"read_csv({sql_str(str(p))}, all_varchar=true, header=true)"
+
+
+def _resolve_column(available: list[str], wanted: str, where: object) -> str:
+    if wanted in available:
+        return wanted
+    folded = [c for c in available if c.lower() == wanted.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    shown = ", ".join(available[:12]) + (" …" if len(available) > 12 else "")
+    raise DataError(f"{where}: no column '{wanted}' (columns are: {shown})")
+
+
+def _resolve_columns(available: list[str], cols: rel.Columns, where: object) -> rel.Columns:
+    def one(name: str | None) -> str | None:
+        return None if name is None else _resolve_column(available, name, where)
+
+    return rel.Columns(
+        _resolve_column(available, cols.customer, where),
+        _resolve_column(available, cols.date, where),
+        one(cols.order),
+        one(cols.amount),
+        one(cols.quantity),
+        one(cols.price),
+        one(cols.category),
+    )
+
+
+def _olist_file(folder: Path, key: str) -> Path:
+    stem = OLIST_FILES[key]
+    for suffix in (".csv", ".csv.gz"):
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder}: missing {stem}.csv (or {stem}.csv.gz), needed for the Olist layout")
+
+
+def _check_olist_columns(engine, refs: Mapping[str, str], where_of: Mapping[str, object]) -> None:
+    """Raise a DataError naming the first table or file that lacks a column the Olist layout needs."""
+    for key in OLIST_FILES:
+        available = engine.columns(refs[key])
+        for col in OLIST_COLUMNS[key]:
+            if col not in available:
+                _resolve_column(available, col, where_of[key])  # raises with the list of columns
+
+
+@dataclass
+class _Plan:
+    """A source opened in its engine: the CTEs that define its orders relation."""
+
+    engine: Engine
+    ctes: list[tuple[str, str]]  # ... ending in `orders`, every row with its reason to be left out or NULL
+    valid: list[tuple[str, str]]  # ... ending in `valid_orders`, the orders kept (the same checks)
+    relation: str | None = None  # a user's own query, spliced in after compiling
+    diagnose: Callable[[], None] | None = None  # called when a query fails, to name a missing table or column
+    # the personas' CTEs (ending in `facet_rows`) as of a date, given the relation of the valid
+    # orders; empty when there is nothing to describe. It may look for the optional tables, so it
+    # is only called when personas are wanted; `persona_orders` says whether it reads the orders.
+    persona: Callable[[dt.date, str], list[tuple[str, str]]] | None = None
+    persona_orders: bool = False
+
+
+def _plan(source: Source, keep_files: bool = False) -> _Plan:
+    """Open the source's engine and write its orders relation; the engine is closed if that fails.
+    ``keep_files``: an Olist folder's three files are read into the engine once, for a training
+    pass that reads them again for the personas."""
+    opened: list[Engine] = []
+    try:
+        return _open_plan(source, opened, keep_files)
+    except BaseException:
+        for engine in opened:
+            engine.close()
+        raise
+
+
+def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -> _Plan:
+    engine: DuckDBEngine | DatabaseEngine
+    if isinstance(source, OlistSource):
+        engine = DuckDBEngine(str(source.folder))
+        opened.append(engine)
+        files = {key: _olist_file(source.folder, key) for key in OLIST_FILES}
+        refs = {key: _reader(path) for key, path in files.items()}
+        extras = _olist_extras(source.folder) if keep_files else {}
+        refs.update({key: _reader(path) for key, path in extras.items()})
+        loaded = _load_files(engine, {**files, **extras})
+        refs.update(loaded)
+        olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
+        # the columns are not checked up front (sniffing three gzipped files costs a third of a
+        # second on Olist): a query that fails is diagnosed
+        return _Plan(
+            engine,
+            rel.olist_orders(*olist),
+            rel.olist_valid_orders(*olist),
+            diagnose=lambda: _check_olist_columns(engine, refs, files),
+            persona=lambda late, orders: _olist_folder_persona(source.folder, refs, orders),
+            persona_orders=True,
+        )
+    if isinstance(source, TransactionsSource):
+        engine = DuckDBEngine(str(source.path))
+        opened.append(engine)
+        ref = _reader(source.path)
+        cols = rel.Columns(
+            source.customer_col,
+            source.date_col,
+            source.order_col,
+            source.amount_col,
+            source.quantity_col,
+            source.price_col,
+            source.category_col,
+        )
+        cols = _resolve_columns(engine.columns(ref), cols, source.path)
+        return _transactions_plan(engine, ref, cols, rel.Reading("TRY_CAST", source.date_format))
+    if isinstance(source, DatabaseSource):
+        engine = DatabaseEngine(source.url)
+        opened.append(engine)
+        where = engine.where
+        if source.layout == "olist":
+            refs = {
+                key: (ident(source.schema) + "." if source.schema else "") + ident(name)
+                for key, name in OLIST_FILES.items()
+            }
+            compiled_refs = {key: _compiled_ref(ref, engine.dialect) for key, ref in refs.items()}
+            names = {key: f"{where} table {name}" for key, name in OLIST_FILES.items()}
+            for key in OLIST_FILES:  # cheap on a database: a missing table or column is one clear line
+                available = engine.columns(compiled_refs[key])
+                for col in OLIST_COLUMNS[key]:
+                    _resolve_column(available, col, names[key])
+            olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
+            return _Plan(
+                engine,
+                rel.olist_orders(*olist),
+                rel.olist_valid_orders(*olist),
+                persona=lambda late, orders: _olist_tables_persona(engine, source.schema, refs, orders),
+                persona_orders=True,
+            )
+        assert source.columns is not None
+        if source.query is not None:
+            available = engine.columns(f"(\n{source.query}\n)")
+            ref, relation = PLACEHOLDER, source.query
+        else:
+            assert source.table is not None
+            ref = (ident(source.schema) + "." if source.schema else "") + ident(source.table)
+            available = engine.columns(_compiled_ref(ref, engine.dialect))
+            relation = None
+        cols = _resolve_columns(available, source.columns, where)
+        order_key = bool(cols.order and source.table and engine.is_key(source.table, source.schema, cols.order))
+        return _transactions_plan(engine, ref, cols, rel.Reading(), order_key, relation)
+    spark = SparkEngine(source.describe())
+    opened.append(spark)
+    spark.register("segment_source", source.target, source.query)
+    cols = _resolve_columns(spark.columns("segment_source"), source.columns, source.describe())
+    return _transactions_plan(spark, "segment_source", cols, rel.Reading())
+
+
+def _transactions_plan(
+    engine: Engine,
+    ref: str,
+    cols: rel.Columns,
+    reading: rel.Reading,
+    order_is_key: bool = False,
+    relation: str | None = None,
+) -> _Plan:
+    def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
+        return rel.transactions_persona(ref, cols, reading, late)
+
+    return _Plan(
+        engine,
+        rel.transactions_orders(ref, cols, reading, order_is_key),
+        rel.transactions_valid_orders(ref, cols, reading, order_is_key),
+        relation,
+        persona=persona if cols.category else None,
+    )
+
+
+# What each facet of an Olist persona needs: (table, columns) that must all be there.
+_OLIST_FACETS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "category": (("items", ("order_id", "product_id", "price")), ("products", ("product_id", "product_category_name"))),
+    "translation": (("translation", ("product_category_name", "product_category_name_english")),),
+    "payment": (("payments", ("payment_type", "payment_value")),),
+    "instalments": (("payments", ("payment_installments",)),),
+    "state": (("customers", ("customer_state",)),),
+}
+
+
+def _olist_have(columns_of: Callable[[str], list[str] | None]) -> frozenset[str]:
+    """The facets whose tables and columns exist (``columns_of`` gives None for a missing table)."""
+    have = set()
+    for facet, needs in _OLIST_FACETS.items():
+        if all((cols := columns_of(table)) is not None and set(wanted) <= set(cols) for table, wanted in needs):
+            have.add(facet)
+    if "category" not in have:
+        have.discard("translation")
+    return frozenset(have)
+
+
+def _olist_extras(folder: Path) -> dict[str, Path]:
+    """The optional Olist files present in ``folder`` (items, products, translation)."""
+    paths: dict[str, Path] = {}
+    for key, stem in rel.OLIST_PERSONA_TABLES.items():
+        for suffix in (".csv", ".csv.gz"):
+            if (folder / f"{stem}{suffix}").exists():
+                paths[key] = folder / f"{stem}{suffix}"
+                break
+    return paths
+
+
+def _olist_folder_persona(folder: Path, refs: Mapping[str, str], orders: str) -> list[tuple[str, str]]:
+    paths = {**_olist_extras(folder), **{key: _olist_file(folder, key) for key in OLIST_FILES}}
+    all_refs = {**{key: _reader(path) for key, path in paths.items()}, **refs}
+    have = _olist_have(lambda key: _csv_header(paths[key]) if key in paths else None)
+    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders)
+
+
+# Olist files together under this size are read into the engine's memory first, each file on
+# its own thread (gzip is read on one core per file): the training pass and the personas then
+# read memory. Larger folders are streamed from the files by every query instead.
+LOAD_LIMIT = 256 << 20
+_OLIST_WANTED = {
+    "orders": ("order_id", "customer_id", "order_status", "order_purchase_timestamp"),
+    "payments": ("order_id", "payment_value", "payment_type", "payment_installments"),
+    "customers": ("customer_id", "customer_unique_id", "customer_state"),
+    "items": ("order_id", "product_id", "price"),
+    "products": ("product_id", "product_category_name"),
+    "translation": ("product_category_name", "product_category_name_english"),
+}
+
+
+def _load_files(engine: DuckDBEngine, paths: Mapping[str, Path]) -> dict[str, str]:
+    """Read the columns the product uses of small Olist files into memory tables, concurrently;
+    returns their names by key (nothing when the files are large, or a header lacks a column
+    the layout needs: the queries then read the files and say what is wrong)."""
+    if sum(p.stat().st_size for p in paths.values()) > LOAD_LIMIT:
+        return {}
+    selects = {}
+    for key, path in paths.items():
+        header = _csv_header(path) or []
+        folded = {c.lower(): c for c in header}
+        if any(col.lower() not in folded for col in OLIST_COLUMNS.get(key, ())):
+            return {}
+        cols = [folded[c.lower()] for c in _OLIST_WANTED[key] if c.lower() in folded]
+        selects[key] = f"SELECT {', '.join(ident(c) for c in cols)} FROM {_reader(path)}"
+    names = {key: f"segment_file_{key}" for key in selects}
+    errors: list[BaseException] = []
+
+    def load(key: str) -> None:
+        try:
+            with engine.con.cursor() as cur:  # a connection of its own to the same in-memory database
+                cur.execute(f"CREATE TABLE {names[key]} AS {selects[key]}")
+        except Exception as exc:  # a damaged file: the queries over the files name it
+            errors.append(exc)
+
+    import threading
+
+    threads = [threading.Thread(target=load, args=(key,)) for key in selects]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        for name in names.values():
+            engine.con.execute(f"DROP TABLE IF EXISTS {name}")
+        return {}
+    return names
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV file (plain or gzipped) from its first line, without reading on."""
+    import csv
+    import gzip
+
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            return next(csv.reader([fh.readline()]), None)
+    except (OSError, UnicodeDecodeError, EOFError):
+        return None
+
+
+def _olist_tables_persona(
+    engine: DatabaseEngine, schema: str | None, refs: Mapping[str, str], orders: str
+) -> list[tuple[str, str]]:
+    all_refs = dict(refs)
+    for key, name in rel.OLIST_PERSONA_TABLES.items():
+        all_refs[key] = (ident(schema) + "." if schema else "") + ident(name)
+
+    def columns_of(key: str) -> list[str] | None:
+        try:
+            return engine.columns(_compiled_ref(all_refs[key], engine.dialect))
+        except DataError:
+            return None
+
+    return rel.olist_persona(all_refs, rel.Reading(), _olist_have(columns_of), orders)
+
+
+def _compiled_ref(ref: str, dialect: str) -> str:
+    """A table reference written for DuckDB, as the engine spells it (quoting differs)."""
+
+    compiled = compile_sql(f"SELECT * FROM {ref}", dialect)
+    return compiled[len("SELECT * FROM ") :]
+
+
+@contextlib.contextmanager
+def _diagnosed(plan: _Plan) -> Iterator[Engine]:
+    """The plan's engine; a failure is diagnosed (a missing file or column named) and the engine
+    is always closed."""
+    try:
+        try:
+            yield plan.engine
+        except DataError:
+            if plan.diagnose is not None:
+                plan.diagnose()
+            raise
+    finally:
+        plan.engine.close()

@@ -1,0 +1,320 @@
+"""Where order history comes from: files (Olist folder, a transactions CSV/Parquet), a database
+(PostgreSQL, MySQL/MariaDB, or a warehouse with a SQLAlchemy driver) or Spark; and ``load_rfm``,
+which runs the one RFM definition (``relations``) inside that engine and brings back only
+per-customer rows. DuckDB reads files, streaming them and spilling to disk, so memory stays
+bounded by the number of customers, not of orders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from segmentation.data import relations as rel
+from segmentation.data.engines import Engine
+from segmentation.data.frames import _numbers, customer_ids, window_frame
+from segmentation.data.kinds import _REASON_ORDER, RFMTable, Source, describe_exclusions
+from segmentation.data.plan import _diagnosed, _Plan, _plan
+from segmentation.errors import DataError
+from segmentation.model import personas as persona_mod
+from segmentation.model.compiled import scored_ctes
+from segmentation.model.survival import FirstReturns
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
+    """Aggregate a source into per-customer RFM inside its engine (see ``relations``: the
+    per-day table materialised once, or the three reads asked directly on two connections). The
+    engine is closed (its memory freed) before the per-customer rows become a frame; the
+    table's ``history`` reopens the source when the windows are asked for."""
+    with opened(source, as_of) as src:
+        fetched = src.fetch()
+    table = _rfm_table(fetched, as_of, src.where, source.describe(), source.currency)
+    table.history = Reopened(source)
+    return table
+
+
+@contextlib.contextmanager
+def opened(
+    source: Source, as_of: dt.date | None = None, personas: bool = False, keep: bool = True
+) -> Iterator[OpenSource]:
+    """The source opened in its engine for a training pass: ``rfm()``, the windows of its
+    history (``windows``), then (with ``personas``) ``personas(trained)`` from the same pass
+    where the engine keeps it; always closed after. ``keep=False`` closes the engine as soon as
+    the per-customer rows are read (the windows then reopen the source)."""
+    src = OpenSource(source, as_of, personas, keep)
+    try:
+        yield src
+    finally:
+        src.close()
+
+
+class Reopened:
+    """A source's history read on a fresh connection (after its training pass was closed)."""
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame:
+        plan = _plan(self.source)
+        with _diagnosed(plan) as engine:
+            sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
+            ctes = [*plan.valid, rel.valid_days(until), rel.PER_DAY]
+            table = engine.table(rel.with_ctes(ctes, rel.windows_select(cutoffs, horizon, sample)), plan.relation)
+        return window_frame(table)
+
+
+class OpenSource:
+    """One training pass over a source (``opened``)."""
+
+    def __init__(self, source: Source, as_of: dt.date | None, personas: bool, keep: bool = True):
+        self.source, self.as_of = source, as_of
+        self.want_personas = personas
+        self.keep = keep
+        self._plan: _Plan | None = None  # opened by the first read
+        self.closed = False
+        self.daily = False  # the per-day table is materialised in the open engine
+        self.where, self.direct, self.keep_orders = source.describe(), False, False
+
+    @property
+    def plan(self) -> _Plan:
+        if self._plan is None:
+            self._plan = _plan(self.source, keep_files=self.want_personas)
+            self.where = self._plan.engine.where
+            self.direct = self._plan.engine.sessions() > 1
+            # the orders are kept for the personas of an Olist layout read in one pass
+            self.keep_orders = (
+                self.want_personas and not self.direct and self._plan.persona is not None and self._plan.persona_orders
+            )
+        return self._plan
+
+    def fetch(self, as_of: dt.date | None = None) -> _Fetched:
+        """What training needs as of ``as_of`` (default: the pass's own date). An earlier date
+        is read from the same per-day table, with the later orders counted as after it."""
+        as_of = as_of if as_of is not None else self.as_of
+        if self.as_of is not None and as_of is not None and as_of > self.as_of:
+            raise DataError(f"{self.where}: this pass ends on {self.as_of.isoformat()}, not after")
+        plan = self.plan
+        if self.direct:
+            if self.closed:
+                plan = _plan(self.source)
+            try:
+                return _fetch_direct(self.source, plan, as_of)
+            finally:
+                plan.engine.close()
+                self.closed = True
+        if self.closed:
+            raise DataError(f"{self.where}: this pass is closed")
+        with _diagnosed_open(plan) as engine:
+            if not self.daily:
+                ctes = orders_ctes(plan, self.as_of)
+                if self.keep_orders:
+                    engine.materialise(
+                        "segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation
+                    )
+                    ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
+                else:
+                    relation = plan.relation
+                engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
+                self.daily = True
+            if as_of is not None and as_of != self.as_of:
+                days = [rel.per_day_until(as_of), rel.excluded_until(as_of)]
+            else:
+                days = rel.MATERIALISED
+            fetched = _fetch(engine, days, days, None)
+        if not self.keep and not (self.want_personas and self.plan.persona is not None):
+            self.close()  # its memory back before the frame is built
+        return fetched
+
+    def rfm(self, as_of: dt.date | None = None) -> RFMTable:
+        as_of = as_of if as_of is not None else self.as_of
+        table = _rfm_table(self.fetch(as_of), as_of, self.where, self.source.describe(), self.source.currency)
+        table.history = self
+        return table
+
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame:
+        """Every customer as of each cut-off with what they did in the ``horizon`` days after it,
+        reading no day after ``until`` (``relations.windows_select``); a share of the customers
+        when ``buckets`` > 1."""
+        if self.closed or not self.daily:
+            return Reopened(self.source).windows(cutoffs, horizon, until, buckets)
+        with _diagnosed_open(self.plan) as engine:
+            sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
+            sql = rel.with_ctes([rel.per_day_until(until)], rel.windows_select(cutoffs, horizon, sample))
+            return window_frame(engine.table(sql))
+
+    def personas(self, trained, snapshot: dt.date) -> dict:
+        """Every segment's persona (``personas``): in this pass's engine when it is still open
+        (the per-day table, and the orders for an Olist layout, are there), else in one statement
+        on a fresh connection, the customers scored by the compiled model."""
+
+        if self.plan.persona is None:
+            return {}
+        scoring = [
+            *scored_ctes(trained.model, trained.rule, trained.terms, trained.chance),
+            ("members", "SELECT customer_id, cluster FROM scored"),
+        ]
+        if not self.closed:  # the per-day table (and the orders) of this pass
+            plan, orders = self.plan, rel.MATERIALISED_ORDERS
+            members = rel.with_ctes([rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members")
+            with _diagnosed_open(plan) as engine:  # once: the facets read it several times
+                engine.prepare_scoring()
+                engine.materialise("segment_members", members)
+            head, scoring = [], [("members", "SELECT customer_id, cluster FROM segment_members")]
+        else:
+            plan, orders = _plan(self.source), rel.VALID_DAYS
+            head = [*plan.valid, rel.valid_days(snapshot), rel.PER_DAY, rel.customers(snapshot)]
+        try:
+            with _diagnosed_open(plan) as engine:
+                assert plan.persona is not None
+                facets = plan.persona(snapshot, orders)
+                if not facets:
+                    return {}
+                engine.prepare_scoring()
+                table = engine.table(rel.with_ctes([*head, *scoring, *facets], rel.FACETS_SELECT), plan.relation)
+        finally:
+            plan.engine.close()
+        rows = table.to_pydict()
+        sizes = {s.cluster: s.customers for s in trained.all_segments}
+        return persona_mod.summarise(rows["facet"], rows["cluster"], rows["label"], rows["amount"], rows["n"], sizes)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self._plan is not None:
+                self._plan.engine.close()
+
+
+@contextlib.contextmanager
+def _diagnosed_open(plan: _Plan) -> Iterator[Engine]:
+    """The plan's engine, left open; a failure is diagnosed (a missing file or column named)."""
+    try:
+        yield plan.engine
+    except DataError:
+        if plan.diagnose is not None:
+            plan.diagnose()
+        raise
+
+
+def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetched:
+    """The exclusions and the gaps on a second connection while this one reads R, F, M."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    valid = [*plan.valid, rel.valid_days(_late(as_of)[0]), rel.PER_DAY]
+
+    def counts() -> tuple[dict[str, int], FirstReturns]:
+        other = _plan(source)
+        with _diagnosed(other) as engine:
+            engine.prepare_scoring(2)  # one core each: the two connections are the parallelism
+            excluded = _excluded(engine, [*orders_ctes(other, as_of), rel.DIRECT_EXCLUDED], other.relation)
+            return excluded, _gaps(engine, [*other.valid, rel.valid_days(_late(as_of)[0]), rel.PER_DAY], other.relation)
+
+    with ThreadPoolExecutor(1) as pool:
+        side = pool.submit(counts)
+        with _diagnosed(plan) as engine:  # a failure here waits for the other connection to finish
+            table = engine.table(rel.with_ctes(valid, rel.RFM_SELECT), plan.relation)
+        excluded, gaps = side.result()
+    return _Fetched(excluded, gaps, table)
+
+
+def _late(as_of: dt.date | None) -> tuple[dt.date, str]:
+    """The last day an order may have, and the reason for the later ones."""
+    if as_of is None:  # a mistyped year must not become the snapshot date of every customer
+        return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "future_date"
+    return as_of, "after_as_of"
+
+
+def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
+    """The source's orders relation with every row classified (valid, or why not)."""
+    return [*plan.ctes, rel.classified(*_late(as_of))]
+
+
+@dataclass
+class _Fetched:
+    excluded: dict[str, int]
+    gaps: FirstReturns
+    table: pa.Table | None  # a row per customer; let go of once it is a frame
+
+
+def _fetch(
+    engine: Engine, days: list[tuple[str, str]], excluded_rows: list[tuple[str, str]], relation: str | None
+) -> _Fetched:
+    """What training needs from the engine: the exclusions, the gaps, and a row per customer."""
+    excluded = _excluded(engine, excluded_rows, relation)
+    gaps = _gaps(engine, days, relation)
+    return _Fetched(excluded, gaps, engine.table(rel.with_ctes(days, rel.RFM_SELECT), relation))
+
+
+def _excluded(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> dict[str, int]:
+    dropped = engine.table(rel.with_ctes(ctes, rel.EXCLUDED_SELECT), relation).to_pydict()
+    return {
+        str(k): int(n)
+        for k, n in sorted(
+            zip(dropped["excluded"], dropped["n_rows"]), key=lambda kv: _REASON_ORDER.get(str(kv[0]), 99)
+        )
+        if n and int(n)
+    }
+
+
+def _gaps(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> FirstReturns:
+    histogram = engine.table(rel.with_ctes(ctes, rel.FIRST_RETURNS_SELECT), relation).to_pydict()
+    return FirstReturns.of(histogram["gap"], histogram["n"])
+
+
+def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str) -> RFMTable:
+    excluded, gaps, table = fetched.excluded, fetched.gaps, fetched.table
+    fetched.table = None
+    assert table is not None
+    if not table.num_rows:
+        if as_of is not None and excluded.get("after_as_of"):
+            raise DataError(
+                f"{where}: no orders on or before {as_of.isoformat()} (excluded: {describe_exclusions(excluded)})"
+            )
+        raise DataError(f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})")
+    import pandas as pd
+    import pyarrow as pa
+
+    last_day = _numbers(table, "last_day", np.int64)
+    latest = rel.EPOCH + dt.timedelta(days=int(last_day.max()))
+    snapshot = as_of or (latest + dt.timedelta(days=1))
+    recency = ((snapshot - rel.EPOCH).days - last_day).astype(np.int32)
+    del last_day
+    occasions = _numbers(table, "occasions", np.int32)
+    frequency = _numbers(table, "frequency", np.int32)
+    monetary = _numbers(table, "monetary", np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.where(occasions > 1, _numbers(table, "span", np.float64) / (occasions - 1), np.nan)
+    ids = table.column("customer_id")
+    del table  # the numbers are copied out: only the ids' buffers stay while they become a column
+    rfm = pd.DataFrame(
+        {
+            "customer_id": customer_ids(ids),
+            "recency": recency,
+            "frequency": frequency,
+            "monetary": monetary,
+            "occasions": occasions,
+            "gap": gap,
+        },
+        copy=False,
+    )
+    del ids
+    pa.default_memory_pool().release_unused()  # the fetched table's memory back to the system
+    return RFMTable(
+        frame=rfm,
+        snapshot_date=snapshot,
+        latest_purchase=latest,
+        orders=int(frequency.sum(dtype=np.int64)),
+        excluded=excluded,
+        source=description,
+        gaps=gaps,
+        currency=currency,
+        as_of=as_of,
+    )

@@ -1,0 +1,244 @@
+"""A --data argument and its flags turned into a source, checked as far as can be without reading.
+
+``SourceOptions`` holds the flags that say how to read a source (columns, table, query, layout,
+date format, currency); ``OPTIONS`` lists each flag once, with its help, for the command line
+(``add_options``) and for a one-line spec such as ``SEGMENT_DATA`` (``parse_data_spec``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segmentation.data import relations as rel
+from segmentation.data.engines import is_url, mask, mask_text
+from segmentation.data.kinds import DatabaseSource, OlistSource, Source, SparkSource, TransactionsSource
+from segmentation.data.plan import _is_supported_file
+from segmentation.data.sample import ensure_default_sample
+from segmentation.errors import DataError, InputError
+
+if TYPE_CHECKING:
+    pass
+
+
+def source_from_spec(
+    path: str | os.PathLike,
+    *,
+    customer_col: str | None = None,
+    date_col: str | None = None,
+    order_col: str | None = None,
+    amount_col: str | None = None,
+    quantity_col: str | None = None,
+    price_col: str | None = None,
+    category_col: str | None = None,
+    date_format: str | None = None,
+    currency: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    schema: str | None = None,
+    layout: str | None = None,
+) -> Source:
+    """Turn a ``--data`` argument and its flags into a source, checking what can be checked
+    without reading. ``currency`` is the symbol amounts are shown with (default: R$ for Olist,
+    none otherwise)."""
+    if currency is not None and (len(currency) > 5 or any(ch.isdigit() or ch.isspace() for ch in currency)):
+        raise DataError(f"--currency is a short symbol such as $, € or R$; got '{currency}'")
+    if layout not in (None, "olist", "transactions"):
+        raise DataError(f"--layout is olist or transactions; got '{layout}'")
+    spec = os.fspath(path)
+    flags = dict(
+        customer_col=customer_col,
+        date_col=date_col,
+        order_col=order_col,
+        amount_col=amount_col,
+        quantity_col=quantity_col,
+        price_col=price_col,
+        category_col=category_col,
+    )
+    if spec.startswith("spark:"):
+        return _spark_source(spec, flags, date_format, query, table, schema, layout, currency)
+    if is_url(spec):
+        return _database_source(spec, flags, date_format, query, table, schema, layout, currency)
+    used = [f for f, v in (("--table", table), ("--query", query), ("--schema", schema), ("--layout", layout)) if v]
+    if used:
+        raise DataError(
+            f"{' and '.join(used)} apply to a database or Spark source (--data postgresql://…), not to files"
+        )
+    p = Path(spec).expanduser()
+    if not p.exists():
+        raise DataError(f"{mask_text(str(p))}: no such file or folder")
+    if p.is_dir():
+        if any(flags.values()):
+            raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
+        return OlistSource(p) if currency is None else OlistSource(p, currency)
+    if not _is_supported_file(p):
+        raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
+    cols = _columns_from_flags(str(p), flags)
+    return TransactionsSource(
+        p,
+        cols.customer,
+        cols.date,
+        cols.order,
+        cols.amount,
+        cols.quantity,
+        cols.price,
+        date_format,
+        currency or "",
+        cols.category,
+    )
+
+
+def _columns_from_flags(where: str, flags: dict[str, str | None]) -> rel.Columns:
+    customer, date = flags["customer_col"], flags["date_col"]
+    missing = [flag for flag, v in (("--customer-col", customer), ("--date-col", date)) if not v]
+    if missing or customer is None or date is None:
+        raise DataError(
+            f"{where}: say which columns to use: {' and '.join(missing)} are required "
+            "(with --amount-col, or --quantity-col and --price-col)"
+        )
+    amount, quantity, price = flags["amount_col"], flags["quantity_col"], flags["price_col"]
+    if amount and (quantity or price):
+        raise DataError(f"{where}: give either --amount-col or --quantity-col with --price-col, not both")
+    if not amount and not (quantity and price):
+        raise DataError(f"{where}: give --amount-col, or both --quantity-col and --price-col")
+    return rel.Columns(customer, date, flags["order_col"], amount, quantity, price, flags.get("category_col"))
+
+
+def _database_source(url, flags, date_format, query, table, schema, layout, currency) -> DatabaseSource:
+    where = mask(url)
+    if date_format:
+        raise DataError(f"{where}: --date-format applies to files; a database's date column is read as a timestamp")
+    if layout == "olist":
+        if table or query or any(flags.values()):
+            raise DataError(
+                f"{where}: --layout olist reads the three Olist tables; drop --table, --query and the column flags"
+            )
+        return DatabaseSource(url, schema=schema, layout="olist", currency="R$" if currency is None else currency)
+    if bool(table) == bool(query):
+        raise DataError(f"{where}: give --table (with --schema if needed) or --query, or --layout olist")
+    if query and schema:
+        raise DataError(f"{where}: --schema goes with --table; a --query names its own tables")
+    cols = _columns_from_flags(where, flags)
+    return DatabaseSource(
+        url, table=table, query=_one_statement(query), schema=schema, columns=cols, currency=currency or ""
+    )
+
+
+def _spark_source(spec, flags, date_format, query, table, schema, layout, currency) -> SparkSource:
+    target = spec[len("spark:") :].strip() or (table or "")
+    if date_format or schema or layout == "olist":
+        raise DataError("spark: --date-format, --schema and --layout olist are not supported for Spark sources")
+    if bool(target) == bool(query):
+        raise DataError(
+            "spark: give a table name or a Parquet/Delta path (spark:orders, spark:/data/orders.parquet) or --query"
+        )
+    return SparkSource(target, _columns_from_flags(spec, flags), _one_statement(query), currency or "")
+
+
+def _one_statement(query: str | None) -> str | None:
+    if query is None:
+        return None
+    q = query.strip().rstrip(";").strip()
+    if not q:
+        raise DataError("--query is empty")
+    return q
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to read a source, beside where it is: the flags of ``--data``."""
+
+    table: str | None = None
+    query: str | None = None
+    schema: str | None = None
+    layout: str | None = None
+    customer_col: str | None = None
+    order_col: str | None = None
+    date_col: str | None = None
+    amount_col: str | None = None
+    quantity_col: str | None = None
+    price_col: str | None = None
+    category_col: str | None = None
+    date_format: str | None = None
+    currency: str | None = None
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> SourceOptions:
+        return cls(**{f.name: getattr(args, f.name, None) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Option:
+    field: str
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+OPTIONS = (
+    Option("table", "database or Spark source: the table of orders or order lines"),
+    Option("query", "database or Spark source: a query giving orders or order lines (in its SQL)"),
+    Option("schema", "database source: the schema (or MySQL database) of --table or the Olist tables"),
+    Option("layout", "database source: olist reads the three Olist tables", ("olist", "transactions")),
+    Option("customer_col", "transactions file: customer id column"),
+    Option("order_col", "transactions file: order id column (default: each row is an order)"),
+    Option("date_col", "transactions file: order date column"),
+    Option("amount_col", "transactions file: amount column"),
+    Option("quantity_col", "transactions file: quantity column (with --price-col)"),
+    Option("price_col", "transactions file: unit price column (with --quantity-col)"),
+    Option("category_col", "transactions source: product category of each line, for the segments' personas"),
+    Option("date_format", "strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)"),
+    Option("currency", "symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)"),
+)
+assert [o.field for o in OPTIONS] == [f.name for f in fields(SourceOptions)]
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``--data`` on a command-line parser."""
+    for o in OPTIONS:
+        parser.add_argument(o.flag, dest=o.field, help=o.help, choices=o.choices)
+
+
+class _SpecParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+def parse_data_spec(spec: str | None, name: str = "SEGMENT_DATA") -> tuple[str | None, SourceOptions]:
+    """A one-line spec, e.g. ``sales.csv --customer-col email --date-col created_at
+    --amount-col total``: where the data is (None: the built-in sample) and how to read it."""
+    p = _SpecParser(prog=name, add_help=False)
+    p.add_argument("data", nargs="?")
+    add_options(p)
+    try:
+        args = p.parse_args(shlex.split(spec or ""))
+    except ValueError as exc:  # shlex: an unclosed quote
+        raise InputError(f"{name}: {exc}") from None
+    return args.data, SourceOptions.from_namespace(args)
+
+
+def open_data(
+    data: str | None, options: SourceOptions, samples: Path, announce: Callable[[str], None] | None = None
+) -> tuple[Source, str]:
+    """The source at ``data`` read as ``options`` say, or the built-in sample (made under
+    ``samples`` on first use) when ``data`` is None; with the reference to record (secrets masked)."""
+    if data is None:
+        if announce is not None and not any(samples.glob("*/.complete")):
+            announce("Generating the built-in sample data (100,000 orders, first use only)…")
+        data = str(ensure_default_sample(samples))
+    return source_from_spec(data, **asdict(options)), mask(str(data))
+
+
+def source_from_data_spec(spec: str | None, samples: Path, name: str = "SEGMENT_DATA") -> tuple[Source, str]:
+    """A source from a one-line spec, as ``--data`` and its flags would give it (the built-in
+    sample when empty)."""
+    data, options = parse_data_spec(spec, name)
+    return open_data(data, options, samples)

@@ -1,0 +1,209 @@
+"""What every segment name means, in the shop's own terms: the one table of definitions.
+
+A definition is one or more clauses; a customer fits a clause when their recency band,
+frequency class, spend level and churn-risk flag (from the one at-risk rule, ``atrisk.py``) are
+all among the clause's. "At Risk" and "Can't Lose Them" ask for the flag, so a segment carrying
+those names is one the at-risk count agrees with. A cluster earns a name when **at
+least half of its customers fit the definition** (all conditions at once, not one dimension at
+a time). Names are tried in the order of the table, most specific first, and the first that fits
+wins.
+
+Clusters never mix recency bands (the model clusters within each band), and every band ends
+with a name that asks nothing more than the band (or the band and one-time vs repeat, which
+splits every cluster into two halves one of which is the majority), so every cluster gets a
+name that holds (in the lapsing and lapsed bands, "Need Attention" takes the returning
+customers the churn rule does not flag). Every name belongs to the bands of its clauses: a segment's recency band is
+the band of its customers, and that band is how "more active" is ordered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from segmentation.model.terms import Band, Freq, ShopTerms, Spend
+
+FIT_THRESHOLD = 0.5  # at least half of a cluster's customers must fit its name
+
+_ALL_F = frozenset(Freq)
+_ALL_S = frozenset(Spend)
+_RETURNED = frozenset({Freq.REPEAT, Freq.FREQUENT})
+
+
+_ANY_RISK = frozenset({False, True})
+
+
+@dataclass(frozen=True)
+class Clause:
+    bands: frozenset[Band]
+    freqs: frozenset[Freq] = _ALL_F
+    spends: frozenset[Spend] = _ALL_S
+    risk: frozenset[bool] = _ANY_RISK
+
+    def holds(self, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> np.ndarray:
+        out = np.isin(band, list(self.bands)) & np.isin(freq, list(self.freqs)) & np.isin(spend, list(self.spends))
+        if self.risk != _ANY_RISK:
+            out &= np.asarray(risk, dtype=bool) == next(iter(self.risk))
+        return out
+
+    def words(self, terms: ShopTerms) -> str:
+        parts = []
+        if self.risk == frozenset({True}):
+            parts.append("flagged at risk by the churn rule")
+        if self.freqs != _ALL_F:
+            parts.append(_freq_words(self.freqs, terms))
+        if self.spends != _ALL_S:
+            parts.append(_spend_words(self.spends, terms))
+        parts.append(_band_words(self.bands, terms))
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    clauses: tuple[Clause, ...]
+
+    def holds(self, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> np.ndarray:
+        out = np.zeros(np.shape(band), dtype=bool)
+        for c in self.clauses:
+            out |= c.holds(band, freq, spend, risk)
+        return out
+
+    @property
+    def bands(self) -> frozenset[Band]:
+        return frozenset().union(*(c.bands for c in self.clauses))
+
+    def text(self, terms: ShopTerms) -> str:
+        """The definition with the shop's numbers, e.g. "repeat buyers (2+ purchase days), ..."."""
+        return "; or ".join(c.words(terms) for c in self.clauses)
+
+
+def _clause(
+    bands: Iterable[Band],
+    freqs: Iterable[Freq] = _ALL_F,
+    spends: Iterable[Spend] = _ALL_S,
+    risk: Iterable[bool] = _ANY_RISK,
+) -> Clause:
+    return Clause(frozenset(bands), frozenset(freqs), frozenset(spends), frozenset(risk))
+
+
+A, G, D, L = Band.ACTIVE, Band.LAPSING, Band.LAPSED, Band.LOST
+
+# The table. Order matters: the first name that at least half of a cluster fits is its name.
+DEFINITIONS: tuple[Definition, ...] = (
+    Definition("Champions", (_clause([A], _RETURNED, [Spend.HIGH]),)),
+    Definition("Loyal Customers", (_clause([A], [Freq.FREQUENT]),)),
+    Definition("Potential Loyalists", (_clause([A], _RETURNED),)),
+    Definition("Promising", (_clause([A], [Freq.ONE_TIME], [Spend.MID, Spend.HIGH]),)),
+    Definition("New Customers", (_clause([A], [Freq.ONE_TIME]),)),
+    Definition("Can't Lose Them", (_clause([G, D], _RETURNED, [Spend.HIGH], [True]),)),
+    Definition("At Risk", (_clause([G, D], risk=[True]),)),
+    Definition("Need Attention", (_clause([G, D], _RETURNED), _clause([G], [Freq.ONE_TIME], [Spend.MID, Spend.HIGH]))),
+    Definition("About To Sleep", (_clause([G], [Freq.ONE_TIME]),)),
+    Definition("Hibernating", (_clause([D]),)),
+    Definition("Lost", (_clause([L]),)),
+)
+BY_NAME: dict[str, Definition] = {d.name: d for d in DEFINITIONS}
+VOCABULARY: tuple[str, ...] = tuple(d.name for d in DEFINITIONS)  # most valuable first
+
+
+def vocabulary_rank(name: str) -> int:
+    return VOCABULARY.index(name) if name in VOCABULARY else len(VOCABULARY)
+
+
+@dataclass(frozen=True)
+class Check:
+    """How well a cluster's customers fit its name."""
+
+    name: str
+    fit: float  # share of customers meeting every condition
+    passed: bool
+    band: Band  # the band most of its customers are in (all of them, when trained)
+    band_share: float
+    repeat_share: float  # 2+ purchase days
+    frequent_share: float
+    high_spend_share: float
+    low_spend_share: float
+    at_risk_share: float
+
+
+def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> Check:
+    """Measure how the customers of one cluster fit the definition of ``name``."""
+    n = max(len(band), 1)
+    fit = float(BY_NAME[name].holds(band, freq, spend, risk).sum() / n)
+    counts = np.bincount(band.astype(np.int64), minlength=len(Band))
+    top = int(counts.argmax())
+    return Check(
+        name=name,
+        fit=fit,
+        passed=fit >= FIT_THRESHOLD and len(band) > 0,
+        band=Band(top),
+        band_share=float(counts[top] / n),
+        repeat_share=float((freq >= Freq.REPEAT).sum() / n),
+        frequent_share=float((freq == Freq.FREQUENT).sum() / n),
+        high_spend_share=float((spend == Spend.HIGH).sum() / n),
+        low_spend_share=float((spend == Spend.LOW).sum() / n),
+        at_risk_share=float(np.asarray(risk, dtype=bool).sum() / n),
+    )
+
+
+def name_for(band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> str:
+    """The first name of the table that at least half of these customers fit."""
+    n = len(band)
+    for d in DEFINITIONS:
+        if n and d.holds(band, freq, spend, risk).sum() >= FIT_THRESHOLD * n:
+            return d.name
+    # Unreachable for band-pure clusters (every band ends with a name asking nothing more);
+    # a mixed cluster falls back on the name of its most common band.
+    top = Band(int(np.bincount(band.astype(np.int64), minlength=len(Band)).argmax())) if n else Band.LOST
+    return {
+        Band.ACTIVE: "New Customers",
+        Band.LAPSING: "About To Sleep",
+        Band.LAPSED: "Hibernating",
+        Band.LOST: "Lost",
+    }[top]
+
+
+def name_for_profile(band: Band, freq: Freq, spend: Spend, risk: bool = False) -> str:
+    """The name a single customer's own terms fit first (used to explain one answer)."""
+    return name_for(np.array([band]), np.array([freq]), np.array([spend]), np.array([risk]))
+
+
+# -- words -------------------------------------------------------------------------------
+
+
+def _band_words(bands: frozenset[Band], terms: ShopTerms) -> str:
+    ordered = sorted(bands)
+    lo, hi = ordered[0], ordered[-1]
+    if len(ordered) == 1:
+        word = {A: "active", G: "lapsing", D: "lapsed", L: "lost"}[lo]
+        return f"{word} ({terms.band_range(lo)})"
+    if (lo, hi) == (G, D):
+        if terms.one_time_lost == terms.repeat_lost:
+            days = f"{terms.return_time + 1}–{terms.one_time_lost}"
+        else:
+            days = f"{terms.return_time + 1}–{terms.one_time_lost}, repeat buyers up to {terms.repeat_lost}"
+        return f"past the return time but not lost (last order {days} days ago)"
+    return " or ".join(_band_words(frozenset({b}), terms) for b in ordered)
+
+
+def _freq_words(freqs: frozenset[Freq], terms: ShopTerms) -> str:
+    if freqs == frozenset({Freq.ONE_TIME}):
+        return "bought on one day only"
+    if freqs == _RETURNED:
+        return "bought on 2 or more days"
+    if freqs == frozenset({Freq.FREQUENT}):
+        return f"bought on {terms.frequent_from} or more days"
+    return " or ".join(f.word for f in sorted(freqs))
+
+
+def _spend_words(spends: frozenset[Spend], terms: ShopTerms) -> str:
+    if spends == frozenset({Spend.HIGH}):
+        return f"spent {terms.money(terms.spend_high_from, exact=True)} or more (top 20%)"
+    if spends == frozenset({Spend.MID, Spend.HIGH}):
+        return f"spent {terms.money(terms.spend_low_below, exact=True)} or more (top 60%)"
+    if spends == frozenset({Spend.LOW}):
+        return f"spent less than {terms.money(terms.spend_low_below, exact=True)} (bottom 40%)"
+    return " or ".join(f"{s.word} spend" for s in sorted(spends))

@@ -1,0 +1,435 @@
+"""The clustering model: KMeans within the shop's recency bands and kinds of customer.
+
+``SegmentModel`` follows scikit-learn's conventions: parameters in ``__init__``, learned state
+in attributes ending with ``_`` set by ``fit``, ``predict`` for new data. Input is an
+``(n, 3)`` array of recency (days), purchase days (occasions) and monetary (total spend), and
+each row's *kind*: one-time buyer, repeat buyer, or flagged at risk by the churn rule
+(``kinds_of``).
+
+Features are ``log1p`` then standard scaling, as in the original analysis. Unlike a plain
+KMeans, a cluster never mixes customers of different recency bands (active, lapsing, lapsed,
+lost; the band cut-offs are the shop's return time, return window and lost cut-off, given as
+``cutoffs``), nor, when there are enough clusters, different kinds: the customers are split
+into those *strata* first and KMeans runs inside each. A plain KMeans on a shop where 97% buy
+once puts every repeat buyer in one or two clusters whatever their recency (frequency dominates
+the scaled space), and no true name fits such a cluster; and a cluster mixing customers the
+churn rule flags with others could be named neither "At Risk" nor anything that leaves them out.
+
+How many clusters each stratum gets: one each, then every further cluster goes to the stratum
+where it lowers the within-cluster sum of squares most (KMeans's own objective), measured with a
+fixed seed so that the split does not depend on ``random_state``. With fewer clusters than
+strata, one-time and repeat buyers of a band are merged first (smallest first), then the
+customers at risk with the rest of their band; bands are never merged (at least 4 clusters).
+
+Every (band, kind) the training data lacked gets a *reserved* cluster of its own (no customers
+at training), so a customer older than anyone seen in training is never compared with a more
+active band's clusters. Without a purchase a customer's recency only grows, so their band only
+gets older: scoring the same customers later can never move them into a more active band.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+# scikit-learn is imported where a model is fitted, not here: a saved model predicts with NumPy
+# alone, so the commands that only read (`segment customer`, `segment predict`) start fast.
+
+DEFAULT_K = 11
+RANDOM_STATE = 42
+N_BANDS = 4
+MIN_K = N_BANDS
+MAX_K = 30  # more clusters than a marketer can act on, and slower to fit
+MAX_SEED = 2**32 - 1  # NumPy's seeds
+FEATURES = ["recency", "occasions", "monetary"]  # columns of the RFM frame the model reads
+ALLOCATION_SAMPLE = 50_000  # customers per stratum used to decide where extra clusters go
+SMALL_STRATUM = 50_000  # customers x clusters under which a stratum gets more KMeans restarts
+# KMeans is fitted on a stratified sample of at most this many customers, then everyone is
+# scored; the scaler is fitted on everyone. See SegmentModel._sample.
+FIT_SAMPLE = 200_000
+SCALER_CHUNK = 1 << 20  # rows per step when fitting the scaler (one pass, bounded temporaries)
+PRIORITY_SHARE = 0.5  # of the sample, kept for strata without one-time buyers (repeat, at risk)
+WHOLE_STRATUM = 2_000  # strata this small are always kept whole
+ONE_TIME, REPEAT, AT_RISK = 0, 1, 2
+N_KINDS = 3
+# The churn rule (atrisk.py) only flags customers past the return time and not yet lost.
+RISK_BANDS = (1, 2)
+Stratum = tuple[int, tuple[int, ...]]  # (band, kinds)
+
+
+def kinds_of(occasions, at_risk) -> np.ndarray:
+    """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
+    o = np.asarray(occasions, dtype=np.float64)
+    return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int8)
+
+
+class Standardiser:
+    """The fitted scaler: StandardScaler's ``mean_`` and ``scale_`` without scikit-learn."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray):
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        self.scale_ = np.asarray(scale, dtype=np.float64)
+
+    def transform(self, Z: np.ndarray) -> np.ndarray:
+        return (np.asarray(Z, dtype=np.float64) - self.mean_) / self.scale_
+
+    def inverse_transform(self, Zs: np.ndarray) -> np.ndarray:
+        return np.asarray(Zs, dtype=np.float64) * self.scale_ + self.mean_
+
+
+class SegmentModel:
+    """log1p → StandardScaler → KMeans inside each recency band and kind of customer."""
+
+    def __init__(
+        self,
+        n_clusters: int = DEFAULT_K,
+        cutoffs: tuple[float, float, float] = (90, 180, 365),
+        random_state: int = RANDOM_STATE,
+        n_init: int = 10,
+        max_fit: int | None = FIT_SAMPLE,
+        n_threads: int | None = None,
+        copy_x: bool = True,
+        lost: tuple[float, float] | None = None,
+    ):
+        self.n_clusters = n_clusters
+        self.cutoffs = cutoffs
+        self.lost = lost  # (one-time, repeat) buyers' lost cut-offs; None: cutoffs[-1] for both
+        self.random_state = random_state
+        self.n_init = n_init
+        self.max_fit = max_fit  # customers KMeans is fitted on (a stratified sample); None: all
+        self.n_threads = n_threads  # KMeans threads; None: SEGMENT_THREADS, else 1
+        self.copy_x = copy_x  # False: fit() overwrites a float64 X with its standardised values (as KMeans's copy_x)
+
+    # -- strata ----------------------------------------------------------------------------
+    def lost_cutoff(self, occasions) -> np.ndarray:
+        """Each row's lost cut-off: ``lost`` of its kind (one-time, or repeat for 2+ purchase days)."""
+        one, repeat = self.__dict__.get("lost") or (self.cutoffs[-1], self.cutoffs[-1])
+        return np.where(np.asarray(occasions, dtype=np.float64) >= 2, float(repeat), float(one))
+
+    def bands(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(X)
+        cut = np.asarray(self.cutoffs[:-1], dtype=np.float64)
+        band = np.searchsorted(cut, X[:, 0], side="left")
+        return np.where(X[:, 0] > self.lost_cutoff(X[:, 1]), N_BANDS - 1, band).astype(np.int8)
+
+    def strata(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        """The stratum index of every row (after ``fit``)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        return self.lookup_.astype(np.int16)[self.bands(X), np.asarray(kinds, dtype=np.intp)]
+
+    def fit(self, X: np.ndarray, kinds: np.ndarray, target: np.ndarray | None = None) -> SegmentModel:
+        """Fit on ``X`` (recency, purchase days, spend) and each row's kind. ``target`` (optional,
+        one number per row, e.g. the chance to buy again) decides where the clusters beyond one per
+        stratum go: to the stratum where one more KMeans cluster separates the target most (its
+        within-cluster sum of squares falls most); without it, where KMeans's own inertia falls
+        most."""
+        X = np.asarray(X, dtype=np.float64)
+        kinds = np.asarray(kinds)
+        if X.ndim != 2 or X.shape[1] != 3 or not len(X):
+            raise ValueError("X must be a non-empty (n, 3) array of recency, occasions, monetary")
+        if kinds.shape != (len(X),) or kinds.min() < 0 or kinds.max() >= N_KINDS:
+            raise ValueError("kinds must give every row's kind: 0 one-time, 1 repeat, 2 at risk")
+        if len(self.cutoffs) != N_BANDS - 1 or not np.all(np.diff(self.cutoffs) > 0):
+            raise ValueError(f"cutoffs must be 3 increasing day counts, got {self.cutoffs}")
+        from sklearn.preprocessing import StandardScaler
+
+        band = self.bands(X)
+        Zs = np.log1p(X, out=None if self.copy_x else X)
+        fitted = StandardScaler()
+        for start in range(0, len(Zs), SCALER_CHUNK):  # in chunks: its temporaries stay small
+            fitted.partial_fit(Zs[start : start + SCALER_CHUNK])
+        self.scaler_ = Standardiser(fitted.mean_, fitted.scale_)
+        Zs -= self.scaler_.mean_  # in place: the same values as transform(), without another copy
+        Zs /= self.scaler_.scale_
+        keys = self._choose_strata(band, kinds)
+        if len(keys) > self.n_clusters:
+            raise ValueError(f"{self.n_clusters} clusters cannot keep {len(keys)} recency bands apart")
+        lookup = np.full((N_BANDS, N_KINDS), -1, dtype=np.int64)
+        for i, (b, ks) in enumerate(keys):
+            lookup[b, list(ks)] = i
+        stratum = lookup.astype(np.int16)[band, kinds]
+        members = [np.flatnonzero(stratum == s) for s in range(len(keys))]
+        del stratum
+        sampled = self.max_fit is not None and len(X) > self.max_fit
+        fit_on = self._sample(members, keys) if sampled else members
+        self.fit_size_ = int(sum(len(m) for m in fit_on))
+        per = self._allocate(
+            [Zs[m] for m in fit_on],
+            [len(m) for m in members],
+            None if target is None else [np.asarray(target, dtype=np.float64)[m] for m in fit_on],
+        )
+        centers: list[np.ndarray] = []
+        owner: list[int] = []
+        labels = None if sampled else np.empty(len(X), dtype=np.int16)  # K <= 30: 2 bytes a customer
+        for s, (m, k) in enumerate(zip(fit_on, per)):
+            local_centers, local_labels = self._fit_stratum(Zs[m], k)
+            if labels is not None:
+                labels[m] = local_labels + len(centers)
+            centers.extend(local_centers)
+            owner.extend([s] * len(local_centers))
+        reserved = []
+        for b in range(N_BANDS):  # a reserved cluster for every (band, kind) not seen in training
+            for kind in range(N_KINDS):
+                if lookup[b, kind] < 0 and kind == AT_RISK and b not in RISK_BANDS:
+                    continue  # the churn rule never flags anyone here
+                if lookup[b, kind] < 0:
+                    lookup[b, kind] = len(keys)
+                    owner.append(len(keys))
+                    keys.append((b, (kind,)))
+                    reserved.append(len(centers))
+                    centers.append(self.scaler_.transform(np.log1p([self._representative(b, kind)]))[0])
+        for b in range(N_BANDS):  # (unreachable) at risk outside RISK_BANDS: the band's repeat buyers
+            if lookup[b, AT_RISK] < 0:
+                lookup[b, AT_RISK] = lookup[b, REPEAT]
+        self.strata_ = tuple(keys)
+        self.lookup_ = lookup
+        self.cluster_centers_ = np.asarray(centers)
+        self.center_stratum_ = np.asarray(owner, dtype=np.int64)
+        self.clusters_per_stratum_ = tuple(int(k) for k in per)
+        self.reserved_ = frozenset(reserved)
+        del members, fit_on
+        if labels is None:
+            labels = self._nearest(Zs, self.lookup_.astype(np.int16)[band, kinds], np.int16)
+        self.labels_ = labels
+        return self
+
+    def _sample(self, members: list[np.ndarray], keys: list[Stratum]) -> list[np.ndarray]:
+        """A stratified sample of about ``max_fit`` customers: uniform inside every stratum (so
+        KMeans inside it is unbiased), with strata of repeat buyers and customers at risk kept
+        whole up to half the sample (they are few and the most valuable to separate), the rest
+        shared by the strata with one-time buyers in proportion to their sizes, and strata under
+        2,000 customers (or of a smaller share of a small sample) kept whole. The sample is fixed (seed 0): only KMeans's own seed varies."""
+        assert self.max_fit is not None
+        rng = np.random.default_rng(0)
+        sizes = np.array([len(m) for m in members], dtype=np.float64)
+        priority = np.array([ONE_TIME not in kinds for _, kinds in keys])
+        pri_total, rest_total = sizes[priority].sum(), sizes[~priority].sum()
+        pri_budget = min(pri_total, self.max_fit * PRIORITY_SHARE)
+        rest_budget = self.max_fit - pri_budget
+        whole = min(WHOLE_STRATUM, self.max_fit // (2 * len(members)))  # small strata: kept whole
+        out = []
+        for m, n, p in zip(members, sizes, priority):
+            share = pri_budget / pri_total if p else (rest_budget / rest_total if rest_total else 1.0)
+            quota = int(min(n, max(np.ceil(n * share), whole)))
+            out.append(m if quota >= n else np.sort(rng.choice(m, quota, replace=False)))
+        return out
+
+    def _representative(self, band: int, kind: int) -> list[float]:
+        """A typical profile for a reserved cluster: the middle of its band, one purchase day
+        (two for repeat buyers and those at risk), the shop's typical spend."""
+        occasions = 1.0 if kind == ONE_TIME else 2.0
+        lost = float(self.lost_cutoff([occasions])[0])
+        edges = [0.0, *map(float, self.cutoffs[:-1]), lost, lost * 1.5]
+        recency = (edges[band] + edges[band + 1]) / 2
+        monetary = float(np.expm1(self.scaler_.mean_[2]))
+        return [recency, occasions, monetary]
+
+    def _choose_strata(self, band: np.ndarray, kinds: np.ndarray) -> list[Stratum]:
+        tally = np.bincount(band * N_KINDS + kinds, minlength=N_BANDS * N_KINDS)
+        groups: dict[int, dict[tuple[int, ...], int]] = {
+            b: {(k,): int(tally[b * N_KINDS + k]) for k in range(N_KINDS) if tally[b * N_KINDS + k]}
+            for b in range(N_BANDS)
+        }
+
+        def pairs(allow_risk: bool) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...]]]:
+            return [
+                (n1 + n2, b, k1, k2)
+                for b, g in groups.items()
+                for k1, n1 in g.items()
+                for k2, n2 in g.items()
+                if k1 < k2 and (allow_risk or AT_RISK not in k1 + k2)
+            ]
+
+        # merge one-time with repeat buyers first (smallest pair first), then those at risk with
+        # the rest of their band; never two bands
+        while sum(len(g) for g in groups.values()) > self.n_clusters:
+            candidates = pairs(False) or pairs(True)
+            if not candidates:
+                break
+            _, b, k1, k2 = min(candidates)
+            merged = groups[b].pop(k1) + groups[b].pop(k2)
+            groups[b][tuple(sorted(k1 + k2))] = merged
+        return [(b, k) for b in range(N_BANDS) for k in sorted(groups[b])]
+
+    def _allocate(
+        self, parts: list[np.ndarray], sizes: list[int] | None = None, targets: list[np.ndarray] | None = None
+    ) -> list[int]:
+        """Clusters per stratum: one each, then greedily where they lower the inertia (or, with
+        ``targets``, the within-cluster sum of squares of the target) most.
+
+        Lazy greedy: a stratum's current sum of squares bounds what one more cluster can gain
+        there, so a stratum is only fitted when its bound could beat the best gain already
+        measured; the result is the plain greedy's, with far fewer fits."""
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
+
+        ks = [1] * len(parts)
+        extra = self.n_clusters - len(parts)
+        if extra <= 0:
+            return ks
+        rng = np.random.default_rng(0)
+        samples, sample_targets, scale = [], [], []
+        sizes = sizes or [len(P) for P in parts]  # a stratum's inertia counts all its customers
+        for i, (P, n) in enumerate(zip(parts, sizes)):
+            rows = rng.choice(len(P), ALLOCATION_SAMPLE, replace=False) if len(P) > ALLOCATION_SAMPLE else None
+            samples.append(P if rows is None else P[rows])
+            if targets is not None:
+                sample_targets.append(targets[i] if rows is None else targets[i][rows])
+            scale.append(n / len(samples[-1]))
+
+        def within(s: int, labels: np.ndarray | None) -> float:
+            """The sum of squares inside the clusters (``labels``; None: one cluster), scaled to the stratum."""
+            if targets is None:
+                S = samples[s]
+                return float(((S - S.mean(axis=0)) ** 2).sum()) * scale[s]
+            t = sample_targets[s]
+            if labels is None:
+                return float(((t - t.mean()) ** 2).sum()) * scale[s]
+            sums = np.bincount(labels, weights=t)
+            counts = np.bincount(labels)
+            return float((t * t).sum() - (sums**2 / np.maximum(counts, 1)).sum()) * scale[s]
+
+        inertia = [[within(s, None)] for s in range(len(parts))]
+        distinct: dict[int, int] = {}
+
+        def gain(s: int) -> float:
+            k = ks[s]
+            if s not in distinct:
+                distinct[s] = _distinct_rows(parts[s], cap=self.n_clusters + 1)
+            if k + 1 > distinct[s]:
+                return -np.inf  # no more distinct profiles to split
+            if len(inertia[s]) <= k:
+                with threadpool_limits(limits=self.threads(), user_api="openmp"):
+                    km = KMeans(n_clusters=k + 1, n_init=1, random_state=0).fit(samples[s])
+                inertia[s].append(float(km.inertia_) * scale[s] if targets is None else within(s, km.labels_))
+            return inertia[s][k - 1] - inertia[s][k]
+
+        exact: list[float | None] = [None] * len(parts)
+        for _ in range(extra):
+            while True:
+                keys = [e if e is not None else inertia[i][ks[i] - 1] for i, e in enumerate(exact)]
+                s = int(np.argmax(keys))
+                if exact[s] is not None:
+                    break
+                exact[s] = gain(s)
+            if exact[s] == -np.inf:
+                raise ValueError(
+                    f"only {sum(distinct.get(i, 1) for i in range(len(parts)))} distinct customer profiles, "
+                    f"too few for {self.n_clusters} clusters"
+                )
+            ks[s] += 1
+            exact[s] = None
+        return ks
+
+    def _fit_stratum(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
+
+        if k == 1:
+            return P.mean(axis=0, keepdims=True), np.zeros(len(P), dtype=np.int64)
+        with threadpool_limits(limits=self.threads(), user_api="openmp"):
+            km = KMeans(n_clusters=k, n_init=self.restarts(len(P), k), random_state=self.random_state).fit(P)
+        order = np.argsort(-km.cluster_centers_[:, 2], kind="stable")  # higher spend first
+        rank = np.empty(k, dtype=np.int64)
+        rank[order] = np.arange(k)
+        return km.cluster_centers_[order], rank[km.labels_]
+
+    def threads(self) -> int:
+        """KMeans's OpenMP threads: ``n_threads``, else ``SEGMENT_THREADS``, else 1. One thread by
+        default: on a shared machine (the bot answering Slack while it retrains, DuckDB reading)
+        OpenMP's busy-waiting threads slow down many times over when a core is taken, while one
+        thread costs at most the second core's share on an idle machine."""
+        if self.n_threads is not None:
+            return max(1, int(self.n_threads))
+        env = os.environ.get("SEGMENT_THREADS", "").strip()
+        return max(1, int(env)) if env.isdigit() else 1
+
+    def restarts(self, n: int, k: int) -> int:
+        """KMeans restarts for a stratum of ``n`` customers and ``k`` clusters: ``n_init``, or
+        more for small strata (up to 100), whose many equally good local optima would otherwise
+        let the seed decide their split; the extra work stays under a million distances."""
+        if n * k > SMALL_STRATUM:
+            return self.n_init
+        return max(self.n_init, min(100, 1_000_000 // max(n * k, 1)))
+
+    # -- predicting ------------------------------------------------------------------------
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Raw values to the standardised log space the clusters live in."""
+        return (np.log1p(np.asarray(X, dtype=np.float64)) - self.scaler_.mean_) / self.scaler_.scale_
+
+    def predict(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        """The nearest centre of each row's own stratum (squared Euclidean distance, first
+        minimum on ties), in plain NumPy and in bounded memory."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        return self._nearest(self.transform(X), self.strata(X, kinds))
+
+    def _nearest(self, Z: np.ndarray, stratum: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+        """Chunk by chunk: distances to every centre, those of other strata set to infinity, so
+        that the first minimum is the first nearest of the row's own centres."""
+        out: np.ndarray = np.empty(len(Z), dtype=dtype)
+        centers = self.cluster_centers_
+        foreign = self.center_stratum_[None, :] != np.arange(len(self.strata_))[:, None]  # [stratum, centre]
+        for start in range(0, len(Z), 65_536):
+            z = Z[start : start + 65_536]
+            d = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+            d[foreign[stratum[start : start + 65_536]]] = np.inf
+            out[start : start + len(z)] = d.argmin(axis=1)
+        return out
+
+    def predict_one(self, r: float, f: float, m: float, kind: int) -> int:
+        band = int(self.bands(np.array([[r, f, m]], dtype=np.float64))[0])
+        own = self._own[self.lookup_[band, kind]]
+        z0 = (np.log1p(r) - self.scaler_.mean_[0]) / self.scaler_.scale_[0]
+        z1 = (np.log1p(f) - self.scaler_.mean_[1]) / self.scaler_.scale_[1]
+        z2 = (np.log1p(m) - self.scaler_.mean_[2]) / self.scaler_.scale_[2]
+        c = self.cluster_centers_[own]
+        d = (c[:, 0] - z0) ** 2 + (c[:, 1] - z1) ** 2 + (c[:, 2] - z2) ** 2
+        return int(own[d.argmin()])
+
+    @property
+    def _own(self) -> list[np.ndarray]:
+        own = self.__dict__.get("_own_cache")
+        if own is None:
+            own = [np.flatnonzero(self.center_stratum_ == s) for s in range(len(self.strata_))]
+            self.__dict__["_own_cache"] = own
+        return own
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_own_cache", None)
+        return state
+
+    @property
+    def centroids_(self) -> np.ndarray:
+        """Cluster centres back in original units (days, purchase days, money)."""
+        return np.expm1(self.scaler_.inverse_transform(self.cluster_centers_))
+
+    def band_of(self, cluster: int) -> int:
+        return self.strata_[self.center_stratum_[cluster]][0]
+
+
+def _distinct_rows(P: np.ndarray, cap: int) -> int:
+    """Number of distinct rows, counting only up to ``cap`` when a sample already shows that many."""
+    head = P[:10_000]
+    n = len(np.unique(head, axis=0))
+    if n >= cap or len(P) <= len(head):
+        return n
+    return len(np.unique(P, axis=0))
+
+
+def silhouette_rows(n: int, sample_size: int = 5_000) -> np.ndarray:
+    """The fixed random rows silhouette is measured on: those ``silhouette_score(sample_size=…,
+    random_state=RANDOM_STATE)`` would draw (the full score is quadratic in customers)."""
+    return np.random.RandomState(RANDOM_STATE).permutation(n)[: min(sample_size, n)]
+
+
+def silhouette(Z: np.ndarray, labels: np.ndarray) -> float | None:
+    """Silhouette of standardised rows ``Z`` (a sample, see ``silhouette_rows``) and their labels."""
+    if len(np.unique(labels)) < 2:
+        return None
+    from sklearn import config_context
+    from sklearn.metrics import silhouette_score
+
+    with config_context(working_memory=64):  # MB per chunk of distances (default 1 GB)
+        return float(silhouette_score(Z, labels))

@@ -1,0 +1,1 @@
+"""Training, signed model versions on disk, the service that answers with typed results, exports."""

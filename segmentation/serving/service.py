@@ -1,0 +1,540 @@
+"""Answers from a served model: predict, look up a customer, list, score and export segments.
+
+``SegmentService.served()`` hands out one immutable ``ServedModel`` for the current version (or
+a pinned one); a caller takes it once per request and asks it everything, so one answer never
+mixes two versions even if a retrain lands meanwhile. The CLI and the Slack bot both use it and
+neither reimplements it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from segmentation.data.kinds import OlistSource, Source
+from segmentation.data.sample import default_sample_folder
+from segmentation.data.scoring import score_in_engine
+from segmentation.data.spec import source_from_data_spec
+from segmentation.errors import InputError, ModelIntegrityError, SegmentationError
+from segmentation.model import playbook as playbook_mod
+from segmentation.model.atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
+from segmentation.model.compiled import scored_ctes
+from segmentation.model.definitions import BY_NAME
+from segmentation.model.estimator import FEATURES, kinds_of
+from segmentation.model.segments import ModelInfo, Segment, TrainedModel
+from segmentation.model.terms import ShopTerms, Spend
+from segmentation.serving.exports import frame_rows, write_customers_csv
+from segmentation.serving.inputs import RFM, shown
+from segmentation.serving.store import Assignments, CustomerRow, ModelStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Prediction:
+    segment: str
+    cluster: int
+    base: str
+    band: str
+    description: str
+    actions: tuple[str, ...]
+    definition: str  # the segment's definition in the shop's terms
+    typical: str  # the segment's typical numbers, in words
+    segment_customers: int
+    fit: float  # share of the segment's customers meeting its definition, at training
+    typical_values: tuple[float, float, float]  # median days, orders, spend of the segment
+    recency: float
+    frequency: float
+    monetary: float
+    occasions: float
+    at_risk: bool
+    levels: tuple[str, str, str]  # this customer's own recency band, kind of buyer, spend level
+    model_version: str
+    currency: str = ""
+    note: str | None = None  # set when the values lie outside anything the model was trained on
+    persona: str | None = None  # what the segment buys, how it pays, where from (when the data said)
+    fits_definition: bool = True  # whether this customer meets the segment's definition themselves
+    chance: float | None = None  # their chance to buy again within ``horizon`` days
+    horizon: int | None = None
+    chance_basis: str | None = None  # what the chance assumes (a typed profile's unknown rhythm)
+    future: str | None = None  # the segment's measured future, in words
+
+    @property
+    def chance_text(self) -> str | None:
+        """E.g. "chance to buy again in the next 120 days: 14%"."""
+        if self.chance is None or self.horizon is None:
+            return None
+        basis = f" ({self.chance_basis})" if self.chance_basis else ""
+        return f"Chance to buy again in the next {self.horizon:,} days: {percent(self.chance)}{basis}."
+
+    @property
+    def outside(self) -> str | None:
+        """Said when this customer does not meet the segment's definition themselves."""
+        if self.fits_definition:
+            return None
+        share = f", as {1 - self.fit:.0%} of its customers do not" if self.segment_customers and self.fit < 1 else ""
+        return f"This customer does not meet it: {self.segment} is the segment nearest to these numbers{share}."
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment,
+            "cluster": self.cluster,
+            "base": self.base,
+            "band": self.band,
+            "description": self.description,
+            "definition": self.definition,
+            "actions": list(self.actions),
+            "typical": {
+                "text": self.typical,
+                "customers": self.segment_customers,
+                "fit": self.fit,
+                "recency_median": self.typical_values[0],
+                "frequency_median": self.typical_values[1],
+                "monetary_median": self.typical_values[2],
+            },
+            "recency": self.recency,
+            "frequency": self.frequency,
+            "monetary": self.monetary,
+            "at_risk": self.at_risk,
+            "levels": {"recency": self.levels[0], "frequency": self.levels[1], "spend": self.levels[2]},
+            "fits_definition": self.fits_definition,
+            "chance": self.chance,
+            "horizon_days": self.horizon,
+            "chance_basis": self.chance_basis,
+            "segment_future": self.future,
+            "note": self.note,
+            "persona": self.persona,
+            "model_version": self.model_version,
+        }
+
+
+@dataclass(frozen=True)
+class CustomerAnswer(Prediction):
+    customer_id: str = ""
+    purchase_days: int = 0
+    usual_gap: float | None = None  # days between their purchase days
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            **super().as_json(),
+            "purchase_days": self.purchase_days,
+            "usual_gap_days": self.usual_gap,
+        }
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A freshly scored RFM frame: every customer's cluster and at-risk flag."""
+
+    frame: pd.DataFrame
+    labels: np.ndarray
+    at_risk: np.ndarray
+    chance: np.ndarray | None = None  # each customer's chance to buy again (None: no chance model)
+
+
+@dataclass(frozen=True)
+class SourceScore:
+    """Every customer of a source scored as of a date inside the source's engine: totals per
+    segment and the at-risk customers' rows, nothing else."""
+
+    customers: int
+    snapshot_date: dt.date
+    latest_purchase: dt.date
+    counts: np.ndarray  # customers per cluster
+    at_risk_counts: np.ndarray  # customers at risk per cluster
+    at_risk: AtRiskSummary
+    at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster
+
+
+def percent(p: float) -> str:
+    """A chance as a marketer reads it: 14%, 2.3%, 0.4%, <0.1%."""
+    if p >= 0.995:
+        return ">99%"
+    if p >= 0.095:
+        return f"{p:.0%}"
+    if p >= 0.001:
+        return f"{p:.1%}"
+    return "<0.1%"
+
+
+SPEND_WORDS = {Spend.HIGH: "top 20% by spend", Spend.MID: "mid spend", Spend.LOW: "bottom 40% by spend"}
+
+
+def levels(terms: ShopTerms, recency: float, occasions: float, monetary: float) -> tuple[str, str, str]:
+    """One customer's own standing in the shop's terms, e.g. ("lapsing", "one-time", "top 20% by spend")."""
+    return terms.band(recency, occasions).word, terms.freq(occasions).word, SPEND_WORDS[terms.spend(monetary)]
+
+
+def fits_definition(
+    terms: ShopTerms, base: str, recency: float, occasions: float, monetary: float, at_risk: bool
+) -> bool:
+    """Whether one customer meets the definition of a segment's name (a segment is named for the
+    majority of its customers: someone can sit in it, nearest to its centre, without meeting it)."""
+
+    definition = BY_NAME.get(base)
+    if definition is None:
+        return True
+    band, freq, spend = terms.bands([recency], [occasions]), terms.freqs([occasions]), terms.spends([monetary])
+    return bool(definition.holds(np.asarray(band), np.asarray(freq), np.asarray(spend), np.asarray([at_risk]))[0])
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model version, read-only: everything an answer needs."""
+
+    version: str
+    trained: TrainedModel
+    assignments: Assignments  # verified against the signed manifest
+
+    # -- what it is ---------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self.trained.info
+
+    @property
+    def terms(self) -> ShopTerms:
+        return self.trained.terms
+
+    def segments(self, book: playbook_mod.Playbook | None = None) -> tuple[Segment, ...]:
+        """Every segment with its size at training and the playbook's current advice."""
+        book = book or _playbook_or_none()
+        return tuple(replace(s, **_play(s, book)) for s in self.trained.segments)
+
+    def segment(self, cluster: int) -> Segment:
+        try:
+            return self.trained.by_cluster()[cluster]
+        except KeyError:
+            raise ModelIntegrityError(f"model {self.version} has no cluster {cluster}; retrain it") from None
+
+    def resolve(self, query: str) -> tuple[Segment, ...]:
+        """Segments matching ``query``: an exact name, or every cluster of a base name."""
+        q = " ".join(query.split()).casefold().replace(" - ", " — ")
+        segs = self.trained.all_segments
+        exact = tuple(s for s in segs if s.name.casefold() == q)
+        if exact:
+            return exact
+        by_base = tuple(s for s in segs if s.base.casefold() == q)
+        if by_base:
+            return by_base
+        names = ", ".join(s.name for s in self.trained.segments)
+        raise InputError(f"No segment '{shown(query, 60)}' in model {self.version}. Segments: {names}")
+
+    # -- questions ----------------------------------------------------------------------
+    def _answer(
+        self,
+        cluster: int,
+        r: float,
+        f: float,
+        m: float,
+        occasions: float,
+        at_risk: bool,
+        book: playbook_mod.Playbook | None,
+        chance: float | None = None,
+    ) -> dict[str, Any]:
+        seg = self.segment(cluster)
+        play = _play(seg, book or _playbook_or_none())
+        return dict(
+            segment=seg.name,
+            cluster=cluster,
+            base=seg.base,
+            band=seg.band.word,
+            description=play["description"],
+            actions=play["actions"],
+            definition=seg.definition,
+            typical=seg.typical(self.terms),
+            segment_customers=seg.customers,
+            fit=seg.check.fit,
+            typical_values=(seg.recency_median, seg.frequency_median, seg.monetary_median),
+            recency=r,
+            frequency=f,
+            monetary=m,
+            occasions=occasions,
+            at_risk=at_risk,
+            levels=levels(self.terms, r, occasions, m),
+            fits_definition=fits_definition(self.terms, seg.base, r, occasions, m, at_risk),
+            model_version=self.version,
+            currency=self.terms.currency,
+            persona=seg.persona.line() if seg.persona is not None else None,
+            chance=chance,
+            horizon=self.trained.horizon,
+            future=seg.future_text(self.trained.futures),
+        )
+
+    def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
+        """The segment of a typed profile. Its orders count as separate purchase days, and its
+        own usual gap is unknown: the chance to buy again takes it to be the shop's return time."""
+        r, f, m = rfm.as_tuple()
+        model, basis = self.trained.chance, None
+        gap = float(self.terms.return_time) if f >= 2 else np.nan
+        if model is not None:
+            now, then = model.now([r], [f], [m], [gap]), model.right_after([r], [f], [m], [gap])
+            chance: float | None = float(now[0])
+            if f >= 2:
+                basis = f"taking their orders to be the shop's return time, {self.terms.return_time} days, apart"
+        else:
+            now = then = np.array([np.nan])
+            chance = None
+        flag = bool(self.trained.rule.flags(self.terms, [r], [f], [m], now, then)[0])
+        cluster = self.trained.model.predict_one(r, f, m, int(kinds_of([f], [flag])[0]))
+        ans = self._answer(cluster, r, f, m, f, flag, book, chance)
+        return Prediction(**ans, note=self._range_note(rfm), chance_basis=basis)
+
+    def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
+        cid = customer_id.strip()
+        row = self.assignments.get(cid)
+        if row is None:
+            raise InputError(
+                f"No customer '{shown(cid, 60)}' in model {self.version} "
+                f"({self.info.customers:,} customers from {self.info.source}). "
+                "Check the id (for Olist data it is the customer_unique_id)."
+            )
+        ans = self._answer(
+            row.cluster, row.recency, row.frequency, row.monetary, row.occasions, row.at_risk, book, row.chance
+        )
+        return CustomerAnswer(**ans, customer_id=cid, purchase_days=row.occasions, usual_gap=row.gap)
+
+    def score(self, frame: pd.DataFrame) -> Scored:
+        """Every customer of an RFM frame: cluster (nearest centre in their band) and at-risk flag."""
+        model = self.trained.chance
+        flags = self.trained.rule.frame_flags(self.terms, frame, model)
+        labels = self.trained.model.predict(frame[FEATURES].to_numpy(np.float64), kinds_of(frame["occasions"], flags))
+        chance = None
+        if model is not None:
+            chance = model.now(*(frame[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap")))
+        return Scored(frame, labels, flags, chance)
+
+    def at_risk(self, scored: Scored | None = None, as_of: str | None = None) -> AtRiskSummary:
+        """Churn risk over the training customers (default) or a freshly scored frame."""
+        if scored is None:
+            return replace(self.trained.at_risk, model_version=self.version)
+        names = {s.cluster: s.name for s in self.trained.all_segments}
+        m, o = scored.frame["monetary"].to_numpy(), scored.frame["occasions"].to_numpy()
+        chance = scored.chance if scored.chance is not None else np.full(len(m), np.nan)
+        return summarise(
+            scored.at_risk,
+            expected_value(chance, m, o),
+            m,
+            scored.labels,
+            names,
+            [s.cluster for s in self.trained.all_segments],
+            self.risk_text,
+            self.version,
+            as_of or self.info.snapshot_date,
+            self.trained.horizon,
+        )
+
+    @property
+    def risk_text(self) -> str:
+        """Who counts as at risk, in the shop's terms."""
+        return self.trained.rule.text(self.terms, self.trained.horizon)
+
+    def score_source(self, source: Source, as_of: dt.date | None = None) -> SourceScore:
+        """Score every customer of ``source`` inside its engine (DuckDB for files, the database,
+        or Spark) with this model compiled to SQL; only totals and the at-risk rows come back."""
+
+        result = score_in_engine(
+            source, as_of, scored_ctes(self.trained.model, self.trained.rule, self.terms, self.trained.chance)
+        )
+        k = len(self.trained.model.cluster_centers_)
+        t = result.tally
+        risky = t["at_risk"].to_numpy() == 1
+        cluster = t["cluster"].to_numpy()
+        n = t["customers"].to_numpy()
+        revenue = t["revenue"].to_numpy(np.float64)
+        expected = t["expected"].to_numpy(np.float64)
+        counts = np.bincount(cluster, weights=n, minlength=k).astype(np.int64)
+        risk_counts = np.bincount(cluster[risky], weights=n[risky], minlength=k).astype(np.int64)
+        risk_revenue = np.bincount(cluster[risky], weights=expected[risky], minlength=k)
+        order = [s.cluster for s in self.trained.all_segments]
+        names = {s.cluster: s.name for s in self.trained.all_segments}
+        summary = AtRiskSummary(
+            customers=int(n[risky].sum()),
+            revenue=float(expected[risky].sum()),
+            all_customers=int(n.sum()),
+            all_revenue=float(expected.sum()),
+            definition=self.risk_text,
+            by_segment=tuple(
+                SegmentRisk(names[c], int(risk_counts[c]), float(risk_revenue[c])) for c in order if risk_counts[c]
+            ),
+            model_version=self.version,
+            as_of=result.snapshot_date.isoformat(),
+            past_spend=float(revenue[risky].sum()),
+            horizon=self.trained.horizon,
+        )
+        return SourceScore(
+            customers=int(n.sum()),
+            snapshot_date=result.snapshot_date,
+            latest_purchase=result.latest_purchase,
+            counts=counts,
+            at_risk_counts=risk_counts,
+            at_risk=summary,
+            at_risk_rows=result.at_risk_rows,
+        )
+
+    # -- exports ------------------------------------------------------------------------
+    def export(
+        self, segments: Iterable[Segment], out: str | os.PathLike, store: ModelStore | None = None
+    ) -> tuple[list[str], int]:
+        """The customers of ``segments`` as assigned at training, to a CSV file."""
+        segments = list(segments)
+        names = {s.cluster: s.name for s in segments}
+        rows = self.assignments.members(list(names))
+        return list(names.values()), write_customers_csv(rows, names, _out_path(out, store), self.trained.horizon)
+
+    def export_at_risk(
+        self,
+        out: str | os.PathLike,
+        store: ModelStore | None = None,
+        scored: Scored | None = None,
+        source_score: SourceScore | None = None,
+    ) -> tuple[list[str], int]:
+        """The customers at risk, as flagged at training (default), in a freshly scored frame, or
+        scored inside a source's engine."""
+        names = {s.cluster: s.name for s in self.trained.all_segments}
+        rows: Iterable[CustomerRow]
+        if source_score is not None:
+            f = source_score.at_risk_rows
+            rows = frame_rows(f, f["cluster"].to_numpy(), np.ones(len(f), dtype=bool))
+            present = [s.name for s in source_score.at_risk.by_segment]
+        elif scored is None:
+            rows = self.assignments.members(at_risk_only=True)
+            present = [s.name for s in self.at_risk().by_segment]
+        else:
+            keep = scored.at_risk
+            chance = None if scored.chance is None else scored.chance[keep]
+            rows = frame_rows(scored.frame[keep], scored.labels[keep], keep[keep], chance)
+            present = [s.name for s in self.at_risk(scored).by_segment]
+        return present, write_customers_csv(rows, names, _out_path(out, store), self.trained.horizon)
+
+    def _range_note(self, rfm: RFM) -> str | None:
+        outside = [
+            f"{dim} {value:,.0f} (trained on {lo:,.0f} to {hi:,.0f})"
+            for dim, value in zip(("recency", "frequency", "monetary"), rfm.as_tuple())
+            for lo, hi in [self.info.ranges[dim]]
+            if not lo <= value <= hi
+        ]
+        if not outside:
+            return None
+        return "Beyond the training data: " + "; ".join(outside) + ". This is the nearest segment, an extrapolation."
+
+
+class SegmentService:
+    """Loads model versions from the store and hands out ``ServedModel`` objects; the current
+    one is reloaded when ``CURRENT`` moves."""
+
+    PINNED = 4  # older versions kept in memory for pinned answers (shared predictions, digest exports)
+
+    def __init__(self, store: ModelStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self._current: ServedModel | None = None
+        self._pinned: OrderedDict[str, ServedModel] = OrderedDict()
+
+    def served(self, version: str | None = None) -> ServedModel:
+        """The served model (default), or a pinned version that the store still keeps."""
+        if version is not None:
+            return self._pinned_version(version)
+        current = self.store.current_version()
+        s = self._current
+        if s is None or s.version != current:
+            with self._lock:
+                s = self._current
+                if s is None or s.version != self.store.current_version():
+                    s = self._current = self._load(None)
+        return s
+
+    def _pinned_version(self, version: str) -> ServedModel:
+        if not isinstance(version, str) or version not in self.store.versions():
+            shown = str(version)[:20]
+            raise InputError(f"Model version '{shown}' is not kept any more (or never existed); ask again.")
+        current = self._current
+        if current is not None and current.version == version:
+            return current
+        with self._lock:
+            s = self._pinned.get(version)
+            if s is None:
+                s = self._pinned[version] = self._load(version)
+                while len(self._pinned) > self.PINNED:
+                    self._pinned.popitem(last=False)
+            return s
+
+    def _load(self, version: str | None) -> ServedModel:
+        return ServedModel(*self.store.open(version))
+
+    # -- administration -------------------------------------------------------------------
+    def current_version(self) -> str | None:
+        return self.store.current_version()
+
+    def tidy(self) -> None:
+        """Remove what interrupted saves left behind (at start-up)."""
+        self.store.clean()
+
+    def has_model(self) -> bool:
+        """Whether any model version exists. A served version that is damaged or missing still
+        counts: it is repaired by rolling back or retraining, never by training anew at start-up."""
+        return bool(self.store.versions())
+
+    def describe_current(self) -> str:
+        """The served version for a log line, or why there is none; never raises."""
+        try:
+            return self.served().version
+        except SegmentationError as exc:
+            return f"none usable: {exc}"
+
+    def source(self, spec: str | None, name: str = "SEGMENT_DATA") -> tuple[Source, str]:
+        """The source a one-line data spec names (the built-in sample when empty)."""
+        return source_from_data_spec(spec, Path(self.store.root) / "samples", name)
+
+    def source_description(self, spec: str | None) -> str:
+        """How a one-line data spec's source is described (as digests record it), without
+        reading it or making the built-in sample."""
+        if not spec or not spec.strip():
+            return OlistSource(default_sample_folder(Path(self.store.root) / "samples")).describe()
+        return self.source(spec)[0].describe()
+
+    def train(
+        self, spec: str | None, *, trained_by: str, train_fn: Any = None, **kwargs: Any
+    ) -> tuple[str, TrainedModel]:
+        """Train on the source ``spec`` names and serve the new version once it is verified."""
+        from segmentation.serving.training import train  # lazy: scikit-learn takes seconds to import; training is rare
+
+        source, data_ref = self.source(spec)
+        return (train_fn or train)(source, self.store, trained_by=trained_by, data_ref=data_ref, **kwargs)
+
+    def rollback(self) -> tuple[str, str]:
+        """Serve the previous version. Returns (from, to)."""
+        return self.store.rollback()
+
+
+def _out_path(out: str | os.PathLike, store: ModelStore | None) -> Path:
+    out = Path(out)
+    if not str(out).strip() or out.is_dir():
+        raise InputError(f"'{out}' is a folder; give a file name for the CSV, e.g. --out at-risk.csv")
+    if store is not None and store.is_inside(out):
+        raise InputError(f"'{out}' is inside the model folder; write the CSV somewhere else")
+    return out
+
+
+def _playbook_or_none() -> playbook_mod.Playbook | None:
+    try:
+        return playbook_mod.load()
+    except playbook_mod.PlaybookError:
+        return None
+
+
+def _play(segment: Segment, book: playbook_mod.Playbook | None) -> dict[str, Any]:
+    """The playbook's current text for a segment; the copy saved at training if it is gone."""
+    if book is not None and segment.base in book.plays:
+        play = book.play(segment.base)
+        return {"description": play.description, "actions": play.actions}
+    return {"description": segment.description, "actions": segment.actions}
