@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -12,6 +14,69 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from segment_cli.main import main  # noqa: E402
 from segmentation.data.sample import write_sample  # noqa: E402
+
+# -- the database servers: used whenever they answer on their default local ports ----------------
+
+DEFAULT_SERVERS = {
+    "TEST_DATABASE_URL": ("PostgreSQL", 5432, "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "TEST_MYSQL_URL": ("MariaDB/MySQL", 3306, "mysql://root@127.0.0.1:3306/test"),
+}
+SERVERS_SEEN: dict[str, str] = {}
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+for _var, (_name, _port, _url) in DEFAULT_SERVERS.items():
+    if os.environ.get(_var):
+        SERVERS_SEEN[_name] = f"tested at {_var}"
+    elif _answers(_port):
+        os.environ[_var] = _url
+        SERVERS_SEEN[_name] = f"tested on 127.0.0.1:{_port} (set {_var} to use another server)"
+    else:
+        SERVERS_SEEN[_name] = f"NOT tested: nothing answers on 127.0.0.1:{_port} and {_var} is not set"
+
+# Whole flows through servers, subprocesses or a JVM; the rest are unit tests (pytest -m unit).
+INTEGRATION = {
+    "test_attacks",
+    "test_bot",
+    "test_cli",
+    "test_compiled",
+    "test_console",
+    "test_databases",
+    "test_digests",
+    "test_golden",
+    "test_home",
+    "test_lifecycle",
+    "test_report",
+    "test_settings_state",
+    "test_spark",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__ if item.module else ""
+        if module in INTEGRATION or "bot" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if hasattr(config, "workerinput"):
+        return
+    terminalreporter.section("database servers")
+    for name, seen in SERVERS_SEEN.items():
+        terminalreporter.write_line(f"{name}: {seen}")
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} test(s) skipped; the reasons are listed above (-ra)")
 
 
 @dataclass
@@ -47,8 +112,6 @@ def trained(tmp_path_factory, sample_folder) -> Path:
 
 
 def _db_params():
-    import os
-
     params = ["sqlite"]
     if os.environ.get("TEST_DATABASE_URL"):
         params.append("postgresql")
@@ -58,7 +121,6 @@ def _db_params():
 @pytest.fixture(params=_db_params())
 def state_db(request, tmp_path):
     """A fresh, empty state database (a private schema on PostgreSQL)."""
-    import os
     import uuid
 
     import sqlalchemy as sa

@@ -61,6 +61,7 @@ def test_an_order_after_the_cut_off_changes_nothing_the_model_learned(tmp_path):
     assert sum(s.future.customers for s in after.segments) == after.customers  # the newcomer is not scored
 
 
+@pytest.mark.integration  # the CLI and the store end to end
 def test_the_backtest_json_holds_the_figures_it_prints(tmp_path, sample_folder):
     r = run_cli("--artifacts", str(tmp_path), "-q", "backtest", "--data", str(sample_folder), "--json")
     d = json.loads(r.out)

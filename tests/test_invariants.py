@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
 from conftest import shop_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ def _segment_bands(served, labels):
     gap=st.floats(7, 90),
     one_time=st.floats(0.3, 0.95),
 )
+@pytest.mark.integration  # the CLI and the store end to end
 def test_scoring_or_retraining_later_never_promotes_anyone(tmp_path_factory, seed, days, k, gap, one_time):
     tmp = tmp_path_factory.mktemp("inv")
     now = shop_table(tmp, seed, gap_days=gap, one_time_share=one_time)
