@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segmentation.serving.store import Assignments, file_sha256, write_assignments
+from segmentation.serving.assignments import Assignments, write_assignments
+from segmentation.serving.atomic import file_sha256
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:

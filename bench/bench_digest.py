@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.digests import PreviousRun, chart_png, compute, message
+from bot.digest_data import PreviousRun, compute
+from bot.digest_render import chart_png, message
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sample import write_sample
 from segmentation.serving.service import SegmentService

@@ -137,7 +137,7 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
     if pg:
         import sqlalchemy as sa
 
-        from segmentation.data.engines import resolve_url
+        from segmentation.data.urls import resolve_url
 
         engine = sa.create_engine(resolve_url(pg)[0])
         with engine.begin() as con:

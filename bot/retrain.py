@@ -15,7 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from segmentation.data.engines import mask_text
+from segmentation.data.urls import mask_text
 from segmentation.errors import ModelNotFoundError, SegmentationError
 from segmentation.model.segments import TrainedModel
 from segmentation.serving.service import SegmentService

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segmentation.data.engines import mask_text
+from segmentation.data.urls import mask_text
 from segmentation.errors import InputError, SegmentationError
 from segmentation.serving.signing import ModelKey, load_key
 

@@ -13,7 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from segmentation.data import relations as rel
-from segmentation.data.engines import DatabaseEngine, DuckDBEngine, resolve_url
+from segmentation.data.database_engine import DatabaseEngine
+from segmentation.data.duckdb_engine import DuckDBEngine
+from segmentation.data.urls import resolve_url
 from segmentation.model.compiled import scored_ctes
 from segmentation.serving.service import SegmentService
 from segmentation.serving.store import ModelStore
@@ -77,7 +79,7 @@ def test_sql_scoring_equals_numpy(served, engine_name, tmp_path):
         cleanup = None
     elif engine_name == "spark":
         pytest.importorskip("pyspark") if not os.environ.get("CI") else None
-        from segmentation.data.engines import SparkEngine
+        from segmentation.data.spark_engine import SparkEngine
 
         path = tmp_path / "points.parquet"
         points.to_parquet(path, index=False)

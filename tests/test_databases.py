@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
-from segmentation.data.engines import mask, resolve_url
 from segmentation.data.kinds import DatabaseSource
 from segmentation.data.sources import load_rfm
 from segmentation.data.spec import source_from_spec
+from segmentation.data.urls import mask, resolve_url
 from segmentation.errors import DataError
 
 SERVERS = {"postgresql": "TEST_DATABASE_URL", "mariadb": "TEST_MYSQL_URL"}
@@ -243,7 +243,7 @@ def test_flags_that_do_not_fit_a_database(server):
 
 
 def test_masking():
-    from segmentation.data.engines import mask_text
+    from segmentation.data.urls import mask_text
 
     assert mask("postgresql://shop:p%40ss@db:5432/shop") == "postgresql://shop:***@db:5432/shop"
     assert mask("postgresql://u:my@secret@127.0.0.1/test") == "postgresql://u:***@127.0.0.1/test"

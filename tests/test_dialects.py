@@ -11,7 +11,7 @@ import pytest
 
 from segmentation.data import relations as rel
 from segmentation.data.dialects import compile_sql, with_relation
-from segmentation.data.engines import WAREHOUSES
+from segmentation.data.urls import WAREHOUSES
 from segmentation.errors import DataError
 from segmentation.model import chance, compiled
 from segmentation.model.compiled import scored_ctes

@@ -551,7 +551,8 @@ def test_a_digest_after_a_retrain_does_not_compare_sizes_across_models(ctx, slac
 def test_a_digest_with_no_one_at_risk_has_no_export_button(ctx):
     import dataclasses
 
-    from bot.digests import compute, message
+    from bot.digest_data import compute
+    from bot.digest_render import message
 
     served = ctx.service.served()
     score = served.score_source(OlistSource(Path(ctx.settings.data)), dt.date(2025, 1, 5))

@@ -28,13 +28,10 @@ SQL_TEXT = {"segmentation/data/relations.py"}  # SQL text may be longer
 NOT_YET_SPLIT = {
     "segmentation/model/estimator.py",
     "segmentation/data/sample.py",
-    "segmentation/data/engines.py",
     "segmentation/serving/service.py",
     "segmentation/serving/training.py",
-    "segmentation/serving/store.py",
     "segmentation/analysis/diagnostics.py",
     "segmentation/analysis/backtest.py",
-    "bot/digests.py",
 }
 
 

@@ -16,6 +16,8 @@ from conftest import run_cli
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sources import load_rfm
 from segmentation.errors import ModelIntegrityError, SegmentationError
+from segmentation.serving import assignments as assignments_mod
+from segmentation.serving import atomic as atomic_mod
 from segmentation.serving import signing
 from segmentation.serving import store as store_mod
 from segmentation.serving.service import SegmentService
@@ -59,7 +61,7 @@ def test_a_replaced_bundle_with_a_recomputed_checksum_is_refused(tmp_path, fitte
     data = buf.getvalue()
     (tmp_path / "models" / "v0001.joblib").write_bytes(data)
     m = json.loads(_manifest(tmp_path).read_text())
-    m.update(sha256=store_mod.sha256_hex(data), bytes=len(data))
+    m.update(sha256=atomic_mod.sha256_hex(data), bytes=len(data))
     _manifest(tmp_path).write_text(json.dumps(m))
     with pytest.raises(ModelIntegrityError, match="signature that does not verify"):
         store.load()
@@ -90,7 +92,7 @@ def test_an_edited_customer_table_is_refused(tmp_path, fitted, edit):
         frame.loc[frame["customer_id"] == cid, "monetary"] = 1e12
     else:
         frame["cluster"] = 999
-    store_mod.write_assignments(path, frame)
+    assignments_mod.write_assignments(path, frame)
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
         served.customer(cid)  # the served model notices the file changed under it
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
@@ -181,12 +183,12 @@ def test_a_signed_seal_spares_a_fresh_process_the_hash_until_the_file_changes(tm
     store = _store(tmp_path, fitted)
     cid = fitted[1]["customer_id"].iloc[0]
     SegmentService(store).served().customer(cid)  # hashed once, sealed
-    seal = store_mod.seal_path(store.assignments_path("v0001"))
+    seal = assignments_mod.seal_path(store.assignments_path("v0001"))
     assert json.loads(seal.read_text())["sha256"] == store.info("v0001").manifest["assignments"]["sha256"]
 
     hashed = []
-    real = store_mod.file_sha256
-    monkeypatch.setattr(store_mod, "file_sha256", lambda p: hashed.append(p) or real(p))
+    real = assignments_mod.file_sha256
+    monkeypatch.setattr(assignments_mod, "file_sha256", lambda p: hashed.append(p) or real(p))
     assert SegmentService(ModelStore(tmp_path)).served().customer(cid).customer_id == cid
     assert hashed == []  # a fresh process trusted the seal: same file, same key
 
@@ -199,6 +201,6 @@ def test_a_signed_seal_spares_a_fresh_process_the_hash_until_the_file_changes(tm
     path = store.assignments_path("v0001")
     frame = pd.read_parquet(path)
     frame["cluster"] = (frame["cluster"] + 1) % 3  # a changed table, written anew
-    store_mod.write_assignments(path, frame)
+    assignments_mod.write_assignments(path, frame)
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
         SegmentService(ModelStore(tmp_path)).served().customer(cid)  # the seal no longer matches the file

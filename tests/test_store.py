@@ -8,6 +8,9 @@ from conftest import run_cli
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sources import load_rfm
 from segmentation.errors import ModelIntegrityError, ModelNotFoundError
+from segmentation.serving import assignments as assignments_mod
+from segmentation.serving import atomic as atomic_mod
+from segmentation.serving import bundle as bundle_mod
 from segmentation.serving import store as store_mod
 from segmentation.serving.inputs import parse_rfm
 from segmentation.serving.service import SegmentService
@@ -39,7 +42,7 @@ def test_save_and_load_round_trip(tmp_path, fitted):
         fitted[0].at_risk,
     )
     info = store.info("v0002")
-    assert info.manifest["sha256"] == store_mod.sha256_hex((tmp_path / "models" / "v0002.joblib").read_bytes())
+    assert info.manifest["sha256"] == atomic_mod.sha256_hex((tmp_path / "models" / "v0002.joblib").read_bytes())
     assert not list((tmp_path / "models").glob(".*.tmp"))
 
 
@@ -75,7 +78,7 @@ def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch
     def crash(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_mod, "write_assignments", crash)
+    monkeypatch.setattr(store_mod, "write_assignments", crash)  # where the store calls it
     with pytest.raises(OSError):
         store.save(*fitted)
     monkeypatch.undo()
@@ -89,7 +92,7 @@ def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch
 
 def test_crash_before_rename_keeps_old_file(tmp_path):
     target = tmp_path / "f.bin"
-    store_mod.atomic_write_bytes(target, b"old")
+    atomic_mod.atomic_write_bytes(target, b"old")
 
     real_replace = os.replace
 
@@ -99,7 +102,7 @@ def test_crash_before_rename_keeps_old_file(tmp_path):
     os.replace = boom
     try:
         with pytest.raises(KeyboardInterrupt):
-            store_mod.atomic_write_bytes(target, b"new" * 1000)
+            atomic_mod.atomic_write_bytes(target, b"new" * 1000)
     finally:
         os.replace = real_replace
     assert target.read_bytes() == b"old"
@@ -205,10 +208,10 @@ def test_customer_lookups_across_many_row_groups_match_the_table(tmp_path, monke
             "at_risk": rng.random(n) < 0.1,
         }
     )
-    monkeypatch.setattr(store_mod, "ROW_GROUP", 997)  # about 20 row groups
+    monkeypatch.setattr(assignments_mod, "ROW_GROUP", 997)  # about 20 row groups
     path = tmp_path / "a.parquet"
-    store_mod.write_assignments(path, frame)
-    table = store_mod.Assignments(path, *store_mod.file_sha256(path))
+    assignments_mod.write_assignments(path, frame)
+    table = assignments_mod.Assignments(path, *store_mod.file_sha256(path))
     by_id = frame.set_index("customer_id")
     for cid in list(ids.iloc[::97]) + [ids.min(), ids.max()]:
         row = table.get(cid)
@@ -252,12 +255,12 @@ def test_bundles_saved_with_joblib_by_earlier_versions_still_load(tmp_path, fitt
         joblib.dump(obj, buf, compress=3)
         return buf.getvalue()
 
-    monkeypatch.setattr(store_mod, "_dump_bundle", joblib_dump)
+    monkeypatch.setattr(store_mod, "dump_bundle", joblib_dump)  # where the store calls it
     old = ModelStore(tmp_path)
     old.save(*fitted)
-    assert not (tmp_path / "models" / "v0001.joblib").read_bytes().startswith(store_mod.BUNDLE_MAGIC)
+    assert not (tmp_path / "models" / "v0001.joblib").read_bytes().startswith(bundle_mod.BUNDLE_MAGIC)
     monkeypatch.undo()
     version, trained = ModelStore(tmp_path).load()
     assert version == "v0001" and trained.segments == fitted[0].segments
     ModelStore(tmp_path).save(*fitted)
-    assert (tmp_path / "models" / "v0002.joblib").read_bytes().startswith(store_mod.BUNDLE_MAGIC)
+    assert (tmp_path / "models" / "v0002.joblib").read_bytes().startswith(bundle_mod.BUNDLE_MAGIC)

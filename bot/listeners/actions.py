@@ -14,7 +14,7 @@ from segmentation.serving.inputs import parse_rfm
 
 from .. import blocks
 from ..context import BotContext
-from ..digests import check_as_of, export_value, write_at_risk_as_of
+from ..digest_data import check_as_of, export_value, write_at_risk_as_of
 from ..exports import send_csv
 
 

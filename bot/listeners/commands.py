@@ -22,8 +22,8 @@ from segmentation.model.estimator import MAX_K, MAX_SEED, MIN_K
 from segmentation.serving.inputs import parse_rfm, shown
 
 from .. import blocks, schedule_spec
-from .. import digests as digests_mod
 from ..context import BotContext
+from ..digest_runs import CHANNEL_ERRORS
 from ..exports import send_segments_csv
 from ..retrain import busy_line
 
@@ -273,7 +273,7 @@ def _digest(req: Request) -> Reply:
         def post() -> str:
             outcome = ctx.digests.run(req.channel_id)
             if outcome.status == "failed":
-                hint = digests_mod.CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
+                hint = CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
                 req.respond(
                     response_type="ephemeral",
                     replace_original=False,

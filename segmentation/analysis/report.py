@@ -24,7 +24,7 @@ import pandas as pd
 from segmentation.analysis import diagnostics
 from segmentation.model.estimator import FEATURES
 from segmentation.model.segments import TrainedModel
-from segmentation.serving.store import atomic_write_bytes
+from segmentation.serving.atomic import atomic_write_bytes
 
 Progress = Callable[[str], None]
 

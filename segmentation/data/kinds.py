@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segmentation.data import relations as rel
-from segmentation.data.engines import mask
+from segmentation.data.urls import mask
 from segmentation.model.outlook import History
 from segmentation.model.survival import FirstReturns
 

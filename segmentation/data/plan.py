@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segmentation.data import relations as rel
+from segmentation.data.database_engine import DatabaseEngine
 from segmentation.data.dialects import compile_sql
-from segmentation.data.engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine
+from segmentation.data.duckdb_engine import DuckDBEngine
+from segmentation.data.engines import Engine
 from segmentation.data.kinds import OLIST_COLUMNS, OLIST_FILES, DatabaseSource, OlistSource, Source, TransactionsSource
+from segmentation.data.spark_engine import SparkEngine
 from segmentation.data.sqltext import PLACEHOLDER, ident, sql_str
 from segmentation.errors import DataError
 

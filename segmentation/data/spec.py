@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segmentation.data import relations as rel
-from segmentation.data.engines import is_url, mask, mask_text
 from segmentation.data.kinds import DatabaseSource, OlistSource, Source, SparkSource, TransactionsSource
 from segmentation.data.plan import _is_supported_file
 from segmentation.data.sample import ensure_default_sample
+from segmentation.data.urls import is_url, mask, mask_text
 from segmentation.errors import DataError, InputError
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segmentation.serving.store import CustomerRow, atomic_path
+from segmentation.serving.assignments import CustomerRow
+from segmentation.serving.atomic import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -31,9 +31,10 @@ from segmentation.model.definitions import BY_NAME
 from segmentation.model.estimator import FEATURES, kinds_of
 from segmentation.model.segments import ModelInfo, Segment, TrainedModel
 from segmentation.model.terms import ShopTerms, Spend
+from segmentation.serving.assignments import Assignments, CustomerRow
 from segmentation.serving.exports import frame_rows, write_customers_csv
 from segmentation.serving.inputs import RFM, shown
-from segmentation.serving.store import Assignments, CustomerRow, ModelStore
+from segmentation.serving.store import ModelStore
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,0 +1,99 @@
+"""A digest as Block Kit and as a chart."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from segmentation.model.atrisk import STAKE_NOTE
+
+from . import blocks
+from .digest_data import STALE_AFTER_DAYS, DigestData
+
+
+def _change(s: dict[str, Any]) -> str:
+    if s["new"]:
+        return " · new"
+    d = s["change"]
+    if d is None:
+        return ""
+    return " · =" if d == 0 else f" · {'▲' if d > 0 else '▼'}{abs(d):,}"
+
+
+def message(data: DigestData) -> blocks.Message:
+    age = (data.run_date - data.latest_order).days
+    fresh = f"Data up to {data.latest_order:%a %d %b %Y} (latest order)"
+    if age > STALE_AFTER_DAYS:
+        fresh = f":warning: {fresh}, {age:,} days before this digest: is SEGMENT_DATA up to date?"
+    since = f" since {data.previous_date:%d %b}" if data.previous_date else ""
+    lines = "\n".join(f"*{s['name']}*: {s['customers']:,} ({s['share']:.1%}){_change(s)}" for s in data.segments)
+    risk = data.at_risk
+    money = data.terms.money
+    risk_lines = (
+        "\n".join(f"• *{r.name}*: {r.customers:,} customers, {money(r.revenue)} at stake" for r in risk.by_segment)
+        or "• none"
+    )
+    moved = (
+        "" if data.moved_into_at_risk is None else f"\n*{data.moved_into_at_risk:,}* customers became at risk{since}."
+    )
+    b = [
+        blocks.header(f"Customer digest · {data.run_date:%a %d %b %Y}"),
+        blocks.context(f"{fresh} · model {data.model_version}"),
+        blocks.section(f"*{data.customers:,} customers*" + (f" · changes{since}" if since else "")),
+        blocks.section(lines),
+        {"type": "divider"},
+        blocks.section(
+            f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue at stake "
+            f"{risk.stake(money)}" + moved + "\n" + risk_lines
+        ),
+        blocks.context(f"At risk: {risk.definition} · {STAKE_NOTE}"),
+    ]
+    if data.not_comparable:
+        b.insert(3, blocks.context(f":information_source: {_cap(data.not_comparable)}."))
+    elements = [blocks.button("All segments", "show_segments")]
+    if risk.customers:  # nothing to export when no one is at risk
+        elements.insert(
+            0,
+            blocks.button(
+                "Export at-risk customers",
+                "export_at_risk",
+                json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
+                style="primary",
+            ),
+        )
+    b.append({"type": "actions", "elements": elements})
+    text = f"Customer digest {data.run_date:%Y-%m-%d}: {data.customers:,} customers, {risk.customers:,} at risk"
+    return {"text": text, "blocks": b}
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def chart_png(data: DigestData) -> bytes:
+    """Horizontal bars of segment sizes, the customers at risk in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    names = [s["name"] for s in data.segments][::-1]
+    values = np.array([s["customers"] for s in data.segments][::-1])
+    risky = np.array([s["at_risk"] for s in data.segments][::-1])
+    fig = Figure(figsize=(8, 0.42 * len(names) + 1.2), dpi=100)
+    ax = fig.subplots()
+    ax.barh(names, risky, color="#d64545", label="at risk")
+    bars = ax.barh(names, values - risky, left=risky, color="#3b7dd8", label="not at risk")
+    ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
+    ax.set_title(f"Customers per segment · {data.run_date:%d %b %Y} · model {data.model_version}", fontsize=10)
+    ax.set_xlabel("customers")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

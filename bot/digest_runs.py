@@ -1,0 +1,50 @@
+"""One digest run: how it ends (RunOutcome), how its message is marked in Slack, when its process is gone, and which channel errors need someone to act."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from . import liveness
+from .state import utcnow
+
+# Errors that mean "this channel can't get digests until someone acts"; shown in /segment digest list.
+CHANNEL_ERRORS = {
+    "channel_not_found": "the channel is gone or private without me: /invite @segment",
+    "not_in_channel": "I'm not in the channel: /invite @segment",
+    "is_archived": "the channel is archived",
+    "invalid_auth": "the bot token is invalid",
+    "token_revoked": "the bot token was revoked",
+    "account_inactive": "the bot's account is inactive",
+}
+
+
+METADATA_EVENT = "segment_digest"
+# A run left "running" by a process on another host is taken over after this long (a digest
+# takes seconds to a minute; on this host a dead process is recognised at once).
+ORPHANED_AFTER = dt.timedelta(minutes=10)
+
+
+def run_metadata(channel_id: str, when: dt.datetime) -> dict[str, Any]:
+    """The message metadata that identifies one run: its channel and scheduled time."""
+    return {"event_type": METADATA_EVENT, "event_payload": {"run": f"{channel_id}@{when:%Y-%m-%dT%H:%M:%S}"}}
+
+
+def _runner_dead(runner: str | None, started_at: dt.datetime) -> str | None:
+    """Why the process that started a run is certainly gone, or None while it may be alive."""
+    if liveness.mine(runner):
+        return None  # this very process is running it, however long it takes
+    why = liveness.gone(runner)
+    if why is not None:
+        return why
+    if utcnow() - started_at > ORPHANED_AFTER:
+        return f"started {int((utcnow() - started_at).total_seconds())} s ago by a process that stopped"
+    return None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str  # ok, failed, duplicate
+    error: str | None = None
+    run_id: int | None = None
