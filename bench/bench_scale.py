@@ -272,9 +272,9 @@ def ari(parquet: Path, customers: int) -> None:
     out = {}
     for name, max_fit in (("full", None), ("sample", 200_000)):
         t = time.perf_counter()
-        m = SegmentModel(11, cut, max_fit=max_fit).fit(X, kinds)
+        m = SegmentModel(11, cut, max_fit=max_fit).fit(X, kinds=kinds)
         out[name] = (m.labels_, time.perf_counter() - t)
-    seed2 = SegmentModel(11, cut, random_state=7, max_fit=None).fit(X, kinds).labels_
+    seed2 = SegmentModel(11, cut, random_state=7, max_fit=None).fit(X, kinds=kinds).labels_
     full, sample = out["full"][0], out["sample"][0]
     sizes_full = np.bincount(full, minlength=11) / len(full)
     sizes_sample = np.bincount(sample, minlength=max(11, sample.max() + 1)) / len(sample)

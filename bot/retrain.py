@@ -138,7 +138,11 @@ class Retrainer:
             if previous is not None:  # keep the served model's settings unless the admin gave new ones
                 options = {"k": previous.info.k, "seed": previous.info.seed, **options}
             version, trained = self.service.train(
-                self.settings.data, trained_by=user_id, train_fn=self.train_fn, **options
+                self.settings.data,
+                trained_by=user_id,
+                train_fn=self.train_fn,
+                threads=self.settings.threads,
+                **options,
             )
             message = blocks.retrain_result(version, trained, previous)
             result = f"succeeded: {version}"

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segment_cli.args import threads_setting
 from segmentation.data.urls import mask_text
 from segmentation.errors import InputError, SegmentationError
 from segmentation.serving.signing import ModelKey, load_key
@@ -39,6 +40,7 @@ class Settings:
     digest_channel: str | None = None
     digest_cron: str | None = None
     model_key: ModelKey | None = None  # None: the key file in ``artifacts``
+    threads: int = 1  # KMeans's threads when retraining (SEGMENT_THREADS)
 
     @property
     def socket_mode(self) -> bool:
@@ -156,4 +158,5 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
         database_url=database_url,
         artifacts=artifacts,
         model_key=load_key(artifacts, env),
+        threads=threads_setting(env),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from segment_cli import text
+from segment_cli.args import threads_setting
 from segment_cli.as_json import backtest_json, model_json, train_json, validation_json
 from segmentation.data.kinds import describe_exclusions
 from segmentation.data.sample import write_sample
@@ -73,6 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_ref=data_ref,
         progress=_progress(args),
         sample=args.sample,
+        threads=threads_setting(os.environ),
     )
     if args.json:
         _print_json(train_json(version, trained))

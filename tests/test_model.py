@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,7 +35,7 @@ def _band(X):
 
 def test_fast_predict_matches_the_reference_on_many_points():
     X, kinds = _rfm()
-    model = SegmentModel(n_clusters=11, cutoffs=CUTOFFS).fit(X, kinds)
+    model = SegmentModel(n_clusters=11, cutoffs=CUTOFFS).fit(X, kinds=kinds)
     rng = np.random.default_rng(2)
     probe = np.column_stack([rng.uniform(0, 3000, 3000), rng.integers(1, 60, 3000), rng.uniform(0, 1e5, 3000)])
     pk = rng.integers(0, 3, 3000)
@@ -47,7 +48,7 @@ def test_fast_predict_matches_the_reference_on_many_points():
 
 def test_no_cluster_mixes_recency_bands_or_kinds_of_customer():
     X, kinds = _rfm(8000)
-    model = SegmentModel(n_clusters=14, cutoffs=CUTOFFS).fit(X, kinds)
+    model = SegmentModel(n_clusters=14, cutoffs=CUTOFFS).fit(X, kinds=kinds)
     band = _band(X)
     for c in range(14):
         members = model.labels_ == c
@@ -60,20 +61,20 @@ def test_fewer_clusters_than_strata_merge_kinds_never_bands():
     X, kinds = _rfm(8000)
     band = _band(X)
     for k in (4, 6, 8):
-        model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds)
+        model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds=kinds)
         for c in range(k):
             assert len(set(band[model.labels_ == c])) == 1
-    six = SegmentModel(n_clusters=6, cutoffs=CUTOFFS).fit(X, kinds)
+    six = SegmentModel(n_clusters=6, cutoffs=CUTOFFS).fit(X, kinds=kinds)
     # with 6 clusters for 4 bands, one-time and repeat buyers merge before those at risk do
     assert [ks for b, ks in six.strata_[:6] if b in (1, 2)] == [(0, 1), (2,), (0, 1), (2,)]
 
 
 def test_fit_is_deterministic_and_the_allocation_does_not_depend_on_the_seed():
     X, kinds = _rfm()
-    a, b = SegmentModel(cutoffs=CUTOFFS).fit(X, kinds), SegmentModel(cutoffs=CUTOFFS).fit(X, kinds)
+    a, b = SegmentModel(cutoffs=CUTOFFS).fit(X, kinds=kinds), SegmentModel(cutoffs=CUTOFFS).fit(X, kinds=kinds)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_allclose(a.centroids_, b.centroids_)
-    c = SegmentModel(cutoffs=CUTOFFS, random_state=7).fit(X, kinds)
+    c = SegmentModel(cutoffs=CUTOFFS, random_state=7).fit(X, kinds=kinds)
     assert c.clusters_per_stratum_ == a.clusters_per_stratum_
     assert (c.labels_ != a.labels_).mean() < 0.02
 
@@ -82,7 +83,7 @@ def test_fit_is_deterministic_and_the_allocation_does_not_depend_on_the_seed():
 @given(seed=st.integers(0, 10_000), k=st.integers(4, 14), days=st.integers(1, 400))
 def test_more_days_without_a_purchase_never_move_anyone_to_a_more_active_band(seed, k, days):
     X, kinds = _rfm(1500, seed)
-    model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds)
+    model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds=kinds)
     band_of_cluster = np.array([model.band_of(c) for c in range(len(model.cluster_centers_))])
     later = X.copy()
     later[:, 0] += days
@@ -93,7 +94,7 @@ def test_bands_and_kinds_unseen_in_training_get_reserved_clusters():
     X, kinds = _rfm(3000)
     young = X[:, 0] <= 150  # a young shop: nobody lapsed or lost, nobody at risk yet
     model = SegmentModel(n_clusters=6, cutoffs=CUTOFFS).fit(
-        X[young], np.where(kinds[young] == AT_RISK, REPEAT, kinds[young])
+        X[young], kinds=np.where(kinds[young] == AT_RISK, REPEAT, kinds[young])
     )
     assert not set(model.labels_) & model.reserved_
     for r, f, kind, band in ((500, 1, ONE_TIME, 3), (500, 3, REPEAT, 3), (250, 1, ONE_TIME, 2), (100, 2, AT_RISK, 1)):
@@ -151,7 +152,7 @@ def test_lazy_allocation_gives_the_plain_greedy_result():
 
     X, kinds = _rfm(6000, seed=4)
     for k in (10, 13, 16):
-        model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds)
+        model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds=kinds)
         Z = model.transform(X)
         strata = model.strata(X, kinds)
         trained = len(model.clusters_per_stratum_)
@@ -175,8 +176,8 @@ def test_a_sample_fit_keeps_repeat_buyers_scores_everyone_and_agrees_with_the_fu
     from segmentation.model.estimator import WHOLE_STRATUM
 
     X, kinds = _rfm(n=80_000, seed=4)
-    full = SegmentModel(n_clusters=11, max_fit=None).fit(X, kinds)
-    model = SegmentModel(n_clusters=11, max_fit=30_000).fit(X, kinds)
+    full = SegmentModel(n_clusters=11, max_fit=None).fit(X, kinds=kinds)
+    model = SegmentModel(n_clusters=11, max_fit=30_000).fit(X, kinds=kinds)
     assert model.fit_size_ <= 30_000 + len(model.strata_) * WHOLE_STRATUM and full.fit_size_ == len(X)
     assert model.fit_size_ < len(X) / 2
     assert len(model.labels_) == len(X)
@@ -198,6 +199,44 @@ def test_a_sample_fit_keeps_repeat_buyers_scores_everyone_and_agrees_with_the_fu
 
 def test_the_sample_does_not_depend_on_the_seed():
     X, kinds = _rfm(n=20_000, seed=2)
-    a = SegmentModel(n_clusters=8, max_fit=5_000, random_state=1).fit(X, kinds)
-    b = SegmentModel(n_clusters=8, max_fit=5_000, random_state=2).fit(X, kinds)
+    a = SegmentModel(n_clusters=8, max_fit=5_000, random_state=1).fit(X, kinds=kinds)
+    b = SegmentModel(n_clusters=8, max_fit=5_000, random_state=2).fit(X, kinds=kinds)
     assert a.clusters_per_stratum_ == b.clusters_per_stratum_
+
+
+def test_it_keeps_scikit_learns_estimator_protocol():
+    import pickle
+
+    from sklearn.base import clone
+
+    X, kinds = _rfm(2_000)
+    model = SegmentModel(n_clusters=9, cutoffs=CUTOFFS, random_state=3, n_init=2)
+    params = model.get_params()
+    assert params == {
+        **SegmentModel().get_params(),
+        "n_clusters": 9,
+        "cutoffs": CUTOFFS,
+        "random_state": 3,
+        "n_init": 2,
+    }
+    fitted = model.fit(X, kinds=kinds)
+    assert fitted is model and len(model.labels_) == len(X)
+    twin = clone(model)  # the same parameters, nothing learned
+    assert twin.get_params() == params and not hasattr(twin, "cluster_centers_")
+    np.testing.assert_array_equal(twin.fit_predict(X, kinds=kinds), model.labels_)  # same seed, same clusters
+    assert model.set_params(n_init=5) is model and model.n_init == 5
+    with pytest.raises(ValueError, match="invalid parameters"):
+        model.set_params(colour="red")
+    restored = pickle.loads(pickle.dumps(model))  # what is saved predicts the same, without the training labels
+    assert not hasattr(restored, "labels_")
+    np.testing.assert_array_equal(restored.predict(X, kinds), model.predict(X, kinds))
+    # without kinds, they come from X: 2+ purchase days repeat, nobody at risk
+    plain = SegmentModel(n_clusters=9, cutoffs=CUTOFFS).fit(X)
+    expected = np.where(X[:, 1] >= 2, REPEAT, ONE_TIME)
+    np.testing.assert_array_equal(plain.predict(X, expected), plain.labels_)
+    assert "n_clusters=9" in repr(plain)
+
+
+def test_it_reads_no_environment(monkeypatch):
+    monkeypatch.setenv("SEGMENT_THREADS", "7")
+    assert SegmentModel().threads() == 1 and SegmentModel(n_threads=3).threads() == 3

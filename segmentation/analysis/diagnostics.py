@@ -216,7 +216,7 @@ def _kscan(trained, X, Z, kinds, sil_rows, say) -> KScan:
         for seed in SEEDS:
             m = SegmentModel(k, cut, random_state=seed, n_init=4, max_fit=None, n_threads=1, lost=trained.model.lost)
             try:
-                fits.append(m.fit(X.copy(), kinds).labels_.astype(np.int64))
+                fits.append(m.fit(X.copy(), kinds=kinds).labels_.astype(np.int64))
             except ValueError:  # too few distinct customers for k clusters in the bands
                 fits = []
                 break

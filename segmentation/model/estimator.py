@@ -1,10 +1,14 @@
 """The clustering model: KMeans within the shop's recency bands and kinds of customer.
 
-``SegmentModel`` follows scikit-learn's conventions: parameters in ``__init__``, learned state
-in attributes ending with ``_`` set by ``fit``, ``predict`` for new data. Input is an
-``(n, 3)`` array of recency (days), purchase days (occasions) and monetary (total spend), and
-each row's *kind*: one-time buyer, repeat buyer, or flagged at risk by the churn rule
-(``kinds_of``).
+``SegmentModel`` is a scikit-learn clusterer by protocol: parameters in ``__init__`` (and
+nothing else; ``get_params``, ``set_params`` and ``sklearn.base.clone`` work), learned state in
+attributes ending with ``_`` set by ``fit``, ``labels_`` and ``fit_predict``, ``predict`` for new
+data, validation at the edge of ``fit``, no environment reads. It does not inherit from
+``BaseEstimator``: importing ``sklearn.base`` takes seconds, and a saved model predicts with
+NumPy alone so that `segment customer` starts fast. Input is an ``(n, 3)`` array of recency
+(days), purchase days (occasions) and monetary (total spend), and optionally each row's *kind*:
+one-time buyer, repeat buyer, or flagged at risk by the churn rule (``kinds_of``); without kinds,
+they are read from ``X`` (2+ purchase days: repeat) and nobody is at risk.
 
 Features are ``log1p`` then standard scaling, as in the original analysis. Unlike a plain
 KMeans, a cluster never mixes customers of different recency bands (active, lapsing, lapsed,
@@ -29,7 +33,7 @@ gets older: scoring the same customers later can never move them into a more act
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 import numpy as np
 
@@ -78,8 +82,13 @@ class Standardiser:
         return np.asarray(Zs, dtype=np.float64) * self.scale_ + self.mean_
 
 
+PARAMS = ("n_clusters", "cutoffs", "random_state", "n_init", "max_fit", "n_threads", "copy_x", "lost")
+
+
 class SegmentModel:
     """log1p → StandardScaler → KMeans inside each recency band and kind of customer."""
+
+    _estimator_type = "clusterer"
 
     def __init__(
         self,
@@ -88,7 +97,7 @@ class SegmentModel:
         random_state: int = RANDOM_STATE,
         n_init: int = 10,
         max_fit: int | None = FIT_SAMPLE,
-        n_threads: int | None = None,
+        n_threads: int = 1,
         copy_x: bool = True,
         lost: tuple[float, float] | None = None,
     ):
@@ -98,8 +107,27 @@ class SegmentModel:
         self.random_state = random_state
         self.n_init = n_init
         self.max_fit = max_fit  # customers KMeans is fitted on (a stratified sample); None: all
-        self.n_threads = n_threads  # KMeans threads; None: SEGMENT_THREADS, else 1
+        self.n_threads = n_threads  # KMeans's OpenMP threads (see ``threads``)
         self.copy_x = copy_x  # False: fit() overwrites a float64 X with its standardised values (as KMeans's copy_x)
+
+    # -- scikit-learn's estimator protocol ----------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in PARAMS}
+
+    def set_params(self, **params: Any) -> SegmentModel:
+        unknown = set(params) - set(PARAMS)
+        if unknown:
+            raise ValueError(f"invalid parameters for SegmentModel: {sorted(unknown)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != type(self)().get_params()[k]}
+        return f"SegmentModel({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def fit_predict(self, X: np.ndarray, y: None = None, kinds: np.ndarray | None = None) -> np.ndarray:
+        return self.fit(X, kinds=kinds).labels_
 
     # -- strata ----------------------------------------------------------------------------
     def lost_cutoff(self, occasions) -> np.ndarray:
@@ -118,13 +146,18 @@ class SegmentModel:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         return self.lookup_.astype(np.int16)[self.bands(X), np.asarray(kinds, dtype=np.intp)]
 
-    def fit(self, X: np.ndarray, kinds: np.ndarray, target: np.ndarray | None = None) -> SegmentModel:
-        """Fit on ``X`` (recency, purchase days, spend) and each row's kind. ``target`` (optional,
-        one number per row, e.g. the chance to buy again) decides where the clusters beyond one per
-        stratum go: to the stratum where one more KMeans cluster separates the target most (its
-        within-cluster sum of squares falls most); without it, where KMeans's own inertia falls
-        most."""
+    def fit(
+        self, X: np.ndarray, y: None = None, kinds: np.ndarray | None = None, target: np.ndarray | None = None
+    ) -> SegmentModel:
+        """Fit on ``X`` (recency, purchase days, spend) and each row's kind (``kinds_of``; default:
+        from ``X``, nobody at risk). ``y`` is ignored (scikit-learn's clusterer signature).
+        ``target`` (optional, one number per row, e.g. the chance to buy again) decides where the
+        clusters beyond one per stratum go: to the stratum where one more KMeans cluster separates
+        the target most (its within-cluster sum of squares falls most); without it, where KMeans's
+        own inertia falls most."""
         X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 2 and X.shape[1] == 3 and kinds is None:
+            kinds = kinds_of(X[:, 1], np.zeros(len(X), dtype=bool))
         kinds = np.asarray(kinds)
         if X.ndim != 2 or X.shape[1] != 3 or not len(X):
             raise ValueError("X must be a non-empty (n, 3) array of recency, occasions, monetary")
@@ -336,14 +369,11 @@ class SegmentModel:
         return km.cluster_centers_[order], rank[km.labels_]
 
     def threads(self) -> int:
-        """KMeans's OpenMP threads: ``n_threads``, else ``SEGMENT_THREADS``, else 1. One thread by
-        default: on a shared machine (the bot answering Slack while it retrains, DuckDB reading)
-        OpenMP's busy-waiting threads slow down many times over when a core is taken, while one
-        thread costs at most the second core's share on an idle machine."""
-        if self.n_threads is not None:
-            return max(1, int(self.n_threads))
-        env = os.environ.get("SEGMENT_THREADS", "").strip()
-        return max(1, int(env)) if env.isdigit() else 1
+        """KMeans's OpenMP threads: ``n_threads`` (at least 1). One thread by default: on a shared
+        machine (the bot answering Slack while it retrains, DuckDB reading) OpenMP's busy-waiting
+        threads slow down many times over when a core is taken, while one thread costs at most the
+        second core's share on an idle machine. Training passes ``SEGMENT_THREADS``."""
+        return max(1, int(self.n_threads or 1))
 
     def restarts(self, n: int, k: int) -> int:
         """KMeans restarts for a stratum of ``n`` customers and ``k`` clusters: ``n_init``, or
@@ -396,8 +426,10 @@ class SegmentModel:
         return own
 
     def __getstate__(self):
+        """The saved model: everything to predict, not the training rows' ``labels_``."""
         state = dict(self.__dict__)
         state.pop("_own_cache", None)
+        state.pop("labels_", None)
         return state
 
     @property
