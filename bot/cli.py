@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -58,8 +57,7 @@ def run_bot(args: argparse.Namespace) -> int:
 
     configure_logging()
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    os.environ["SEGMENT_ARTIFACTS"] = args.artifacts  # --artifacts wins over .env
-    settings = settings_mod.load()
+    settings = settings_mod.load(artifacts=args.artifacts)  # --artifacts wins over .env
     ctx = build_context(settings)
     ctx.service.tidy()
     _ensure_model(ctx)
@@ -97,8 +95,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    os.environ["SEGMENT_ARTIFACTS"] = args.artifacts
-    base = settings_mod.load(require_slack=False)
+    base = settings_mod.load(require_slack=False, artifacts=args.artifacts)
     # The console keeps its own state (audit, subscriptions, schedule) so it can never take over
     # the real bot's digest scheduler or write subscriptions for channels that only exist here.
     # Models are shared: a retrain or rollback typed here is as real as `segment train`.

@@ -61,8 +61,15 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, dotenv: bool = True) -> Settings:
-    """Read settings; raise ``SettingsError`` naming the first bad variable."""
+def load(
+    env: Mapping[str, str] | None = None,
+    *,
+    require_slack: bool = True,
+    dotenv: bool = True,
+    artifacts: str | os.PathLike | None = None,
+) -> Settings:
+    """Read settings; raise ``SettingsError`` naming the first bad variable. ``artifacts`` (the
+    command line's ``--artifacts``) wins over ``SEGMENT_ARTIFACTS``."""
     if env is None:
         if dotenv:
             from dotenv import load_dotenv
@@ -115,7 +122,7 @@ def load(env: Mapping[str, str] | None = None, *, require_slack: bool = True, do
             f"SEGMENT_ADMIN_USER_IDS must list Slack user ids like U012ABCDEF, separated by commas; '{bad[0]}' is not one"
         )
 
-    artifacts = Path(get("SEGMENT_ARTIFACTS") or "artifacts")
+    artifacts = Path(artifacts if artifacts is not None else (get("SEGMENT_ARTIFACTS") or "artifacts"))
     database_url = get("DATABASE_URL") or f"sqlite:///{artifacts / 'segment.db'}"
     if "://" not in database_url:
         raise SettingsError(
