@@ -10,7 +10,8 @@ from typing import Any
 from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.model.segments import TrainedModel, plural
 from segmentation.model.terms import ShopTerms
-from segmentation.serving.service import CustomerAnswer, Prediction, ServedModel, percent
+from segmentation.serving.answers import CustomerAnswer, Prediction, percent
+from segmentation.serving.service import ServedModel
 
 Message = dict[str, Any]
 

@@ -14,7 +14,8 @@ import pandas as pd
 from segmentation.errors import InputError
 from segmentation.model.atrisk import AtRiskSummary
 from segmentation.model.terms import ShopTerms
-from segmentation.serving.service import ServedModel, SourceScore
+from segmentation.serving.answers import SourceScore
+from segmentation.serving.service import ServedModel
 
 STALE_AFTER_DAYS = 7
 

@@ -9,7 +9,7 @@ from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.model.outlook import TierFutures
 from segmentation.model.segments import RuleBasedComparison, Segment
 from segmentation.model.terms import ShopTerms
-from segmentation.serving.service import Prediction
+from segmentation.serving.answers import Prediction
 
 if TYPE_CHECKING:
     pass

@@ -125,7 +125,7 @@ def test_customer_segments_and_model(bot):
     assert f"`{cid}`" in r.text and f"*Recency*\n{rec:,} days" in r.text
     assert f"*Frequency*\n{freq} order" in r.text and "purchase day" in r.text
     # the chance to buy again, as stored for this customer, with its horizon
-    from segmentation.serving.service import percent
+    from segmentation.serving.answers import percent
 
     horizon = served.trained.horizon
     assert f"*Chance to buy again*\n{percent(float(row['chance']))} in the next {horizon:,} days" in r.text

@@ -28,10 +28,6 @@ SQL_TEXT = {"segmentation/data/relations.py"}  # SQL text may be longer
 NOT_YET_SPLIT = {
     "segmentation/model/estimator.py",
     "segmentation/data/sample.py",
-    "segmentation/serving/service.py",
-    "segmentation/serving/training.py",
-    "segmentation/analysis/diagnostics.py",
-    "segmentation/analysis/backtest.py",
 }
 
 

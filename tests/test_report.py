@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from segmentation.analysis.diagnostics import KPoint, _elbow, _pct
+from segmentation.analysis.alternatives import _pct
+from segmentation.analysis.diagnostics import KPoint, _elbow
 
 
 @pytest.fixture(scope="module")

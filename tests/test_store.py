@@ -264,3 +264,28 @@ def test_bundles_saved_with_joblib_by_earlier_versions_still_load(tmp_path, fitt
     assert version == "v0001" and trained.segments == fitted[0].segments
     ModelStore(tmp_path).save(*fitted)
     assert (tmp_path / "models" / "v0002.joblib").read_bytes().startswith(bundle_mod.BUNDLE_MAGIC)
+
+
+def test_a_model_saved_before_the_layered_layout_still_loads(tmp_path, fitted):
+    """A bundle names the modules its classes lived in when it was saved: the old flat modules
+    (segmentation.model, segmentation.terms, ...) are found in their new homes."""
+    import io
+    import pickle
+
+    from segmentation.model.estimator import SegmentModel
+    from segmentation.model.geometry import Standardiser
+    from segmentation.model.terms import ShopTerms
+
+    trained = fitted[0]
+    data = pickle.dumps(trained, protocol=2)  # module names as text lines: easy to rename
+    old = (
+        data.replace(b"segmentation.model.estimator\n", b"segmentation.model\n")
+        .replace(b"segmentation.model.geometry\n", b"segmentation.model\n")
+        .replace(b"segmentation.model.terms\n", b"segmentation.terms\n")
+    )
+    assert old != data and b"segmentation.model.estimator" not in old
+    with pytest.raises((AttributeError, ModuleNotFoundError)):
+        pickle.loads(old)  # plain pickle cannot find them
+    loaded = bundle_mod._Unpickler(io.BytesIO(old)).load()
+    assert type(loaded.model) is SegmentModel and type(loaded.model.scaler_) is Standardiser
+    assert type(loaded.terms) is ShopTerms and loaded.terms == trained.terms

@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from segmentation.model.geometry import RANDOM_STATE, Standardiser, _distinct_rows
+
 # scikit-learn is imported where a model is fitted, not here: a saved model predicts with NumPy
 # alone, so the commands that only read (`segment customer`, `segment predict`) start fast.
 
 DEFAULT_K = 11
-RANDOM_STATE = 42
 N_BANDS = 4
 MIN_K = N_BANDS
 MAX_K = 30  # more clusters than a marketer can act on, and slower to fit
@@ -66,20 +67,6 @@ def kinds_of(occasions, at_risk) -> np.ndarray:
     """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
     o = np.asarray(occasions, dtype=np.float64)
     return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int8)
-
-
-class Standardiser:
-    """The fitted scaler: StandardScaler's ``mean_`` and ``scale_`` without scikit-learn."""
-
-    def __init__(self, mean: np.ndarray, scale: np.ndarray):
-        self.mean_ = np.asarray(mean, dtype=np.float64)
-        self.scale_ = np.asarray(scale, dtype=np.float64)
-
-    def transform(self, Z: np.ndarray) -> np.ndarray:
-        return (np.asarray(Z, dtype=np.float64) - self.mean_) / self.scale_
-
-    def inverse_transform(self, Zs: np.ndarray) -> np.ndarray:
-        return np.asarray(Zs, dtype=np.float64) * self.scale_ + self.mean_
 
 
 PARAMS = ("n_clusters", "cutoffs", "random_state", "n_init", "max_fit", "n_threads", "copy_x", "lost")
@@ -439,29 +426,3 @@ class SegmentModel:
 
     def band_of(self, cluster: int) -> int:
         return self.strata_[self.center_stratum_[cluster]][0]
-
-
-def _distinct_rows(P: np.ndarray, cap: int) -> int:
-    """Number of distinct rows, counting only up to ``cap`` when a sample already shows that many."""
-    head = P[:10_000]
-    n = len(np.unique(head, axis=0))
-    if n >= cap or len(P) <= len(head):
-        return n
-    return len(np.unique(P, axis=0))
-
-
-def silhouette_rows(n: int, sample_size: int = 5_000) -> np.ndarray:
-    """The fixed random rows silhouette is measured on: those ``silhouette_score(sample_size=…,
-    random_state=RANDOM_STATE)`` would draw (the full score is quadratic in customers)."""
-    return np.random.RandomState(RANDOM_STATE).permutation(n)[: min(sample_size, n)]
-
-
-def silhouette(Z: np.ndarray, labels: np.ndarray) -> float | None:
-    """Silhouette of standardised rows ``Z`` (a sample, see ``silhouette_rows``) and their labels."""
-    if len(np.unique(labels)) < 2:
-        return None
-    from sklearn import config_context
-    from sklearn.metrics import silhouette_score
-
-    with config_context(working_memory=64):  # MB per chunk of distances (default 1 GB)
-        return float(silhouette_score(Z, labels))

@@ -8,7 +8,6 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,34 +18,27 @@ from segmentation.errors import DataError, ModelNotFoundError, SegmentationError
 from segmentation.model import outlook as outlook_mod
 from segmentation.model import playbook as playbook_mod
 from segmentation.model.atrisk import AtRiskRule, expected_value, summarise
-from segmentation.model.baseline import GRID_NAMES, rule_based_cells
 from segmentation.model.chance import ChanceModel
-from segmentation.model.definitions import BY_NAME, check, name_for, name_for_profile, vocabulary_rank
 from segmentation.model.estimator import (
-    AT_RISK,
     DEFAULT_K,
     FEATURES,
     FIT_SAMPLE,
     MAX_K,
     MIN_K,
-    ONE_TIME,
     RANDOM_STATE,
     SegmentModel,
     kinds_of,
-    silhouette,
-    silhouette_rows,
 )
-from segmentation.model.naming import Candidate, changes, qualified_names
+from segmentation.model.geometry import silhouette, silhouette_rows
+from segmentation.model.naming import changes
 from segmentation.model.outlook import Future, TierFutures, future_of
 from segmentation.model.personas import Persona
 from segmentation.model.segments import (
     ModelInfo,
-    RuleBasedComparison,
-    RuleBasedRow,
-    Segment,
     TrainedModel,
 )
-from segmentation.model.terms import Band, Freq, ShopTerms, Spend, measure
+from segmentation.model.terms import Band, ShopTerms, measure
+from segmentation.serving.describe import _segments, rule_based_comparison
 from segmentation.serving.store import SCHEMA_VERSION, ModelStore
 
 Progress = Callable[[str], None]
@@ -79,33 +71,6 @@ def _library_versions() -> dict[str, str]:
         "joblib": joblib.__version__,
         "duckdb": duckdb.__version__,
     }
-
-
-def rule_based_comparison(rfm: pd.DataFrame, champions: np.ndarray) -> RuleBasedComparison:
-    """The quantile grid's segment sizes, and its Champions against the clusters' (``champions``:
-    who the model calls Champions)."""
-    cells = rule_based_cells(rfm)
-    one_time = rfm["frequency"].to_numpy() == 1
-    per_cell = np.bincount(cells, minlength=len(GRID_NAMES))
-    one_time_per_cell = np.bincount(cells[one_time], minlength=len(GRID_NAMES))
-    counts: dict[str, int] = {}
-    one_time_counts: dict[str, int] = {}
-    for name, n, n1 in zip(GRID_NAMES, per_cell, one_time_per_cell):
-        counts[name] = counts.get(name, 0) + int(n)
-        one_time_counts[name] = one_time_counts.get(name, 0) + int(n1)
-    rows = tuple(
-        RuleBasedRow(n, counts[n], one_time_counts[n])
-        for n in sorted((n for n in counts if counts[n]), key=vocabulary_rank)
-    )
-    return RuleBasedComparison(
-        rows,
-        {
-            "rule_based": counts.get("Champions", 0),
-            "rule_based_one_time_buyers": one_time_counts.get("Champions", 0),
-            "kmeans": int(champions.sum()),
-            "kmeans_one_time_buyers": int((champions & one_time).sum()),
-        },
-    )
 
 
 def fit(
@@ -310,91 +275,6 @@ def measured_futures(
     return per_cluster, tiers
 
 
-def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list[Segment]:
-    """Every cluster named, with its check and typical numbers; reserved clusters (no customers
-    at training) are named from the typical profile of their band and kind."""
-    k = len(model.cluster_centers_)
-    recency = rfm["recency"].to_numpy()
-    frequency = rfm["frequency"].to_numpy()
-    occasions = rfm["occasions"].to_numpy()
-    monetary = rfm["monetary"].to_numpy(np.float64)
-    order = np.argsort(labels, kind="stable")  # labels are int16: a radix sort
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
-    total_revenue = float(monetary.sum())
-    cands, stats = [], {}
-    for c in range(k):
-        idx = order[bounds[c] : bounds[c + 1]]
-        if c in model.reserved_:
-            b, kind = model.strata_[model.center_stratum_[c]][0], model.strata_[model.center_stratum_[c]][1][0]
-            f = Freq.ONE_TIME if kind == ONE_TIME else Freq.REPEAT
-            base = name_for_profile(Band(b), f, Spend.LOW, kind == AT_RISK)
-            r, o, m = model.centroids_[c]
-            med = (float(round(r)), float(round(o)), float(m))
-            cands.append(
-                Candidate(
-                    cluster=c,
-                    base=base,
-                    band=Band(b),
-                    freq=f,
-                    spend=Spend.LOW,
-                    medians=med,
-                    center=tuple(model.transform(np.array([med]))[0]),
-                )
-            )
-            stats[c] = (idx, check(base, band[idx], freq[idx], spend[idx], flags[idx]))
-            continue
-        b, f, s, r = band[idx], freq[idx], spend[idx], flags[idx]
-        base = name_for(b, f, s, r)
-        med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
-        typical_spend = terms.spend(med[2])
-        cands.append(
-            Candidate(
-                cluster=c,
-                base=base,
-                band=Band(int(np.bincount(b, minlength=4).argmax())),
-                freq=terms.freq(med[1]),
-                spend=typical_spend,
-                medians=med,
-                center=tuple(model.transform(np.array([med]))[0]),
-                spend_share=float((s == typical_spend).mean()),
-            )
-        )
-        stats[c] = (idx, check(base, b, f, s, r))
-    display = qualified_names(cands, terms)
-    segments = []
-    for cand in cands:
-        idx, chk = stats[cand.cluster]
-        play = book.play(cand.base)
-        revenue = float(monetary[idx].sum())
-        reserved = cand.cluster in model.reserved_
-        segments.append(
-            Segment(
-                cluster=cand.cluster,
-                name=display[cand.cluster],
-                base=cand.base,
-                band=cand.band,
-                definition=BY_NAME[cand.base].text(terms),
-                check=chk,
-                customers=len(idx),
-                share=len(idx) / len(labels),
-                revenue=revenue,
-                revenue_share=revenue / total_revenue if total_revenue else 0.0,
-                recency_median=cand.medians[0],
-                frequency_median=cand.medians[1] if reserved else float(np.median(frequency[idx])),
-                frequency_mean=cand.medians[1] if reserved else float(frequency[idx].mean()),
-                occasions_median=cand.medians[1],
-                monetary_median=cand.medians[2],
-                at_risk=int(flags[idx].sum()),
-                centroid=_triple(model.centroids_[cand.cluster]),
-                description=play.description,
-                actions=play.actions,
-                reserved=reserved,
-            )
-        )
-    segments.sort(key=lambda s: (vocabulary_rank(s.base), s.band, -s.monetary_median, s.cluster))
-    return segments
-
-
 def train(
     source: Source,
     store: ModelStore,
@@ -446,8 +326,3 @@ def with_personas(trained: TrainedModel, personas: dict[int, Persona]) -> Traine
         trained,
         segments=tuple(replace(s, persona=personas.get(s.cluster)) for s in trained.segments),
     )
-
-
-def _triple(values: Any) -> tuple[float, float, float]:
-    a, b, c = (float(v) for v in values)
-    return (a, b, c)
