@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -12,10 +11,8 @@ from slack_sdk import WebClient
 from segmentation.errors import InputError
 from segmentation.serving.inputs import parse_rfm
 
-from .. import blocks
+from .. import admin, blocks
 from ..context import BotContext
-from ..digest_data import check_as_of, export_value, write_at_risk_as_of
-from ..exports import send_csv
 
 
 def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) -> None:
@@ -36,28 +33,7 @@ def share_prediction(body: dict[str, Any], respond: Respond, ctx: BotContext) ->
 
 
 def export_at_risk(body: dict[str, Any], respond: Respond, client: WebClient, ctx: BotContext) -> None:
-    version, as_of = export_value(body["actions"][0].get("value") or "")
-    served = ctx.service.served(version)  # a version the store keeps, or one line of refusal
-    user = body["user"]["id"]
-    if as_of is not None:  # from a digest: the customers that digest counted, scored as of its date
-        check_as_of(as_of, dt.date.fromisoformat(served.info.snapshot_date))
-        line = send_csv(
-            client,
-            user,
-            f"at-risk-{as_of}-{version}.csv",
-            f"At-risk customers as of {as_of} ({version})",
-            lambda path: write_at_risk_as_of(ctx, as_of, path, served),
-            f"scored as of {as_of} with model {version}",
-        )
-    else:
-        line = send_csv(
-            client,
-            user,
-            f"at-risk-{version}.csv",
-            f"At-risk customers ({version})",
-            lambda path: served.export_at_risk(path),
-            f"at risk in model {version}",
-        )
+    line = admin.export_at_risk(ctx, client, body["user"]["id"], body["actions"][0].get("value") or "")
     respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
 

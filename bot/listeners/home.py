@@ -3,7 +3,6 @@ messages with the app (a Home tab has no response URL)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -13,10 +12,8 @@ from slack_sdk import WebClient
 
 from segmentation.errors import SegmentationError
 
-from .. import blocks
+from .. import admin, blocks
 from ..context import BotContext
-from ..digest_data import check_as_of, export_value, write_at_risk_as_of
-from ..exports import send_csv
 from ..followup import guarded
 
 log = logging.getLogger(__name__)
@@ -50,28 +47,7 @@ def show_segments(user_id: str, respond: Callable[..., Any], ctx: BotContext) ->
 
 def export_at_risk(body: dict[str, Any], respond: Callable[..., Any], client: WebClient, ctx: BotContext) -> None:
     """As the digest's and the at-risk answer's export: the value came back from Slack and is checked."""
-    version, as_of = export_value(body["actions"][0].get("value") or "")
-    served = ctx.service.served(version)
-    user = body["user"]["id"]
-    if as_of is not None:
-        check_as_of(as_of, dt.date.fromisoformat(served.info.snapshot_date))
-        line = send_csv(
-            client,
-            user,
-            f"at-risk-{as_of}-{version}.csv",
-            f"At-risk customers as of {as_of} ({version})",
-            lambda path: write_at_risk_as_of(ctx, as_of, path, served),
-            f"scored as of {as_of} with model {version}",
-        )
-    else:
-        line = send_csv(
-            client,
-            user,
-            f"at-risk-{version}.csv",
-            f"At-risk customers ({version})",
-            lambda path: served.export_at_risk(path),
-            f"at risk in model {version}",
-        )
+    line = admin.export_at_risk(ctx, client, body["user"]["id"], body["actions"][0].get("value") or "")
     respond(**blocks.plain(line))
 
 

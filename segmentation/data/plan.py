@@ -334,15 +334,21 @@ def _compiled_ref(ref: str, dialect: str) -> str:
 
 
 @contextlib.contextmanager
-def _diagnosed(plan: _Plan) -> Iterator[Engine]:
-    """The plan's engine; a failure is diagnosed (a missing file or column named) and the engine
-    is always closed."""
+def _diagnosed_open(plan: _Plan) -> Iterator[Engine]:
+    """The plan's engine, left open; a failure is diagnosed (a missing file or column named)."""
     try:
-        try:
-            yield plan.engine
-        except DataError:
-            if plan.diagnose is not None:
-                plan.diagnose()
-            raise
+        yield plan.engine
+    except DataError:
+        if plan.diagnose is not None:
+            plan.diagnose()
+        raise
+
+
+@contextlib.contextmanager
+def _diagnosed(plan: _Plan) -> Iterator[Engine]:
+    """The plan's engine, diagnosed as ``_diagnosed_open``, and always closed."""
+    try:
+        with _diagnosed_open(plan) as engine:
+            yield engine
     finally:
         plan.engine.close()

@@ -19,7 +19,7 @@ from segmentation.data import relations as rel
 from segmentation.data.engines import Engine
 from segmentation.data.frames import _numbers, customer_ids, window_frame
 from segmentation.data.kinds import _REASON_ORDER, RFMTable, Source, describe_exclusions
-from segmentation.data.plan import _diagnosed, _Plan, _plan
+from segmentation.data.plan import _diagnosed, _diagnosed_open, _Plan, _plan
 from segmentation.errors import DataError
 from segmentation.model import personas as persona_mod
 from segmentation.model.compiled import scored_ctes
@@ -191,17 +191,6 @@ class OpenSource:
             self.closed = True
             if self._plan is not None:
                 self._plan.engine.close()
-
-
-@contextlib.contextmanager
-def _diagnosed_open(plan: _Plan) -> Iterator[Engine]:
-    """The plan's engine, left open; a failure is diagnosed (a missing file or column named)."""
-    try:
-        yield plan.engine
-    except DataError:
-        if plan.diagnose is not None:
-            plan.diagnose()
-        raise
 
 
 def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetched:
