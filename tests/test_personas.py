@@ -123,9 +123,9 @@ def test_the_extra_files_are_optional(tmp_path, sample_folder):
         shutil.copy(sample_folder / f"{stem}.csv", bare)
     _, trained = train(OlistSource(bare), ModelStore(tmp_path / "m3"), k=6)
     names = {c.label for s in trained.segments for c in (s.persona.categories if s.persona else ())}
-    assert names and names <= {pt for pt, _ in __import__("segmentation.data.sample", fromlist=["x"]).CATEGORIES} | {
-        "(no category)"
-    }
+    assert names and names <= {
+        pt for pt, _ in __import__("segmentation.data.sample_catalogue", fromlist=["x"]).CATEGORIES
+    } | {"(no category)"}
 
 
 def test_a_category_column_gives_the_categories(tmp_path):
