@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
+from segmentation.errors import SegmentationError
+
 from .digest_data import check_as_of, export_value, write_at_risk_as_of
 from .exports import send_csv
+from .retrain import busy_line
 
 if TYPE_CHECKING:
     from .context import BotContext
@@ -38,3 +41,21 @@ def export_at_risk(ctx: BotContext, client: WebClient, user: str, value: str) ->
         lambda path: served.export_at_risk(path),
         f"at risk in model {version}",
     )
+
+
+def rollback(ctx: BotContext, user_id: str, args: str, channel_id: str) -> tuple[bool, str]:
+    """Serve the previous model version for an admin (the caller checked that), unless a retrain
+    is running; one audit row either way. Returns (rolled back, the line to answer with)."""
+    running, note = ctx.retrainer.running()
+    if running is not None:
+        line = busy_line(running)
+        ctx.state.audit(user_id, "rollback", args, True, f"busy: {line}", channel_id)
+        return False, f"{line} Roll back after its result is posted."
+    prefix = f"{note} " if note else ""
+    try:
+        old, new = ctx.service.rollback()
+    except SegmentationError as exc:
+        ctx.state.audit(user_id, "rollback", args, True, f"failed: {exc}", channel_id)
+        return False, prefix + str(exc)
+    ctx.state.audit(user_id, "rollback", args, True, f"succeeded: {old} -> {new}", channel_id)
+    return True, prefix + f"Rolled back: now serving model {new} (was {old})."

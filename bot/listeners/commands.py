@@ -21,11 +21,10 @@ from segmentation.errors import InputError, SegmentationError
 from segmentation.model.estimator import MAX_K, MAX_SEED, MIN_K
 from segmentation.serving.inputs import parse_rfm, shown
 
-from .. import blocks, schedule_spec
+from .. import admin, blocks, schedule_spec
 from ..context import BotContext
 from ..digest_runs import CHANNEL_ERRORS
 from ..exports import send_segments_csv
-from ..retrain import busy_line
 
 COMMAND = "/segment"
 log = logging.getLogger(__name__)
@@ -133,18 +132,9 @@ def do_rollback(req: Request) -> Reply:
     refused = _refuse(req, "rollback")
     if refused:
         return refused
-    running, note = req.ctx.retrainer.running()
-    if running is not None:
-        line = busy_line(running)
-        req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"busy: {line}", req.channel_id)
-        return blocks.error_line(f"{line} Roll back after its result is posted."), None
-    try:
-        old, new = req.ctx.service.rollback()
-    except SegmentationError as exc:
-        req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"failed: {exc}", req.channel_id)
-        return blocks.error_line((f"{note} " if note else "") + str(exc)), None
-    req.ctx.state.audit(req.user_id, "rollback", req.args, True, f"succeeded: {old} -> {new}", req.channel_id)
-    line = (f"{note} " if note else "") + f"Rolled back: now serving model {new} (was {old})."
+    done, line = admin.rollback(req.ctx, req.user_id, req.args, req.channel_id)
+    if not done:
+        return blocks.error_line(line), None
 
     def refresh_home() -> None:  # the Home tab shows the model that serves now
         req.ctx.home.refresh_all()

@@ -10,8 +10,6 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from segmentation.errors import SegmentationError
-
 from .. import admin, blocks
 from ..context import BotContext
 from ..followup import guarded
@@ -66,19 +64,10 @@ def rollback(user_id: str, dm: str, respond: Callable[..., Any], ctx: BotContext
         ctx.state.audit(user_id, "rollback", "home", False, "refused: not an admin", dm)
         respond(**blocks.error_line("Only admins can roll back."))
         return
-    running, note = ctx.retrainer.running()
-    if running is not None:
-        ctx.state.audit(user_id, "rollback", "home", True, "busy: a retrain is running", dm)
-        respond(**blocks.error_line("A retrain is running: roll back after its result is posted."))
+    done, line = admin.rollback(ctx, user_id, "home", dm)
+    respond(**(blocks.plain(line) if done else blocks.error_line(line)))
+    if not done:
         return
-    try:
-        old, new = ctx.service.rollback()
-    except SegmentationError as exc:
-        ctx.state.audit(user_id, "rollback", "home", True, f"failed: {exc}", dm)
-        respond(**blocks.error_line((f"{note} " if note else "") + str(exc)))
-        return
-    ctx.state.audit(user_id, "rollback", "home", True, f"succeeded: {old} -> {new}", dm)
-    respond(**blocks.plain((f"{note} " if note else "") + f"Rolled back: now serving model {new} (was {old})."))
     ctx.home.refresh_all()
 
 
