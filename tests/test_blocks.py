@@ -34,8 +34,7 @@ def test_thirty_segments_fit_in_one_message_and_none_is_dropped_silently(served_
     assert len(segs) > 24
     for s in segs:
         assert s.name in text, s.name
-    if 2 + 2 * len(segs) > blocks.MAX_BLOCKS and 2 + len(segs) > blocks.MAX_BLOCKS:
-        assert "more:_" in text
+    assert "more:_" not in text  # up to K=30 every segment has its own block (more: the next test)
     assert all(len(b["text"]["text"]) <= blocks.MAX_TEXT for b in msg["blocks"] if isinstance(b.get("text"), dict))
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segmentation.model.terms import ShopTerms
+from segmentation.model.terms import NOT_LOW_SPENDERS, TOP_SPENDERS, ShopTerms
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +106,7 @@ class AtRiskRule:
             worth.append("repeat buyers (2+ purchase days)")
         threshold = self.spend_threshold(terms)
         if threshold is not None:
-            share = "top 20%" if self.one_time_spend == "high" else "top 60%"
+            share = TOP_SPENDERS if self.one_time_spend == "high" else NOT_LOW_SPENDERS
             worth.append(f"customers who spent {terms.money(threshold, exact=True)} or more (the {share})")
         if not worth:
             return "nobody (the playbook leaves out both repeat buyers and spend)"

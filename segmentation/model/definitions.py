@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segmentation.model.terms import Band, Freq, ShopTerms, Spend
+from segmentation.model.terms import LOW_SPENDERS, NOT_LOW_SPENDERS, TOP_SPENDERS, Band, Freq, ShopTerms, Spend
 
 FIT_THRESHOLD = 0.5  # at least half of a cluster's customers must fit its name
 
@@ -201,9 +201,9 @@ def _freq_words(freqs: frozenset[Freq], terms: ShopTerms) -> str:
 
 def _spend_words(spends: frozenset[Spend], terms: ShopTerms) -> str:
     if spends == frozenset({Spend.HIGH}):
-        return f"spent {terms.money(terms.spend_high_from, exact=True)} or more (top 20%)"
+        return f"spent {terms.money(terms.spend_high_from, exact=True)} or more ({TOP_SPENDERS})"
     if spends == frozenset({Spend.MID, Spend.HIGH}):
-        return f"spent {terms.money(terms.spend_low_below, exact=True)} or more (top 60%)"
+        return f"spent {terms.money(terms.spend_low_below, exact=True)} or more ({NOT_LOW_SPENDERS})"
     if spends == frozenset({Spend.LOW}):
-        return f"spent less than {terms.money(terms.spend_low_below, exact=True)} (bottom 40%)"
+        return f"spent less than {terms.money(terms.spend_low_below, exact=True)} ({LOW_SPENDERS})"
     return " or ".join(f"{s.word} spend" for s in sorted(spends))

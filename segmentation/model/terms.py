@@ -43,6 +43,10 @@ MIN_RETURNING_CUSTOMERS = 30
 FALLBACK_DAYS = (90, 180, 365)
 HIGH_SPEND_SHARE = 0.20  # top 20% of customers by total spend
 LOW_SPEND_SHARE = 0.40  # bottom 40%
+# how the spend levels read, from the shares above
+TOP_SPENDERS = f"top {HIGH_SPEND_SHARE:.0%}"  # "top 20%": high spend
+NOT_LOW_SPENDERS = f"top {1 - LOW_SPEND_SHARE:.0%}"  # "top 60%": mid or high spend
+LOW_SPENDERS = f"bottom {LOW_SPEND_SHARE:.0%}"  # "bottom 40%": low spend
 MIN_FREQUENT = 3
 
 
@@ -200,8 +204,8 @@ class ShopTerms:
             ),
             f"Frequency (purchase days; same-day orders count once): one-time 1 · repeat 2+ · "
             f"frequent {self.frequent_from}+.",
-            f"Spend (total per customer): low < {self.money(self.spend_low_below, exact=True)} (bottom 40%) · "
-            f"high ≥ {self.money(self.spend_high_from, exact=True)} (top 20%).",
+            f"Spend (total per customer): low < {self.money(self.spend_low_below, exact=True)} ({LOW_SPENDERS}) · "
+            f"high ≥ {self.money(self.spend_high_from, exact=True)} ({TOP_SPENDERS}).",
         ]
 
     def as_json(self) -> dict[str, Any]:

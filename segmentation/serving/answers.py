@@ -10,7 +10,7 @@ import numpy as np
 
 from segmentation.model.atrisk import AtRiskSummary
 from segmentation.model.definitions import BY_NAME
-from segmentation.model.terms import ShopTerms, Spend
+from segmentation.model.terms import LOW_SPENDERS, TOP_SPENDERS, ShopTerms, Spend
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,7 +144,7 @@ def percent(p: float) -> str:
     return "<0.1%"
 
 
-SPEND_WORDS = {Spend.HIGH: "top 20% by spend", Spend.MID: "mid spend", Spend.LOW: "bottom 40% by spend"}
+SPEND_WORDS = {Spend.HIGH: f"{TOP_SPENDERS} by spend", Spend.MID: "mid spend", Spend.LOW: f"{LOW_SPENDERS} by spend"}
 
 
 def levels(terms: ShopTerms, recency: float, occasions: float, monetary: float) -> tuple[str, str, str]:
