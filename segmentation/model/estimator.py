@@ -39,6 +39,7 @@ import numpy as np
 
 from segmentation.model.allocation import allocate
 from segmentation.model.geometry import RANDOM_STATE, Standardiser
+from segmentation.model.terms import recency_bands
 
 # scikit-learn is imported where a model is fitted, not here: a saved model predicts with NumPy
 # alone, so the commands that only read (`segment customer`, `segment predict`) start fast.
@@ -124,9 +125,8 @@ class SegmentModel:
 
     def bands(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(X)
-        cut = np.asarray(self.cutoffs[:-1], dtype=np.float64)
-        band = np.searchsorted(cut, X[:, 0], side="left")
-        return np.where(X[:, 0] > self.lost_cutoff(X[:, 1]), N_BANDS - 1, band).astype(np.int8)
+        lost = self.__dict__.get("lost") or (self.cutoffs[-1], self.cutoffs[-1])
+        return recency_bands(X[:, 0], X[:, 1], self.cutoffs[0], self.cutoffs[1], lost)
 
     def strata(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """The stratum index of every row (after ``fit``)."""

@@ -78,6 +78,19 @@ class Spend(_Level):
     HIGH = 2
 
 
+def recency_bands(
+    recency, occasions, return_time: float, return_window: float, lost: tuple[float, float]
+) -> np.ndarray:
+    """Each customer's recency band (``Band``): active up to the return time, lapsing up to the
+    return window, lapsed until the lost cut-off of their kind (``lost`` = one-time, repeat
+    buyers'), lost beyond. The one definition: the terms, the estimator and (in SQL) the compiled
+    model use it."""
+    r = np.asarray(recency, dtype=np.float64)
+    band = np.searchsorted(np.array([return_time, return_window], dtype=np.float64), r, side="left")
+    cut = np.where(np.asarray(occasions, dtype=np.float64) >= 2, float(lost[1]), float(lost[0]))
+    return np.where(r > cut, Band.LOST, band).astype(np.int8)
+
+
 @dataclass(frozen=True)
 class ShopTerms:
     return_time: int  # days
@@ -118,9 +131,9 @@ class ShopTerms:
     # -- classification, vectorised ----------------------------------------------------
     def bands(self, recency, occasions) -> np.ndarray:
         """Each customer's recency band; a repeat buyer is lost only past the repeat buyers' cut-off."""
-        r = np.asarray(recency, dtype=np.float64)
-        band = np.searchsorted(np.array([self.return_time, self.return_window], dtype=np.float64), r, side="left")
-        return np.where(r > self.lost_for(occasions), Band.LOST, band).astype(np.int8)
+        return recency_bands(
+            recency, occasions, self.return_time, self.return_window, (self.one_time_lost, self.repeat_lost)
+        )
 
     def freqs(self, occasions: np.ndarray | pd.Series) -> np.ndarray:
         o = np.asarray(occasions, dtype=np.float64)
