@@ -29,7 +29,7 @@ from waitress.server import create_server
 from bot.app import build_context, create_app
 from bot.emulator import SlackEmulator
 from bot.server import HttpServer
-from bot.settings import Settings
+from segment_cli.settings import Settings
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sample import write_sample
 from segmentation.serving.service import SegmentService

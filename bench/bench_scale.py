@@ -66,7 +66,7 @@ import shutil, sys
 from pathlib import Path
 from unittest.mock import Mock
 from slack_sdk import WebClient
-from bot import settings as settings_mod
+from segment_cli import settings as settings_mod
 from bot.app import build_context, create_app
 art = Path(sys.argv[1])
 if art.exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 
 from slack_bolt import App
@@ -17,17 +16,17 @@ from slack_sdk.http_retry.builtin_interval_calculators import (
     BackoffRetryIntervalCalculator,
 )
 
+from segment_cli.settings import Settings
+from segmentation.serving.schedule_spec import parse
 from segmentation.serving.service import SegmentService
-from segmentation.serving.store import ModelStore, keep_bytes
+from segmentation.serving.store import ModelStore
 
 from .context import BotContext
 from .digests import Digests
 from .home import Home
 from .listeners import register_listeners
 from .retrain import Retrainer, TrainFn
-from .schedule_spec import parse
 from .scheduling import DigestScheduler
-from .settings import Settings
 from .state import StateDB, clean_text
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def build_context(
 ) -> BotContext:
 
     service = service or SegmentService(
-        ModelStore(settings.artifacts, key=settings.model_key, max_bytes=keep_bytes(os.environ))
+        ModelStore(settings.artifacts, key=settings.model_key, max_bytes=settings.keep_bytes)
     )
     state = state or StateDB(settings.database_url)
     kwargs = {"train_fn": train_fn} if train_fn else {}

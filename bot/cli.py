@@ -10,11 +10,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from segment_cli import settings as settings_mod
 from segment_cli.args import Command
 from segment_cli.main import main as segmentation_main
+from segmentation import runtime
 from segmentation.errors import SegmentationError
-
-from . import settings as settings_mod
 
 log = logging.getLogger("bot")
 
@@ -58,6 +58,7 @@ def run_bot(args: argparse.Namespace) -> int:
     configure_logging()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     settings = settings_mod.load(artifacts=args.artifacts)  # --artifacts wins over .env
+    runtime.configure(settings.runtime)
     ctx = build_context(settings)
     ctx.service.tidy()
     _ensure_model(ctx)
@@ -96,6 +97,7 @@ def run_chat(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     base = settings_mod.load(require_slack=False, artifacts=args.artifacts)
+    runtime.configure(base.runtime)
     # The console keeps its own state (audit, subscriptions, schedule) so it can never take over
     # the real bot's digest scheduler or write subscriptions for channels that only exist here.
     # Models are shared: a retrain or rollback typed here is as real as `segment train`.

@@ -22,9 +22,10 @@ from typing import IO, Any
 from slack_bolt import App, BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from segment_cli.settings import Settings
+
 from .emulator import Call, SlackEmulator
 from .render import render
-from .settings import Settings
 
 CHANNEL = "C0CONSOLE"
 HOME_CHANNEL = "D0CONSOLE"  # your direct messages with the app, where its Home buttons answer

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
+from segment_cli.settings import Settings
 from segmentation.serving.service import SegmentService
 
 from .followup import FollowUps
 from .retrain import Retrainer
-from .settings import Settings
 from .state import StateDB
 
 if TYPE_CHECKING:

@@ -21,12 +21,12 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from segmentation.errors import SegmentationError
+from segmentation.serving.schedule_spec import Schedule
 
 from . import liveness
 from .digest_data import PreviousRun, compute, pack_hashes, unpack_hashes
 from .digest_render import chart_png, message
 from .digest_runs import METADATA_EVENT, RunOutcome, _runner_dead, run_metadata
-from .schedule_spec import Schedule
 from .state import StateDB, digest_runs, subscriptions, utcnow
 
 log = logging.getLogger(__name__)

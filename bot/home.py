@@ -24,8 +24,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import SegmentationError
+from segmentation.serving import schedule_spec
 
-from . import blocks, schedule_spec
+from . import blocks
 
 log = logging.getLogger(__name__)
 

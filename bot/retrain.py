@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from segment_cli.settings import Settings
 from segmentation.data.urls import mask_text
 from segmentation.errors import ModelNotFoundError, SegmentationError
 from segmentation.model.segments import TrainedModel
@@ -22,7 +23,6 @@ from segmentation.serving.service import SegmentService
 from segmentation.serving.training import train
 
 from . import blocks, liveness
-from .settings import Settings
 from .state import Lease, StateDB, utcnow
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,6 @@ class Retrainer:
                 self.settings.data,
                 trained_by=user_id,
                 train_fn=self.train_fn,
-                threads=self.settings.threads,
                 **options,
             )
             message = blocks.retrain_result(version, trained, previous)

@@ -36,8 +36,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from segmentation.serving.schedule_spec import make_trigger
+
 from .digests import Digests
-from .schedule_spec import make_trigger
 
 log = logging.getLogger(__name__)
 LEASE = "digest-scheduler"

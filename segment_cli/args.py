@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from segmentation.errors import InputError
@@ -26,12 +26,6 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
-
-
-def threads_setting(env: Mapping[str, str]) -> int:
-    """``SEGMENT_THREADS``: KMeans's threads when training (default 1)."""
-    text = env.get("SEGMENT_THREADS", "").strip()
-    return max(1, int(text)) if text.isdigit() else 1
 
 
 def parse_date(text: str) -> dt.date:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from segment_cli import text
-from segment_cli.args import threads_setting
 from segment_cli.as_json import backtest_json, model_json, train_json, validation_json
 from segmentation.data.kinds import describe_exclusions
 from segmentation.data.sample import write_sample
@@ -23,14 +21,13 @@ from segmentation.model.terms import ShopTerms
 from segmentation.serving import signing
 from segmentation.serving.inputs import parse_rfm
 from segmentation.serving.service import SegmentService
-from segmentation.serving.signing import load_key
-from segmentation.serving.store import ModelStore, keep_bytes
+from segmentation.serving.store import ModelStore
 
 # -- helpers --------------------------------------------------------------------------------
 
 
 def _store(args: argparse.Namespace):
-    return ModelStore(args.artifacts, key=load_key(args.artifacts, os.environ), max_bytes=keep_bytes(os.environ))
+    return ModelStore(args.artifacts, key=args.settings.key_for(args.artifacts), max_bytes=args.settings.keep_bytes)
 
 
 def _served(args: argparse.Namespace):
@@ -70,11 +67,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         k=args.k,
         seed=args.seed,
         as_of=args.as_of,
-        trained_by=args.trained_by or os.environ.get("USER") or "cli",
+        trained_by=args.trained_by or args.settings.user or "cli",
         data_ref=data_ref,
         progress=_progress(args),
         sample=args.sample,
-        threads=threads_setting(os.environ),
     )
     if args.json:
         _print_json(train_json(version, trained))

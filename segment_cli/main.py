@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
+from segment_cli import settings as settings_mod
 from segment_cli.args import Command, FriendlyParser, k_value, parse_date, positive_int, sample_value, seed_value
 from segment_cli.commands import (
     cmd_at_risk,
@@ -23,6 +23,7 @@ from segment_cli.commands import (
     cmd_train,
     cmd_validate,
 )
+from segmentation import runtime
 from segmentation.data.spec import add_options
 from segmentation.errors import SegmentationError
 
@@ -36,7 +37,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--artifacts",
-        default=os.environ.get("SEGMENT_ARTIFACTS", "artifacts"),
+        default=None,
         help="folder for models and the built-in sample (default: $SEGMENT_ARTIFACTS or ./artifacts)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -168,8 +169,13 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> int:
     parser = build_parser(extra)
+    debug = False
     try:
         args = parser.parse_args(argv)
+        args.settings = settings_mod.load(require_slack=False, dotenv=False, artifacts=args.artifacts, with_key=False)
+        args.artifacts = str(args.settings.artifacts)
+        debug = args.settings.debug
+        runtime.configure(args.settings.runtime)
         return args.func(args)
     except SegmentationError as exc:
         print(f"segment: {exc}", file=sys.stderr)
@@ -180,7 +186,7 @@ def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> in
     except BrokenPipeError:
         return 0
     except Exception as exc:  # never a traceback at a user; SEGMENT_DEBUG=1 shows it
-        if os.environ.get("SEGMENT_DEBUG"):
+        if debug:
             raise
         print(
             f"segment: unexpected error: {type(exc).__name__}: {exc} (set SEGMENT_DEBUG=1 for details)", file=sys.stderr

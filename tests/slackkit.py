@@ -19,8 +19,8 @@ from bot.app import build_context, create_app
 from bot.context import BotContext
 from bot.emulator import SlackEmulator
 from bot.server import HttpServer
-from bot.settings import Settings
 from bot.state import StateDB
+from segment_cli.settings import Settings
 from segmentation.serving.training import train
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -12,6 +12,7 @@ from conftest import shop_table, terms_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segmentation import runtime
 from segmentation.errors import PlaybookError
 from segmentation.model import playbook
 from segmentation.model.atrisk import AtRiskRule, expected_value
@@ -138,6 +139,6 @@ def test_a_retrain_applies_a_changed_rule(tmp_path, monkeypatch):
     before = fit(table, k=6)[0].at_risk
     p = tmp_path / "p.toml"
     p.write_text(playbook.DEFAULT_PATH.read_text().replace('one_time_spend = "high"', 'one_time_spend = "mid"'))
-    monkeypatch.setenv("SEGMENT_PLAYBOOK", str(p))
+    monkeypatch.setattr(runtime, "_current", runtime.Runtime(playbook=p))  # SEGMENT_PLAYBOOK
     after = fit(table, k=6)[0].at_risk
     assert after.customers >= before.customers and "top 60%" in after.definition

@@ -239,7 +239,7 @@ def test_error_replies_do_not_show_server_paths(bot, tmp_path):
 
 
 def test_the_http_server_binds_to_localhost_unless_told(tmp_path):
-    from bot import settings as settings_mod
+    from segment_cli import settings as settings_mod
 
     base = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SEGMENT_ARTIFACTS": str(tmp_path)}
     assert settings_mod.load(base, dotenv=False).bind_address == "127.0.0.1"

@@ -6,7 +6,7 @@ from slackkit import copy_artifacts
 
 from bot.app import build_context, create_app
 from bot.console import Console
-from bot.settings import Settings
+from segment_cli.settings import Settings
 from segmentation.serving.inputs import parse_rfm
 
 

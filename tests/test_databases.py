@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
+from segmentation import runtime
 from segmentation.data.kinds import DatabaseSource
 from segmentation.data.sources import load_rfm
 from segmentation.data.spec import source_from_spec
@@ -326,7 +327,7 @@ def test_scoring_inside_the_database_equals_scoring_its_rfm(tables, tmp_path, mo
     store = ModelStore(tmp_path / "models")
     train(source_from_spec(path, **FLAGS), store, k=8)
     served = SegmentService(store).served()
-    monkeypatch.setenv("SEGMENT_DB_SESSIONS", sessions)
+    monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=int(sessions)))
     as_of = dt.date(2024, 5, 20)
     each_row = dict(customer_col="Customer", date_col="created_at", amount_col="total")
     for flags in (FLAGS, each_row):
@@ -345,9 +346,9 @@ def test_one_connection_or_two_read_the_same(tables, tmp_path, monkeypatch):
     df = _transactions(seed=21)
     name = load(df)
     for as_of in (None, dt.date(2024, 2, 1)):
-        monkeypatch.setenv("SEGMENT_DB_SESSIONS", "2")
+        monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=2))
         two = load_rfm(source_from_spec(url, table=name, **FLAGS), as_of)
-        monkeypatch.setenv("SEGMENT_DB_SESSIONS", "1")
+        monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=1))
         one = load_rfm(source_from_spec(url, table=name, **FLAGS), as_of)
         _same(one, two)
         assert two.excluded and two.gaps.customers > 0
@@ -377,7 +378,7 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
             frame = pd.read_csv(sample_folder / f"{stem}.csv", parse_dates=dates, encoding="utf-8-sig")
             frame.to_sql(stem, engine, schema=schema, index=False)
         for sessions in ("2", "1"):
-            monkeypatch.setenv("SEGMENT_DB_SESSIONS", sessions)
+            monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=int(sessions)))
             _, from_db = train(
                 source_from_spec(url, layout="olist", schema=schema), ModelStore(tmp_path / f"db{sessions}"), k=8
             )
@@ -435,6 +436,6 @@ def test_backtest_on_the_database_equals_the_file(tables, tmp_path, monkeypatch)
     on_file = backtest.run(source_from_spec(path, **FLAGS), horizon=60, cutoffs=2)
     assert on_file.results
     for sessions in ("2", "1"):
-        monkeypatch.setenv("SEGMENT_DB_SESSIONS", sessions)
+        monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=int(sessions)))
         in_db = backtest.run(source_from_spec(url, table=name, **FLAGS), horizon=60, cutoffs=2)
         assert _backtest_figures(in_db) == _backtest_figures(on_file)

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from slackkit import ADMIN, USER, buttons, copy_artifacts, start_bot
 
 from bot.app import build_context, start_scheduler
-from bot.schedule_spec import parse
 from bot.scheduling import DigestScheduler, job_store
-from bot.settings import Settings
 from bot.state import digest_runs
+from segment_cli.settings import Settings
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sources import load_rfm
+from segmentation.serving.schedule_spec import parse
 
 UTC = dt.UTC
 

@@ -13,7 +13,7 @@ import pytest
 from slackkit import ADMIN, USER, copy_artifacts, start_bot
 
 from bot.home import MAX_HOME_BLOCKS, HomeData, HomeSegment, view
-from bot.schedule_spec import parse
+from segmentation.serving.schedule_spec import parse
 
 DM = "D0USERDM"
 

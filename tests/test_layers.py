@@ -15,6 +15,7 @@ PACKAGES = ("segmentation", "segment_cli", "bot")
 # lowest first: a module may import its own layer or a lower one, never a higher one
 LAYERS = (
     "segmentation.errors",
+    "segmentation.runtime",
     "segmentation.model",
     "segmentation.data",
     "segmentation.serving",

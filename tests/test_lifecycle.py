@@ -77,8 +77,8 @@ def test_bots_starting_together_on_an_empty_postgresql_database():
 
 def test_the_default_subscription_written_by_two_bots_at_once(state_db, tmp_path):
     from bot.app import build_context
-    from bot.schedule_spec import parse
-    from bot.settings import Settings
+    from segment_cli.settings import Settings
+    from segmentation.serving.schedule_spec import parse
 
     contexts = []
     for _ in range(4):

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from bot.schedule_spec import parse
 from segmentation.errors import InputError
+from segmentation.serving.schedule_spec import parse
 
 UTC = dt.UTC
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday

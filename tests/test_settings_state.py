@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from bot import settings as settings_mod
 from bot.app import RedactTokens
-from bot.settings import SettingsError
+from segment_cli import settings as settings_mod
+from segment_cli.settings import SettingsError
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": "s3cret"}
 
@@ -129,3 +129,17 @@ def test_digest_settings():
         "0 9 * * 1",
     )
     assert settings_mod.load(BASE).timezone == "UTC"
+
+
+def test_every_setting_is_documented_in_env_example():
+    """The settings module is the one place the environment is read; .env.example names all of it."""
+    import re
+    from pathlib import Path
+
+    from segmentation.serving import signing
+
+    root = Path(__file__).resolve().parents[1]
+    read = set(re.findall(r'get\("([A-Z_]+)"\)', (root / "segment_cli" / "settings.py").read_text()))
+    read |= {signing.KEY_ENV, signing.PREVIOUS_KEY_ENV, signing.KEY_FILE_ENV, "SEGMENT_MODELS_MAX_MB"}
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z_]+)=", (root / ".env.example").read_text(), re.M))
+    assert len(read) > 20 and read - {"USER"} <= documented, sorted(read - {"USER"} - documented)

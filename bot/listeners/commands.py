@@ -19,9 +19,10 @@ from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import InputError, SegmentationError
 from segmentation.model.estimator import MAX_K, MAX_SEED, MIN_K
+from segmentation.serving import schedule_spec
 from segmentation.serving.inputs import parse_rfm, shown
 
-from .. import admin, blocks, schedule_spec
+from .. import admin, blocks
 from ..context import BotContext
 from ..digest_runs import CHANNEL_ERRORS
 from ..exports import send_segments_csv

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from segmentation import runtime
 from segmentation.data.engines import _sql, first_line
 from segmentation.data.sqltext import sql_str
 from segmentation.errors import DataError
@@ -24,15 +24,15 @@ def duckdb_connect():
     con.execute(f"SET temp_directory = {sql_str(tempfile.gettempdir())}")
     # DuckDB's buffer pool is capped and spills beyond it: by default it would take 80% of the
     # machine's memory for the per-customer aggregation of a large shop
-    limit = os.environ.get("SEGMENT_DUCKDB_MEMORY", "1GB").strip()
-    if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.I):
+    limit = runtime.current().duckdb_memory
+    if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.I):  # checked again: it becomes SQL
         con.execute(f"SET memory_limit = '{limit}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute(
         "SET enable_progress_bar = false"
     )  # the product prints its own progress lines  # no query here relies on it: each says ORDER BY
-    threads = os.environ.get("SEGMENT_THREADS", "").strip()
-    if threads.isdigit() and int(threads) > 0:
+    threads = runtime.current().threads
+    if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
 

@@ -10,10 +10,10 @@ stay in the engine.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from segmentation import runtime
 from segmentation.data.dialects import compile_sql, with_relation
 from segmentation.errors import DataError
 
@@ -21,12 +21,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FETCH_ROWS = 100_000
-DEFAULT_SESSIONS = 2  # connections a database is scored on at once (SEGMENT_DB_SESSIONS)
 
 
 def _sessions_setting() -> int:
-    value = os.environ.get("SEGMENT_DB_SESSIONS", "").strip()
-    return max(1, min(int(value), 16)) if value.isdigit() else DEFAULT_SESSIONS
+    return runtime.current().db_sessions
 
 
 class Engine(Protocol):

@@ -6,6 +6,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from segmentation import runtime
 from segmentation.data.engines import _sql, first_line, query_errors
 from segmentation.errors import DataError
 
@@ -29,13 +30,13 @@ class SparkEngine:
             raise DataError(f"{where}: Spark is not installed (pip install 'segment-assistant[spark]')") from None
         try:
             self.spark = (
-                SparkSession.builder.master(os.environ.get("SEGMENT_SPARK_MASTER", "local[*]"))
+                SparkSession.builder.master(runtime.current().spark_master)
                 .appName("segment")
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
-                .config("spark.sql.shuffle.partitions", os.environ.get("SEGMENT_SPARK_PARTITIONS", "8"))
+                .config("spark.sql.shuffle.partitions", str(runtime.current().spark_partitions))
                 .getOrCreate()
             )
             self.spark.sparkContext.setLogLevel("OFF")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from segmentation import runtime
 from segmentation.errors import PlaybookError
 from segmentation.model.atrisk import ONE_TIME_SPEND, AtRiskRule
 from segmentation.model.definitions import VOCABULARY
@@ -105,11 +106,11 @@ def _load_cached(path: Path, mtime_ns: int) -> Playbook:
 
 
 def load(path: str | os.PathLike | None = None) -> Playbook:
-    """The playbook at ``path``, ``$SEGMENT_PLAYBOOK`` or the packaged default.
+    """The playbook at ``path``, the runtime's (``SEGMENT_PLAYBOOK``) or the packaged default.
 
     Re-read whenever the file changes, so marketing edits show up without a restart.
     """
-    p = Path(path or os.environ.get("SEGMENT_PLAYBOOK") or DEFAULT_PATH).expanduser()
+    p = Path(path or runtime.current().playbook or DEFAULT_PATH).expanduser()
     try:
         mtime = p.stat().st_mtime_ns
     except OSError:

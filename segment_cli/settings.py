@@ -1,4 +1,6 @@
-"""Bot settings from the environment or a ``.env`` file."""
+"""Every setting of the ``segment`` command and the bot it starts, read from the environment (and a
+``.env`` file for the bot) in this one place; ``.env.example`` documents each. Nothing else reads
+the environment: the domain gets its part as a ``segmentation.runtime.Runtime``."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segment_cli.args import threads_setting
 from segmentation.data.urls import mask_text
 from segmentation.errors import InputError, SegmentationError
-from segmentation.serving.signing import ModelKey, load_key
-
-from .schedule_spec import parse
+from segmentation.runtime import DEFAULT_SESSIONS, Runtime
+from segmentation.serving.schedule_spec import parse
+from segmentation.serving.signing import KEY_ENV, KEY_FILE_ENV, PREVIOUS_KEY_ENV, ModelKey, load_key
+from segmentation.serving.store import keep_bytes
 
 
 class SettingsError(SegmentationError):
@@ -40,7 +42,32 @@ class Settings:
     digest_channel: str | None = None
     digest_cron: str | None = None
     model_key: ModelKey | None = None  # None: the key file in ``artifacts``
-    threads: int = 1  # KMeans's threads when retraining (SEGMENT_THREADS)
+    threads: int | None = None  # SEGMENT_THREADS: KMeans's (default 1) and DuckDB's (default: every core)
+    duckdb_memory: str = "1GB"  # SEGMENT_DUCKDB_MEMORY
+    db_sessions: int = DEFAULT_SESSIONS  # SEGMENT_DB_SESSIONS, 1 to 16
+    spark_master: str = "local[*]"  # SEGMENT_SPARK_MASTER
+    spark_partitions: int = 8  # SEGMENT_SPARK_PARTITIONS
+    playbook: Path | None = None  # SEGMENT_PLAYBOOK
+    keep_bytes: int = 2 * 1024**3  # SEGMENT_MODELS_MAX_MB
+    debug: bool = False  # SEGMENT_DEBUG: tracebacks of unexpected errors
+    user: str = ""  # USER: who trained a model from the command line
+    key_env: tuple[tuple[str, str], ...] = ()  # SEGMENT_MODEL_KEY, _PREVIOUS_KEY, _KEY_FILE as given
+
+    def key_for(self, artifacts: str | os.PathLike) -> ModelKey:
+        """The model key of the store at ``artifacts`` (the key file is made on first use)."""
+        return load_key(artifacts, dict(self.key_env))
+
+    @property
+    def runtime(self) -> Runtime:
+        """The domain's part."""
+        return Runtime(
+            threads=self.threads,
+            duckdb_memory=self.duckdb_memory,
+            db_sessions=self.db_sessions,
+            spark_master=self.spark_master,
+            spark_partitions=self.spark_partitions,
+            playbook=self.playbook,
+        )
 
     @property
     def socket_mode(self) -> bool:
@@ -67,6 +94,7 @@ def load(
     require_slack: bool = True,
     dotenv: bool = True,
     artifacts: str | os.PathLike | None = None,
+    with_key: bool = True,
 ) -> Settings:
     """Read settings; raise ``SettingsError`` naming the first bad variable. ``artifacts`` (the
     command line's ``--artifacts``) wins over ``SEGMENT_ARTIFACTS``."""
@@ -164,6 +192,25 @@ def load(
         admin_user_ids=admins,
         database_url=database_url,
         artifacts=artifacts,
-        model_key=load_key(artifacts, env),
-        threads=threads_setting(env),
+        model_key=load_key(artifacts, env) if with_key else None,
+        key_env=tuple((k, env[k]) for k in (KEY_ENV, PREVIOUS_KEY_ENV, KEY_FILE_ENV) if k in env),
+        threads=_whole(get("SEGMENT_THREADS"), None),
+        duckdb_memory=_memory(get("SEGMENT_DUCKDB_MEMORY")),
+        db_sessions=max(1, min(_whole(get("SEGMENT_DB_SESSIONS"), None) or DEFAULT_SESSIONS, 16)),
+        spark_master=get("SEGMENT_SPARK_MASTER") or "local[*]",
+        spark_partitions=_whole(get("SEGMENT_SPARK_PARTITIONS"), None) or 8,
+        playbook=Path(get("SEGMENT_PLAYBOOK")).expanduser() if get("SEGMENT_PLAYBOOK") else None,
+        keep_bytes=keep_bytes(env),
+        debug=bool(get("SEGMENT_DEBUG")),
+        user=get("USER"),
     )
+
+
+def _whole(text: str, default: int | None) -> int | None:
+    """A positive whole number, else the default (as these settings have always been read)."""
+    return int(text) if text.isdigit() and int(text) > 0 else default
+
+
+def _memory(text: str) -> str:
+    """DuckDB's memory limit such as 1GB or 512MiB; anything else keeps the default."""
+    return text if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", text, re.I) else "1GB"
