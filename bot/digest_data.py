@@ -20,6 +20,26 @@ from segmentation.serving.service import ServedModel
 STALE_AFTER_DAYS = 7
 
 
+@dataclass(frozen=True)
+class DigestSegment:
+    """One segment's line in a digest and on the Home tab."""
+
+    name: str
+    customers: int
+    share: float  # of all customers scored
+    at_risk: int
+    change: int | None = None  # since the previous digest; None when not compared
+    new: bool = False  # not in the previous digest
+
+    def change_text(self) -> str:
+        """ " · ▲12", " · =", " · new", or nothing when not compared."""
+        if self.new:
+            return " · new"
+        if self.change is None:
+            return ""
+        return " · =" if self.change == 0 else f" · {'▲' if self.change > 0 else '▼'}{abs(self.change):,}"
+
+
 @dataclass
 class DigestData:
     run_date: dt.date
@@ -27,7 +47,7 @@ class DigestData:
     model_version: str
     customers: int
     terms: ShopTerms
-    segments: list[dict[str, Any]]  # name, customers, at_risk, share, change (None: no previous), new
+    segments: list[DigestSegment]
     at_risk: AtRiskSummary
     moved_into_at_risk: int | None
     previous_date: dt.date | None
@@ -37,7 +57,7 @@ class DigestData:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {s["name"]: s["customers"] for s in self.segments}
+        return {s.name: s.customers for s in self.segments}
 
 
 @dataclass(frozen=True)
@@ -87,15 +107,14 @@ def compute(
             continue
         prev = compared.counts.get(s.name) if compared else None
         segments.append(
-            {
-                "name": s.name,
-                "base": s.base,
-                "customers": int(counts[c]),
-                "at_risk": int(risky_counts[c]),
-                "share": counts[c] / n if n else 0.0,
-                "change": None if prev is None else int(counts[c]) - prev,
-                "new": compared is not None and prev is None,
-            }
+            DigestSegment(
+                name=s.name,
+                customers=int(counts[c]),
+                share=counts[c] / n if n else 0.0,
+                at_risk=int(risky_counts[c]),
+                change=None if prev is None else int(counts[c]) - prev,
+                new=compared is not None and prev is None,
+            )
         )
     hashes = hash_ids(score.at_risk_rows["customer_id"])
     moved = None

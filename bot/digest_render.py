@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
 
 import numpy as np
 
@@ -14,22 +13,13 @@ from . import blocks
 from .digest_data import STALE_AFTER_DAYS, DigestData
 
 
-def _change(s: dict[str, Any]) -> str:
-    if s["new"]:
-        return " · new"
-    d = s["change"]
-    if d is None:
-        return ""
-    return " · =" if d == 0 else f" · {'▲' if d > 0 else '▼'}{abs(d):,}"
-
-
 def message(data: DigestData) -> blocks.Message:
     age = (data.run_date - data.latest_order).days
     fresh = f"Data up to {data.latest_order:%a %d %b %Y} (latest order)"
     if age > STALE_AFTER_DAYS:
         fresh = f":warning: {fresh}, {age:,} days before this digest: is SEGMENT_DATA up to date?"
     since = f" since {data.previous_date:%d %b}" if data.previous_date else ""
-    lines = "\n".join(f"*{s['name']}*: {s['customers']:,} ({s['share']:.1%}){_change(s)}" for s in data.segments)
+    lines = "\n".join(f"*{s.name}*: {s.customers:,} ({s.share:.1%}){s.change_text()}" for s in data.segments)
     risk = data.at_risk
     money = data.terms.money
     risk_lines = (
@@ -80,9 +70,9 @@ def chart_png(data: DigestData) -> bytes:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    names = [s["name"] for s in data.segments][::-1]
-    values = np.array([s["customers"] for s in data.segments][::-1])
-    risky = np.array([s["at_risk"] for s in data.segments][::-1])
+    names = [s.name for s in data.segments][::-1]
+    values = np.array([s.customers for s in data.segments][::-1])
+    risky = np.array([s.at_risk for s in data.segments][::-1])
     fig = Figure(figsize=(8, 0.42 * len(names) + 1.2), dpi=100)
     ax = fig.subplots()
     ax.barh(names, risky, color="#d64545", label="at risk")

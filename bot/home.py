@@ -27,21 +27,12 @@ from segmentation.errors import SegmentationError
 from segmentation.serving import schedule_spec
 
 from . import blocks
+from .digest_data import DigestSegment
 
 log = logging.getLogger(__name__)
 
 MAX_HOME_BLOCKS = 100  # Slack's limit for a Home tab view
 STALE_AFTER_DAYS = 7
-
-
-@dataclass(frozen=True)
-class HomeSegment:
-    name: str
-    customers: int
-    share: float
-    at_risk: int
-    change: int | None = None  # since the previous digest; None when not compared
-    new: bool = False  # not in the previous digest
 
 
 @dataclass(frozen=True)
@@ -52,7 +43,7 @@ class HomeData:
     latest_order: dt.date
     today: dt.date
     sizes_from: str  # where the sizes come from, in words
-    segments: tuple[HomeSegment, ...]
+    segments: tuple[DigestSegment, ...]
     at_risk: str  # the churn line, with its numbers
     subscriptions: tuple[str, ...]  # one line each
     admin: bool
@@ -112,7 +103,8 @@ def view(data: HomeData) -> dict[str, Any]:
         ]
     tail.append(blocks.context("`/segment help` for everything · this tab refreshes when the model changes"))
     lines = [
-        f"*{s.name}* · {s.customers:,} ({s.share:.1%}){_change(s)}" + (f" · {s.at_risk:,} at risk" if s.at_risk else "")
+        f"*{s.name}* · {s.customers:,} ({s.share:.1%}){s.change_text()}"
+        + (f" · {s.at_risk:,} at risk" if s.at_risk else "")
         for s in data.segments
     ]
     room = MAX_HOME_BLOCKS - len(head) - len(tail)
@@ -133,14 +125,6 @@ def _confirm(title: str, text: str) -> dict[str, Any]:
         "confirm": {"type": "plain_text", "text": "Yes"},
         "deny": {"type": "plain_text", "text": "Cancel"},
     }
-
-
-def _change(s: HomeSegment) -> str:
-    if s.new:
-        return " · new"
-    if s.change is None:
-        return ""
-    return " · =" if s.change == 0 else f" · {'▲' if s.change > 0 else '▼'}{abs(s.change):,}"
 
 
 def unavailable(problem: str) -> dict[str, Any]:
@@ -202,7 +186,7 @@ class Home:
             export = json.dumps({"model": served.version, "as_of": when.date().isoformat()})
         risky = {s.name: s.at_risk for s in served.trained.all_segments} if runs is None else {}
         segments = tuple(
-            HomeSegment(
+            DigestSegment(
                 name=s.name,
                 customers=int(counts.get(s.name, 0)),
                 share=int(counts.get(s.name, 0)) / total if total else 0.0,

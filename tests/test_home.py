@@ -12,7 +12,8 @@ import urllib.parse
 import pytest
 from slackkit import ADMIN, USER, copy_artifacts, start_bot
 
-from bot.home import MAX_HOME_BLOCKS, HomeData, HomeSegment, view
+from bot.digest_data import DigestSegment
+from bot.home import MAX_HOME_BLOCKS, HomeData, view
 from segmentation.serving.schedule_spec import parse
 
 DM = "D0USERDM"
@@ -211,7 +212,7 @@ def test_a_home_click_is_refused_without_what_slack_always_sends(bot):
 
 @pytest.mark.parametrize("k", [30, 120])
 def test_the_view_stays_within_block_kits_limits(k):
-    segments = tuple(HomeSegment(f"Segment {i} — {'x' * 60}", 1000 + i, 0.01, i, change=i - 5) for i in range(k))
+    segments = tuple(DigestSegment(f"Segment {i} — {'x' * 60}", 1000 + i, 0.01, i, change=i - 5) for i in range(k))
     data = HomeData(
         version="v0001",
         trained="2026-01-01 09:00 UTC by cli",
