@@ -113,7 +113,7 @@ def start_scheduler(ctx: BotContext, **kwargs) -> None:
     if s.digest_channel and s.digest_cron:
         schedule = parse(s.digest_cron, s.timezone)
         current = ctx.digests.subscription(s.digest_channel)
-        if not current or (current["cron"], current["timezone"]) != (schedule.cron, schedule.timezone):
+        if not current or (current.cron, current.timezone) != (schedule.cron, schedule.timezone):
             ctx.digests.subscribe(s.digest_channel, schedule, "DIGEST_CHANNEL")
     ctx.scheduler = DigestScheduler(ctx.digests, **kwargs).start()
 

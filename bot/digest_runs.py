@@ -48,3 +48,38 @@ class RunOutcome:
     status: str  # ok, failed, duplicate
     error: str | None = None
     run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class LastRun:
+    scheduled_for: dt.datetime
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A channel's digest subscription, with how its last run ended."""
+
+    channel_id: str
+    cron: str
+    timezone: str
+    schedule_text: str
+    created_by: str
+    created_at: dt.datetime
+    last_run: LastRun | None = None
+
+
+@dataclass(frozen=True)
+class RecordedDigest:
+    """What a posted digest recorded: its sizes and churn risk, with the model and data it used."""
+
+    channel_id: str
+    scheduled_for: dt.datetime
+    counts: dict[str, int]
+    customers: int | None
+    latest_order: dt.date | None
+    at_risk_customers: int | None
+    at_risk_revenue: float | None
+    model_version: str | None
+    data_source: str | None

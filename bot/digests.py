@@ -26,7 +26,7 @@ from segmentation.serving.schedule_spec import Schedule
 from . import liveness
 from .digest_data import PreviousRun, compute, pack_hashes, unpack_hashes
 from .digest_render import chart_png, message
-from .digest_runs import METADATA_EVENT, RunOutcome, _runner_dead, run_metadata
+from .digest_runs import METADATA_EVENT, LastRun, RecordedDigest, RunOutcome, Subscription, _runner_dead, run_metadata
 from .state import StateDB, digest_runs, subscriptions, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,29 +70,29 @@ class Digests:
         with self.state.engine.begin() as con:
             return con.execute(subscriptions.delete().where(subscriptions.c.channel_id == channel_id)).rowcount > 0
 
-    def subscriptions(self) -> list[dict[str, Any]]:
+    def subscriptions(self) -> list[Subscription]:
+        out = []
         with self.state.engine.connect() as con:
-            subs = [dict(r) for r in con.execute(subscriptions.select().order_by(subscriptions.c.id)).mappings()]
-            for s in subs:
+            for row in con.execute(subscriptions.select().order_by(subscriptions.c.id)).mappings():
                 last = (
                     con.execute(
                         sa.select(digest_runs.c.scheduled_for, digest_runs.c.status, digest_runs.c.error)
-                        .where(digest_runs.c.channel_id == s["channel_id"])
+                        .where(digest_runs.c.channel_id == row["channel_id"])
                         .order_by(digest_runs.c.scheduled_for.desc(), digest_runs.c.id.desc())
                         .limit(1)
                     )
                     .mappings()
                     .first()
                 )
-                s["last_run"] = dict(last) if last else None
-        return subs
+                out.append(_subscription(row, LastRun(**last) if last else None))
+        return out
 
-    def subscription(self, channel_id: str) -> dict[str, Any] | None:
+    def subscription(self, channel_id: str) -> Subscription | None:
         with self.state.engine.connect() as con:
             row = con.execute(subscriptions.select().where(subscriptions.c.channel_id == channel_id)).mappings().first()
-        return dict(row) if row else None
+        return _subscription(row, None) if row else None
 
-    def latest(self, model_version: str, data_source: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    def latest(self, model_version: str, data_source: str) -> tuple[RecordedDigest, RecordedDigest | None] | None:
         """The newest digest built with this model on this data, and the one before it in the
         same channel if that was too (sizes are only compared like with like); None if none."""
         cols = (
@@ -130,10 +130,10 @@ class Digests:
                 .mappings()
                 .first()
             )
-        latest = {**row, "counts": json.loads(row["counts"] or "{}")}
+        latest = RecordedDigest(**{**row, "counts": json.loads(row["counts"] or "{}")})
         if before is None or (before["model_version"], before["data_source"]) != (model_version, data_source[:500]):
             return latest, None
-        return latest, {**before, "counts": json.loads(before["counts"] or "{}")}
+        return latest, RecordedDigest(**{**before, "counts": json.loads(before["counts"] or "{}")})
 
     # -- runs ---------------------------------------------------------------------------
     def _previous(self, con, channel_id: str, before: dt.datetime) -> PreviousRun | None:
@@ -224,7 +224,7 @@ class Digests:
 
     def _run_date(self, channel_id: str, when: dt.datetime) -> dt.date:
         sub = self.subscription(channel_id)
-        tz = ZoneInfo(sub["timezone"] if sub else self.ctx.settings.timezone)
+        tz = ZoneInfo(sub.timezone if sub else self.ctx.settings.timezone)
         return when.replace(tzinfo=dt.UTC).astimezone(tz).date()
 
     def _deliver(self, run_id: int, channel_id: str, when: dt.datetime) -> RunOutcome:
@@ -371,3 +371,15 @@ class Digests:
             "skipped the digest for %s scheduled at %s UTC: %d minutes late (bot was down)", channel_id, when, minutes
         )
         self.claim(channel_id, when, status="skipped", error=f"missed by {minutes} min (bot was down)")
+
+
+def _subscription(row: Any, last: LastRun | None) -> Subscription:
+    return Subscription(
+        row["channel_id"],
+        row["cron"],
+        row["timezone"],
+        row["schedule_text"],
+        row["created_by"],
+        row["created_at"],
+        last,
+    )

@@ -168,15 +168,15 @@ class Home:
             export = json.dumps({"model": served.version})
         else:
             latest, before = runs
-            latest_order = latest["latest_order"] or dt.date.fromisoformat(info.latest_purchase)
-            counts, total = latest["counts"], latest["customers"] or sum(latest["counts"].values())
-            when = latest["scheduled_for"]
-            sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in <#{latest['channel_id']}>"
-            previous = before["counts"] if before else None
+            latest_order = latest.latest_order or dt.date.fromisoformat(info.latest_purchase)
+            counts, total = latest.counts, latest.customers or sum(latest.counts.values())
+            when = latest.scheduled_for
+            sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in <#{latest.channel_id}>"
+            previous = before.counts if before else None
             if before:
-                sizes_from += f", changes since the one of {before['scheduled_for']:%a %d %b}"
-            n = latest["at_risk_customers"]
-            revenue = latest["at_risk_revenue"]
+                sizes_from += f", changes since the one of {before.scheduled_for:%a %d %b}"
+            n = latest.at_risk_customers
+            revenue = latest.at_risk_revenue
             at_risk_line = (
                 f"*At risk: {n:,} customers* ({n / total:.1%} of {total:,}), revenue at stake "
                 f"{terms.money(revenue)} in that digest"
@@ -219,15 +219,13 @@ class Home:
         now = dt.datetime.now(dt.UTC)
         out = []
         for sub in ctx.digests.subscriptions()[:40]:
-            nxt = next_runs.get(sub["channel_id"]) or schedule_spec.make_trigger(
-                sub["cron"], sub["timezone"]
+            nxt = next_runs.get(sub.channel_id) or schedule_spec.make_trigger(
+                sub.cron, sub.timezone
             ).get_next_fire_time(None, now)
-            last = sub["last_run"]
-            status = (
-                "no digest yet" if last is None else f"last {last['status']} {last['scheduled_for']:%d %b %H:%M} UTC"
-            )
+            last = sub.last_run
+            status = "no digest yet" if last is None else f"last {last.status} {last.scheduled_for:%d %b %H:%M} UTC"
             out.append(
-                f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {schedule_spec.when_text(nxt, sub['timezone'])} · {status}"
+                f"• <#{sub.channel_id}> {sub.schedule_text} · next {schedule_spec.when_text(nxt, sub.timezone)} · {status}"
             )
         return out
 

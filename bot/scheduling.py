@@ -254,19 +254,19 @@ class DigestScheduler:
         scheduler = self.scheduler
         if scheduler is None:
             return
-        wanted = {JOB_PREFIX + s["channel_id"]: s for s in self.digests.subscriptions()}
+        wanted = {JOB_PREFIX + s.channel_id: s for s in self.digests.subscriptions()}
         existing = {j.id: j for j in scheduler.get_jobs()}
         for job_id in existing.keys() - wanted.keys():
             scheduler.remove_job(job_id)
         for job_id, sub in wanted.items():
-            spec = f"{sub['cron']}|{sub['timezone']}"
+            spec = f"{sub.cron}|{sub.timezone}"
             job = existing.get(job_id)
             if job is not None and job.name == spec:
                 continue  # unchanged: keep its stored next run time (missed runs are caught up)
             scheduler.add_job(
                 digest_job,
-                make_trigger(sub["cron"], sub["timezone"]),
-                args=[sub["channel_id"]],
+                make_trigger(sub.cron, sub.timezone),
+                args=[sub.channel_id],
                 id=job_id,
                 name=spec,
                 replace_existing=True,

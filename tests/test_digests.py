@@ -174,8 +174,8 @@ def test_refusals_are_recorded_and_shown(ctx, slack, error):
     slack.fail("chat.postMessage", error)
     outcome = ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
     assert (outcome.status, outcome.error) == ("failed", error)
-    last = ctx.digests.subscriptions()[0]["last_run"]
-    assert (last["status"], last["error"]) == ("failed", error)
+    last = ctx.digests.subscriptions()[0].last_run
+    assert (last.status, last.error) == ("failed", error)
 
 
 class _StoreOwner:
@@ -214,7 +214,7 @@ def test_failed_digest_does_not_stop_the_others(ctx, slack):
         slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 2)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            statuses = {s["channel_id"]: s["last_run"] and s["last_run"]["status"] for s in ctx.digests.subscriptions()}
+            statuses = {s.channel_id: s.last_run and s.last_run.status for s in ctx.digests.subscriptions()}
             if None not in statuses.values() and "running" not in statuses.values():
                 break
             time.sleep(0.05)
@@ -270,7 +270,7 @@ def test_restart_outside_grace_posts_nothing_and_says_so(ctx, slack, caplog):
     assert [(r["status"], r["scheduled_for"]) for r in runs] == [("skipped", due.replace(tzinfo=None))]
     assert "bot was down" in runs[0]["error"]
     assert any("skipped the digest for C1" in r.getMessage() for r in caplog.records)
-    assert ctx.digests.subscriptions()[0]["last_run"]["status"] == "skipped"
+    assert ctx.digests.subscriptions()[0].last_run.status == "skipped"
 
 
 def test_two_processes_one_scheduler_and_takeover(ctx, slack, state_db, trained, sample_folder, tmp_path):
@@ -314,7 +314,7 @@ def test_default_subscription_from_the_environment(slack, trained, sample_folder
     start_scheduler(ctx, lease_ttl=1.0, heartbeat=0.1)
     try:
         sub = ctx.digests.subscription("CDEFAULT")
-        assert (sub["cron"], sub["timezone"], sub["created_by"]) == ("30 8 * * 1", "Europe/Berlin", "DIGEST_CHANNEL")
+        assert (sub.cron, sub.timezone, sub.created_by) == ("30 8 * * 1", "Europe/Berlin", "DIGEST_CHANNEL")
         nxt = ctx.scheduler.next_runs()["CDEFAULT"].astimezone(dt.timezone(dt.timedelta(hours=1)))
         assert nxt.weekday() == 0  # Monday, in the standard cron numbering
     finally:

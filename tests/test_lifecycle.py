@@ -93,7 +93,7 @@ def test_the_default_subscription_written_by_two_bots_at_once(state_db, tmp_path
             )
             == []
         )
-        assert [s["channel_id"] for s in contexts[0].digests.subscriptions()] == ["C0DIGEST"]
+        assert [s.channel_id for s in contexts[0].digests.subscriptions()] == ["C0DIGEST"]
     for c in contexts:
         c.state.dispose()
 

@@ -242,21 +242,21 @@ def _digest(req: Request) -> Reply:
         now = dt.datetime.now(dt.UTC)
         lines = []
         for sub in subs:
-            nxt = next_runs.get(sub["channel_id"]) or schedule_spec.make_trigger(
-                sub["cron"], sub["timezone"]
+            nxt = next_runs.get(sub.channel_id) or schedule_spec.make_trigger(
+                sub.cron, sub.timezone
             ).get_next_fire_time(None, now)
-            last = sub["last_run"]
+            last = sub.last_run
             status = (
                 "no digest yet"
                 if last is None
                 else (
-                    f"{last['status']}"
-                    + (f" ({last['error']})" if last["error"] else "")
-                    + f" at {last['scheduled_for']:%d %b %H:%M} UTC"
+                    f"{last.status}"
+                    + (f" ({last.error})" if last.error else "")
+                    + f" at {last.scheduled_for:%d %b %H:%M} UTC"
                 )
             )
             lines.append(
-                f"• <#{sub['channel_id']}> {sub['schedule_text']} · next {schedule_spec.when_text(nxt, sub['timezone'])} · last: {status}"
+                f"• <#{sub.channel_id}> {sub.schedule_text} · next {schedule_spec.when_text(nxt, sub.timezone)} · last: {status}"
             )
         return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
     if word == "now":
