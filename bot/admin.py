@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -24,7 +23,7 @@ def export_at_risk(ctx: BotContext, client: WebClient, user: str, value: str) ->
     version, as_of = export_value(value)
     served = ctx.service.served(version)  # a version the store keeps, or one line of refusal
     if as_of is not None:  # from a digest: the customers that digest counted, scored as of its date
-        check_as_of(as_of, dt.date.fromisoformat(served.info.snapshot_date))
+        check_as_of(as_of, served.info.snapshot_day)
         return send_csv(
             client,
             user,

@@ -181,7 +181,7 @@ def segments(served: ServedModel) -> Message:
         header(f"Segments · {info.customers:,} customers"),
         context(
             f"Model {served.version} · sizes as trained on {info.source}, data as of {info.snapshot_date} "
-            f"(trained {info.trained_at[:16].replace('T', ' ')} UTC) · return time {terms.return_time} days, "
+            f"(trained {info.trained_minute} UTC) · return time {terms.return_time} days, "
             f"return window {terms.return_window}, lost after {terms.lost_after}"
         ),
     ]
@@ -255,7 +255,7 @@ def model_info(served: ServedModel) -> Message:
     sil = "n/a" if info.silhouette is None else f"{info.silhouette:.3f}"
     fields = [
         ("Version", served.version),
-        ("Trained", f"{info.trained_at[:16].replace('T', ' ')} UTC by {info.trained_by}"),
+        ("Trained", f"{info.trained_minute} UTC by {info.trained_by}"),
         ("Data", f"{info.source}"),
         ("Customers", f"{info.customers:,} ({info.orders:,} orders, snapshot {info.snapshot_date})"),
         ("K", f"{info.k} (seed {info.seed})"),

@@ -152,10 +152,10 @@ class Home:
         info, terms = served.info, served.terms
         today = today or dt.datetime.now(dt.UTC).date()
         runs = ctx.digests.latest(served.version, ctx.service.source_description(ctx.settings.data))
-        trained_at = info.trained_at[:16].replace("T", " ")
+        trained_at = info.trained_minute
         who = f"<@{info.trained_by}>" if info.trained_by.startswith(("U", "W")) else info.trained_by
         if runs is None:
-            latest_order = dt.date.fromisoformat(info.latest_purchase)
+            latest_order = info.latest_purchase_day
             counts = {s.name: s.customers for s in served.trained.all_segments}
             total = info.customers
             sizes_from = "sizes at training (no digest with this model yet)"
@@ -168,7 +168,7 @@ class Home:
             export = json.dumps({"model": served.version})
         else:
             latest, before = runs
-            latest_order = latest.latest_order or dt.date.fromisoformat(info.latest_purchase)
+            latest_order = latest.latest_order or info.latest_purchase_day
             counts, total = latest.counts, latest.customers or sum(latest.counts.values())
             when = latest.scheduled_for
             sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in <#{latest.channel_id}>"

@@ -6,6 +6,7 @@ a module boundary as a loose dict.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -174,6 +175,24 @@ class ModelInfo:
     library_versions: Mapping[str, str]
     schema_version: int
     timings: Mapping[str, float] = field(default_factory=dict)
+
+    # typed views of the stored ISO text (kept as text: it is what the manifest and --json carry)
+    @property
+    def snapshot_day(self) -> dt.date:
+        return dt.date.fromisoformat(self.snapshot_date)
+
+    @property
+    def latest_purchase_day(self) -> dt.date:
+        return dt.date.fromisoformat(self.latest_purchase)
+
+    @property
+    def trained_when(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.trained_at)
+
+    @property
+    def trained_minute(self) -> str:
+        """ "2026-12-02 14:30": when it was trained, to the minute (UTC)."""
+        return f"{self.trained_when:%Y-%m-%d %H:%M}"
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
