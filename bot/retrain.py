@@ -19,6 +19,7 @@ from segment_cli.settings import Settings
 from segmentation.data.urls import mask_text
 from segmentation.errors import ModelNotFoundError, SegmentationError
 from segmentation.model.segments import TrainedModel
+from segmentation.serving.options import TrainOptions
 from segmentation.serving.service import SegmentService
 from segmentation.serving.training import train
 
@@ -71,10 +72,10 @@ class Retrainer:
         channel_id: str,
         client: WebClient,
         respond: Callable[..., Any] | None = None,
-        options: dict[str, Any] | None = None,
+        options: TrainOptions | None = None,
     ) -> str:
         """Start a retrain unless one is running. Returns the line to acknowledge with."""
-        options = dict(options or {})
+        options = options or TrainOptions()
         running, note = self.running()
         prefix = f"{note} " if note else ""
         holder = liveness.new_holder()
@@ -103,7 +104,7 @@ class Retrainer:
         )
         self._threads.append(t)
         t.start()
-        settings = f" with {_describe(options)}" if options else ""
+        settings = f" with {_describe(options)}" if options.describe() else ""
         return prefix + f"Retraining on {self.source_label()}{settings}… I'll post the result here."
 
     def join(self, timeout: float | None = None) -> None:
@@ -126,7 +127,7 @@ class Retrainer:
         channel_id: str,
         client: WebClient,
         respond: Callable[..., Any] | None,
-        options: dict[str, Any],
+        options: TrainOptions,
     ) -> None:
         done = threading.Event()
         threading.Thread(target=self._keep_lease, args=(holder, done), name="retrain-lease", daemon=True).start()
@@ -136,12 +137,9 @@ class Retrainer:
             except SegmentationError:  # none yet, or damaged: a retrain is exactly the way out
                 previous = None
             if previous is not None:  # keep the served model's settings unless the admin gave new ones
-                options = {"k": previous.info.k, "seed": previous.info.seed, **options}
+                options = options.keeping(previous.info.k, previous.info.seed)
             version, trained = self.service.train(
-                self.settings.data,
-                trained_by=user_id,
-                train_fn=self.train_fn,
-                **options,
+                self.settings.data, trained_by=user_id, options=options, train_fn=self.train_fn
             )
             message = blocks.retrain_result(version, trained, previous)
             result = f"succeeded: {version}"
@@ -186,8 +184,8 @@ class Retrainer:
                 respond(response_type="ephemeral", replace_original=False, **message)
 
 
-def _describe(options: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(options.items()))
+def _describe(options: TrainOptions) -> str:
+    return options.describe()
 
 
 def busy_line(lease: Lease | None) -> str:

@@ -24,6 +24,7 @@ from bot.state import digest_runs
 from segment_cli.settings import Settings
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sources import load_rfm
+from segmentation.serving.options import TrainOptions
 from segmentation.serving.schedule_spec import parse
 
 UTC = dt.UTC
@@ -538,7 +539,7 @@ def test_a_forged_job_row_is_never_unpickled(ctx, slack, tmp_path):
 
 def test_a_digest_after_a_retrain_does_not_compare_sizes_across_models(ctx, slack):
     ctx.digests.run("C1", dt.datetime(2025, 1, 5, 9, tzinfo=UTC))
-    ctx.service.train(ctx.settings.data, trained_by="test", k=7)
+    ctx.service.train(ctx.settings.data, trained_by="test", options=TrainOptions(k=7))
     ctx.digests.run("C1", dt.datetime(2025, 1, 12, 9, tzinfo=UTC))
     second = text_of(posts(slack, "C1")[1])
     assert "Model changed since the last digest (v0001 → v0002): sizes are not compared" in second

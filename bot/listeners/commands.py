@@ -18,9 +18,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import InputError, SegmentationError
-from segmentation.model.estimator import MAX_K, MAX_SEED, MIN_K
 from segmentation.serving import schedule_spec
 from segmentation.serving.inputs import parse_rfm, shown
+from segmentation.serving.options import BOUNDS, TrainOptions
 
 from .. import admin, blocks
 from ..context import BotContext
@@ -94,23 +94,22 @@ def _refuse(req: Request, command: str) -> Reply | None:
     ), None
 
 
-RETRAIN_OPTIONS = {"k": (MIN_K, MAX_K), "seed": (0, MAX_SEED)}
 RETRAIN_HELP = "`/segment retrain` keeps the served model's K and seed; give new ones as `/segment retrain k=12 seed=7`"
 
 
-def retrain_options(args: str) -> dict[str, int]:
-    """``k=12 seed=7`` → {"k": 12, "seed": 7}; anything else is one line of refusal."""
-    options: dict[str, int] = {}
+def retrain_options(args: str) -> TrainOptions:
+    """``k=12 seed=7`` → TrainOptions(k=12, seed=7); anything else is one line of refusal."""
+    given: dict[str, int] = {}
     for token in args.split():
         key, sep, value = token.partition("=")
         key = key.lower()
-        if not sep or key not in RETRAIN_OPTIONS:
+        if not sep or key not in BOUNDS:
             raise InputError(f"I don't know the retrain option '{shown(token, 40)}'. {RETRAIN_HELP}.")
-        lo, hi = RETRAIN_OPTIONS[key]
+        lo, hi = BOUNDS[key]
         if not re.fullmatch(r"[0-9]{1,10}", value) or not lo <= int(value) <= hi:
             raise InputError(f"{key} must be a whole number from {lo} to {hi:,}, not '{shown(value, 40)}'.")
-        options[key] = int(value)
-    return options
+        given[key] = int(value)
+    return TrainOptions(**given)
 
 
 def do_retrain(req: Request) -> Reply:

@@ -10,6 +10,8 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from segmentation.serving.options import TrainOptions
+
 from .. import admin, blocks
 from ..context import BotContext
 from ..followup import guarded
@@ -55,7 +57,7 @@ def retrain(user_id: str, dm: str, respond: Callable[..., Any], client: WebClien
         ctx.state.audit(user_id, "retrain", "home", False, "refused: not an admin", dm)
         respond(**blocks.error_line("Only admins can retrain."))
         return
-    line = ctx.retrainer.request(user_id, dm, client, respond, {})
+    line = ctx.retrainer.request(user_id, dm, client, respond, TrainOptions())
     respond(**blocks.plain(line))
 
 

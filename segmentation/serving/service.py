@@ -27,13 +27,14 @@ from segmentation.errors import InputError, ModelIntegrityError, SegmentationErr
 from segmentation.model import playbook as playbook_mod
 from segmentation.model.atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
 from segmentation.model.compiled import scored_ctes
-from segmentation.model.estimator import FEATURES, kinds_of
+from segmentation.model.estimator import DEFAULT_K, FEATURES, RANDOM_STATE, kinds_of
 from segmentation.model.segments import ModelInfo, Segment, TrainedModel
 from segmentation.model.terms import ShopTerms
 from segmentation.serving.answers import CustomerAnswer, Prediction, Scored, SourceScore, fits_definition, levels
 from segmentation.serving.assignments import Assignments, CustomerRow
 from segmentation.serving.exports import frame_rows, write_customers_csv
 from segmentation.serving.inputs import RFM, shown
+from segmentation.serving.options import TrainOptions
 from segmentation.serving.store import ModelStore
 
 if TYPE_CHECKING:
@@ -355,13 +356,21 @@ class SegmentService:
         return self.source(spec)[0].describe()
 
     def train(
-        self, spec: str | None, *, trained_by: str, train_fn: Any = None, **kwargs: Any
+        self,
+        spec: str | None,
+        *,
+        trained_by: str,
+        options: TrainOptions | None = None,
+        train_fn: Any = None,
     ) -> tuple[str, TrainedModel]:
-        """Train on the source ``spec`` names and serve the new version once it is verified."""
+        """Train on the source ``spec`` names (with ``options``: K and seed, the defaults when
+        unset) and serve the new version once it is verified."""
         from segmentation.serving.training import train  # lazy: scikit-learn takes seconds to import; training is rare
 
         source, data_ref = self.source(spec)
-        return (train_fn or train)(source, self.store, trained_by=trained_by, data_ref=data_ref, **kwargs)
+        o = options or TrainOptions()
+        k, seed = o.k or DEFAULT_K, RANDOM_STATE if o.seed is None else o.seed
+        return (train_fn or train)(source, self.store, trained_by=trained_by, data_ref=data_ref, k=k, seed=seed)
 
     def rollback(self) -> tuple[str, str]:
         """Serve the previous version. Returns (from, to)."""
