@@ -109,3 +109,14 @@ def test_files_stay_small():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in MODULES.values()}
     big = sorted(f"{f}: {n} lines" for f, n in sizes.items() if n > MAX_LINES and f not in SQL_TEXT)
     assert not big, "\n".join(big)
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :].split("\n## ", 1)[0]
+    missing = sorted(
+        str(p.relative_to(ROOT))
+        for p in MODULES.values()
+        if p.name not in ("__init__.py", "__main__.py") and p.name not in layout
+    )
+    assert not missing, f"README's Layout section does not name: {missing}"

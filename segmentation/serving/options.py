@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from segmentation.errors import InputError
-from segmentation.model.estimator import MAX_K, MAX_SEED, MIN_K
+from segmentation.model.estimator import DEFAULT_K, MAX_K, MAX_SEED, MIN_K, RANDOM_STATE
 
 BOUNDS = {"k": (MIN_K, MAX_K), "seed": (0, MAX_SEED)}
 
@@ -26,6 +26,10 @@ class TrainOptions:
     def keeping(self, k: int, seed: int) -> TrainOptions:
         """These options, with ``k`` and ``seed`` where they are unset (the served model's)."""
         return replace(self, k=self.k if self.k is not None else k, seed=self.seed if self.seed is not None else seed)
+
+    def resolved(self) -> tuple[int, int]:
+        """(K, seed), the product's defaults where unset."""
+        return self.k or DEFAULT_K, RANDOM_STATE if self.seed is None else self.seed
 
     def describe(self) -> str:
         """ "k=12 seed=7", only what is set."""

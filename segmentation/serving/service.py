@@ -27,7 +27,7 @@ from segmentation.errors import InputError, ModelIntegrityError, SegmentationErr
 from segmentation.model import playbook as playbook_mod
 from segmentation.model.atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
 from segmentation.model.compiled import scored_ctes
-from segmentation.model.estimator import DEFAULT_K, FEATURES, RANDOM_STATE, kinds_of
+from segmentation.model.estimator import FEATURES, kinds_of
 from segmentation.model.segments import ModelInfo, Segment, TrainedModel
 from segmentation.model.terms import ShopTerms
 from segmentation.serving.answers import CustomerAnswer, Prediction, Scored, SourceScore, fits_definition, levels
@@ -368,8 +368,7 @@ class SegmentService:
         from segmentation.serving.training import train  # lazy: scikit-learn takes seconds to import; training is rare
 
         source, data_ref = self.source(spec)
-        o = options or TrainOptions()
-        k, seed = o.k or DEFAULT_K, RANDOM_STATE if o.seed is None else o.seed
+        k, seed = (options or TrainOptions()).resolved()
         return (train_fn or train)(source, self.store, trained_by=trained_by, data_ref=data_ref, k=k, seed=seed)
 
     def rollback(self) -> tuple[str, str]:
