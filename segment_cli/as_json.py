@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from segmentation.errors import SegmentationError
+from segmentation.serving import listing as listing_mod
 
 
 def train_json(version: str, trained) -> dict[str, Any]:
@@ -36,44 +37,18 @@ def train_json(version: str, trained) -> dict[str, Any]:
 
 
 def model_json(store) -> dict[str, Any]:
-    """Every version with its metadata and whether it can be served (``damaged`` says why not);
-    one unreadable manifest is listed as damaged, never breaks the listing."""
-    try:
-        current = store.current_version()
-    except SegmentationError:
-        current = None
-    versions = []
-    for v in store.versions():
-        try:
-            manifest = store.info(v, verify=False).manifest
-        except SegmentationError:
-            manifest = {}
-        meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
-        versions.append(
-            {
-                "version": v,
-                "current": v == current,
-                "damaged": store.problem(v),
-                **{
-                    k: meta.get(k)
-                    for k in ("trained_at", "trained_by", "source", "customers", "k", "seed", "silhouette")
-                },
-                "terms": manifest.get("terms"),
-                "at_risk_rule": manifest.get("at_risk_rule"),
-            }
-        )
-    served = next((v for v in versions if v["current"] and not v["damaged"]), None)
+    """Every version with its metadata and whether it can be served (``damaged`` says why not)."""
+    listing = listing_mod.summaries(store)
+    serving = listing_mod.served(listing)
     return {
-        "current": current,
-        "versions": versions,
-        "terms": served["terms"] if served else None,
-        "at_risk_rule": served["at_risk_rule"] if served else None,
+        "current": listing_mod.current_version(store),
+        "versions": [asdict(v) for v in listing],
+        "terms": serving.terms if serving else None,
+        "at_risk_rule": serving.at_risk_rule if serving else None,
     }
 
 
 def backtest_json(bt) -> dict[str, Any]:
-    from dataclasses import asdict
-
     def result(r) -> dict[str, Any]:
         return {
             "cutoff": r.cutoff.isoformat(),
@@ -118,8 +93,6 @@ def backtest_json(bt) -> dict[str, Any]:
 
 
 def validation_json(r) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return {
         "source": r.source,
         "customers": r.customers,

@@ -18,6 +18,7 @@ from segmentation.data.spec import SourceOptions, open_data
 from segmentation.errors import InputError, SegmentationError
 from segmentation.model.segments import plural
 from segmentation.model.terms import ShopTerms
+from segmentation.serving import listing as listing_mod
 from segmentation.serving import signing
 from segmentation.serving.inputs import parse_rfm
 from segmentation.serving.service import SegmentService
@@ -213,45 +214,46 @@ def _cell(value: Any, fmt: str = "{}") -> str:
 
 def cmd_model(args: argparse.Namespace) -> int:
     store = _store(args)
-    info = model_json(store)
-    current = next((v for v in info["versions"] if v["current"]), None)
-    broken = current is not None and current["damaged"]
     if args.json:
+        info = model_json(store)
+        broken = any(v["current"] and v["damaged"] for v in info["versions"])
         _print_json(info)
         return 1 if broken else 0
-    if not info["versions"]:
+    listing = listing_mod.summaries(store)
+    if not listing:
         raise SegmentationError("No model yet: run 'segment train' first.")
+    current = next((v for v in listing if v.current), None)
     rows = [
         [
-            ("! " if v["current"] and v["damaged"] else "* " if v["current"] else "  ") + v["version"],
-            "DAMAGED" if v["damaged"] else "ok",
-            _cell(v["trained_at"]),
-            _cell(v["trained_by"]),
-            _cell(v["source"]),
-            _cell(v["customers"], "{:,}"),
-            _cell(v["k"]),
-            _cell(v["silhouette"], "{:.3f}"),
+            ("! " if v.current and v.damaged else "* " if v.current else "  ") + v.version,
+            "DAMAGED" if v.damaged else "ok",
+            _cell(v.trained_at),
+            _cell(v.trained_by),
+            _cell(v.source),
+            _cell(v.customers, "{:,}"),
+            _cell(v.k),
+            _cell(v.silhouette, "{:.3f}"),
         ]
-        for v in reversed(info["versions"])
+        for v in reversed(listing)
     ]
     print(
         text.table(("Version", "State", "Trained at", "By", "Data", "Customers", "K", "Silhouette"), rows, "llllllrr")
     )
-    for v in reversed(info["versions"]):
-        if v["damaged"]:
-            print(f"  {v['version']}: {v['damaged']}")
-    if current is not None and broken:
+    for v in reversed(listing):
+        if v.damaged:
+            print(f"  {v.version}: {v.damaged}")
+    if current is not None and current.damaged:
         print(
-            f"segment: the served version {current['version']} is damaged and cannot answer; roll back or retrain.",
+            f"segment: the served version {current.version} is damaged and cannot answer; roll back or retrain.",
             file=sys.stderr,
         )
         return 1
-    if info["terms"]:
-        terms = ShopTerms(**info["terms"])
+    serving = listing_mod.served(listing)
+    if serving is not None and serving.terms:
         print()
-        print(f"Served model {info['current']}: " + text.terms_block(terms))
-        if info["at_risk_rule"]:
-            print(f"  At risk: {info['at_risk_rule']['text']}.")
+        print(f"Served model {serving.version}: " + text.terms_block(ShopTerms(**serving.terms)))
+        if serving.at_risk_rule:
+            print(f"  At risk: {serving.at_risk_rule['text']}.")
     return 0
 
 
