@@ -61,20 +61,22 @@ def sample_value(text: str) -> int | None:
     """--sample: a number of customers (at least 1,000) or ``all``."""
     if text.strip().lower() == "all":
         return None
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of customers or 'all', got '{text[:20]}'") from None
+    value = _whole_number(text, f"must be a number of customers or 'all', got '{text[:20]}'")
     if value < 1_000:
         raise argparse.ArgumentTypeError(f"must be at least 1000 (or 'all'), got {value}")
     return value
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, problem: str) -> int:
+    """A whole number, thousands separators allowed (1,000 or 1_000); else ``problem``."""
     try:
-        value = int(text.replace(",", "").replace("_", ""))
+        return int(text.replace(",", "").replace("_", ""))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        raise argparse.ArgumentTypeError(problem) from None
+
+
+def positive_int(text: str) -> int:
+    value = _whole_number(text, f"'{text}' is not a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
