@@ -74,7 +74,9 @@ class SlackEmulator:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="slack-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-emulator", daemon=True
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
     @property

@@ -52,6 +52,13 @@ class HttpServer:
     def stop(self) -> None:
         self._stopping = True
         self.server.task_dispatcher.shutdown()
-        self.server.close()
-        if self._thread:
+        if self._thread and self._thread.is_alive():
+            # closed from inside the loop, woken at once (closing under select() waits out its 1 s timeout)
+            self.server.trigger.pull_trigger(self._close_all)
             self._thread.join(5)
+        else:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        for dispatcher in list(self.server._map.values()):
+            dispatcher.close()

@@ -66,6 +66,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.unit)
+        if module == "test_spark" or "[spark" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("spark"))  # one worker, one JVM (--dist loadgroup)
+        elif module == "test_report":
+            item.add_marker(pytest.mark.xdist_group("report"))  # its module fixture built once
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
