@@ -293,6 +293,10 @@ def plain(text: str) -> Message:
 
 def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | None) -> Message:
     info = trained.info
+    other_data = ""
+    if previous is not None and previous.info.source != info.source:
+        other_data = f"Trained on other data than {previous.version} ({previous.info.source}): sizes are not compared"
+        previous = None
     renamed = dict(trained.changes.renamed) if trained.changes else {}
     before = {s.name: s.customers for s in previous.trained.segments} if previous else {}
     before.update({new: before[old] for old, new in renamed.items() if old in before})
@@ -322,6 +326,8 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
     ]
     if trained.changes is not None:
         blocks.append(context(" · ".join(trained.changes.lines())))
+    if other_data:
+        blocks.append(context(other_data))
     blocks.append(context(f"Trained by <@{info.trained_by}>{vs}"))
     return {"text": f"Retrained: model {version} is now serving ({info.customers:,} customers)", "blocks": blocks}
 

@@ -37,7 +37,7 @@ def _ensure_model(ctx) -> None:
                 flush=True,
             )
         return
-    source, _ = ctx.service.source(ctx.settings.data)
+    source = ctx.service.source(ctx.settings.data).source
     log.info("No model yet: training on %s", source.describe())
     print(f"No model yet: training one on {source.describe()}…", file=sys.stderr, flush=True)
     ctx.service.train(ctx.settings.data, trained_by="startup")

@@ -139,7 +139,7 @@ def compute(
 def write_at_risk_as_of(ctx, as_of: dt.date, path, served: ServedModel) -> tuple[list[str], int]:
     """The at-risk customers of the current data scored as of ``as_of`` with ``served`` (the
     digest's own list, by the one at-risk definition)."""
-    source, _ = ctx.service.source(ctx.settings.data)
+    source = ctx.service.data_of(ctx.settings.data).source
     return served.export_at_risk(path, source_score=served.score_source(source, as_of))
 
 

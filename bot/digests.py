@@ -233,7 +233,7 @@ class Digests:
         mark the run done."""
         run_date = self._run_date(channel_id, when)
         try:
-            source, _ = self.ctx.service.source(self.ctx.settings.data)
+            source = self.ctx.service.data_of(self.ctx.settings.data).source
             served = self.ctx.service.served()
             score = served.score_source(source, run_date)
             with self.state.engine.connect() as con:

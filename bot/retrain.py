@@ -16,7 +16,6 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from segment_cli.settings import Settings
-from segmentation.data.urls import mask_text
 from segmentation.errors import ModelNotFoundError, SegmentationError
 from segmentation.model.segments import TrainedModel
 from segmentation.serving.options import TrainOptions
@@ -46,7 +45,7 @@ class Retrainer:
         self.after_success: Callable[[], Any] | None = None  # called once a new model serves
 
     def source_label(self) -> str:
-        return mask_text(self.settings.data) if self.settings.data else "the built-in sample data"
+        return self.service.source_description(self.settings.data)
 
     def running(self) -> tuple[Lease | None, str | None]:
         """(the lease of a retrain that is really running, or None; a note when a dead one was
@@ -76,6 +75,11 @@ class Retrainer:
     ) -> str:
         """Start a retrain unless one is running. Returns the line to acknowledge with."""
         options = options or TrainOptions()
+        try:
+            self.service.data_of_checked(self.settings.data)  # which data, known before anything starts
+        except SegmentationError as exc:
+            self.state.audit(user_id, "retrain", _describe(options), True, f"refused: {exc}", channel_id)
+            raise
         running, note = self.running()
         prefix = f"{note} " if note else ""
         holder = liveness.new_holder()

@@ -14,7 +14,7 @@ from segment_cli.as_json import backtest_json, model_json, train_json, validatio
 from segmentation.data.kinds import describe_exclusions
 from segmentation.data.sample import write_sample
 from segmentation.data.sources import load_rfm, opened
-from segmentation.data.spec import SourceOptions, open_data
+from segmentation.data.spec import OpenedData, SourceOptions, open_data
 from segmentation.errors import InputError, SegmentationError
 from segmentation.model.segments import plural
 from segmentation.model.terms import ShopTerms
@@ -48,7 +48,7 @@ def _print_json(obj: Any) -> None:
 # -- commands --------------------------------------------------------------------------------
 
 
-def resolve_source(args: argparse.Namespace):
+def resolve_source(args: argparse.Namespace) -> OpenedData:
     """The source named by --data and its flags; the built-in sample without --data."""
     return open_data(
         args.data,
@@ -61,15 +61,16 @@ def resolve_source(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from segmentation.serving.training import train  # lazy: scikit-learn takes seconds to import
 
-    source, data_ref = resolve_source(args)
+    data = resolve_source(args)
     version, trained = train(
-        source,
+        data.source,
         _store(args),
         k=args.k,
         seed=args.seed,
         as_of=args.as_of,
         trained_by=args.trained_by or args.settings.user or "cli",
-        data_ref=data_ref,
+        data_ref=data.reference,
+        data_spec=data.spec,
         progress=_progress(args),
         sample=args.sample,
     )
@@ -286,7 +287,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from segment_cli import checks_text  # lazy: it imports the checks (scikit-learn)
     from segmentation.analysis import validate  # lazy: scikit-learn takes seconds to import
 
-    source, _ = resolve_source(args)
+    source = resolve_source(args).source
     progress = _progress(args)
     if progress:
         progress(f"Reading {source.describe()} and computing RFM")
@@ -307,14 +308,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.data is not None:
         from segmentation.serving.training import fit, with_personas  # lazy: scikit-learn, seconds to import
 
-        source, data_ref = resolve_source(args)
-        with opened(source, args.as_of, personas=True) as src:
+        data = resolve_source(args)
+        with opened(data.source, args.as_of, personas=True) as src:
             if progress:
-                progress(f"Reading {source.describe()} and computing RFM")
+                progress(f"Reading {data.source.describe()} and computing RFM")
             table = src.rfm()
             if progress:
                 progress(f"Training K={args.k} for the report (nothing is saved)")
-            trained, assignments = fit(table, k=args.k, seed=args.seed, data_ref=data_ref, trained_by="report")
+            trained, assignments = fit(table, k=args.k, seed=args.seed, data_ref=data.reference, trained_by="report")
             if progress:
                 progress("Describing what each segment buys")
             trained = with_personas(trained, src.personas(trained, table.snapshot_date))
@@ -352,7 +353,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     if args.as_of is not None and args.cutoffs is not None:
         raise InputError("give --as-of (one cut-off) or --cutoffs (several), not both")
-    source, _ = resolve_source(args)
+    source = resolve_source(args).source
     bt = backtest.run(
         source,
         horizon=args.horizon,

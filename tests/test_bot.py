@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shutil
 import threading
 import time
 import urllib.parse
@@ -22,6 +24,7 @@ from slackkit import (
     start_bot,
 )
 
+from segmentation.data.sample import write_sample
 from segmentation.serving.inputs import parse_rfm
 
 
@@ -334,14 +337,63 @@ def test_two_retrains_at_once_run_one_training(gated, slack):
     assert bot.ctx.state.lease("retrain") is None
 
 
-def test_failed_retrain_posts_the_error_and_keeps_serving(slack, trained, tmp_path, state_db):
+def test_a_retrain_on_missing_data_is_refused_at_once(slack, trained, tmp_path, state_db):
     bot = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(tmp_path / "missing"))
+    try:
+        r = bot.command("retrain", user=ADMIN)
+        assert "no such file or folder" in r.text and "Retraining on" not in r.text
+        assert bot.ctx.state.audit_entries()[0]["result"].startswith("refused: ")
+        assert bot.ctx.state.lease("retrain") is None and bot.store.versions() == ["v0001"]
+    finally:
+        bot.stop()
+
+
+def test_a_retrain_without_segment_data_uses_the_served_models_own_data(bot, slack, sample_folder):
+    served = bot.ctx.service.served()
+    assert served.info.source == f"Olist folder {sample_folder}" and bot.ctx.settings.data is None
+    r = bot.command("retrain", user=ADMIN)
+    assert f"Retraining on Olist folder {sample_folder.name}" in r.text and "built-in sample" not in r.text
+    bot.ctx.retrainer.join(60)
+    assert bot.ctx.service.served().info.source == served.info.source
+    assert not (bot.store.root / "samples").exists()  # the built-in sample was never made
+
+
+def test_a_retrain_on_other_data_says_so_instead_of_comparing(slack, trained, tmp_path, state_db):
+    other = write_sample(tmp_path / "other", orders=3_000, seed=11)
+    bot = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(other))
+    try:
+        bot.command("retrain", user=ADMIN)
+        posted = slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=60)[0]
+        text = json.dumps(posted.args["blocks"])
+        assert "Trained on other data than v0001" in text and "sizes are not compared" in text
+        assert not re.search(r"[▲▼]|  = ", text) and "compared with v0001" not in text
+        assert bot.ctx.service.served().trained.changes is None  # no renames across shops either
+    finally:
+        bot.stop()
+
+
+def test_a_model_whose_data_needs_a_password_is_not_retrained_blindly(bot, slack, monkeypatch):
+    import dataclasses
+
+    served = bot.ctx.service.served()
+    locked = dataclasses.replace(served.info, source="postgresql://shop:***@db/shop (orders)", data_spec=None)
+    as_trained = dataclasses.replace(served, trained=dataclasses.replace(served.trained, info=locked))
+    monkeypatch.setattr(bot.ctx.service, "served", lambda version=None: as_trained)
+    r = bot.command("retrain", user=ADMIN)
+    assert "set SEGMENT_DATA" in r.text and "***" in r.text and "Retraining" not in r.text
+    assert bot.ctx.state.audit_entries()[0]["result"].startswith("refused: ")
+
+
+def test_failed_retrain_posts_the_error_and_keeps_serving(slack, trained, sample_folder, tmp_path, state_db):
+    broken = shutil.copytree(sample_folder, tmp_path / "broken")
+    (broken / "olist_orders_dataset.csv").write_text("order_id,customer_id\nx,y\n")  # readable, but not orders
+    bot = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(broken))
     try:
         before = bot.command("30 2 150").json["blocks"][0]
         r = bot.command("retrain", user=ADMIN)
         assert "Retraining on" in r.text
         posted = slack.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage"], timeout=30)[0]
-        assert "Retrain failed" in posted.args["text"] and "no such file or folder" in posted.args["text"]
+        assert "Retrain failed" in posted.args["text"] and "olist_orders_dataset" in posted.args["text"]
         assert "Still serving v0001" in posted.args["text"]
         assert bot.command("30 2 150").json["blocks"][0] == before
         assert bot.store.current_version() == "v0001"

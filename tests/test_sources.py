@@ -333,3 +333,19 @@ def test_orders_dated_in_the_future_are_excluded_and_counted(tmp_path):
     )
     later = load_rfm(src, as_of=dt.date(2100, 1, 1))  # a snapshot the user asks for is theirs to choose
     assert "future_date" not in later.excluded and later.customers == 3
+
+
+def test_what_a_model_records_opens_the_same_data_again_and_never_a_password(tmp_path, sample_folder):
+    from segmentation.data.spec import BUILT_IN_SAMPLE, SourceOptions, open_data, source_from_data_spec
+
+    opts = SourceOptions(customer_col="email", date_col="day", amount_col="total", currency="€")
+    csv_path = tmp_path / "my orders.csv"
+    csv_path.write_text("email,day,total\na@x,2024-01-01,10\n")
+    opened = open_data(str(csv_path), opts, tmp_path / "samples")
+    again = source_from_data_spec(opened.spec, tmp_path / "samples")
+    assert again.source == opened.source and again.spec == opened.spec  # flags and the space in the name kept
+    assert open_data(str(sample_folder), SourceOptions(), tmp_path).spec == str(sample_folder.resolve())
+    url = "postgresql://shop:s3cret@db.example/shop"
+    locked = open_data(url, SourceOptions(layout="olist"), tmp_path / "samples")
+    assert locked.spec is None and "s3cret" not in locked.reference and "***" in locked.source.describe()
+    assert open_data(None, SourceOptions(), tmp_path / "none-yet").source.describe() == BUILT_IN_SAMPLE

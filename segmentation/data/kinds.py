@@ -41,12 +41,13 @@ class OlistSource:
 
     folder: Path
     currency: str = "R$"  # Olist is a Brazilian marketplace
+    label: str = ""  # how it is called when not by its folder (the built-in sample)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))  # a str is welcome too
 
     def describe(self) -> str:
-        return f"Olist folder {self.folder}"
+        return self.label or f"Olist folder {self.folder}"
 
 
 @dataclass(frozen=True)

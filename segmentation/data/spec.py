@@ -171,6 +171,15 @@ class SourceOptions:
     def from_namespace(cls, args: argparse.Namespace) -> SourceOptions:
         return cls(**{f.name: getattr(args, f.name, None) for f in fields(cls)})
 
+    def flags(self) -> list[str]:
+        """The command-line flags that give these options (what is set only)."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out += ["--" + f.name.replace("_", "-"), str(value)]
+        return out
+
 
 @dataclass(frozen=True)
 class Option:
@@ -225,19 +234,36 @@ def parse_data_spec(spec: str | None, name: str = "SEGMENT_DATA") -> tuple[str |
     return args.data, SourceOptions.from_namespace(args)
 
 
+BUILT_IN_SAMPLE = "the built-in sample (100,000 generated orders)"
+
+
+@dataclass(frozen=True)
+class OpenedData:
+    """A source opened from ``--data`` and its flags, with what a model records about it."""
+
+    source: Source
+    reference: str  # where the data is, secrets masked: the model's "data"
+    spec: str | None  # one line that opens it again ("": the built-in sample; None: it needs a secret)
+
+
 def open_data(
     data: str | None, options: SourceOptions, samples: Path, announce: Callable[[str], None] | None = None
-) -> tuple[Source, str]:
+) -> OpenedData:
     """The source at ``data`` read as ``options`` say, or the built-in sample (made under
-    ``samples`` on first use) when ``data`` is None; with the reference to record (secrets masked)."""
+    ``samples`` on first use, and always called the built-in sample) when ``data`` is None."""
     if data is None:
         if announce is not None and not any(samples.glob("*/.complete")):
             announce("Generating the built-in sample data (100,000 orders, first use only)…")
-        data = str(ensure_default_sample(samples))
-    return source_from_spec(data, **asdict(options)), mask(str(data))
+        folder = ensure_default_sample(samples)
+        return OpenedData(OlistSource(folder, label=BUILT_IN_SAMPLE), BUILT_IN_SAMPLE, "")
+    source = source_from_spec(data, **asdict(options))
+    shown = mask(str(data))
+    where = os.path.abspath(data) if not is_url(data) and os.path.exists(data) else data  # a bot may run elsewhere
+    spec = shlex.join([where, *options.flags()]) if shown == data else None
+    return OpenedData(source, shown, spec)
 
 
-def source_from_data_spec(spec: str | None, samples: Path, name: str = "SEGMENT_DATA") -> tuple[Source, str]:
+def source_from_data_spec(spec: str | None, samples: Path, name: str = "SEGMENT_DATA") -> OpenedData:
     """A source from a one-line spec, as ``--data`` and its flags would give it (the built-in
     sample when empty)."""
     data, options = parse_data_spec(spec, name)

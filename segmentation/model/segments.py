@@ -175,6 +175,7 @@ class ModelInfo:
     library_versions: Mapping[str, str]
     schema_version: int
     timings: Mapping[str, float] = field(default_factory=dict)
+    data_spec: str | None = None  # one line that opens the source again ("": the built-in sample; None: unknown)
 
     # typed views of the stored ISO text (kept as text: it is what the manifest and --json carry)
     @property

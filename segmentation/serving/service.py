@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segmentation.data.kinds import OlistSource, Source
-from segmentation.data.sample import default_sample_folder
+from segmentation.data.kinds import Source
 from segmentation.data.scoring import score_in_engine
-from segmentation.data.spec import source_from_data_spec
+from segmentation.data.spec import BUILT_IN_SAMPLE, OpenedData, source_from_data_spec
 from segmentation.errors import InputError, ModelIntegrityError, SegmentationError
 from segmentation.model import playbook as playbook_mod
 from segmentation.model.atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
@@ -344,16 +343,51 @@ class SegmentService:
         except SegmentationError as exc:
             return f"none usable: {exc}"
 
-    def source(self, spec: str | None, name: str = "SEGMENT_DATA") -> tuple[Source, str]:
+    def source(self, spec: str | None, name: str = "SEGMENT_DATA") -> OpenedData:
         """The source a one-line data spec names (the built-in sample when empty)."""
         return source_from_data_spec(spec, Path(self.store.root) / "samples", name)
 
+    def data_of(self, spec: str | None) -> OpenedData:
+        """The data to retrain on or to score for a digest: ``spec`` (SEGMENT_DATA) when given,
+        else the served model's own source; the built-in sample only when there is no model."""
+        own, name = self._own_spec(spec)
+        return self.source(own, name)
+
+    def _own_spec(self, spec: str | None) -> tuple[str | None, str]:
+        """(the spec ``data_of`` opens, None for the built-in sample; the name errors give it)."""
+        if spec and spec.strip():
+            return spec, "SEGMENT_DATA"
+        if not self.has_model():
+            return None, "SEGMENT_DATA"
+        try:
+            served = self.served()
+        except SegmentationError as exc:
+            raise InputError(
+                f"The served model cannot be read ({str(exc).rstrip('.')}), so the data it was trained on is "
+                "unknown; set SEGMENT_DATA, or roll back"
+            ) from None
+        info = served.info
+        if info.data_spec is None:
+            raise InputError(
+                f"{served.version} was trained on {info.source}, which cannot be opened again from what the model "
+                "recorded (a password is never kept); set SEGMENT_DATA to that data"
+            )
+        return info.data_spec or None, f"the data of {served.version}"
+
+    def data_of_checked(self, spec: str | None) -> None:
+        """Raise what ``data_of`` would, without opening anything (nor making the built-in sample)."""
+        own, name = self._own_spec(spec)
+        if own is not None:
+            self.source(own, name)
+
     def source_description(self, spec: str | None) -> str:
-        """How a one-line data spec's source is described (as digests record it), without
-        reading it or making the built-in sample."""
-        if not spec or not spec.strip():
-            return OlistSource(default_sample_folder(Path(self.store.root) / "samples")).describe()
-        return self.source(spec)[0].describe()
+        """How the data a digest scores is described (as digests record it), without reading it
+        or making the built-in sample."""
+        try:
+            own, name = self._own_spec(spec)
+            return BUILT_IN_SAMPLE if own is None else self.source(own, name).source.describe()
+        except SegmentationError:
+            return "unknown data"
 
     def train(
         self,
@@ -363,13 +397,16 @@ class SegmentService:
         options: TrainOptions | None = None,
         train_fn: Any = None,
     ) -> tuple[str, TrainedModel]:
-        """Train on the source ``spec`` names (with ``options``: K and seed, the defaults when
-        unset) and serve the new version once it is verified."""
+        """Train on ``spec``'s data (the served model's own when empty; see ``data_of``) with
+        ``options`` (K and seed, the defaults when unset) and serve the new version once it is
+        verified."""
         from segmentation.serving.training import train  # lazy: scikit-learn takes seconds to import; training is rare
 
-        source, data_ref = self.source(spec)
+        data = self.data_of(spec)
         k, seed = (options or TrainOptions()).resolved()
-        return (train_fn or train)(source, self.store, trained_by=trained_by, data_ref=data_ref, k=k, seed=seed)
+        return (train_fn or train)(
+            data.source, self.store, trained_by=trained_by, data_ref=data.reference, data_spec=data.spec, k=k, seed=seed
+        )
 
     def rollback(self) -> tuple[str, str]:
         """Serve the previous version. Returns (from, to)."""

@@ -81,6 +81,7 @@ def fit(
     seed: int = RANDOM_STATE,
     trained_by: str = "cli",
     data_ref: str | None = None,
+    data_spec: str | None = None,
     previous: tuple[str, TrainedModel] | None = None,
     timer: Timer | None = None,
     book: playbook_mod.Playbook | None = None,
@@ -187,6 +188,7 @@ def fit(
         silhouette_sample=len(rows),
         library_versions=_library_versions(),
         schema_version=SCHEMA_VERSION,
+        data_spec=data_spec,
     )
     trained = TrainedModel(
         model,
@@ -285,6 +287,7 @@ def train(
     as_of: dt.date | None = None,
     trained_by: str = "cli",
     data_ref: str | None = None,
+    data_spec: str | None = None,
     progress: Progress | None = None,
     sample: int | None = FIT_SAMPLE,
     threads: int | None = None,
@@ -299,12 +302,15 @@ def train(
             previous = store.load()
         except (ModelNotFoundError, SegmentationError):
             previous = None  # none yet, or damaged: nothing to compare names with
+        if previous is not None and previous[1].info.source != table.source:
+            previous = None  # other data: its names say nothing of these customers
         trained, assignments = fit(
             table,
             k=k,
             seed=seed,
             trained_by=trained_by,
             data_ref=data_ref,
+            data_spec=data_spec,
             previous=previous,
             timer=timer,
             sample=sample,
