@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmentation.data.kinds import Source
 from segmentation.errors import InputError
 from segmentation.model.atrisk import AtRiskSummary
 from segmentation.model.terms import ShopTerms
@@ -54,10 +55,31 @@ class DigestData:
     data_source: str = ""
     not_comparable: str | None = None  # why the previous digest is not compared with, if it is not
     at_risk_hashes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.uint64))
+    scored_as_of: dt.date | None = None  # the day scored as of; None: the run date
 
     @property
     def counts(self) -> dict[str, int]:
         return {s.name: s.customers for s in self.segments}
+
+    @property
+    def as_of(self) -> dt.date:
+        return self.scored_as_of or self.run_date
+
+    @property
+    def stale(self) -> int | None:
+        """Days between the newest order and the run date when more than ``STALE_AFTER_DAYS``."""
+        age = (self.run_date - self.latest_order).days
+        return age if age > STALE_AFTER_DAYS else None
+
+
+def score_for_digest(served: ServedModel, source: Source, run_date: dt.date, as_of: str = "auto") -> SourceScore:
+    """``source`` scored as of ``run_date``; with ``as_of="auto"``, data whose newest order is more
+    than ``STALE_AFTER_DAYS`` older is scored as of its own last day instead (else everyone in an
+    old export looks lost)."""
+    score = served.score_source(source, run_date)
+    if as_of == "auto" and (run_date - score.latest_purchase).days > STALE_AFTER_DAYS:
+        return served.score_source(source, None)
+    return score
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,7 @@ def compute(
     if compared is not None and compared.at_risk_hashes is not None:
         moved = int((~np.isin(hashes, compared.at_risk_hashes, assume_unique=True)).sum())
     return DigestData(
+        scored_as_of=score.snapshot_date,
         run_date=run_date,
         latest_order=score.latest_purchase,
         model_version=served.version,

@@ -10,14 +10,13 @@ import numpy as np
 from segmentation.model.atrisk import STAKE_NOTE
 
 from . import blocks
-from .digest_data import STALE_AFTER_DAYS, DigestData
+from .digest_data import DigestData
 
 
 def message(data: DigestData) -> blocks.Message:
-    age = (data.run_date - data.latest_order).days
     fresh = f"Data up to {data.latest_order:%a %d %b %Y} (latest order)"
-    if age > STALE_AFTER_DAYS:
-        fresh = f":warning: {fresh}, {age:,} days before this digest: is SEGMENT_DATA up to date?"
+    if data.stale is not None:
+        fresh = f":warning: {fresh}, {data.stale:,} days before this digest: is SEGMENT_DATA up to date?"
     since = f" since {data.previous_date:%d %b}" if data.previous_date else ""
     lines = "\n".join(f"*{s.name}*: {s.customers:,} ({s.share:.1%}){s.change_text()}" for s in data.segments)
     risk = data.at_risk
@@ -43,6 +42,16 @@ def message(data: DigestData) -> blocks.Message:
     ]
     if data.not_comparable:
         b.insert(3, blocks.context(f":information_source: {_cap(data.not_comparable)}."))
+    if data.as_of != data.run_date:
+        b.insert(
+            2,
+            blocks.section(
+                f":warning: *Scored as of {data.as_of:%d %b %Y}, the day after the newest order, not today*: "
+                f"the data ends {data.stale or (data.run_date - data.latest_order).days:,} days before this digest, "
+                "and as of today every customer would look lost. Set SEGMENT_DIGEST_AS_OF=today to score as of "
+                "the run date anyway."
+            ),
+        )
     elements = [blocks.button("All segments", "show_segments")]
     if risk.customers:  # nothing to export when no one is at risk
         elements.insert(
@@ -50,7 +59,7 @@ def message(data: DigestData) -> blocks.Message:
             blocks.button(
                 "Export at-risk customers",
                 "export_at_risk",
-                json.dumps({"as_of": data.run_date.isoformat(), "model": data.model_version}),
+                json.dumps({"as_of": data.as_of.isoformat(), "model": data.model_version}),
                 style="primary",
             ),
         )

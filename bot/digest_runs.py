@@ -83,3 +83,8 @@ class RecordedDigest:
     at_risk_revenue: float | None
     model_version: str | None
     data_source: str | None
+    scored_as_of: dt.date | None = None  # None: the run date (digests recorded before it was kept)
+
+    @property
+    def as_of(self) -> dt.date:
+        return self.scored_as_of or self.scheduled_for.date()

@@ -24,7 +24,7 @@ from segmentation.errors import SegmentationError
 from segmentation.serving.schedule_spec import Schedule
 
 from . import liveness
-from .digest_data import PreviousRun, compute, pack_hashes, unpack_hashes
+from .digest_data import PreviousRun, compute, pack_hashes, score_for_digest, unpack_hashes
 from .digest_render import chart_png, message
 from .digest_runs import METADATA_EVENT, LastRun, RecordedDigest, RunOutcome, Subscription, _runner_dead, run_metadata
 from .state import StateDB, digest_runs, subscriptions, utcnow
@@ -105,6 +105,7 @@ class Digests:
             digest_runs.c.at_risk_revenue,
             digest_runs.c.model_version,
             digest_runs.c.data_source,
+            digest_runs.c.scored_as_of,
         )
         alike = (
             digest_runs.c.status == "ok",
@@ -235,13 +236,14 @@ class Digests:
         try:
             source = self.ctx.service.data_of(self.ctx.settings.data).source
             served = self.ctx.service.served()
-            score = served.score_source(source, run_date)
+            score = score_for_digest(served, source, run_date, self.ctx.settings.digest_as_of)
             with self.state.engine.connect() as con:
                 previous = self._previous(con, channel_id, when)
             data = compute(served, score, previous, run_date, source.describe())
             numbers = dict(
                 model_version=data.model_version,
                 latest_order=data.latest_order,
+                scored_as_of=data.as_of,
                 data_source=data.data_source[:500],
                 customers=data.customers,
                 counts=json.dumps(data.counts),

@@ -27,12 +27,11 @@ from segmentation.errors import SegmentationError
 from segmentation.serving import schedule_spec
 
 from . import blocks
-from .digest_data import DigestSegment
+from .digest_data import STALE_AFTER_DAYS, DigestSegment
 
 log = logging.getLogger(__name__)
 
 MAX_HOME_BLOCKS = 100  # Slack's limit for a Home tab view
-STALE_AFTER_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class HomeData:
     at_risk: str  # the churn line, with its numbers
     subscriptions: tuple[str, ...]  # one line each
     admin: bool
-    export_value: str  # the at-risk export button's value
+    export_value: str  # the at-risk export button's value; empty: no one is at risk, no button
 
 
 def view(data: HomeData) -> dict[str, Any]:
@@ -67,7 +66,15 @@ def view(data: HomeData) -> dict[str, Any]:
         {
             "type": "actions",
             "elements": [
-                blocks.button("Export at-risk customers", "home_export_at_risk", data.export_value, style="primary"),
+                *(
+                    [
+                        blocks.button(
+                            "Export at-risk customers", "home_export_at_risk", data.export_value, style="primary"
+                        )
+                    ]
+                    if data.export_value
+                    else []
+                ),
                 blocks.button("All segments", "home_show_segments"),
             ],
         },
@@ -165,13 +172,15 @@ class Home:
                 f"*At risk: {summary.customers:,} customers* ({summary.share_of_customers:.1%} of {summary.all_customers:,}), "
                 f"revenue at stake {summary.stake(terms.money)}, at training (data as of {info.snapshot_date})"
             )
-            export = json.dumps({"model": served.version})
+            export = json.dumps({"model": served.version}) if summary.customers else ""
         else:
             latest, before = runs
             latest_order = latest.latest_order or info.latest_purchase_day
             counts, total = latest.counts, latest.customers or sum(latest.counts.values())
             when = latest.scheduled_for
             sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in <#{latest.channel_id}>"
+            if latest.as_of != when.date():
+                sizes_from += f", scored as of {latest.as_of:%d %b %Y} (the data's last day)"
             previous = before.counts if before else None
             if before:
                 sizes_from += f", changes since the one of {before.scheduled_for:%a %d %b}"
@@ -183,7 +192,7 @@ class Home:
                 if n is not None and revenue is not None and total
                 else "At risk: not recorded by that digest (it predates this tab); the next digest records it."
             )
-            export = json.dumps({"model": served.version, "as_of": when.date().isoformat()})
+            export = json.dumps({"model": served.version, "as_of": latest.as_of.isoformat()}) if n != 0 else ""
         risky = {s.name: s.at_risk for s in served.trained.all_segments} if runs is None else {}
         segments = tuple(
             DigestSegment(

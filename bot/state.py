@@ -78,6 +78,7 @@ digest_runs = sa.Table(
     sa.Column("data_source", sa.String(500), nullable=True),  # the data it was computed on
     sa.Column("at_risk_customers", sa.Integer, nullable=True),
     sa.Column("at_risk_revenue", sa.Float, nullable=True),
+    sa.Column("scored_as_of", sa.Date, nullable=True),  # the day its customers were scored as of
     sa.UniqueConstraint("channel_id", "scheduled_for", name="digest_runs_once"),
 )
 
@@ -293,6 +294,7 @@ _ADDED_COLUMNS = [
     ("digest_runs", "data_source", "VARCHAR(500)"),
     ("digest_runs", "at_risk_customers", "INTEGER"),
     ("digest_runs", "at_risk_revenue", "FLOAT"),
+    ("digest_runs", "scored_as_of", "DATE"),
 ]
 
 

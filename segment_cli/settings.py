@@ -41,6 +41,7 @@ class Settings:
     digest_admin_only: bool = False
     digest_channel: str | None = None
     digest_cron: str | None = None
+    digest_as_of: str = "auto"  # SEGMENT_DIGEST_AS_OF: auto (stale data: as of its last day) or today
     model_key: ModelKey | None = None  # None: the key file in ``artifacts``
     threads: int | None = None  # SEGMENT_THREADS: KMeans's (default 1) and DuckDB's (default: every core)
     duckdb_memory: str = "1GB"  # SEGMENT_DUCKDB_MEMORY
@@ -171,6 +172,9 @@ def load(
     if bool(digest_channel) != bool(digest_cron):
         missing = "DIGEST_CRON" if digest_channel else "DIGEST_CHANNEL"
         raise SettingsError(f"{missing} is not set: a default digest needs both DIGEST_CHANNEL and DIGEST_CRON")
+    digest_as_of = get("SEGMENT_DIGEST_AS_OF").lower() or "auto"
+    if digest_as_of not in ("auto", "today"):
+        raise SettingsError(f"SEGMENT_DIGEST_AS_OF is auto or today, not '{digest_as_of[:40]}'")
     if digest_cron:
         try:
             parse(digest_cron, timezone)
@@ -182,6 +186,7 @@ def load(
         digest_admin_only=admin_only_text in {"true", "1", "yes"},
         digest_channel=digest_channel,
         digest_cron=digest_cron,
+        digest_as_of=digest_as_of,
         bot_token=bot_token,
         signing_secret=secret,
         app_token=app_token,

@@ -117,7 +117,9 @@ def test_digest_content_and_chart(ctx, slack, sample_folder):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
 
 
-def test_changes_between_two_digests(ctx, slack, sample_folder):
+def test_changes_between_two_digests(slack, trained, sample_folder, tmp_path, state_db):
+    # the data ends 2024-12-30: scored as of each run date, so customers age between the two digests
+    ctx = make_ctx(slack, copy_artifacts(trained, tmp_path / "art"), state_db, sample_folder, digest_as_of="today")
     first, second = dt.date(2025, 1, 5), dt.date(2025, 3, 20)
     ctx.digests.run("C1", dt.datetime.combine(first, dt.time(9), UTC))
     ctx.digests.run("C1", dt.datetime.combine(second, dt.time(9), UTC))
@@ -139,6 +141,41 @@ def test_changes_between_two_digests(ctx, slack, sample_folder):
 def test_stale_data_is_flagged(ctx, slack):
     ctx.digests.run("C1", dt.datetime(2026, 6, 1, 9, tzinfo=UTC))
     assert "is SEGMENT_DATA up to date?" in text_of(posts(slack)[0])
+
+
+def test_stale_data_is_scored_as_of_its_last_day_and_says_so(ctx, slack, sample_folder):
+    served = ctx.service.served()
+    end = served.info.latest_purchase_day  # 2024-12-30
+    ctx.digests.run("C1", dt.datetime(2026, 6, 1, 9, tzinfo=UTC))
+    body = text_of(posts(slack)[0])
+    day_after = end + dt.timedelta(days=1)
+    assert f"Scored as of {day_after:%d %b %Y}, the day after the newest order, not today" in body
+    assert "SEGMENT_DIGEST_AS_OF=today" in body
+    _, counts, risky = expected_counts(ctx, sample_folder, day_after)
+    assert sum(counts.values()) == served.info.customers  # the training data, as of its own end
+    for name, n in counts.items():
+        assert f"*{name}*: {n:,} (" in body
+    assert f"*Churn risk: {len(risky):,} customers*" in body and len(risky) > 0
+    export = next(
+        el
+        for b in posts(slack)[0].args["blocks"]
+        if b["type"] == "actions"
+        for el in b["elements"]
+        if el["action_id"] == "export_at_risk"
+    )
+    assert json.loads(export["value"])["as_of"] == day_after.isoformat()
+    assert ctx.digests.latest(served.version, ctx.service.source_description(ctx.settings.data))[0].as_of == day_after
+
+
+def test_today_scores_stale_data_as_of_the_run_date(slack, trained, sample_folder, tmp_path, state_db):
+    ctx = make_ctx(slack, copy_artifacts(trained, tmp_path / "art"), state_db, sample_folder, digest_as_of="today")
+    ctx.digests.run("C1", dt.datetime(2026, 6, 1, 9, tzinfo=UTC))
+    body = text_of(posts(slack)[0])
+    assert "Scored as of" not in body and "is SEGMENT_DATA up to date?" in body
+    _, counts, _ = expected_counts(ctx, sample_folder, dt.date(2026, 6, 1))
+    for name, n in counts.items():
+        assert f"*{name}*: {n:,} (" in body
+    assert counts != expected_counts(ctx, sample_folder, dt.date(2024, 12, 31))[1]  # everyone aged 17 months
 
 
 # -- exactly once -----------------------------------------------------------------------------

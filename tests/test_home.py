@@ -93,7 +93,9 @@ def test_opening_the_home_tab_publishes_the_overview(bot, slack):
 
 
 def test_sizes_and_churn_come_from_the_latest_digest(slack, trained, sample_folder, tmp_path, state_db):
-    running = start_bot(slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder))
+    running = start_bot(
+        slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder), digest_as_of="today"
+    )  # the data ends 2024-12-30: scored as of each run date, so customers age between the two digests
     try:
         ctx = running.ctx
         ctx.digests.subscribe("C1", parse("daily 09:00", "UTC"), ADMIN)
@@ -233,3 +235,21 @@ def test_the_view_stays_within_block_kits_limits(k):
     for b in v["blocks"]:
         if b["type"] == "section":
             assert len(b["text"]["text"]) <= 3000
+
+
+def test_no_export_of_nobody_on_the_home_tab(slack, trained, sample_folder, tmp_path, state_db):
+    running = start_bot(
+        slack, copy_artifacts(trained, tmp_path / "art"), state_db, data=str(sample_folder), digest_as_of="today"
+    )
+    try:
+        open_home(running)
+        assert "home_export_at_risk" in home_buttons(published(slack, USER))  # at training, some are at risk
+        running.ctx.digests.run("C1", dt.datetime(2030, 1, 1, 9, tzinfo=dt.UTC))  # years later: nobody is
+        assert "*Churn risk: 0 customers*" in json.dumps(
+            [c for c in slack.api_calls("chat.postMessage") if c.args["channel"] == "C1"][-1].args["blocks"]
+        )
+        open_home(running)
+        view = published(slack, USER, n=2)
+        assert "*At risk: 0 customers*" in text(view) and "home_export_at_risk" not in home_buttons(view)
+    finally:
+        running.stop()
