@@ -128,7 +128,9 @@ def _segment_numbers(p: Prediction) -> dict[str, Any]:
     persona = f"\n_Persona:_ {escaped(p.persona)}." if p.persona else ""
     outside = f" {p.outside}" if p.outside else ""
     future = f"\n_What it did next:_ {p.future}." if p.future else ""
-    return section(f"*The segment*{counted}: {p.typical}.\n_Definition:_ {p.definition}.{outside}{future}{persona}")
+    label = f"The nearest segment, {p.numbers_of}" if p.own_name else "The segment"
+    defined = f"Definition of {p.segment}" if p.own_name else "Definition"
+    return section(f"*{label}*{counted}: {p.typical}.\n_{defined}:_ {p.definition}.{outside}{future}{persona}")
 
 
 def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = None) -> Message:

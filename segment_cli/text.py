@@ -126,21 +126,22 @@ def answer(ans: Prediction, terms: ShopTerms) -> str:
         f"{ans.frequency:,.0f} order{'s' if ans.frequency != 1 else ''} ({ans.levels[1]}), "
         f"spend {terms.money(ans.monetary)} ({ans.levels[2]}); {risk}.",
         (
-            f"  The segment ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit its definition): "
-            f"{ans.typical}."
+            f"  {ans.segment_label.rstrip(',')} ({ans.segment_customers:,} customers, {ans.fit:.0%} of them fit "
+            f"its definition): {ans.typical}."
             if ans.segment_customers
-            else f"  The segment: {ans.typical}."
+            else f"  {ans.segment_label.rstrip(',')}: {ans.typical}."
         ),
-        f"  Its definition: {ans.definition}.",
+        f"  {'Definition of ' + ans.segment if ans.own_name else 'Its definition'}: {ans.definition}.",
     ]
+    whose = "the nearest segment" if ans.own_name else "the segment"
     if ans.outside:
         lines.append(f"  {ans.outside}")
     if ans.chance_text:
         lines.append(f"  {ans.chance_text}")
     if ans.future:
-        lines.append(f"  What the segment did next: {ans.future}.")
+        lines.append(f"  What {whose} did next: {ans.future}.")
     if ans.persona:
-        lines.append(f"  Its persona: {ans.persona}.")
+        lines.append(f"  Persona of {whose}: {ans.persona}." if ans.own_name else f"  Its persona: {ans.persona}.")
     if ans.note:
         lines.append(f"  Note: {ans.note}")
     lines.append("  Recommended actions:")

@@ -66,17 +66,25 @@ def test_predict_answers_in_the_ack_with_block_kit(bot, slack):
     assert f"<@{USER}>" in json.dumps(posted["blocks"])
 
 
-def test_an_answer_says_when_the_customer_does_not_meet_the_segments_definition(bot):
+def test_a_profile_is_named_by_a_definition_it_meets_and_a_customer_who_does_not_fit_is_told(bot):
     served = bot.ctx.service.served()
     profiles = [f"{r} {f} {m}" for r in (5, 40, 90, 200, 400) for f in (1, 2, 4) for m in (20, 80, 150, 400, 2000)]
     answers = {p: served.predict(parse_rfm(p)) for p in profiles}
-    outside = [p for p, a in answers.items() if not a.fits_definition]
-    inside = [p for p, a in answers.items() if a.fits_definition]
-    assert outside and inside
-    for p in (outside[0], inside[0]):
-        text = bot.command(p).text
-        assert ("This customer does not meet it" in text) is (p in outside), p
-    assert answers[outside[0]].outside in bot.command(outside[0]).text
+    moved = [p for p, a in answers.items() if a.nearest or a.own_name]
+    plain = [p for p, a in answers.items() if not (a.nearest or a.own_name)]
+    assert moved and plain and all(a.fits_definition for a in answers.values())
+    for p in (moved[0], plain[0]):
+        reply = bot.command(p)
+        assert reply.json["blocks"][0]["text"]["text"] == answers[p].segment
+        assert "does not meet" not in reply.text if p in plain else answers[p].outside in reply.text
+    frame = served.assignments.frame()
+    for row in frame.itertuples():
+        answer = served.customer(str(row.customer_id))
+        if not answer.fits_definition:
+            assert "This customer does not meet it" in bot.command(f"customer {row.customer_id}").text
+            break
+    else:
+        pytest.fail("every customer of the sample fits their segment's definition")
 
 
 @pytest.mark.parametrize(

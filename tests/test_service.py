@@ -9,10 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import shop_table
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from segmentation.data.spec import source_from_spec
 from segmentation.errors import InputError
-from segmentation.serving.inputs import parse_rfm
+from segmentation.serving.answers import fits_definition
+from segmentation.serving.inputs import RFM, parse_rfm
 from segmentation.serving.service import SegmentService, ServedModel
 from segmentation.serving.store import ModelStore
 from segmentation.serving.training import train
@@ -68,8 +71,11 @@ def test_predict_agrees_with_scoring(shop):
             }
         )
         label = served.score(profile).labels[0]
-        assert ans.cluster == label and ans.segment == served.segment(label).name
-        assert ans.model_version == served.version and ans.definition == served.segment(label).definition
+        nearest = ans.nearest or (ans.numbers_of if ans.own_name else ans.segment)
+        assert nearest == served.segment(label).name  # scoring puts a customer in the nearest segment
+        assert ans.model_version == served.version
+        if not ans.nearest and not ans.own_name:
+            assert ans.cluster == label and ans.definition == served.segment(label).definition
 
 
 def test_stored_at_risk_equals_scoring_the_training_data(shop):
@@ -136,3 +142,27 @@ def test_each_answer_says_whether_the_customer_meets_the_definition(shop):
     ans = served.customer(cid)
     assert f"This customer does not meet it: {ans.segment} is the segment nearest" in answer(ans, served.terms)
     assert f"as {1 - ans.fit:.0%} of its customers do not" in ans.outside
+
+
+@pytest.fixture(scope="module", params=["sample", "shop"])
+def served_sample(request, trained, shop):
+    return SegmentService(ModelStore(trained)).served() if request.param == "sample" else shop[0].served()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    r=st.integers(0, 900),
+    f=st.integers(1, 12),
+    m=st.floats(1, 5_000, allow_nan=False),
+)
+def test_a_profile_is_answered_with_a_segment_whose_definition_it_meets(served_sample, r, f, m):
+    p = served_sample.predict(RFM(r, f, m))
+    terms = served_sample.terms
+    assert fits_definition(terms, p.base, r, f, m, p.at_risk), (p.segment, p.definition)
+    names = {s.name for s in served_sample.trained.segments}
+    if p.own_name:  # a name from the definitions; the numbers are the nearest segment's, and it says so
+        assert p.segment not in names and p.numbers_of in names and p.numbers_of in p.outside
+        meets = [s for s in served_sample.trained.segments if fits_definition(terms, s.base, r, f, m, p.at_risk)]
+        assert not [s for s in meets if s.customers]
+    else:
+        assert p.segment in names and (p.nearest is None or p.nearest in p.outside)

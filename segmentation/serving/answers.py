@@ -44,6 +44,8 @@ class Prediction:
     horizon: int | None = None
     chance_basis: str | None = None  # what the chance assumes (a typed profile's unknown rhythm)
     future: str | None = None  # the segment's measured future, in words
+    nearest: str | None = None  # the segment nearest by the numbers alone, when it is not ``segment``
+    numbers_of: str = ""  # the segment whose numbers are shown ("": ``segment`` itself)
 
     @property
     def chance_text(self) -> str | None:
@@ -54,8 +56,30 @@ class Prediction:
         return f"Chance to buy again in the next {self.horizon:,} days: {percent(self.chance)}{basis}."
 
     @property
+    def own_name(self) -> bool:
+        """Whether ``segment`` is a name from the definitions that no segment of the model carries
+        (the numbers shown are then those of ``numbers_of``, the nearest segment)."""
+        return bool(self.numbers_of) and self.numbers_of != self.segment
+
+    @property
+    def segment_label(self) -> str:
+        """ "The segment", or "The nearest segment, Champions," when the profile has no segment."""
+        return f"The nearest segment, {self.numbers_of}," if self.own_name else "The segment"
+
+    @property
     def outside(self) -> str | None:
-        """Said when this customer does not meet the segment's definition themselves."""
+        """Said when the answer is not simply the segment nearest to these numbers."""
+        if self.own_name:
+            return (
+                f"No segment of this model is made of customers like this: by the definitions they are "
+                f"{self.segment}, who were the majority of no segment at training; the numbers are those of "
+                f"the nearest segment, {self.numbers_of}, whose definition they do not meet."
+            )
+        if self.nearest:
+            return (
+                f"By the numbers alone the nearest segment is {self.nearest}, whose definition these numbers "
+                f"do not meet; {self.segment} is the nearest whose definition they meet."
+            )
         if self.fits_definition:
             return None
         share = f", as {1 - self.fit:.0%} of its customers do not" if self.segment_customers and self.fit < 1 else ""
@@ -88,6 +112,8 @@ class Prediction:
             "horizon_days": self.horizon,
             "chance_basis": self.chance_basis,
             "segment_future": self.future,
+            "nearest_segment": self.nearest,
+            "numbers_of": self.numbers_of or self.segment,
             "note": self.note,
             "persona": self.persona,
             "model_version": self.model_version,

@@ -26,9 +26,10 @@ from segmentation.errors import InputError, ModelIntegrityError, SegmentationErr
 from segmentation.model import playbook as playbook_mod
 from segmentation.model.atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
 from segmentation.model.compiled import scored_ctes
+from segmentation.model.definitions import BY_NAME, name_for_profile
 from segmentation.model.estimator import FEATURES, kinds_of
 from segmentation.model.segments import ModelInfo, Segment, TrainedModel
-from segmentation.model.terms import ShopTerms
+from segmentation.model.terms import Band, Freq, ShopTerms, Spend
 from segmentation.serving.answers import CustomerAnswer, Prediction, Scored, SourceScore, fits_definition, levels
 from segmentation.serving.assignments import Assignments, CustomerRow
 from segmentation.serving.exports import frame_rows, write_customers_csv
@@ -137,9 +138,48 @@ class ServedModel:
             now = then = np.array([np.nan])
             chance = None
         flag = bool(self.trained.rule.flags(self.terms, [r], [f], [m], now, then)[0])
-        cluster = self.trained.model.predict_one(r, f, m, int(kinds_of([f], [flag])[0]))
+        nearest = self.trained.model.predict_one(r, f, m, int(kinds_of([f], [flag])[0]))
+        cluster, own = self._meeting(nearest, r, f, m, flag)
         ans = self._answer(cluster, r, f, m, f, flag, book, chance)
-        return Prediction(**ans, note=self._range_note(rfm), chance_basis=basis)
+        if own is not None:  # no segment of this model is made of customers like this one
+            play = book or _playbook_or_none()
+            words = play.play(own) if play is not None and own in play.plays else None
+            ans.update(
+                segment=own,
+                base=own,
+                description=words.description if words else ans["description"],
+                actions=words.actions if words else ans["actions"],
+                definition=BY_NAME[own].text(self.terms),
+                fits_definition=True,
+            )
+        shown_by = self.segment(cluster).name
+        return Prediction(
+            **ans,
+            note=self._range_note(rfm),
+            chance_basis=basis,
+            nearest=None if self.segment(nearest).name == ans["segment"] else self.segment(nearest).name,
+            numbers_of=shown_by,
+        )
+
+    def _meeting(self, nearest: int, r: float, f: float, m: float, flag: bool) -> tuple[int, str | None]:
+        """(the segment to answer a profile with, the name by the definitions when no segment of
+        this model meets it). The answer is the segment whose definition the profile meets, nearest
+        to it when several do; when none does, the nearest segment's numbers are shown under the
+        name the profile's own terms give (``name_for_profile``)."""
+        meets = [
+            s.cluster
+            for s in self.trained.segments
+            if s.customers and fits_definition(self.terms, s.base, r, f, m, flag)
+        ]
+        if nearest in meets or not meets:
+            if meets:
+                return nearest, None
+            t = self.terms
+            band, freq, spend = t.bands([r], [f])[0], t.freqs([f])[0], t.spends([m])[0]
+            return nearest, name_for_profile(Band(band), Freq(freq), Spend(spend), flag)
+        z = self.trained.model.transform(np.array([[r, f, m]], dtype=np.float64))[0]
+        centres = self.trained.model.cluster_centers_[meets]
+        return meets[int(np.argmin(((centres - z) ** 2).sum(axis=1)))], None
 
     def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
         cid = customer_id.strip()
