@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -45,16 +46,34 @@ def export_at_risk(ctx: BotContext, client: WebClient, user: str, value: str) ->
 def rollback(ctx: BotContext, user_id: str, args: str, channel_id: str) -> tuple[bool, str]:
     """Serve the previous model version for an admin (the caller checked that), unless a retrain
     is running; one audit row either way. Returns (rolled back, the line to answer with)."""
+    return _switch(ctx, user_id, "rollback", args, channel_id, ctx.service.rollback, "Rolled back")
+
+
+def serve(ctx: BotContext, user_id: str, args: str, channel_id: str) -> tuple[bool, str]:
+    """Serve the version ``args`` names (checked by the store: a kept version that verifies) for
+    an admin, unless a retrain is running; one audit row either way."""
+    return _switch(ctx, user_id, "serve", args, channel_id, lambda: ctx.service.serve(args), "Switched")
+
+
+def _switch(
+    ctx: BotContext,
+    user_id: str,
+    command: str,
+    args: str,
+    channel_id: str,
+    change: Callable[[], tuple[str | None, str]],
+    done: str,
+) -> tuple[bool, str]:
     running, note = ctx.retrainer.running()
     if running is not None:
         line = busy_line(running)
-        ctx.state.audit(user_id, "rollback", args, True, f"busy: {line}", channel_id)
-        return False, f"{line} Roll back after its result is posted."
+        ctx.state.audit(user_id, command, args, True, f"busy: {line}", channel_id)
+        return False, f"{line} Try again after its result is posted."
     prefix = f"{note} " if note else ""
     try:
-        old, new = ctx.service.rollback()
+        old, new = change()
     except SegmentationError as exc:
-        ctx.state.audit(user_id, "rollback", args, True, f"failed: {exc}", channel_id)
+        ctx.state.audit(user_id, command, args, True, f"failed: {exc}", channel_id)
         return False, prefix + str(exc)
-    ctx.state.audit(user_id, "rollback", args, True, f"succeeded: {old} -> {new}", channel_id)
-    return True, prefix + f"Rolled back: now serving model {new} (was {old})."
+    ctx.state.audit(user_id, command, args, True, f"succeeded: {old} -> {new}", channel_id)
+    return True, prefix + f"{done}: now serving model {new} (was {old or 'none'})."

@@ -32,6 +32,7 @@ HELP_EXAMPLES = [
     ),
     ("/segment retrain", "retrain on the latest data with the served model's K (admins; `k=12` to change it)"),
     ("/segment rollback", "serve the previous model (admins)"),
+    ("/segment serve v0003", "serve a kept model version by name, e.g. forward again after a rollback (admins)"),
 ]
 
 

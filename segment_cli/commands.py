@@ -283,6 +283,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    old, new = _store(args).serve(args.version)
+    print(f"Now serving {new} (was {old or 'none'}).")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from segment_cli import checks_text  # lazy: it imports the checks (scikit-learn)
     from segmentation.analysis import validate  # lazy: scikit-learn takes seconds to import

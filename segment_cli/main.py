@@ -20,6 +20,7 @@ from segment_cli.commands import (
     cmd_rollback,
     cmd_sample_data,
     cmd_segments,
+    cmd_serve,
     cmd_train,
     cmd_validate,
 )
@@ -159,6 +160,10 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", help="serve the previous model version")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("serve", help="serve a kept model version by name, e.g. forward again after a rollback")
+    p.add_argument("version", help="e.g. v0003 (segment model lists them)")
+    p.set_defaults(func=cmd_serve)
 
     for command in extra:
         p = sub.add_parser(command.name, help=command.help)

@@ -273,6 +273,23 @@ def test_non_admins_are_refused_and_audited(bot):
     assert bot.store.current_version() == "v0001"
 
 
+def test_admins_serve_a_kept_version_by_name_audited(bot, slack):
+    bot.command("retrain", user=ADMIN)
+    bot.ctx.retrainer.join(60)
+    assert "now serving model v0001 (was v0002)" in bot.command("rollback", user=ADMIN).text
+    assert "Only admins can serve" in bot.command("serve v0002", user=USER).text
+    assert bot.store.current_version() == "v0001"
+    r = bot.command("serve v0002", user=ADMIN)
+    assert "Switched: now serving model v0002 (was v0001)" in r.text
+    assert bot.ctx.service.served().version == "v0002"
+    for text, said in [("serve", "Which version?"), ("serve v0042", "is not kept"), ("serve <!channel>", "looks like")]:
+        assert said in bot.command(text, user=ADMIN).text
+    rows = [(e["user_id"], e["command"], e["allowed"], e["result"]) for e in bot.ctx.state.audit_entries()]
+    assert (USER, "serve", False, "refused: not an admin") in rows
+    assert (ADMIN, "serve", True, "succeeded: v0001 -> v0002") in rows
+    assert (ADMIN, "serve", True, "failed: Model version v0042 is not kept (kept: v0001, v0002)") in rows
+
+
 def test_nobody_is_admin_by_default(slack, trained, tmp_path, state_db):
     running = start_bot(slack, copy_artifacts(trained, tmp_path / "a"), state_db, admins=frozenset())
     try:
@@ -466,7 +483,7 @@ def test_rollback_waits_for_a_running_retrain(gated):
     running.command("retrain", user=ADMIN)
     assert gate.started.wait(5)
     r = running.command("rollback", user=ADMIN)
-    assert "is running (last heartbeat" in r.text and "Roll back after its result is posted" in r.text
+    assert "is running (last heartbeat" in r.text and "Try again after its result is posted" in r.text
     assert running.ctx.state.audit_entries()[0]["result"].startswith("busy: A retrain started by")
     gate.gate.set()
 
@@ -535,7 +552,7 @@ def test_every_example_in_the_help_works_on_the_served_model(bot, slack):
     examples = sorted(set(re.findall(r"`/segment ([^`<]+)`", help_text)) | set(re.findall(r"`(\d[^`<]*)`", help_text)))
     assert "30 2 150,50" in examples and any(e.startswith("export ") for e in examples)
     for example in examples:
-        if example.split()[0] in {"retrain", "rollback", "digest"}:
+        if example.split()[0] in {"retrain", "rollback", "serve", "digest"}:
             continue  # they act; tested on their own
         r = bot.command(example, user=ADMIN)
         assert r.status == 200 and ":warning:" not in r.text, (example, r.text[:200])

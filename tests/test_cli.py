@@ -162,6 +162,10 @@ def test_model_listing_and_rollback(tmp_path, sample_folder):
     assert r.code == 0 and "now serving v0001 (was v0002)" in r.out
     assert json.loads(cli(tmp_path, "predict", "1", "1", "1", "--json").out)["segment"]
     assert json.loads(cli(tmp_path, "model", "--json").out)["current"] == "v0001"
+    r = cli(tmp_path, "serve", "v0002")
+    assert r.code == 0 and "Now serving v0002 (was v0001)" in r.out
+    r = cli(tmp_path, "serve", "v0007")
+    assert r.code == 2 and r.err.count("\n") == 1 and "is not kept (kept: v0001, v0002)" in r.err
 
 
 def test_sample_data_command(tmp_path):

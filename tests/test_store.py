@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from conftest import run_cli
 
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sources import load_rfm
-from segmentation.errors import ModelIntegrityError, ModelNotFoundError
+from segmentation.errors import InputError, ModelIntegrityError, ModelNotFoundError, SegmentationError
 from segmentation.serving import assignments as assignments_mod
 from segmentation.serving import atomic as atomic_mod
 from segmentation.serving import bundle as bundle_mod
@@ -289,3 +290,26 @@ def test_a_model_saved_before_the_layered_layout_still_loads(tmp_path, fitted):
     loaded = bundle_mod._Unpickler(io.BytesIO(old)).load()
     assert type(loaded.model) is SegmentModel and type(loaded.model.scaler_) is Standardiser
     assert type(loaded.terms) is ShopTerms and loaded.terms == trained.terms
+
+
+def test_serve_goes_forward_again_after_rollbacks_and_refuses_what_it_cannot_serve(tmp_path, fitted):
+    store = _fresh(tmp_path, fitted, 3)
+    store.rollback()
+    store.rollback()
+    assert store.current_version() == "v0001"
+    assert store.serve("v0003") == ("v0001", "v0003")  # forward again, no retrain needed
+    assert store.load()[0] == "v0003"
+    assert "v0003" not in store._rolled_back()  # serving by name cleared its rolled-back mark
+    assert store.rollback() == ("v0003", "v0001")  # v0002 was rolled back from: never served again by a rollback
+    assert store.serve("v0002") == ("v0001", "v0002")  # but by name it is
+    for bad, said in [
+        ("v0009", "is not kept (kept: v0001, v0002, v0003)"),
+        ("../v0001", "looks like v0003"),
+        ("v0002", "already serving"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(said)):
+            store.serve(bad)
+    (tmp_path / "models" / "v0001.joblib").write_bytes(b"junk")  # damaged: refused, nothing changes
+    with pytest.raises(SegmentationError):
+        store.serve("v0001")
+    assert store.current_version() == "v0002"

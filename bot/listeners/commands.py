@@ -129,10 +129,20 @@ def do_retrain(req: Request) -> Reply:
 
 
 def do_rollback(req: Request) -> Reply:
-    refused = _refuse(req, "rollback")
+    return _switch(req, "rollback", admin.rollback)
+
+
+def do_serve(req: Request) -> Reply:
+    return _switch(req, "serve", admin.serve)
+
+
+def _switch(req: Request, command: str, use_case: Callable[..., tuple[bool, str]]) -> Reply:
+    refused = _refuse(req, command)
     if refused:
         return refused
-    done, line = admin.rollback(req.ctx, req.user_id, req.args, req.channel_id)
+    if command == "serve" and not req.args.strip():
+        raise InputError("Which version? Example: /segment serve v0003 (/segment model lists them)")
+    done, line = use_case(req.ctx, req.user_id, req.args.strip(), req.channel_id)
     if not done:
         return blocks.error_line(line), None
 
@@ -300,6 +310,7 @@ SUBCOMMANDS: dict[str, Callable[[Request], Reply]] = {
     "model": do_model,
     "retrain": do_retrain,
     "rollback": do_rollback,
+    "serve": do_serve,
     "digest": do_digest,
     "digests": do_digest,
 }

@@ -452,6 +452,10 @@ class SegmentService:
         """Serve the previous version. Returns (from, to)."""
         return self.store.rollback()
 
+    def serve(self, version: str) -> tuple[str | None, str]:
+        """Serve a kept version by name (forward again after a rollback). Returns (from, to)."""
+        return self.store.serve(version)
+
 
 def _out_path(out: str | os.PathLike, store: ModelStore | None) -> Path:
     out = Path(out)

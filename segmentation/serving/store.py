@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segmentation.errors import ModelIntegrityError, ModelNotFoundError, SegmentationError
+from segmentation.errors import InputError, ModelIntegrityError, ModelNotFoundError, SegmentationError
 from segmentation.serving.assignments import Assignments, seal_path, write_assignments
 from segmentation.serving.atomic import atomic_path, atomic_write_bytes, file_sha256, sha256_hex
 from segmentation.serving.bundle import dump_bundle, load_bundle
@@ -320,6 +320,30 @@ class ModelStore:
                 self._set_current(candidate)
                 return current or "a damaged or missing pointer", candidate
             raise ModelNotFoundError(f"No earlier version than {current} to roll back to.")
+
+    def serve(self, version: str) -> tuple[str | None, str]:
+        """Serve ``version``, a kept version that verifies: forward again after rollbacks, or back
+        further than one step. Serving it by name clears its rolled-back mark. Returns (from, to)."""
+        if not isinstance(version, str) or not _VERSION_RE.match(version.strip()):
+            raise InputError(f"A model version looks like v0003, not '{str(version)[:40]}'")
+        version = version.strip()
+        with self._lock():
+            kept = self.versions()
+            if version not in kept:
+                listed = ", ".join(kept[-8:]) or "none"
+                raise InputError(f"Model version {version} is not kept (kept: {listed})")
+            self.load(version)  # refuses a damaged or unsigned version, one line
+            try:
+                current = self.current_version()
+            except ModelIntegrityError:
+                current = None
+            if current == version:
+                raise InputError(f"{version} is already serving")
+            bad = self._rolled_back()
+            if version in bad:
+                atomic_write_bytes(self._rolled_back_path, "".join(f"{v}\n" for v in sorted(bad - {version})).encode())
+            self._set_current(version)
+            return current, version
 
     def _version_files(self, v: str) -> tuple[Path, ...]:
         legacy = self.models / f"{v}.assignments.sqlite"  # before the table was Parquet
