@@ -11,7 +11,7 @@ from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.model.segments import TrainedModel, plural
 from segmentation.model.terms import ShopTerms
 from segmentation.serving.answers import CustomerAnswer, Prediction, percent
-from segmentation.serving.service import ServedModel
+from segmentation.serving.served import ServedModel
 
 Message = dict[str, Any]
 

@@ -16,7 +16,7 @@ from segmentation.errors import InputError
 from segmentation.model.atrisk import AtRiskSummary
 from segmentation.model.terms import ShopTerms
 from segmentation.serving.answers import SourceScore
-from segmentation.serving.service import ServedModel
+from segmentation.serving.served import ServedModel
 
 STALE_AFTER_DAYS = 7
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from slack_sdk import WebClient
 
 from segmentation.model.segments import Segment
-from segmentation.serving.service import ServedModel
+from segmentation.serving.served import ServedModel
 
 
 def _slug(text: str) -> str:

@@ -15,7 +15,7 @@ from segmentation.errors import InputError, SegmentationError
 from segmentation.runtime import DEFAULT_SESSIONS, Runtime
 from segmentation.serving.schedule_spec import parse
 from segmentation.serving.signing import KEY_ENV, KEY_FILE_ENV, PREVIOUS_KEY_ENV, ModelKey, load_key
-from segmentation.serving.store import keep_bytes
+from segmentation.serving.store import KEEP_BYTES
 
 
 class SettingsError(SegmentationError):
@@ -49,7 +49,7 @@ class Settings:
     spark_master: str = "local[*]"  # SEGMENT_SPARK_MASTER
     spark_partitions: int = 8  # SEGMENT_SPARK_PARTITIONS
     playbook: Path | None = None  # SEGMENT_PLAYBOOK
-    keep_bytes: int = 2 * 1024**3  # SEGMENT_MODELS_MAX_MB
+    keep_bytes: int = KEEP_BYTES  # SEGMENT_MODELS_MAX_MB
     debug: bool = False  # SEGMENT_DEBUG: tracebacks of unexpected errors
     user: str = ""  # USER: who trained a model from the command line
     key_env: tuple[tuple[str, str], ...] = ()  # SEGMENT_MODEL_KEY, _PREVIOUS_KEY, _KEY_FILE as given
@@ -205,7 +205,7 @@ def load(
         spark_master=get("SEGMENT_SPARK_MASTER") or "local[*]",
         spark_partitions=_whole(get("SEGMENT_SPARK_PARTITIONS"), None) or 8,
         playbook=Path(get("SEGMENT_PLAYBOOK")).expanduser() if get("SEGMENT_PLAYBOOK") else None,
-        keep_bytes=keep_bytes(env),
+        keep_bytes=(_whole(get("SEGMENT_MODELS_MAX_MB"), None) or KEEP_BYTES // 1024**2) * 1024**2,
         debug=bool(get("SEGMENT_DEBUG")),
         user=get("USER"),
     )

@@ -16,7 +16,8 @@ from segmentation.data.spec import source_from_spec
 from segmentation.errors import InputError
 from segmentation.serving.answers import fits_definition
 from segmentation.serving.inputs import RFM, parse_rfm
-from segmentation.serving.service import SegmentService, ServedModel
+from segmentation.serving.served import ServedModel
+from segmentation.serving.service import SegmentService
 from segmentation.serving.store import ModelStore
 from segmentation.serving.training import train
 

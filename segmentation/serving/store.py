@@ -48,12 +48,6 @@ KEEP_VERSIONS = 10
 KEEP_BYTES = 2 * 1024**3
 
 
-def keep_bytes(env) -> int:
-    """SEGMENT_MODELS_MAX_MB from ``env`` (the caller's environment), else the default."""
-    text = str(env.get("SEGMENT_MODELS_MAX_MB", "")).strip()
-    return int(text) * 1024**2 if text.isdigit() and int(text) > 0 else KEEP_BYTES
-
-
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
