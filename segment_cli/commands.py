@@ -20,6 +20,7 @@ from segmentation.model.segments import plural
 from segmentation.model.terms import ShopTerms
 from segmentation.serving import listing as listing_mod
 from segmentation.serving import signing
+from segmentation.serving.atomic import output_file
 from segmentation.serving.inputs import parse_rfm
 from segmentation.serving.service import SegmentService
 from segmentation.serving.store import ModelStore
@@ -178,6 +179,8 @@ def cmd_segments(args: argparse.Namespace) -> int:
 
 
 def cmd_at_risk(args: argparse.Namespace) -> int:
+    if args.out:
+        output_file(args.out, "at-risk.csv")
     served = _served(args)
     summary = served.at_risk()
     if args.out:
@@ -192,6 +195,7 @@ def cmd_at_risk(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    output_file(args.out, "segment.csv")
     served = _served(args)
     names, n = served.export(served.resolve(args.segment), args.out, _store(args))
     print(f"Wrote {n:,} customers of {', '.join(names)} to {args.out}")
@@ -310,6 +314,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The HTML report: on --data, trained in memory for it (nothing saved); else the served model."""
     from segmentation.analysis import report as report_mod  # lazy: matplotlib takes a second to import
 
+    output_file(args.out, "report.html")  # before minutes of work
     progress = _progress(args)
     if args.data is not None:
         from segmentation.serving.training import fit, with_personas  # lazy: scikit-learn, seconds to import

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 from conftest import run_cli
@@ -135,6 +136,26 @@ def test_export_unknown_segment_and_base_names(trained, tmp_path):
     ):
         r = cli(trained, "export", base, "--out", out)
         assert r.code == 2 and message in r.err and r.err.count("\n") == 1, out
+
+
+def test_every_output_path_is_checked_before_any_work(trained, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    bad = [
+        (str(tmp_path), "is a folder"),
+        (str(tmp_path / "missing" / "x.out"), "does not exist; create it first"),
+        (str(tmp_path / "a-file" / "x.out"), "is a file, not a folder"),
+    ]
+    for command in (["report"], ["export", "Lost"], ["at-risk"]):
+        for out, said in bad:
+            r = cli(trained, *command, "--out", out)
+            assert r.code == 2 and said in r.err and r.err.count("\n") == 1, (command, out, r.err)
+            assert "Choosing K" not in r.err  # refused before the work, not after it
+    assert not (tmp_path / "missing").exists()  # nothing is created on the way
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        r = cli(trained, "report", "--out", str(locked / "r.html"))
+        assert r.code == 2 and "permission denied" in r.err
 
 
 def test_usage_errors_are_one_line(tmp_path):

@@ -8,10 +8,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
+from segmentation.errors import InputError
 
 
 def fsync_dir(path: Path) -> None:
@@ -21,6 +19,23 @@ def fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def output_file(out: str | os.PathLike, example: str) -> Path:
+    """``out`` checked as a file to write, before any work: not a folder, in a folder that exists
+    and can be written to (nothing is created on the way). ``example`` names a good one."""
+    text = os.fspath(out)
+    path = Path(text).expanduser()
+    if not text.strip() or path.is_dir():
+        raise InputError(f"'{text}' is a folder; give a file name, e.g. --out {example}")
+    parent = path.parent
+    if not parent.exists():
+        raise InputError(f"The folder '{parent}' does not exist; create it first or write elsewhere")
+    if not parent.is_dir():
+        raise InputError(f"'{parent}' is a file, not a folder; give a path such as --out {example}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"Cannot write '{path}': permission denied; write elsewhere")
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

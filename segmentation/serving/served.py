@@ -24,6 +24,7 @@ from segmentation.model.segments import ModelInfo, Segment, TrainedModel
 from segmentation.model.terms import Band, Freq, ShopTerms, Spend
 from segmentation.serving.answers import CustomerAnswer, Prediction, Scored, SourceScore, fits_definition, levels
 from segmentation.serving.assignments import Assignments, CustomerRow
+from segmentation.serving.atomic import output_file
 from segmentation.serving.exports import frame_rows, write_customers_csv
 from segmentation.serving.inputs import RFM, shown
 from segmentation.serving.store import ModelStore
@@ -312,9 +313,7 @@ class ServedModel:
 
 
 def _out_path(out: str | os.PathLike, store: ModelStore | None) -> Path:
-    out = Path(out)
-    if not str(out).strip() or out.is_dir():
-        raise InputError(f"'{out}' is a folder; give a file name for the CSV, e.g. --out at-risk.csv")
+    out = output_file(out, "at-risk.csv")
     if store is not None and store.is_inside(out):
         raise InputError(f"'{out}' is inside the model folder; write the CSV somewhere else")
     return out
