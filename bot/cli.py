@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def run_bot(args: argparse.Namespace) -> int:
     ctx = build_context(settings)
     ctx.service.tidy()
     _ensure_model(ctx)
-    app = create_app(ctx)
+    app = _app_or_one_line(create_app, ctx)
     start_scheduler(ctx)
     try:  # every way out (Ctrl-C, SIGTERM, a crash) releases the digest scheduler's lease
         if settings.socket_mode:
@@ -81,6 +82,28 @@ def run_bot(args: argparse.Namespace) -> int:
     finally:
         shutdown(ctx)
     return 0
+
+
+class SlackUnreachable(SegmentationError):
+    """Slack's Web API did not answer or refused the token at start-up."""
+
+
+def _app_or_one_line(create_app, ctx):
+    """The Bolt app, whose creation checks the token with Slack (auth.test); no network or a
+    refused token is one line naming what to check, not a traceback."""
+    from slack_sdk.errors import SlackApiError  # lazy: Slack's SDK takes seconds to import
+
+    where = ctx.settings.api_url or "https://slack.com/api/"
+    try:
+        return create_app(ctx)
+    except SlackApiError as exc:
+        code = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+        raise SlackUnreachable(f"Slack refused the bot token ({code}): check SLACK_BOT_TOKEN") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SlackUnreachable(
+            f"Slack cannot be reached at {where} ({reason}): check the network, a proxy, or SLACK_API_URL"
+        ) from None
 
 
 def shutdown(ctx) -> None:

@@ -370,8 +370,11 @@ def bot(slack, trained, sample_folder, tmp_path, state_db):
 
 
 def test_digest_commands(bot, slack):
-    r = bot.command("digest subscribe weekly mon 09:00 Europe/Berlin")
-    assert "Subscribed <#C0MARKETING> to the digest every Mon at 09:00 Europe/Berlin" in r.text
+    r = bot.command("digest subscribe daily 08:00")
+    assert "Subscribed <#C0MARKETING> to the digest daily at 08:00 UTC" in r.text
+    r = bot.command("digest subscribe weekly mon 09:00 Europe/Berlin")  # replaces it, and says so
+    assert "Changed <#C0MARKETING>'s digest from daily at 08:00 UTC to every Mon at 09:00 Europe/Berlin" in r.text
+    assert "already gets" in bot.command("digest subscribe weekly mon 09:00 Europe/Berlin").text
     assert slack.api_calls("conversations.info")[0].args["channel"] == "C0MARKETING"
     r = bot.command("digest list")
     assert "<#C0MARKETING> every Mon at 09:00 Europe/Berlin · next Mon" in r.text and "last: no digest yet" in r.text

@@ -196,3 +196,24 @@ def test_a_bot_with_a_damaged_current_pointer_starts_and_is_repaired_from_slack(
         finally:
             p.send_signal(signal.SIGINT)
             p.communicate(timeout=30)
+
+
+def test_a_bot_that_cannot_reach_slack_says_so_in_one_line(trained, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_API_URL": f"http://127.0.0.1:{port}/api/",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "PORT": "0",
+    }
+    proc = _bot_process(copy_artifacts(trained, tmp_path / "art"), env)
+    _, err = proc.communicate(timeout=60)
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert last.startswith("segment: Slack cannot be reached at http://127.0.0.1:") and "SLACK_API_URL" in last

@@ -229,13 +229,21 @@ def _digest(req: Request) -> Reply:
         problem = _check_channel(req)
         if problem:
             return blocks.error_line(problem), None
+        before = ctx.digests.subscription(req.channel_id)
         ctx.digests.subscribe(req.channel_id, schedule, req.user_id)
         if ctx.scheduler:
             ctx.scheduler.changed()
         nxt = schedule.trigger().get_next_fire_time(None, dt.datetime.now(dt.UTC))
-        return blocks.plain(
-            f"Subscribed <#{req.channel_id}> to the digest {schedule.text}. Next one: {schedule_spec.when_text(nxt, schedule.timezone)}."
-        ), None
+        if before is not None and (before.cron, before.timezone) == (schedule.cron, schedule.timezone):
+            done = f"<#{req.channel_id}> already gets the digest {schedule.text}; nothing changed."
+        elif before is not None:
+            done = (
+                f"Changed <#{req.channel_id}>'s digest from {before.schedule_text} to {schedule.text} "
+                "(a channel has one schedule)."
+            )
+        else:
+            done = f"Subscribed <#{req.channel_id}> to the digest {schedule.text}."
+        return blocks.plain(f"{done} Next one: {schedule_spec.when_text(nxt, schedule.timezone)}."), None
     if word == "unsubscribe":
         removed = ctx.digests.unsubscribe(req.channel_id)
         if ctx.scheduler:
