@@ -15,7 +15,7 @@ def validation(r: Report) -> str:
         "",
         terms_block(t.terms),
         "",
-        "Definitions (a name holds when at least half of its customers fit it)",
+        "Definitions (a name holds when at least two thirds of its customers fit it)",
     ]
     rows = [
         [

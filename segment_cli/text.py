@@ -59,7 +59,7 @@ def segments_table(segments: Sequence[Segment], terms: ShopTerms, futures: TierF
         headers.append("Bought again")
     note = (
         "\n(medians per segment; Revenue: share of all spend; Fit: share of the segment's customers "
-        "meeting its definition, at least half for the name to hold"
+        "meeting its definition, at least two thirds for the name to hold"
     )
     if future and futures is not None:
         c = futures.cutoffs

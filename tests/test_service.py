@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from segmentation.data.spec import source_from_spec
 from segmentation.errors import InputError
+from segmentation.model.definitions import BY_NAME
 from segmentation.serving.answers import fits_definition
 from segmentation.serving.inputs import RFM, parse_rfm
 from segmentation.serving.served import ServedModel
@@ -159,11 +160,14 @@ def served_sample(request, trained, shop):
 def test_a_profile_is_answered_with_a_segment_whose_definition_it_meets(served_sample, r, f, m):
     p = served_sample.predict(RFM(r, f, m))
     terms = served_sample.terms
-    assert fits_definition(terms, p.base, r, f, m, p.at_risk), (p.segment, p.definition)
+    by_cluster = served_sample.trained.by_cluster()
+    definition = BY_NAME[p.base] if p.own_name else by_cluster[p.cluster].defined_by
+    assert fits_definition(terms, definition, r, f, m, p.at_risk), (p.segment, p.definition)
+    assert p.definition == definition.text(terms)  # the definition shown is the one met
     names = {s.name for s in served_sample.trained.segments}
     if p.own_name:  # a name from the definitions; the numbers are the nearest segment's, and it says so
         assert p.segment not in names and p.numbers_of in names and p.numbers_of in p.outside
-        meets = [s for s in served_sample.trained.segments if fits_definition(terms, s.base, r, f, m, p.at_risk)]
+        meets = [s for s in served_sample.trained.segments if fits_definition(terms, s.defined_by, r, f, m, p.at_risk)]
         assert not [s for s in meets if s.customers]
     else:
         assert p.segment in names and (p.nearest is None or p.nearest in p.outside)

@@ -1,6 +1,6 @@
 """Does a shop's segmentation tell the truth, and does it hold still? ``segment validate``.
 
-For one source: every segment's definition check (at least half of its customers fit it), size
+For one source: every segment's definition check (at least two thirds of its customers fit it), size
 and revenue share; the at-risk count and revenue; the stability of names and of the at-risk
 count across seeds and across K; the "no promotion without a purchase" invariants (scoring and
 retraining the same customers ``shift_days`` later); and what BG/NBD's P(alive) adds where its

@@ -4,14 +4,13 @@ A definition is one or more clauses; a customer fits a clause when their recency
 frequency class, spend level and churn-risk flag (from the one at-risk rule, ``atrisk.py``) are
 all among the clause's. "At Risk" and "Can't Lose Them" ask for the flag, so a segment carrying
 those names is one the at-risk count agrees with. A cluster earns a name when **at
-least half of its customers fit the definition** (all conditions at once, not one dimension at
+least two thirds of its customers fit the definition** (all conditions at once, not one dimension at
 a time). Names are tried in the order of the table, most specific first, and the first that fits
 wins.
 
-Clusters never mix recency bands (the model clusters within each band), and every band ends
-with a name that asks nothing more than the band (or the band and one-time vs repeat, which
-splits every cluster into two halves one of which is the majority), so every cluster gets a
-name that holds (in the lapsing and lapsed bands, "Need Attention" takes the returning
+Clusters never mix recency bands (the model clusters within each band) nor, unless K is smaller
+than the number of strata, one-time and repeat buyers; every band ends with a name that asks
+nothing more than the band and the kind of buyer, so every such cluster gets a name that holds (in the lapsing and lapsed bands, "Need Attention" takes the returning
 customers the churn rule does not flag). Every name belongs to the bands of its clauses: a segment's recency band is
 the band of its customers, and that band is how "more active" is ordered.
 """
@@ -25,7 +24,9 @@ import numpy as np
 
 from segmentation.model.terms import LOW_SPENDERS, NOT_LOW_SPENDERS, TOP_SPENDERS, Band, Freq, ShopTerms, Spend
 
-FIT_THRESHOLD = 0.5  # at least half of a cluster's customers must fit its name
+# at least two thirds of a cluster's customers must fit its name: a clear majority, so a campaign
+# sent to a segment by its name reaches mostly the customers the name describes
+FIT_THRESHOLD = 2 / 3
 
 _ALL_F = frozenset(Freq)
 _ALL_S = frozenset(Spend)
@@ -61,6 +62,16 @@ class Clause:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a name's qualifier words add to its definition: the recency band, kind of buyer and
+    spend level they name (None: the words say nothing of that dimension)."""
+
+    bands: frozenset[Band] | None = None
+    freqs: frozenset[Freq] | None = None
+    spends: frozenset[Spend] | None = None
+
+
+@dataclass(frozen=True)
 class Definition:
     name: str
     clauses: tuple[Clause, ...]
@@ -74,6 +85,23 @@ class Definition:
     @property
     def bands(self) -> frozenset[Band]:
         return frozenset().union(*(c.bands for c in self.clauses))
+
+    def narrowed(self, scope: Scope | None) -> Definition:
+        """This definition with a qualified name's conditions added to every clause (clauses left
+        empty are dropped; if none is left, the definition as it was)."""
+        if scope is None:
+            return self
+        clauses = []
+        for c in self.clauses:
+            narrowed = Clause(
+                c.bands & scope.bands if scope.bands is not None else c.bands,
+                c.freqs & scope.freqs if scope.freqs is not None else c.freqs,
+                c.spends & scope.spends if scope.spends is not None else c.spends,
+                c.risk,
+            )
+            if narrowed.bands and narrowed.freqs and narrowed.spends:
+                clauses.append(narrowed)
+        return Definition(self.name, tuple(clauses)) if clauses else self
 
     def text(self, terms: ShopTerms) -> str:
         """The definition with the shop's numbers, e.g. "repeat buyers (2+ purchase days), ..."."""
@@ -91,7 +119,7 @@ def _clause(
 
 A, G, D, L = Band.ACTIVE, Band.LAPSING, Band.LAPSED, Band.LOST
 
-# The table. Order matters: the first name that at least half of a cluster fits is its name.
+# The table. Order matters: the first name that at least two thirds of a cluster fit is its name.
 DEFINITIONS: tuple[Definition, ...] = (
     Definition("Champions", (_clause([A], _RETURNED, [Spend.HIGH]),)),
     Definition("Loyal Customers", (_clause([A], [Freq.FREQUENT]),)),
@@ -129,10 +157,18 @@ class Check:
     at_risk_share: float
 
 
-def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> Check:
-    """Measure how the customers of one cluster fit the definition of ``name``."""
+def check(
+    name: str,
+    band: np.ndarray,
+    freq: np.ndarray,
+    spend: np.ndarray,
+    risk: np.ndarray,
+    definition: Definition | None = None,
+) -> Check:
+    """Measure how the customers of one cluster fit the definition of ``name`` (or ``definition``,
+    the name's narrowed by its qualifiers)."""
     n = max(len(band), 1)
-    fit = float(BY_NAME[name].holds(band, freq, spend, risk).sum() / n)
+    fit = float((definition or BY_NAME[name]).holds(band, freq, spend, risk).sum() / n)
     counts = np.bincount(band.astype(np.int64), minlength=len(Band))
     top = int(counts.argmax())
     return Check(
@@ -150,11 +186,15 @@ def check(name: str, band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk
 
 
 def name_for(band: np.ndarray, freq: np.ndarray, spend: np.ndarray, risk: np.ndarray) -> str:
-    """The first name of the table that at least half of these customers fit."""
+    """The first name of the table that at least two thirds of these customers fit; for a cluster
+    mixing one-time and repeat buyers (the estimator merges them only when K is smaller than the
+    number of strata) no name may reach that, and the first that half of them fit is taken: its
+    check then fails and every listing shows its fit."""
     n = len(band)
-    for d in DEFINITIONS:
-        if n and d.holds(band, freq, spend, risk).sum() >= FIT_THRESHOLD * n:
-            return d.name
+    for share in (FIT_THRESHOLD, 0.5):
+        for d in DEFINITIONS:
+            if n and d.holds(band, freq, spend, risk).sum() >= share * n:
+                return d.name
     # Unreachable for band-pure clusters (every band ends with a name asking nothing more);
     # a mixed cluster falls back on the name of its most common band.
     top = Band(int(np.bincount(band.astype(np.int64), minlength=len(Band)).argmax())) if n else Band.LOST

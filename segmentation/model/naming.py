@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from segmentation.model.definitions import Scope
 from segmentation.model.segments import NameChanges, plural
 from segmentation.model.terms import Band, Freq, ShopTerms, Spend
 
@@ -60,18 +61,47 @@ _RECENCY_COMPARATIVE = {
 }
 
 
+_RETURNED_WORD = f"{Freq.REPEAT.word} buyers"
+
+
 def qualified_names(cands: Sequence[Candidate], terms: ShopTerms) -> dict[int, str]:
     """cluster → unique display name."""
+    return {c: name for c, (name, _) in qualify(cands, terms).items()}
+
+
+def qualify(cands: Sequence[Candidate], terms: ShopTerms) -> dict[int, tuple[str, Scope]]:
+    """cluster → (unique display name, what its qualifier words add to the base definition)."""
     groups: dict[str, list[Candidate]] = defaultdict(list)
     for c in cands:
         groups[c.base].append(c)
-    names: dict[int, str] = {}
+    out: dict[int, tuple[str, Scope]] = {}
     for base, members in groups.items():
         words = _words(members, terms)
-        names.update(
-            {c.cluster: " — ".join([base, ", ".join(words[c.cluster])]) if words[c.cluster] else base for c in members}
-        )
-    return names
+        for c in members:
+            name = " — ".join([base, ", ".join(words[c.cluster])]) if words[c.cluster] else base
+            out[c.cluster] = (name, _scope(c, words[c.cluster]))
+    return out
+
+
+def _kind_word(c: Candidate) -> str:
+    """ "one-time buyers" or "repeat buyers" (two or more purchase days): the kind the estimator
+    clusters apart, so the word holds for every customer of a cluster (a "frequent" median would
+    hold for as few as half of them)."""
+    return f"{Freq.ONE_TIME.word} buyers" if c.freq == Freq.ONE_TIME else _RETURNED_WORD
+
+
+def _scope(c: Candidate, words: list[str]) -> Scope:
+    """The conditions a cluster's qualifier words state: a band word its band, "one-time buyers"
+    one purchase day, "repeat buyers" two or more, a spend level its level (comparisons and
+    typical values state no condition)."""
+    bands = frozenset({c.band}) if c.band.word in words else None
+    freqs = None
+    if _RETURNED_WORD in words:
+        freqs = frozenset({Freq.REPEAT, Freq.FREQUENT})
+    elif f"{Freq.ONE_TIME.word} buyers" in words:
+        freqs = frozenset({Freq.ONE_TIME})
+    spends = frozenset({c.spend}) if f"{c.spend.word} spend" in words else None
+    return Scope(bands, freqs, spends)
 
 
 def _words(members: list[Candidate], terms: ShopTerms) -> dict[int, list[str]]:
@@ -79,7 +109,7 @@ def _words(members: list[Candidate], terms: ShopTerms) -> dict[int, list[str]]:
     the same again inside each part), else spend levels, comparisons or typical values."""
     if len(members) == 1:
         return {members[0].cluster: []}
-    for describe in (lambda c: c.band.word, lambda c: f"{c.freq.word} buyers"):
+    for describe in (lambda c: c.band.word, _kind_word):
         parts: dict[str, list[Candidate]] = defaultdict(list)
         for c in members:
             parts[describe(c)].append(c)

@@ -13,7 +13,7 @@ from typing import Any
 
 from segmentation.model.atrisk import AtRiskRule, AtRiskSummary
 from segmentation.model.chance import ChanceModel
-from segmentation.model.definitions import Check
+from segmentation.model.definitions import BY_NAME, Check, Definition, Scope
 from segmentation.model.estimator import SegmentModel
 from segmentation.model.outlook import Future, TierFutures
 from segmentation.model.personas import Persona
@@ -37,7 +37,7 @@ class Segment:
     name: str  # unique within the model, e.g. "Lost — high spend"
     base: str  # the defined name, the key into the playbook
     band: Band
-    definition: str  # the base name's definition in this shop's terms
+    definition: str  # its definition in this shop's terms: the base name's, with its qualifiers' conditions
     check: Check  # how its customers fit that definition, at training
     customers: int
     share: float
@@ -55,6 +55,12 @@ class Segment:
     reserved: bool = False  # kept for customers who age into a band or kind nobody was in at training
     persona: Persona | None = None  # what they buy, how they pay, where from (when the data says)
     future: Future | None = None  # what its customers a horizon before the end did next (measured at training)
+    scope: Scope | None = None  # what its qualifier words add to the base definition (None: nothing)
+
+    @property
+    def defined_by(self) -> Definition:
+        """The definition its customers are checked against: the base name's, narrowed by its qualifiers."""
+        return BY_NAME[self.base].narrowed(self.scope)
 
     def typical(self, terms: ShopTerms) -> str:
         """E.g. "typically 268 days since the last order, 1 order, R$644"."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segmentation.model.atrisk import AtRiskSummary
-from segmentation.model.definitions import BY_NAME
+from segmentation.model.definitions import Definition
 from segmentation.model.terms import LOW_SPENDERS, TOP_SPENDERS, ShopTerms, Spend
 
 if TYPE_CHECKING:
@@ -179,12 +179,10 @@ def levels(terms: ShopTerms, recency: float, occasions: float, monetary: float) 
 
 
 def fits_definition(
-    terms: ShopTerms, base: str, recency: float, occasions: float, monetary: float, at_risk: bool
+    terms: ShopTerms, definition: Definition | None, recency: float, occasions: float, monetary: float, at_risk: bool
 ) -> bool:
-    """Whether one customer meets the definition of a segment's name (a segment is named for the
+    """Whether one customer meets a segment's definition (a segment is named for the clear
     majority of its customers: someone can sit in it, nearest to its centre, without meeting it)."""
-
-    definition = BY_NAME.get(base)
     if definition is None:
         return True
     band, freq, spend = terms.bands([recency], [occasions]), terms.freqs([occasions]), terms.spends([monetary])

@@ -10,7 +10,7 @@ import pandas as pd
 from segmentation.model.baseline import GRID_NAMES, rule_based_cells
 from segmentation.model.definitions import BY_NAME, check, name_for, name_for_profile, vocabulary_rank
 from segmentation.model.estimator import AT_RISK, ONE_TIME
-from segmentation.model.naming import Candidate, qualified_names
+from segmentation.model.naming import Candidate, qualify
 from segmentation.model.segments import (
     RuleBasedComparison,
     RuleBasedRow,
@@ -96,20 +96,24 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
             )
         )
         stats[c] = (idx, check(base, b, f, s, r))
-    display = qualified_names(cands, terms)
+    display = qualify(cands, terms)
     segments = []
     for cand in cands:
-        idx, chk = stats[cand.cluster]
+        idx, _ = stats[cand.cluster]
+        name, scope = display[cand.cluster]
+        definition = BY_NAME[cand.base].narrowed(scope)
+        chk = check(cand.base, band[idx], freq[idx], spend[idx], flags[idx], definition)
         play = book.play(cand.base)
         revenue = float(monetary[idx].sum())
         reserved = cand.cluster in model.reserved_
         segments.append(
             Segment(
                 cluster=cand.cluster,
-                name=display[cand.cluster],
+                name=name,
                 base=cand.base,
                 band=cand.band,
-                definition=BY_NAME[cand.base].text(terms),
+                definition=definition.text(terms),
+                scope=scope,
                 check=chk,
                 customers=len(idx),
                 share=len(idx) / len(labels),

@@ -106,7 +106,7 @@ class ServedModel:
             occasions=occasions,
             at_risk=at_risk,
             levels=levels(self.terms, r, occasions, m),
-            fits_definition=fits_definition(self.terms, seg.base, r, occasions, m, at_risk),
+            fits_definition=fits_definition(self.terms, seg.defined_by, r, occasions, m, at_risk),
             model_version=self.version,
             currency=self.terms.currency,
             persona=seg.persona.line() if seg.persona is not None else None,
@@ -161,7 +161,7 @@ class ServedModel:
         meets = [
             s.cluster
             for s in self.trained.segments
-            if s.customers and fits_definition(self.terms, s.base, r, f, m, flag)
+            if s.customers and fits_definition(self.terms, s.defined_by, r, f, m, flag)
         ]
         if nearest in meets or not meets:
             if meets:
