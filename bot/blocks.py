@@ -10,7 +10,7 @@ from typing import Any
 from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.model.segments import TrainedModel, plural
 from segmentation.model.terms import ShopTerms
-from segmentation.serving.answers import CustomerAnswer, Prediction, percent
+from segmentation.serving.answers import CustomerAnswer, Prediction, percent, share_text
 from segmentation.serving.served import ServedModel
 
 Message = dict[str, Any]
@@ -189,7 +189,7 @@ def segments(served: ServedModel) -> Message:
         ),
     ]
     texts = [
-        f"*{s.name}* · {s.customers:,} customers ({s.share:.1%}) · {s.revenue_share:.1%} of revenue\n"
+        f"*{s.name}* · {s.customers:,} customers ({share_text(s.share)}) · {share_text(s.revenue_share)} of revenue\n"
         f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
         + (f"_Persona:_ {escaped(s.persona.line())}.\n" if s.persona is not None else "")
         + "\n".join(f"• {a}" for a in s.actions)
@@ -218,7 +218,7 @@ def segments(served: ServedModel) -> Message:
 
 def at_risk(summary: AtRiskSummary, terms: ShopTerms) -> Message:
     head = (
-        f"*{summary.customers:,} customers at risk* ({summary.share_of_customers:.1%} of "
+        f"*{summary.customers:,} customers at risk* ({share_text(summary.share_of_customers)} of "
         f"{summary.all_customers:,}), revenue at stake {summary.stake(terms.money)}"
     )
     lines = (
@@ -323,7 +323,7 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
         section(f"{info.customers:,} customers from {info.source} · K={info.k}{sil}"),
         section(table),
         section(
-            f"*At risk:* {risk.customers:,} customers ({risk.share_of_customers:.1%}), revenue at stake "
+            f"*At risk:* {risk.customers:,} customers ({share_text(risk.share_of_customers)}), revenue at stake "
             f"{risk.stake(trained.terms.money)}"
         ),
     ]

@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from segmentation.model.atrisk import STAKE_NOTE
+from segmentation.serving.answers import share_text
 
 from . import blocks
 from .digest_data import DigestData
@@ -18,7 +19,7 @@ def message(data: DigestData) -> blocks.Message:
     if data.stale is not None:
         fresh = f":warning: {fresh}, {data.stale:,} days before this digest: is SEGMENT_DATA up to date?"
     since = f" since {data.previous_date:%d %b}" if data.previous_date else ""
-    lines = "\n".join(f"*{s.name}*: {s.customers:,} ({s.share:.1%}){s.change_text()}" for s in data.segments)
+    lines = "\n".join(f"*{s.name}*: {s.customers:,} ({share_text(s.share)}){s.change_text()}" for s in data.segments)
     risk = data.at_risk
     money = data.terms.money
     risk_lines = (
@@ -35,7 +36,7 @@ def message(data: DigestData) -> blocks.Message:
         blocks.section(lines),
         {"type": "divider"},
         blocks.section(
-            f"*Churn risk: {risk.customers:,} customers* ({risk.share_of_customers:.1%}), revenue at stake "
+            f"*Churn risk: {risk.customers:,} customers* ({share_text(risk.share_of_customers)}), revenue at stake "
             f"{risk.stake(money)}" + moved + "\n" + risk_lines
         ),
         blocks.context(f"At risk: {risk.definition} · {STAKE_NOTE}"),

@@ -35,7 +35,7 @@ def send_csv(
             file=str(path),
             filename=filename,
             title=title,
-            initial_comment=f"{n:,} customers of {', '.join(names)} {source_note}.",
+            initial_comment=f"{n:,} customers of {'; '.join(names)} {source_note}.",
         )
     return f"Sent you `{filename}` ({n:,} customers) in a direct message."
 

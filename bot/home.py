@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from segmentation.errors import SegmentationError
 from segmentation.serving import schedule_spec
+from segmentation.serving.answers import share_text
 
 from . import blocks
 from .digest_data import STALE_AFTER_DAYS, DigestSegment
@@ -110,7 +111,7 @@ def view(data: HomeData) -> dict[str, Any]:
         ]
     tail.append(blocks.context("`/segment help` for everything · this tab refreshes when the model changes"))
     lines = [
-        f"*{s.name}* · {s.customers:,} ({s.share:.1%}){s.change_text()}"
+        f"*{s.name}* · {s.customers:,} ({share_text(s.share)}){s.change_text()}"
         + (f" · {s.at_risk:,} at risk" if s.at_risk else "")
         for s in data.segments
     ]
@@ -169,7 +170,7 @@ class Home:
             previous = None
             summary = served.at_risk()
             at_risk_line = (
-                f"*At risk: {summary.customers:,} customers* ({summary.share_of_customers:.1%} of {summary.all_customers:,}), "
+                f"*At risk: {summary.customers:,} customers* ({share_text(summary.share_of_customers)} of {summary.all_customers:,}), "
                 f"revenue at stake {summary.stake(terms.money)}, at training (data as of {info.snapshot_date})"
             )
             export = json.dumps({"model": served.version}) if summary.customers else ""
@@ -187,7 +188,7 @@ class Home:
             n = latest.at_risk_customers
             revenue = latest.at_risk_revenue
             at_risk_line = (
-                f"*At risk: {n:,} customers* ({n / total:.1%} of {total:,}), revenue at stake "
+                f"*At risk: {n:,} customers* ({share_text(n / total)} of {total:,}), revenue at stake "
                 f"{terms.money(revenue)} in that digest"
                 if n is not None and revenue is not None and total
                 else "At risk: not recorded by that digest (it predates this tab); the next digest records it."

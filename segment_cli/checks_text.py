@@ -5,6 +5,7 @@ from __future__ import annotations
 from segment_cli.text import at_risk_block, share, table, terms_block
 from segmentation.analysis.backtest import SCORES, Backtest, CutoffResult
 from segmentation.analysis.validate import MAX_AT_RISK_CHANGE, MAX_SEED_CHANGE, MIN_COMPARED, Report
+from segmentation.serving.answers import share_text
 
 
 def validation(r: Report) -> str:
@@ -23,8 +24,8 @@ def validation(r: Report) -> str:
             ok(s.passed),
             f"{s.fit:.0%}",
             f"{s.customers:,}",
-            f"{s.share:.1%}",
-            f"{s.revenue_share:.1%}",
+            f"{share_text(s.share)}",
+            f"{share_text(s.revenue_share)}",
             f"{s.at_risk:,}",
             s.typical,
         ]

@@ -185,7 +185,7 @@ def cmd_at_risk(args: argparse.Namespace) -> int:
     summary = served.at_risk()
     if args.out:
         names, n = served.export_at_risk(args.out, _store(args))
-        print(f"Wrote {n:,} customers at risk ({', '.join(names) or 'none'}) to {args.out}")
+        print(f"Wrote {n:,} customers at risk ({'; '.join(names) or 'none'}) to {args.out}")
         return 0
     if args.json:
         _print_json(summary.as_json())
@@ -198,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     output_file(args.out, "segment.csv")
     served = _served(args)
     names, n = served.export(served.resolve(args.segment), args.out, _store(args))
-    print(f"Wrote {n:,} customers of {', '.join(names)} to {args.out}")
+    print(f"Wrote {n:,} customers of {'; '.join(names)} to {args.out}")
     return 0
 
 

@@ -9,7 +9,7 @@ from segmentation.model.atrisk import STAKE_NOTE, AtRiskSummary
 from segmentation.model.outlook import TierFutures
 from segmentation.model.segments import RuleBasedComparison, Segment
 from segmentation.model.terms import ShopTerms
-from segmentation.serving.answers import Prediction
+from segmentation.serving.answers import Prediction, share_text
 
 if TYPE_CHECKING:
     pass
@@ -28,9 +28,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str) -> 
     )
 
 
-def share(x: float) -> str:
-    """A share as a percentage; a tiny one is never shown as 0.0%."""
-    return "<0.1%" if 0 < x < 0.0005 else f"{x:.1%}"
+share = share_text  # the one format, shared with the bot and the report
 
 
 def terms_block(terms: ShopTerms) -> str:

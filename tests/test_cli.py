@@ -303,3 +303,10 @@ def test_sample_flag(tmp_path, sample_folder):
     assert out["fitted_on"] < out["customers"]
     r = run("--artifacts", str(tmp_path), "-q", "train", "--data", str(sample_folder), "--sample", "all", "--json")
     assert r.code == 0 and json.loads(r.out)["fitted_on"] == json.loads(r.out)["customers"]
+
+
+def test_missing_column_flags_are_a_usage_error(tmp_path):
+    csv_path = tmp_path / "orders.csv"
+    csv_path.write_text("email,day,total\na@x,2024-01-01,10\n")
+    r = cli(tmp_path, "train", "--data", str(csv_path), "--amount-col", "total")
+    assert r.code == 2 and "--customer-col and --date-col are required" in r.err and r.err.count("\n") == 1

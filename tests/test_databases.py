@@ -21,7 +21,7 @@ from segmentation.data.kinds import DatabaseSource
 from segmentation.data.sources import load_rfm
 from segmentation.data.spec import source_from_spec
 from segmentation.data.urls import mask, resolve_url
-from segmentation.errors import DataError
+from segmentation.errors import DataError, InputError
 
 SERVERS = {"postgresql": "TEST_DATABASE_URL", "mariadb": "TEST_MYSQL_URL"}
 
@@ -239,7 +239,7 @@ def test_flags_that_do_not_fit_a_database(server):
         ({"layout": "olist", "table": "t"}, "--layout olist reads the three Olist tables"),
         ({"table": "t"}, "--customer-col and --date-col are required"),
     ):
-        with pytest.raises(DataError, match=expected):
+        with pytest.raises((DataError, InputError), match=expected):
             source_from_spec(url, **kwargs)
 
 

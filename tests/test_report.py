@@ -13,6 +13,7 @@ from conftest import run_cli
 
 from segmentation.analysis.alternatives import _pct
 from segmentation.analysis.diagnostics import KPoint, _elbow
+from segmentation.serving.answers import share_text
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,8 @@ def test_its_figures_are_the_clis(reported, trained):
     for row, seg in zip(rows, segments["segments"]):
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
         assert f"<b>{seg['name']}</b>" in cells[0]
-        assert cells[1] == f"{seg['customers']:,}" and cells[2] == f"{seg['share']:.1%}"
-        assert cells[3] == f"{seg['revenue_share']:.1%}" and cells[7] == f"{seg['at_risk']:,}"
+        assert cells[1] == f"{seg['customers']:,}" and cells[2] == share_text(seg["share"])
+        assert cells[3] == share_text(seg["revenue_share"]) and cells[7] == f"{seg['at_risk']:,}"
         assert cells[8] == f"{seg['fit']:.0%}" and cells[9] == seg["definition"]
         if seg["persona"]:
             assert f"Persona: {seg['persona']['text']}" in cells[0]

@@ -171,3 +171,11 @@ def test_a_profile_is_answered_with_a_segment_whose_definition_it_meets(served_s
         assert not [s for s in meets if s.customers]
     else:
         assert p.segment in names and (p.nearest is None or p.nearest in p.outside)
+
+
+def test_a_share_reads_the_same_everywhere_and_is_never_zero_when_someone_is_in_it():
+    from segment_cli import text
+    from segmentation.serving.answers import share_text
+
+    assert share_text(0.0001) == "<0.1%" and share_text(0.0) == "0.0%" and share_text(0.123) == "12.3%"
+    assert text.share is share_text  # the CLI, the bot and the report all format shares with it

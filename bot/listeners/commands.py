@@ -77,7 +77,7 @@ def do_export(req: Request) -> Reply:
         line = send_segments_csv(req.client, served, req.user_id, matched, label)
         req.respond(response_type="ephemeral", replace_original=False, **blocks.plain(line))
 
-    names = ", ".join(s.name for s in matched)
+    names = "; ".join(s.name for s in matched)
     return blocks.plain(f"Preparing the export of {names}… I'll send the CSV in a direct message."), upload
 
 

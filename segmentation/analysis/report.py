@@ -24,6 +24,7 @@ import pandas as pd
 from segmentation.analysis import diagnostics
 from segmentation.model.estimator import FEATURES
 from segmentation.model.segments import TrainedModel
+from segmentation.serving.answers import share_text
 from segmentation.serving.atomic import atomic_write_bytes
 
 Progress = Callable[[str], None]
@@ -101,8 +102,8 @@ def render(report: Report) -> str:
         {
             "name": s.name,
             "customers": f"{s.customers:,}",
-            "share": f"{s.share:.1%}",
-            "revenue_share": f"{s.revenue_share:.1%}",
+            "share": f"{share_text(s.share)}",
+            "revenue_share": f"{share_text(s.revenue_share)}",
             "recency": f"{s.recency_median:,.0f}",
             "orders": f"{s.frequency_median:g}",
             "spend": terms.money(s.monetary_median),

@@ -96,9 +96,9 @@ def source_from_spec(
 def _columns_from_flags(where: str, flags: dict[str, str | None]) -> rel.Columns:
     customer, date = flags["customer_col"], flags["date_col"]
     missing = [flag for flag, v in (("--customer-col", customer), ("--date-col", date)) if not v]
-    if missing or customer is None or date is None:
-        raise DataError(
-            f"{where}: say which columns to use: {' and '.join(missing)} are required "
+    if missing or customer is None or date is None:  # a usage error: exit status 2, as the README says
+        raise InputError(
+            f"{where}: say which columns to use: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
             "(with --amount-col, or --quantity-col and --price-col)"
         )
     amount, quantity, price = flags["amount_col"], flags["quantity_col"], flags["price_col"]

@@ -159,6 +159,11 @@ class SourceScore:
     at_risk_rows: pd.DataFrame  # customer_id, recency, frequency, monetary, occasions, gap, cluster
 
 
+def share_text(x: float) -> str:
+    """A share as a percentage, everywhere the same: a tiny one is "<0.1%", never "0.0%"."""
+    return "<0.1%" if 0 < x < 0.0005 else f"{x:.1%}"
+
+
 def percent(p: float) -> str:
     """A chance as a marketer reads it: 14%, 2.3%, 0.4%, <0.1%."""
     if p >= 0.995:

@@ -71,7 +71,7 @@ class ServedModel:
         by_base = tuple(s for s in segs if s.base.casefold() == q)
         if by_base:
             return by_base
-        names = ", ".join(s.name for s in self.trained.segments)
+        names = "; ".join(s.name for s in self.trained.segments)
         raise InputError(f"No segment '{shown(query, 60)}' in model {self.version}. Segments: {names}")
 
     # -- questions ----------------------------------------------------------------------
