@@ -349,3 +349,32 @@ def test_what_a_model_records_opens_the_same_data_again_and_never_a_password(tmp
     locked = open_data(url, SourceOptions(layout="olist"), tmp_path / "samples")
     assert locked.spec is None and "s3cret" not in locked.reference and "***" in locked.source.describe()
     assert open_data(None, SourceOptions(), tmp_path / "none-yet").source.describe() == BUILT_IN_SAMPLE
+
+
+@pytest.mark.parametrize("fmt", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%d/%m/%Y %H:%M"])
+def test_unreadable_dates_get_the_format_that_reads_them(tmp_path, fmt):
+    import datetime as dt
+
+    days = [dt.datetime(2024, 1, 1, 9, 30) + dt.timedelta(days=17 * i) for i in range(30)]  # days past the 12th
+    path = tmp_path / "orders.csv"
+    path.write_text("email,day,total\n" + "".join(f"c{i % 7},{d.strftime(fmt)},{10 + i}\n" for i, d in enumerate(days)))
+    with pytest.raises(DataError) as info:
+        load_rfm(source_from_spec(path, customer_col="email", date_col="day", amount_col="total"))
+    message = str(info.value)
+    assert f"try --date-format {fmt}" in message and "\n" not in message
+    suggested = message.split("try --date-format ")[1].split(" (or")[0]
+    table = load_rfm(
+        source_from_spec(path, customer_col="email", date_col="day", amount_col="total", date_format=suggested)
+    )
+    assert table.orders == 30 and table.customers == 7  # the suggestion reads every row
+
+
+def test_an_empty_file_and_decimal_commas_are_said_plainly(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("email,day,total\n")
+    with pytest.raises(DataError, match="the file has no rows below its header"):
+        load_rfm(source_from_spec(empty, customer_col="email", date_col="day", amount_col="total"))
+    comma = tmp_path / "comma.csv"
+    comma.write_text("email;day;total\na@x;2024-12-25;10,50\nb@x;2024-12-26;1.234,56\n")
+    with pytest.raises(DataError, match="with a decimal comma"):
+        load_rfm(source_from_spec(comma, customer_col="email", date_col="day", amount_col="total"))

@@ -18,6 +18,7 @@ import numpy as np
 from segmentation.data import relations as rel
 from segmentation.data.engines import Engine
 from segmentation.data.frames import _numbers, customer_ids, window_frame
+from segmentation.data.hints import hint
 from segmentation.data.kinds import _REASON_ORDER, RFMTable, Source, describe_exclusions
 from segmentation.data.plan import _diagnosed, _diagnosed_open, _Plan, _plan
 from segmentation.errors import DataError
@@ -37,7 +38,7 @@ def load_rfm(source: Source, as_of: dt.date | None = None) -> RFMTable:
     table's ``history`` reopens the source when the windows are asked for."""
     with opened(source, as_of) as src:
         fetched = src.fetch()
-    table = _rfm_table(fetched, as_of, src.where, source.describe(), source.currency)
+    table = _rfm_table(fetched, as_of, src.where, source.describe(), source.currency, source)
     table.history = Reopened(source)
     return table
 
@@ -136,7 +137,9 @@ class OpenSource:
 
     def rfm(self, as_of: dt.date | None = None) -> RFMTable:
         as_of = as_of if as_of is not None else self.as_of
-        table = _rfm_table(self.fetch(as_of), as_of, self.where, self.source.describe(), self.source.currency)
+        table = _rfm_table(
+            self.fetch(as_of), as_of, self.where, self.source.describe(), self.source.currency, self.source
+        )
         table.history = self
         return table
 
@@ -258,7 +261,9 @@ def _gaps(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> 
     return FirstReturns.of(histogram["gap"], histogram["n"])
 
 
-def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str) -> RFMTable:
+def _rfm_table(
+    fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str, source: Source | None = None
+) -> RFMTable:
     excluded, gaps, table = fetched.excluded, fetched.gaps, fetched.table
     fetched.table = None
     assert table is not None
@@ -267,7 +272,10 @@ def _rfm_table(fetched: _Fetched, as_of: dt.date | None, where: str, description
             raise DataError(
                 f"{where}: no orders on or before {as_of.isoformat()} (excluded: {describe_exclusions(excluded)})"
             )
-        raise DataError(f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})")
+        raise DataError(
+            f"{where}: no usable orders left after filtering (excluded: {describe_exclusions(excluded)})"
+            + (hint(source, excluded) if source is not None else "")
+        )
     import pandas as pd
     import pyarrow as pa
 
