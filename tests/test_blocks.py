@@ -6,15 +6,18 @@ import pytest
 
 from bot import blocks
 from segmentation.data.kinds import OlistSource
+from segmentation.data.sample import write_sample
 from segmentation.serving.service import SegmentService
 from segmentation.serving.store import ModelStore
 from segmentation.serving.training import train
 
 
 @pytest.fixture(scope="module")
-def served_k30(sample_folder, tmp_path_factory):
+def served_k30(tmp_path_factory):
+    # enough customers for 30 segments of at least 25 each
+    folder = write_sample(tmp_path_factory.mktemp("shop30"), orders=40_000, seed=3)
     store = ModelStore(tmp_path_factory.mktemp("k30"))
-    train(OlistSource(sample_folder), store, k=30)
+    train(OlistSource(folder), store, k=30)
     return SegmentService(store).served()
 
 

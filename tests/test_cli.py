@@ -21,12 +21,12 @@ def test_train_json(tmp_path, sample_folder):
     d = json.loads(r.out)
     assert d["model_version"] == "v0001"
     assert isinstance(d["excluded"], dict) and d["excluded"]["not_delivered"] > 0
-    assert len(d["segments"]) == 8
+    assert 4 <= len(d["segments"]) <= 8 and all(s["customers"] >= 25 for s in d["segments"])  # none degenerate
     for s in d["segments"]:
         assert SEGMENT_KEYS <= set(s)
     assert sum(s["customers"] for s in d["segments"]) == d["customers"]
     assert abs(sum(s["share"] for s in d["segments"]) - 1) < 1e-9
-    assert len({s["name"] for s in d["segments"]}) == 8
+    assert len({s["name"] for s in d["segments"]}) == len(d["segments"])
     rb = d["rule_based"]["segments"]
     assert all({"name", "customers"} <= set(s) for s in rb)
     assert sum(s["customers"] for s in rb) == d["customers"]

@@ -135,6 +135,11 @@ def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_tru
         )
         assert s.check.fit == pytest.approx(fits.mean()) and s.definition == s.defined_by.text(terms)
         assert set(band[members]) == {s.band}  # a segment never mixes recency bands
+        # no degenerate segment: at least max(25, 0.1%) customers, unless its whole band and kind is smaller
+        floor = max(25, int(np.ceil(0.001 * len(assignments))))
+        assert (
+            s.customers >= floor or trained.model.clusters_per_stratum_[trained.model.center_stratum_[s.cluster]] == 1
+        )
         assert s.customers == members.sum() and "tier" not in s.name
         qualifier = s.name.partition(" — ")[2]
         spend = terms.spends(assignments["monetary"][members])

@@ -240,3 +240,19 @@ def test_it_keeps_scikit_learns_estimator_protocol():
 def test_it_reads_no_environment(monkeypatch):
     monkeypatch.setenv("SEGMENT_THREADS", "7")
     assert SegmentModel().threads() == 1 and SegmentModel(n_threads=3).threads() == 3
+
+
+def test_a_kind_too_small_for_a_segment_joins_its_band_and_outliers_join_a_neighbour():
+    rng = np.random.default_rng(4)
+    n = 3_000
+    X = np.column_stack([rng.uniform(0, 400, n), np.ones(n), rng.lognormal(4.5, 0.6, n)])
+    X[:5, 0], X[:5, 1] = 10, 3  # five active repeat buyers: too few for a segment of their own
+    X[5:8, 2] = 1e6  # three outliers by spend
+    model = SegmentModel(11, (40, 100, 200)).fit(X)
+    counts = np.bincount(model.labels_, minlength=len(model.cluster_centers_))
+    fitted = [c for c in range(len(counts)) if c not in model.reserved_]
+    assert min(counts[fitted]) >= 25 and model.min_size_ == 25
+    band_of = model.bands(X)
+    for i in range(5):  # the five repeat buyers are clustered with their band's one-time buyers
+        assert model.strata_[model.center_stratum_[model.labels_[i]]] == (int(band_of[i]), (0, 1))
+        assert (band_of[model.labels_ == model.labels_[i]] == band_of[i]).all()  # of their own band only

@@ -8,7 +8,8 @@ import numpy as np
 
 from segmentation.model.geometry import _distinct_rows
 
-ALLOCATION_SAMPLE = 50_000  # customers per stratum used to decide where extra clusters go
+ALLOCATION_SAMPLE = 50_000
+_CAPPED = -1e300  # the gain of a stratum too small for one more cluster (below any real gain)  # customers per stratum used to decide where extra clusters go
 
 
 def allocate(
@@ -17,9 +18,13 @@ def allocate(
     sizes: list[int] | None = None,
     targets: list[np.ndarray] | None = None,
     threads: int = 1,
+    min_size: float = 1.0,
 ) -> list[int]:
     """Clusters per stratum: one each, then greedily where they lower the inertia (or, with
     ``targets``, the within-cluster sum of squares of the target) most.
+
+    A stratum gets no more clusters than leave ``min_size`` customers (of ``parts``) each on
+    average; when no stratum may take one more, fewer than ``n_clusters`` are given.
 
     Lazy greedy: a stratum's current sum of squares bounds what one more cluster can gain
     there, so a stratum is only fitted when its bound could beat the best gain already
@@ -58,6 +63,8 @@ def allocate(
 
     def gain(s: int) -> float:
         k = ks[s]
+        if (k + 1) * min_size > len(parts[s]):
+            return _CAPPED  # a further cluster would be smaller than a segment may be
         if s not in distinct:
             distinct[s] = _distinct_rows(parts[s], cap=n_clusters + 1)
         if k + 1 > distinct[s]:
@@ -76,6 +83,8 @@ def allocate(
             if exact[s] is not None:
                 break
             exact[s] = gain(s)
+        if exact[s] == _CAPPED:
+            break  # every stratum is as split as its size allows
         if exact[s] == -np.inf:
             raise ValueError(
                 f"only {sum(distinct.get(i, 1) for i in range(len(parts)))} distinct customer profiles, "

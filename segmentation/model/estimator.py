@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from segmentation.model.allocation import allocate
-from segmentation.model.geometry import RANDOM_STATE, Standardiser
+from segmentation.model.geometry import RANDOM_STATE, Standardiser, absorb_small
 from segmentation.model.terms import recency_bands
 
 # scikit-learn is imported where a model is fitted, not here: a saved model predicts with NumPy
@@ -54,6 +54,11 @@ SMALL_STRATUM = 50_000  # customers x clusters under which a stratum gets more K
 # KMeans is fitted on a stratified sample of at most this many customers, then everyone is
 # scored; the scaler is fitted on everyone. See SegmentModel._sample.
 FIT_SAMPLE = 200_000
+# no segment smaller than this, nor than this share of the customers (a "segment" of 1 customer
+# describes nobody): tiny kinds merge within their band, and KMeans splits a stratum only into
+# clusters at least this big (fewer segments than K, said so, rather than degenerate ones)
+MIN_SEGMENT = 25
+MIN_SEGMENT_SHARE = 0.001
 SCALER_CHUNK = 1 << 20  # rows per step when fitting the scaler (one pass, bounded temporaries)
 PRIORITY_SHARE = 0.5  # of the sample, kept for strata without one-time buyers (repeat, at risk)
 WHOLE_STRATUM = 2_000  # strata this small are always kept whole
@@ -155,6 +160,7 @@ class SegmentModel:
         from sklearn.preprocessing import StandardScaler
 
         band = self.bands(X)
+        self.min_size_ = max(MIN_SEGMENT, int(np.ceil(MIN_SEGMENT_SHARE * len(X))))
         Zs = np.log1p(X, out=None if self.copy_x else X)
         fitted = StandardScaler()
         for start in range(0, len(Zs), SCALER_CHUNK):  # in chunks: its temporaries stay small
@@ -179,6 +185,7 @@ class SegmentModel:
             [len(m) for m in members],
             None if target is None else [np.asarray(target, dtype=np.float64)[m] for m in fit_on],
         )
+        self.min_fit_ = max(1.0, self.min_size_ * self.fit_size_ / len(X))  # in the fitted sample's counts
         centers: list[np.ndarray] = []
         owner: list[int] = []
         labels = None if sampled else np.empty(len(X), dtype=np.int16)  # K <= 30: 2 bytes a customer
@@ -188,6 +195,7 @@ class SegmentModel:
                 labels[m] = local_labels + len(centers)
             centers.extend(local_centers)
             owner.extend([s] * len(local_centers))
+        per = [owner.count(s) for s in range(len(keys))]  # after small clusters were absorbed
         reserved = []
         for b in range(N_BANDS):  # a reserved cluster for every (band, kind) not seen in training
             for kind in range(N_KINDS):
@@ -261,6 +269,16 @@ class SegmentModel:
                 if k1 < k2 and (allow_risk or AT_RISK not in k1 + k2)
             ]
 
+        # a kind too small for a segment of its own joins the band's other kind of buyer (never
+        # those at risk: their segments are named for the flag)
+        while tiny := [
+            (total, b, k1, k2)
+            for total, b, k1, k2 in pairs(False)
+            if min(groups[b][k1], groups[b][k2]) < self.min_size_
+        ]:
+            _, b, k1, k2 = min(tiny)
+            merged = groups[b].pop(k1) + groups[b].pop(k2)
+            groups[b][tuple(sorted(k1 + k2))] = merged
         # merge one-time with repeat buyers first (smallest pair first), then those at risk with
         # the rest of their band; never two bands
         while sum(len(g) for g in groups.values()) > self.n_clusters:
@@ -275,7 +293,8 @@ class SegmentModel:
     def _allocate(
         self, parts: list[np.ndarray], sizes: list[int] | None = None, targets: list[np.ndarray] | None = None
     ) -> list[int]:
-        return allocate(parts, self.n_clusters, sizes, targets, self.threads())
+        floor = self.min_size_ * (sum(len(P) for P in parts) / max(sum(sizes or [len(P) for P in parts]), 1))
+        return allocate(parts, self.n_clusters, sizes, targets, self.threads(), min_size=max(1.0, floor))
 
     def _fit_stratum(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.cluster import KMeans
@@ -285,10 +304,12 @@ class SegmentModel:
             return P.mean(axis=0, keepdims=True), np.zeros(len(P), dtype=np.int64)
         with threadpool_limits(limits=self.threads(), user_api="openmp"):
             km = KMeans(n_clusters=k, n_init=self.restarts(len(P), k), random_state=self.random_state).fit(P)
-        order = np.argsort(-km.cluster_centers_[:, 2], kind="stable")  # higher spend first
+        centers, labels = absorb_small(P, km.cluster_centers_, km.labels_, self.__dict__.get("min_fit_", 1.0))
+        k = len(centers)
+        order = np.argsort(-centers[:, 2], kind="stable")  # higher spend first
         rank = np.empty(k, dtype=np.int64)
         rank[order] = np.arange(k)
-        return km.cluster_centers_[order], rank[km.labels_]
+        return centers[order], rank[labels]
 
     def threads(self) -> int:
         """KMeans's OpenMP threads: ``n_threads`` (at least 1). One thread by default: on a shared

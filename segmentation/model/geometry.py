@@ -45,3 +45,27 @@ def silhouette(Z: np.ndarray, labels: np.ndarray) -> float | None:
 
     with config_context(working_memory=64):  # MB per chunk of distances (default 1 GB)
         return float(silhouette_score(Z, labels))
+
+
+def absorb_small(
+    P: np.ndarray, centers: np.ndarray, labels: np.ndarray, min_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """KMeans's clusters with every one smaller than ``min_size`` (a handful of outliers)
+    absorbed, smallest first, by the nearest of the others, whose centre becomes its members'
+    mean; the other splits stay as KMeans made them."""
+    centers, labels = np.array(centers, dtype=np.float64), np.asarray(labels, dtype=np.int64).copy()
+    while len(centers) > 1:
+        counts = np.bincount(labels, minlength=len(centers))
+        small = int(np.argmin(counts))
+        if counts[small] >= min_size:
+            break
+        rest = [c for c in range(len(centers)) if c != small]
+        members = labels == small
+        if members.any():
+            d = ((P[members][:, None, :] - centers[rest][None, :, :]) ** 2).sum(axis=2)
+            labels[members] = np.asarray(rest)[d.argmin(axis=1)]
+        centers = centers[rest]
+        labels = np.searchsorted(np.asarray(rest), labels)  # renumber 0..k-2
+        for c in range(len(centers)):
+            centers[c] = P[labels == c].mean(axis=0)
+    return centers, labels

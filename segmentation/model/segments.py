@@ -241,10 +241,14 @@ class TrainedModel:
         """How many segments are rule cells and how many KMeans splits, in words."""
         cells = self.rule_cells
         split = len(self.segments) - cells
+        fewer = ""
+        if len(self.segments) < self.info.k:
+            floor = getattr(self.model, "min_size_", None)
+            fewer = f" (fewer than K={self.info.k}: no segment may have fewer than {floor or 25:,} customers)"
         return (
-            f"{len(self.segments)} segments: {cells} a whole recency band and kind of customer (a rule cell, no "
-            f"clustering), {split} from KMeans splitting a band and kind into {'groups' if split != 1 else 'a group'} "
-            "by recency, purchase days and spend"
+            f"{len(self.segments)} segments{fewer}: {cells} a whole recency band and kind of customer (a rule "
+            f"cell, no clustering), {split} from KMeans splitting a band and kind into "
+            f"{'groups' if split != 1 else 'a group'} by recency, purchase days and spend"
         )
 
     @property
