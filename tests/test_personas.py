@@ -187,3 +187,29 @@ def test_personas_in_slack(bot):
     row = next(iter(served.assignments.members([seg.cluster])))
     r = bot.command(f"customer {row.customer_id}")
     assert r.status == 200 and f"_Persona:_ {seg.persona.line()}." in r.text
+
+
+def test_a_persona_says_what_is_over_represented_against_the_whole_shop():
+    from segmentation.model.personas import summarise
+
+    # two segments; segment 1 buys toys at three times the shop's share, on enough lines
+    rows = [
+        ("category", 0, "toys", 100.0, 50),
+        ("category", 0, "books", 900.0, 400),
+        ("category", 1, "toys", 300.0, 40),
+        ("category", 1, "books", 200.0, 30),
+        ("state", 0, "SP", 0.0, 90),
+        ("state", 0, "RJ", 0.0, 10),
+        ("state", 1, "SP", 0.0, 45),
+        ("state", 1, "RJ", 0.0, 5),
+    ]
+    facet, cluster, label, amount, n = (list(col) for col in zip(*rows))
+    personas = summarise(facet, cluster, label, amount, n, {0: 100, 1: 50})
+    toys = personas[1].more_categories
+    assert [s.label for s in toys] == ["toys"] and toys[0].lift == pytest.approx(0.6 / (400 / 1500))
+    assert "more than the shop: toys 60% (×2.2 the shop's)" in personas[1].line()
+    assert (
+        personas[0].more_categories == () and personas[0].more_states == ()
+    )  # the bulk of the shop: nothing stands out
+    assert personas[1].more_states == ()  # RJ 10% of both: no lift
+    assert personas[1].as_json()["over_represented"]["categories"][0]["lift"] == pytest.approx(toys[0].lift)

@@ -24,12 +24,21 @@ import numpy as np
 TOP = 3
 
 
+LIFT = 1.25  # over-represented: at least this many times the whole shop's share
+MIN_SHARE = 0.05  # of the segment, and
+MIN_COUNT = 10  # customers (states) or item lines (categories): what a lift stands on
+TOP_LIFTS = 2
+
+
 @dataclass(frozen=True)
 class Share:
     label: str
     share: float  # 0..1
+    lift: float | None = None  # the segment's share over the whole shop's
 
     def text(self) -> str:
+        if self.lift is not None:
+            return f"{_pretty(self.label)} {self.share:.0%} (×{self.lift:.1f} the shop's)"
         return f"{_pretty(self.label)} {self.share:.0%}"
 
 
@@ -39,6 +48,9 @@ class Persona:
     payment: Share | None = None  # by share of the segment's payment value
     instalments: float | None = None  # median instalments of the segment's orders
     states: tuple[Share, ...] = ()  # by share of the segment's customers
+    # what sets it apart: categories and states over-represented against the whole shop
+    more_categories: tuple[Share, ...] = ()
+    more_states: tuple[Share, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -61,6 +73,9 @@ class Persona:
             parts.append(", ".join(pay))
         if self.states:
             parts.append("orders from " + ", ".join(s.text() for s in self.states))
+        more = [*self.more_categories, *self.more_states]
+        if more:
+            parts.append("more than the shop: " + ", ".join(s.text() for s in more))
         return " · ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
@@ -71,6 +86,12 @@ class Persona:
             else {"type": self.payment.label, "value_share": self.payment.share},
             "instalments_median": self.instalments,
             "states": [{"state": s.label, "customer_share": s.share} for s in self.states],
+            "over_represented": {
+                "categories": [
+                    {"name": s.label, "revenue_share": s.share, "lift": s.lift} for s in self.more_categories
+                ],
+                "states": [{"state": s.label, "customer_share": s.share, "lift": s.lift} for s in self.more_states],
+            },
             "text": self.line(),
         }
 
@@ -84,15 +105,53 @@ def summarise(facet, cluster, label, amount, n, sizes: dict[int, int]) -> dict[i
     per: dict[int, dict[str, list[tuple[str, float, int]]]] = {}
     for f, c, lab, a, k in zip(facet, cluster, label, amount, n):
         per.setdefault(int(c), {}).setdefault(str(f), []).append((str(lab), float(a or 0.0), int(k or 0)))
+    shop_categories = _whole_shop(per, "category", by_amount=True)
+    shop_states = _whole_shop(per, "state", by_amount=False, total=sum(sizes.values()) or None)
     out = {}
     for c, facets in per.items():
+        categories = _top(facets.get("category", []), by_amount=True)
+        states = _top(facets.get("state", []), by_amount=False, total=sizes.get(c))
         out[c] = Persona(
-            categories=_top(facets.get("category", []), by_amount=True),
+            categories=categories,
             payment=next(iter(_top(facets.get("payment", []), by_amount=True, top=1)), None),
             instalments=_median(facets.get("instalments", [])),
-            states=_top(facets.get("state", []), by_amount=False, total=sizes.get(c)),
+            states=states,
+            more_categories=_lifts(facets.get("category", []), shop_categories, True, None),
+            more_states=_lifts(facets.get("state", []), shop_states, False, sizes.get(c)),
         )
     return {c: p for c, p in out.items() if not p.empty}
+
+
+def _whole_shop(per, facet: str, by_amount: bool, total: int | None = None) -> dict[str, float]:
+    """Each label's share of the whole shop (all segments together)."""
+    sums: dict[str, float] = {}
+    for facets in per.values():
+        for lab, a, k in facets.get(facet, []):
+            sums[lab] = sums.get(lab, 0.0) + (a if by_amount else float(k))
+    whole = float(total) if total else sum(sums.values())
+    return {lab: v / whole for lab, v in sums.items()} if whole > 0 else {}
+
+
+def _lifts(
+    rows: list[tuple[str, float, int]],
+    shop: dict[str, float],
+    by_amount: bool,
+    total: int | None,
+) -> tuple[Share, ...]:
+    """The labels most over-represented in the segment against the whole shop (at least ``LIFT``
+    times its share, with ``MIN_SHARE`` of the segment and ``MIN_COUNT`` behind it), largest lift
+    first; a segment that is most of the shop has none."""
+    whole = float(total) if total else sum((a if by_amount else float(k)) for _, a, k in rows)
+    if whole <= 0:
+        return ()
+    found = []
+    for lab, a, k in rows:
+        share = (a if by_amount else float(k)) / whole
+        base = shop.get(lab, 0.0)
+        if base > 0 and k >= MIN_COUNT and share >= MIN_SHARE and share / base >= LIFT:
+            found.append(Share(lab, share, share / base))
+    found.sort(key=lambda s: (-(s.lift or 0.0), s.label))
+    return tuple(found[:TOP_LIFTS])
 
 
 def _top(
