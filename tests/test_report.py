@@ -34,6 +34,11 @@ def test_the_report_is_one_self_contained_file(reported):
     assert not re.search(r"(?i)(https?:|//[a-z0-9.-]+/|<link|<script|@import|url\(|\bhref=)", rest), "nothing fetched"
     assert re.findall(r'\bsrc="', rest) == ['src="'] * 5
     assert "Choosing K" in err and "Drawing the charts" in err  # progress on the terminal
+    d = data["diagnostics"]
+    header = html.unescape(text)
+    # one model, its silhouettes each said with the sample they are measured on
+    assert f"silhouette {data['model']['silhouette']:.3f} at training, on a " in header
+    assert f"{d['served_silhouette']:.3f} on the {d['silhouette_rows']:,} customers the diagnostics below" in header
 
 
 def test_its_figures_are_the_clis(reported, trained):

@@ -100,11 +100,16 @@ class Diagnostics:
             f"all {self.customers:,} customers, scores {self.served_silhouette:.3f} on the same rows."
         )
 
+    @property
+    def silhouette_rows(self) -> int:
+        """How many of the sample's customers every silhouette here is measured on."""
+        return min(SILHOUETTE_ROWS, self.sample)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "sample": self.sample,
             "customers": self.customers,
-            "silhouette_rows": min(SILHOUETTE_ROWS, self.sample),
+            "silhouette_rows": self.silhouette_rows,
             "seeds": list(SEEDS),
             "served_silhouette": self.served_silhouette,
             "scan_note": self.scan_note,
