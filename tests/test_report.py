@@ -157,3 +157,29 @@ def test_a_report_on_a_handful_of_customers(tmp_path):
     assert d["sample"] == 6 and all(p["k"] < 6 for p in d["k_scan"]["kmeans"])
     assert "HDBSCAN and DBSCAN were not run: 6 customers are too few" in d["recommendation"]
     assert out.exists() and "HDBSCAN and DBSCAN were not run" in html.unescape(out.read_text())
+
+
+def test_the_recommendation_follows_the_measured_figures_and_can_recommend_another():
+    from types import SimpleNamespace
+
+    from segmentation.analysis.alternatives import Algorithm, _recommend
+
+    trained = SimpleNamespace(
+        info=SimpleNamespace(k=8), segments=[SimpleNamespace(check=SimpleNamespace(passed=True))] * 8
+    )
+
+    def algo(name, sil, clusters=8, noise=0.0, mix=0.0):
+        return Algorithm(name, "", clusters, (1,) * clusters, noise, sil, 0.5, mix)
+
+    mixed = algo("Gaussian mixture", 0.40, mix=0.30)
+    clean = algo("Gaussian mixture", 0.40)
+    close = algo("HDBSCAN", 0.21)
+    keep = _recommend(trained, 0.20, [mixed, close], 5_000)
+    assert keep.startswith("Recommended for this shop: keep KMeans within recency bands")
+    assert (
+        "separates better (silhouette 0.400); but 30%" in keep and "separates about as well (silhouette 0.210)" in keep
+    )
+    other = _recommend(trained, 0.20, [clean, close], 5_000)
+    assert other.startswith("Recommended for this shop: consider Gaussian mixture (8 clusters, silhouette 0.400")
+    lower = _recommend(trained, 0.20, [algo("DBSCAN", 0.10, mix=0.2)], 5_000)
+    assert "separates less well (silhouette 0.100); and 20%" in lower and "Active" not in lower

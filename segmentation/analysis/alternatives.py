@@ -222,13 +222,36 @@ def _findings(name, labels, served, sample, names, trained) -> list[str]:
 
 
 def _recommend(trained, served_sil, algorithms: Sequence[Algorithm], sample: int) -> str:
+    """The recommendation, from the measured figures: another algorithm is recommended when it
+    separates the customers clearly better (silhouette more than 0.02 higher) while keeping what
+    the served segments need (between MIN_K and 30 clusters, under 5% noise, under 5% of its
+    customers in a cluster of another recency band); else the served model is kept."""
     k = trained.info.k
     fits = sum(s.check.passed for s in trained.segments)
-    lines = [
-        f"Recommended for this shop: keep KMeans within recency bands (served, K={k}, silhouette "
-        f"{_num(served_sil)} on the sample): every customer is in a segment, and {fits} of its "
-        f"{len(trained.segments)} names hold for their customers; no segment mixes recency bands."
+    usable = [
+        a
+        for a in algorithms
+        if a.silhouette is not None
+        and served_sil is not None
+        and a.silhouette > served_sil + 0.02
+        and MIN_K <= a.clusters <= 30
+        and a.noise_share < 0.05
+        and a.band_mix < 0.05
     ]
+    best = max(usable, key=lambda a: a.silhouette or 0.0, default=None)
+    if best is not None:
+        lines = [
+            f"Recommended for this shop: consider {best.name} ({best.clusters} clusters, silhouette "
+            f"{_num(best.silhouette)} against {_num(served_sil)} for the served KMeans within recency bands): "
+            "it separates the customers clearly better and keeps recency bands apart, so names could hold for it too."
+        ]
+    else:
+        lines = [
+            f"Recommended for this shop: keep KMeans within recency bands (served, K={k}, silhouette "
+            f"{_num(served_sil)} on the sample): {fits} of its {len(trained.segments)} names hold for their "
+            "customers and no segment mixes recency bands, and no other algorithm below separates the customers "
+            "clearly better while keeping bands apart with few enough clusters and little noise."
+        ]
     for a in algorithms:
         head = f"{a.clusters} cluster{'s' if a.clusters != 1 else ''}"
         if a.clusters < MIN_K:
@@ -238,19 +261,15 @@ def _recommend(trained, served_sil, algorithms: Sequence[Algorithm], sample: int
         if a.noise_share >= 0.05:
             head += f", {a.noise_share:.0%} of the customers left as noise"
         why = [head]
+        better = False
         if a.silhouette is not None and served_sil is not None:
-            verdict = (
-                "better"
-                if a.silhouette > served_sil + 0.02
-                else "no better"
-                if a.silhouette >= served_sil - 0.02
-                else "less well"
-            )
+            better = a.silhouette > served_sil + 0.02
+            verdict = "better" if better else "about as well" if a.silhouette >= served_sil - 0.02 else "less well"
             why.append(f"separates {verdict} (silhouette {a.silhouette:.3f})")
         if a.band_mix >= 0.05:
             why.append(
-                f"but {a.band_mix:.0%} of its customers sit in a cluster of another recency band, where no "
-                "name such as Active or Lost would hold"
+                f"{'but' if better else 'and'} {a.band_mix:.0%} of its customers sit in a cluster of another recency "
+                "band, where no band's names (such as New Customers or Lost) would hold"
             )
         why.append(f"agreement with the segments: adjusted Rand index {a.ari:.2f}")
         lines.append(f"{a.name}: " + "; ".join(why) + ".")
