@@ -180,8 +180,10 @@ class Home:
             counts, total = latest.counts, latest.customers or sum(latest.counts.values())
             when = latest.scheduled_for
             sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in <#{latest.channel_id}>"
-            if latest.as_of != when.date():
-                sizes_from += f", scored as of {latest.as_of:%d %b %Y} (the data's last day)"
+            day_after = latest.latest_order + dt.timedelta(days=1) if latest.latest_order else None
+            stale = latest.latest_order is not None and (when.date() - latest.latest_order).days > STALE_AFTER_DAYS
+            if stale and latest.scored_as_of is not None and latest.scored_as_of == day_after:
+                sizes_from += f", scored as of {latest.as_of:%d %b %Y} (the day after the newest order: stale data)"
             previous = before.counts if before else None
             if before:
                 sizes_from += f", changes since the one of {before.scheduled_for:%a %d %b}"

@@ -54,7 +54,10 @@ class HttpServer:
         self.server.task_dispatcher.shutdown()
         if self._thread and self._thread.is_alive():
             # closed from inside the loop, woken at once (closing under select() waits out its 1 s timeout)
-            self.server.trigger.pull_trigger(self._close_all)
+            try:
+                self.server.trigger.pull_trigger(self._close_all)
+            except OSError:  # the trigger is closed already: the loop is on its way out
+                self._close_all()
             self._thread.join(5)
         else:
             self._close_all()

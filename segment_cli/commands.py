@@ -180,7 +180,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
 
 def cmd_at_risk(args: argparse.Namespace) -> int:
     if args.out:
-        output_file(args.out, "at-risk.csv")
+        args.out = output_file(args.out, "at-risk.csv")
     served = _served(args)
     summary = served.at_risk()
     if args.out:
@@ -195,7 +195,7 @@ def cmd_at_risk(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    output_file(args.out, "segment.csv")
+    args.out = output_file(args.out, "segment.csv")
     served = _served(args)
     names, n = served.export(served.resolve(args.segment), args.out, _store(args))
     print(f"Wrote {n:,} customers of {'; '.join(names)} to {args.out}")
@@ -314,7 +314,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The HTML report: on --data, trained in memory for it (nothing saved); else the served model."""
     from segmentation.analysis import report as report_mod  # lazy: matplotlib takes a second to import
 
-    output_file(args.out, "report.html")  # before minutes of work
+    args.out = output_file(args.out, "report.html")  # before minutes of work; ~ expanded
     progress = _progress(args)
     if args.data is not None:
         from segmentation.serving.training import fit, with_personas  # lazy: scikit-learn, seconds to import

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from segmentation.data.spec import source_from_spec
 from segmentation.errors import InputError
+from segmentation.model import definitions as d
 from segmentation.model.definitions import BY_NAME
 from segmentation.serving.answers import fits_definition
 from segmentation.serving.inputs import RFM, parse_rfm
@@ -162,15 +163,26 @@ def test_a_profile_is_answered_with_a_segment_whose_definition_it_meets(served_s
     terms = served_sample.terms
     by_cluster = served_sample.trained.by_cluster()
     definition = BY_NAME[p.base] if p.own_name else by_cluster[p.cluster].defined_by
+    assert p.definition == definition.text(terms)  # the definition shown is the one checked
+    segments = [s for s in served_sample.trained.segments if s.customers]
+    meets = [s for s in segments if fits_definition(terms, s.defined_by, r, f, m, p.at_risk)]
+    if not p.fits_definition:  # only when no segment's definition is met, and its qualifier is why
+        assert not meets and "does not meet it" in p.outside
+        assert p.base == d.name_for_profile(*_levels(terms, r, f, m), p.at_risk)
+        return
     assert fits_definition(terms, definition, r, f, m, p.at_risk), (p.segment, p.definition)
-    assert p.definition == definition.text(terms)  # the definition shown is the one met
     names = {s.name for s in served_sample.trained.segments}
-    if p.own_name:  # a name from the definitions; the numbers are the nearest segment's, and it says so
+    if p.own_name:  # a name from the definitions no segment carries; the numbers are the nearest segment's
         assert p.segment not in names and p.numbers_of in names and p.numbers_of in p.outside
-        meets = [s for s in served_sample.trained.segments if fits_definition(terms, s.defined_by, r, f, m, p.at_risk)]
-        assert not [s for s in meets if s.customers]
+        assert not meets and not [s for s in segments if s.base == p.segment]  # "the majority of no segment"
     else:
         assert p.segment in names and (p.nearest is None or p.nearest in p.outside)
+
+
+def _levels(terms, r, f, m):
+    from segmentation.model.terms import Band, Freq, Spend
+
+    return Band(terms.bands([r], [f])[0]), Freq(terms.freqs([f])[0]), Spend(terms.spends([m])[0])
 
 
 def test_a_share_reads_the_same_everywhere_and_is_never_zero_when_someone_is_in_it():
@@ -179,3 +191,22 @@ def test_a_share_reads_the_same_everywhere_and_is_never_zero_when_someone_is_in_
 
     assert share_text(0.0001) == "<0.1%" and share_text(0.0) == "0.0%" and share_text(0.123) == "12.3%"
     assert text.share is share_text  # the CLI, the bot and the report all format shares with it
+
+
+def test_a_model_saved_before_data_specs_retrains_on_the_data_it_recorded(shop, monkeypatch):
+    service, _, src = shop
+    served = service.served()
+    legacy_info = dataclasses.replace(served.info, data=str(src.path))
+    object.__delattr__(legacy_info, "data_spec")  # as unpickled from a model saved before the field
+    legacy = dataclasses.replace(served, trained=dataclasses.replace(served.trained, info=legacy_info))
+    monkeypatch.setattr(service, "served", lambda version=None: legacy)
+    assert legacy.info.data_spec is None and "data_spec" not in legacy.info.__dict__
+    assert service._own_spec(None) == (str(src.path), f"the data of {served.version}")
+
+
+def test_a_relative_data_path_is_recorded_and_described_absolute(tmp_path, monkeypatch, sample_folder):
+    from segmentation.data.spec import SourceOptions, open_data
+
+    monkeypatch.chdir(sample_folder.parent)
+    opened = open_data(sample_folder.name, SourceOptions(), tmp_path)
+    assert opened.source.describe() == f"Olist folder {sample_folder}" and opened.spec == str(sample_folder)

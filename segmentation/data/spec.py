@@ -256,10 +256,11 @@ def open_data(
             announce("Generating the built-in sample data (100,000 orders, first use only)…")
         folder = ensure_default_sample(samples)
         return OpenedData(OlistSource(folder, label=BUILT_IN_SAMPLE), BUILT_IN_SAMPLE, "")
-    source = source_from_spec(data, **asdict(options))
-    shown = mask(str(data))
-    where = os.path.abspath(data) if not is_url(data) and os.path.exists(data) else data  # a bot may run elsewhere
-    spec = shlex.join([where, *options.flags()]) if shown == data else None
+    local = not is_url(data) and os.path.exists(os.path.expanduser(data))
+    where = os.path.abspath(os.path.expanduser(data)) if local else data  # the same data wherever a bot runs
+    source = source_from_spec(where, **asdict(options))
+    shown = mask(str(where))
+    spec = shlex.join([where, *options.flags()]) if shown == where else None
     return OpenedData(source, shown, spec)
 
 

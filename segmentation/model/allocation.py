@@ -18,12 +18,12 @@ def allocate(
     sizes: list[int] | None = None,
     targets: list[np.ndarray] | None = None,
     threads: int = 1,
-    min_size: float = 1.0,
+    min_sizes: list[float] | None = None,
 ) -> list[int]:
     """Clusters per stratum: one each, then greedily where they lower the inertia (or, with
     ``targets``, the within-cluster sum of squares of the target) most.
 
-    A stratum gets no more clusters than leave ``min_size`` customers (of ``parts``) each on
+    A stratum gets no more clusters than leave ``min_sizes`` customers (of its part) each on
     average; when no stratum may take one more, fewer than ``n_clusters`` are given.
 
     Lazy greedy: a stratum's current sum of squares bounds what one more cluster can gain
@@ -63,7 +63,7 @@ def allocate(
 
     def gain(s: int) -> float:
         k = ks[s]
-        if (k + 1) * min_size > len(parts[s]):
+        if min_sizes is not None and (k + 1) * min_sizes[s] > len(parts[s]):
             return _CAPPED  # a further cluster would be smaller than a segment may be
         if s not in distinct:
             distinct[s] = _distinct_rows(parts[s], cap=n_clusters + 1)

@@ -185,12 +185,13 @@ class SegmentModel:
             [len(m) for m in members],
             None if target is None else [np.asarray(target, dtype=np.float64)[m] for m in fit_on],
         )
-        self.min_fit_ = max(1.0, self.min_size_ * self.fit_size_ / len(X))  # in the fitted sample's counts
+        # the floor in each stratum's fitted counts (a sample keeps small strata whole, large ones not)
+        floors = [max(1.0, self.min_size_ * len(f) / max(len(m), 1)) for f, m in zip(fit_on, members)]
         centers: list[np.ndarray] = []
         owner: list[int] = []
         labels = None if sampled else np.empty(len(X), dtype=np.int16)  # K <= 30: 2 bytes a customer
         for s, (m, k) in enumerate(zip(fit_on, per)):
-            local_centers, local_labels = self._fit_stratum(Zs[m], k)
+            local_centers, local_labels = self._fit_stratum(Zs[m], k, floors[s])
             if labels is not None:
                 labels[m] = local_labels + len(centers)
             centers.extend(local_centers)
@@ -293,10 +294,11 @@ class SegmentModel:
     def _allocate(
         self, parts: list[np.ndarray], sizes: list[int] | None = None, targets: list[np.ndarray] | None = None
     ) -> list[int]:
-        floor = self.min_size_ * (sum(len(P) for P in parts) / max(sum(sizes or [len(P) for P in parts]), 1))
-        return allocate(parts, self.n_clusters, sizes, targets, self.threads(), min_size=max(1.0, floor))
+        sizes = sizes or [len(P) for P in parts]
+        floors = [max(1.0, self.min_size_ * len(P) / max(n, 1)) for P, n in zip(parts, sizes)]
+        return allocate(parts, self.n_clusters, sizes, targets, self.threads(), min_sizes=floors)
 
-    def _fit_stratum(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _fit_stratum(self, P: np.ndarray, k: int, floor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.cluster import KMeans
         from threadpoolctl import threadpool_limits
 
@@ -304,7 +306,7 @@ class SegmentModel:
             return P.mean(axis=0, keepdims=True), np.zeros(len(P), dtype=np.int64)
         with threadpool_limits(limits=self.threads(), user_api="openmp"):
             km = KMeans(n_clusters=k, n_init=self.restarts(len(P), k), random_state=self.random_state).fit(P)
-        centers, labels = absorb_small(P, km.cluster_centers_, km.labels_, self.__dict__.get("min_fit_", 1.0))
+        centers, labels = absorb_small(P, km.cluster_centers_, km.labels_, floor)
         k = len(centers)
         order = np.argsort(-centers[:, 2], kind="stable")  # higher spend first
         rank = np.empty(k, dtype=np.int64)

@@ -163,15 +163,24 @@ class ServedModel:
             for s in self.trained.segments
             if s.customers and fits_definition(self.terms, s.defined_by, r, f, m, flag)
         ]
-        if nearest in meets or not meets:
-            if meets:
-                return nearest, None
+        if nearest in meets:
+            return nearest, None
+        if not meets:
             t = self.terms
             band, freq, spend = t.bands([r], [f])[0], t.freqs([f])[0], t.spends([m])[0]
-            return nearest, name_for_profile(Band(band), Freq(freq), Spend(spend), flag)
+            own = name_for_profile(Band(band), Freq(freq), Spend(spend), flag)
+            same = [s.cluster for s in self.trained.segments if s.customers and s.base == own]
+            if not same:  # no segment carries the name the definitions give: say that name
+                return nearest, own
+            # segments of that name exist, qualified so that the profile meets none of them: the
+            # nearest of them, and the answer says it does not meet its (qualified) definition
+            return self._nearest_of(same, r, f, m), None
+        return self._nearest_of(meets, r, f, m), None
+
+    def _nearest_of(self, clusters: list[int], r: float, f: float, m: float) -> int:
         z = self.trained.model.transform(np.array([[r, f, m]], dtype=np.float64))[0]
-        centres = self.trained.model.cluster_centers_[meets]
-        return meets[int(np.argmin(((centres - z) ** 2).sum(axis=1)))], None
+        centres = self.trained.model.cluster_centers_[clusters]
+        return clusters[int(np.argmin(((centres - z) ** 2).sum(axis=1)))]
 
     def customer(self, customer_id: str, book: playbook_mod.Playbook | None = None) -> CustomerAnswer:
         cid = customer_id.strip()

@@ -109,6 +109,9 @@ class SegmentService:
                 "unknown; set SEGMENT_DATA, or roll back"
             ) from None
         info = served.info
+        if "data_spec" not in info.__dict__:  # saved before models recorded how to open their data
+            legacy = info.data if info.data and "***" not in info.data else None
+            return legacy, f"the data of {served.version}"
         if info.data_spec is None:
             raise InputError(
                 f"{served.version} was trained on {info.source}, which cannot be opened again from what the model "
