@@ -110,3 +110,9 @@ def test_a_retrain_on_the_same_data_keeps_every_name(tmp_path):
     assert not second.changes.any
     assert [s.name for s in first.segments] == [s.name for s in second.segments]
     assert fit(table, k=9)[0].changes is None
+
+
+def test_a_typical_order_count_is_never_half_an_order():
+    from segmentation.model.segments import _orders
+
+    assert _orders(2.0) == "2 orders" and _orders(1.0) == "1 order" and _orders(2.5) == "2–3 orders"

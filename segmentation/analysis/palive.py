@@ -109,7 +109,8 @@ def fit(frame: pd.DataFrame, strict: bool = True) -> tuple[BGNBD | None, str]:
     dropout = model.a / (model.a + model.b)
     if strict and dropout < MIN_DROPOUT:
         return None, (
-            f"the fit puts the chance of dropping out after a purchase at {dropout:.2%}: "
-            "too few returns to tell the lapsed from the alive"
+            f"the fit on {repeaters:,} repeat buyers puts the chance of dropping out after a purchase at "
+            f"{dropout:.2%}: BG/NBD sees almost no one lapse in this history, so its P(alive) cannot tell "
+            "the lapsed from the alive"
         )
     return model, "fitted"

@@ -26,6 +26,14 @@ def _dates(cutoffs) -> str:
     return f"{len(cutoffs)} earlier dates ({min(cutoffs).isoformat()} to {max(cutoffs).isoformat()})"
 
 
+def _orders(median: float) -> str:
+    """ "2 orders"; a median between two whole numbers (an even count) as "2–3 orders", never "2.5 orders"."""
+    if float(median).is_integer():
+        return plural(median, "order")
+    low = int(median // 1)
+    return f"{low:,}–{low + 1:,} orders"
+
+
 def plural(n: float, word: str) -> str:
     n_text = f"{n:,.0f}" if float(n).is_integer() else f"{n:,.1f}"
     return f"{n_text} {word}{'' if n == 1 else 's'}"
@@ -71,7 +79,7 @@ class Segment:
             )
         return (
             f"typically {plural(round(self.recency_median), 'day')} since the last order, "
-            f"{plural(self.frequency_median, 'order')}, {terms.money(self.monetary_median)}"
+            f"{_orders(self.frequency_median)}, {terms.money(self.monetary_median)}"
         )
 
     def as_json(self) -> dict[str, Any]:
