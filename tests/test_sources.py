@@ -378,3 +378,26 @@ def test_an_empty_file_and_decimal_commas_are_said_plainly(tmp_path):
     comma.write_text("email;day;total\na@x;2024-12-25;10,50\nb@x;2024-12-26;1.234,56\n")
     with pytest.raises(DataError, match="with a decimal comma"):
         load_rfm(source_from_spec(comma, customer_col="email", date_col="day", amount_col="total"))
+
+
+def test_decimal_comma_amounts_read_as_their_decimal_point_twins(tmp_path):
+    rng = np.random.default_rng(8)
+    cents = rng.integers(100, 500_000, 200)
+    days = [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(200)]
+    who = [f"c{i % 37}" for i in range(200)]
+
+    def comma(c: int) -> str:  # R$ 1.234,56
+        whole, frac = divmod(int(c), 100)
+        return f"R$ {whole:,}".replace(",", ".") + f",{frac:02d}"
+
+    pt, cm = tmp_path / "point.csv", tmp_path / "comma.csv"
+    pt.write_text("email,day,total\n" + "".join(f"{w},{d},{c / 100:.2f}\n" for w, d, c in zip(who, days, cents)))
+    cm.write_text("email;day;total\n" + "".join(f"{w};{d};{comma(c)}\n" for w, d, c in zip(who, days, cents)))
+    flags = dict(customer_col="email", date_col="day", amount_col="total")
+    a = load_rfm(source_from_spec(pt, **flags)).frame
+    b = load_rfm(source_from_spec(cm, **flags, decimal=",")).frame
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    with pytest.raises(DataError, match="add --decimal ,"):
+        load_rfm(source_from_spec(cm, **flags))
+    with pytest.raises(InputError, match="--decimal is for files"):
+        source_from_spec("postgresql://u@h/db", **flags, table="t", decimal=",")

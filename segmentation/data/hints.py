@@ -40,13 +40,10 @@ def hint(source: Source, excluded: Mapping[str, int]) -> str:
         return ""
     if not any(excluded.values()):
         return "; the file has no rows below its header" if source.path.suffix.lower() != ".parquet" else ""
-    if excluded.get("bad_amount") and source.amount_col:
+    if excluded.get("bad_amount") and source.amount_col and not source.decimal_comma:
         amounts = _sample(source, source.amount_col)
         if amounts and all(_DECIMAL_COMMA.match(v) for v in amounts[:50]):
-            return (
-                f"; the amounts look like '{amounts[0][:20]}', with a decimal comma, which is not read: "
-                "export them with a decimal point (or give the amount as a number)"
-            )
+            return f"; the amounts look like '{amounts[0][:20]}', with a decimal comma: add --decimal ,"
     if not excluded.get("bad_date") or source.date_format:
         return ""
     values = _sample(source, source.date_col)

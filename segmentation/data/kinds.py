@@ -64,6 +64,7 @@ class TransactionsSource:
     date_format: str | None = None
     currency: str = ""
     category_col: str | None = None  # on order lines: the segments' personas
+    decimal_comma: bool = False  # amounts written 10,50 or 1.234,56 (--decimal ,)
 
     def describe(self) -> str:
         return f"transactions file {self.path}"

@@ -143,7 +143,7 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
             source.category_col,
         )
         cols = _resolve_columns(engine.columns(ref), cols, source.path)
-        return _transactions_plan(engine, ref, cols, rel.Reading("TRY_CAST", source.date_format))
+        return _transactions_plan(engine, ref, cols, rel.Reading("TRY_CAST", source.date_format, source.decimal_comma))
     if isinstance(source, DatabaseSource):
         engine = DatabaseEngine(source.url)
         opened.append(engine)

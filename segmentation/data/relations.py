@@ -48,6 +48,7 @@ class Reading:
 
     cast: str = "CAST"  # or TRY_CAST
     date_format: str | None = None  # strptime format (files only)
+    decimal_comma: bool = False  # amounts such as 10,50 or R$ 1.234,56 (files only)
 
     def timestamp(self, col: str) -> str:
         c = ident(col)
@@ -61,10 +62,17 @@ class Reading:
         return f"CAST({c} AS TIMESTAMP)"  # engines convert zoned values to the session's UTC
 
     def money(self, expr: str) -> str:
-        return f"{self.cast}({expr} AS DECIMAL(18,2))"
+        return f"{self.cast}({self._decimal(expr)} AS DECIMAL(18,2))"
 
     def number(self, expr: str) -> str:
-        return f"{self.cast}({expr} AS DECIMAL(18,4))"
+        return f"{self.cast}({self._decimal(expr)} AS DECIMAL(18,4))"
+
+    def _decimal(self, expr: str) -> str:
+        """With a decimal comma: symbols and spaces dropped, thousands dots dropped, the comma a point."""
+        if not self.decimal_comma:
+            return expr
+        digits = f"REGEXP_REPLACE(CAST({expr} AS VARCHAR), '[^0-9,.-]', '', 'g')"
+        return f"REPLACE(REPLACE({digits}, '.', ''), ',', '.')"
 
 
 def text_id(expr: str) -> str:

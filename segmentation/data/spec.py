@@ -42,6 +42,7 @@ def source_from_spec(
     query: str | None = None,
     schema: str | None = None,
     layout: str | None = None,
+    decimal: str | None = None,
 ) -> Source:
     """Turn a ``--data`` argument and its flags into a source, checking what can be checked
     without reading. ``currency`` is the symbol amounts are shown with (default: R$ for Olist,
@@ -50,6 +51,8 @@ def source_from_spec(
         raise DataError(f"--currency is a short symbol such as $, € or R$; got '{currency}'")
     if layout not in (None, "olist", "transactions"):
         raise DataError(f"--layout is olist or transactions; got '{layout}'")
+    if decimal not in (None, ".", ","):
+        raise InputError(f"--decimal is . or , (the decimal mark of the amounts); got '{str(decimal)[:10]}'")
     spec = os.fspath(path)
     flags = dict(
         customer_col=customer_col,
@@ -60,6 +63,8 @@ def source_from_spec(
         price_col=price_col,
         category_col=category_col,
     )
+    if decimal == "," and (spec.startswith("spark:") or is_url(spec)):
+        raise InputError("--decimal is for files; a database or Spark column holds numbers already")
     if spec.startswith("spark:"):
         return _spark_source(spec, flags, date_format, query, table, schema, layout, currency)
     if is_url(spec):
@@ -73,6 +78,8 @@ def source_from_spec(
     if not p.exists():
         raise DataError(f"{mask_text(str(p))}: no such file or folder")
     if p.is_dir():
+        if decimal == ",":
+            raise InputError(f"{p}: --decimal is for a transactions file; the Olist files use a decimal point")
         if any(flags.values()):
             raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
         return OlistSource(p) if currency is None else OlistSource(p, currency)
@@ -90,6 +97,7 @@ def source_from_spec(
         date_format,
         currency or "",
         cols.category,
+        decimal == ",",
     )
 
 
@@ -166,6 +174,7 @@ class SourceOptions:
     category_col: str | None = None
     date_format: str | None = None
     currency: str | None = None
+    decimal: str | None = None
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> SourceOptions:
@@ -206,6 +215,7 @@ OPTIONS = (
     Option("category_col", "transactions source: product category of each line, for the segments' personas"),
     Option("date_format", "strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)"),
     Option("currency", "symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)"),
+    Option("decimal", "transactions file: the amounts' decimal mark, , for 10,50 or 1.234,56 (default: .)", (".", ",")),
 )
 assert [o.field for o in OPTIONS] == [f.name for f in fields(SourceOptions)]
 
