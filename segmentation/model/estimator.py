@@ -270,6 +270,9 @@ class SegmentModel:
                 if k1 < k2 and (allow_risk or AT_RISK not in k1 + k2)
             ]
 
+        def merge(b: int, k1: tuple[int, ...], k2: tuple[int, ...]) -> None:
+            groups[b][tuple(sorted(k1 + k2))] = groups[b].pop(k1) + groups[b].pop(k2)
+
         # a kind too small for a segment of its own joins the band's other kind of buyer (never
         # those at risk: their segments are named for the flag)
         while tiny := [
@@ -277,18 +280,14 @@ class SegmentModel:
             for total, b, k1, k2 in pairs(False)
             if min(groups[b][k1], groups[b][k2]) < self.min_size_
         ]:
-            _, b, k1, k2 = min(tiny)
-            merged = groups[b].pop(k1) + groups[b].pop(k2)
-            groups[b][tuple(sorted(k1 + k2))] = merged
+            merge(*min(tiny)[1:])
         # merge one-time with repeat buyers first (smallest pair first), then those at risk with
         # the rest of their band; never two bands
         while sum(len(g) for g in groups.values()) > self.n_clusters:
             candidates = pairs(False) or pairs(True)
             if not candidates:
                 break
-            _, b, k1, k2 = min(candidates)
-            merged = groups[b].pop(k1) + groups[b].pop(k2)
-            groups[b][tuple(sorted(k1 + k2))] = merged
+            merge(*min(candidates)[1:])
         return [(b, k) for b in range(N_BANDS) for k in sorted(groups[b])]
 
     def _allocate(
