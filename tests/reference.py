@@ -24,11 +24,27 @@ def _cents(values: pd.Series) -> pd.Series:
     return (pd.to_numeric(values).astype(float) * 100).round().astype(np.int64)
 
 
-def rfm_from_orders(orders: pd.DataFrame, as_of: dt.date | None) -> pd.DataFrame:
-    """orders: customer_id, order_id, ordered_at (datetime), cents (int)."""
+def rfm_from_orders(orders: pd.DataFrame, as_of: dt.date | None, returns: pd.DataFrame | None = None) -> pd.DataFrame:
+    """orders: customer_id, order_id, ordered_at (datetime), cents (int); ``returns`` (the same
+    columns, negative cents) are netted against their customer's spend up to the snapshot, and
+    customers left with no positive spend are dropped."""
     day = orders["ordered_at"].dt.normalize()
-    snapshot = pd.Timestamp(as_of) if as_of else day.max() + pd.Timedelta(days=1)
-    orders = orders[day <= snapshot].assign(day=day[day <= snapshot])
+    if as_of:
+        orders = orders[day <= pd.Timestamp(as_of)]
+    # the snapshot follows the last purchase of anyone, a customer netted out included
+    snapshot = pd.Timestamp(as_of) if as_of else orders["ordered_at"].dt.normalize().max() + pd.Timedelta(days=1)
+    if returns is not None and len(returns):
+        returned = returns[returns["ordered_at"].dt.normalize() <= pd.Timestamp(as_of)] if as_of else returns
+        net = (
+            orders.groupby("customer_id")["cents"]
+            .sum()
+            .add(returned.groupby("customer_id")["cents"].sum(), fill_value=0)
+        )
+        orders = orders[orders["customer_id"].isin(net[net > 0].index)]
+        netted = returned.groupby("customer_id")["cents"].sum()
+    else:
+        netted = pd.Series(dtype=np.int64)
+    orders = orders.assign(day=orders["ordered_at"].dt.normalize())
     g = orders.groupby("customer_id")
     first, last = g["day"].min(), g["day"].max()
     occasions = g["day"].nunique()
@@ -36,7 +52,8 @@ def rfm_from_orders(orders: pd.DataFrame, as_of: dt.date | None) -> pd.DataFrame
         {
             "recency": (snapshot - last).dt.days,
             "frequency": g["order_id"].nunique(),
-            "monetary": g["cents"].sum() / 100.0,
+            "monetary": g["cents"].sum().add(netted, fill_value=0).reindex(g["cents"].sum().index).astype(np.int64)
+            / 100.0,
             "occasions": occasions,
             "gap": ((last - first).dt.days / (occasions - 1)).where(occasions > 1),
         }
@@ -89,11 +106,9 @@ def lines_rfm(lines: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame
     ok &= dates.notna() & lines["cents"].notna()
     good = lines[ok].assign(ordered_at=dates[ok])
     per_order = good.groupby(["customer", "order"]).agg(ordered_at=("ordered_at", "min"), cents=("cents", "sum"))
-    per_order = (
-        per_order[per_order["cents"] > 0].reset_index().rename(columns={"order": "order_id", "customer": "customer_id"})
-    )
+    per_order = per_order.reset_index().rename(columns={"order": "order_id", "customer": "customer_id"})
     per_order["cents"] = per_order["cents"].astype(np.int64)
-    return rfm_from_orders(per_order, as_of)
+    return rfm_from_orders(per_order[per_order["cents"] > 0], as_of, per_order[per_order["cents"] < 0])
 
 
 def segment_labels(model, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:

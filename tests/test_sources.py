@@ -184,7 +184,8 @@ def test_transactions_lines_equal_reference(tmp_path, fmt):
     expected = _expected_exclusions(df)
     assert table.excluded["without_customer"] == expected["without_customer"]
     assert table.excluded["bad_date"] == expected["bad_date"]
-    assert table.excluded["nonpositive_total"] == 2
+    assert table.excluded["returned"] == 2  # the two refunds, netted (the reference nets them too)
+    assert "nonpositive_total" not in table.excluded
 
     by_amount = load_rfm(
         source_from_spec(path, customer_col="Customer", order_col="order", date_col="date", amount_col="amount")
@@ -222,7 +223,7 @@ def test_transactions_date_format(tmp_path):
         (
             "c,d,a\nx,2024-01-01,-5\n",
             dict(customer_col="c", date_col="d", amount_col="a"),
-            "1 order whose total is not positive",
+            "no customer has a positive spend net of returns.*1 order with a negative total",
         ),
         (
             "c,d,a\nx,2024-01-01,5\n",
@@ -401,3 +402,69 @@ def test_decimal_comma_amounts_read_as_their_decimal_point_twins(tmp_path):
         load_rfm(source_from_spec(cm, **flags))
     with pytest.raises(InputError, match="--decimal is for files"):
         source_from_spec("postgresql://u@h/db", **flags, table="t", decimal=",")
+
+
+# -- returns and cancellations ---------------------------------------------------------------
+
+# An export in the shape of a shop's invoice lines: a cancellation is an invoice "C…" of
+# negative quantities, on the day it was made.
+_INVOICES = (
+    "InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID\n"
+    "536365,A,6,2024-01-01 08:26,2.55,keeps\n"
+    "536365,B,2,2024-01-01 08:26,10.00,keeps\n"
+    "536400,A,1,2024-02-01 09:00,2.55,keeps\n"
+    "C536500,B,-1,2024-02-10 10:00,10.00,keeps\n"  # a returned line: 35.30 + 2.55 - 10.00
+    "536370,Z,100,2024-01-05 12:00,771.84,cancels\n"
+    "C536371,Z,-100,2024-01-05 12:30,771.84,cancels\n"  # the whole order cancelled: net 0
+    "C536380,A,-3,2024-01-07 12:00,2.55,only_returns\n"  # bought before the export began
+    "536390,A,4,2024-03-01 12:00,2.55,late_return\n"
+    "C536900,A,-4,2024-06-01 12:00,2.55,late_return\n"  # after the --as-of date below
+)
+_INVOICE_FLAGS = dict(
+    customer_col="CustomerID",
+    order_col="InvoiceNo",
+    date_col="InvoiceDate",
+    quantity_col="Quantity",
+    price_col="UnitPrice",
+)
+
+
+def test_returns_are_netted_against_spend_and_customers_left_with_nothing_are_counted(tmp_path):
+    path = tmp_path / "invoices.csv"
+    path.write_text(_INVOICES)
+    table = load_rfm(source_from_spec(path, **_INVOICE_FLAGS))
+    rows = table.frame.set_index("customer_id")
+    assert sorted(rows.index) == ["keeps"]  # late_return is net 0 on all the data
+    assert rows.loc["keeps", "monetary"] == 27.85  # 15.30 + 20.00 + 2.55 - 10.00
+    assert rows.loc["keeps", "frequency"] == 2 and rows.loc["keeps", "occasions"] == 2  # a return is not a purchase
+    assert table.latest_purchase == dt.date(2024, 3, 1)  # the last return is no purchase either
+    assert table.excluded == {"returned": 4, "net_nonpositive": 3}
+    said = describe_exclusions(table.excluded)
+    assert "4 orders with a negative total (returns, cancellations), netted against their customer's spend" in said
+    assert "3 customers left with no positive spend once their returns are netted" in said
+
+    # as of a day before the last return, that return has not happened yet
+    before = load_rfm(source_from_spec(path, **_INVOICE_FLAGS), as_of=dt.date(2024, 4, 1))
+    assert before.frame.set_index("customer_id").loc["late_return", "monetary"] == 10.20
+    assert before.excluded == {"returned": 3, "after_as_of": 1, "net_nonpositive": 2}
+
+    # an export whose amounts are already net: negative orders are left out, as before netting
+    as_is = load_rfm(source_from_spec(path, **_INVOICE_FLAGS, returns="already-netted"))
+    rows = as_is.frame.set_index("customer_id")
+    assert rows.loc["cancels", "monetary"] == 77184.00 and rows.loc["keeps", "monetary"] == 37.85
+    assert as_is.excluded == {"nonpositive_total": 4}
+
+
+def test_the_returns_flag_is_checked_and_kept_with_the_model(tmp_path, sample_folder):
+    path = tmp_path / "invoices.csv"
+    path.write_text(_INVOICES)
+    with pytest.raises(InputError, match="--returns is net or already-netted"):
+        source_from_spec(path, **_INVOICE_FLAGS, returns="gross")
+    with pytest.raises(InputError, match="the Olist files have no returns"):
+        source_from_spec(sample_folder, returns="net")
+    from segmentation.data.spec import SourceOptions, open_data, source_from_data_spec
+
+    opened = open_data(str(path), SourceOptions(**_INVOICE_FLAGS, returns="already-netted"), tmp_path)
+    assert opened.spec is not None and opened.spec.endswith("--returns already-netted")
+    again = source_from_data_spec(opened.spec, tmp_path).source  # what a retrain opens
+    assert again == opened.source and not again.net_returns

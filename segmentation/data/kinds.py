@@ -24,10 +24,12 @@ EXCLUSION_LABELS: dict[str, str] = {
     "without_order": "rows without an order id",
     "bad_date": "rows with an unparseable date",
     "bad_amount": "rows with an unparseable amount",
+    "returned": "orders with a negative total (returns, cancellations), netted against their customer's spend",
     "nonpositive_total": "orders whose total is not positive (returns, cancellations)",
     "too_old": "orders dated before 1990 (placeholder dates)",
     "future_date": "orders dated in the future (after tomorrow, UTC)",
     "after_as_of": "orders after the --as-of date",
+    "net_nonpositive": "customers left with no positive spend once their returns are netted",
 }
 
 _REASON_ORDER = {key: i for i, key in enumerate(EXCLUSION_LABELS)}
@@ -65,6 +67,7 @@ class TransactionsSource:
     currency: str = ""
     category_col: str | None = None  # on order lines: the segments' personas
     decimal_comma: bool = False  # amounts written 10,50 or 1.234,56 (--decimal ,)
+    net_returns: bool = True  # negative orders netted against spend (--returns already-netted: left out)
 
     def describe(self) -> str:
         return f"transactions file {self.path}"
@@ -83,6 +86,7 @@ class DatabaseSource:
     layout: str = "transactions"  # or "olist"
     columns: rel.Columns | None = None
     currency: str = ""
+    net_returns: bool = True
 
     def describe(self) -> str:
         what = self.table or ("query" if self.query else "Olist tables")
@@ -102,6 +106,7 @@ class SparkSource:
     columns: rel.Columns
     query: str | None = None
     currency: str = ""
+    net_returns: bool = True
 
     def describe(self) -> str:
         return f"Spark {'query' if self.query else self.target}"
@@ -150,4 +155,4 @@ def describe_exclusions(excluded: Mapping[str, int]) -> str:
 
 
 def _singular(label: str) -> str:
-    return label.replace("orders", "order", 1).replace("rows", "row", 1)
+    return label.replace("orders", "order", 1).replace("rows", "row", 1).replace("customers", "customer", 1)

@@ -143,7 +143,9 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
             source.category_col,
         )
         cols = _resolve_columns(engine.columns(ref), cols, source.path)
-        return _transactions_plan(engine, ref, cols, rel.Reading("TRY_CAST", source.date_format, source.decimal_comma))
+        return _transactions_plan(
+            engine, ref, cols, rel.Reading("TRY_CAST", source.date_format, source.decimal_comma, source.net_returns)
+        )
     if isinstance(source, DatabaseSource):
         engine = DatabaseEngine(source.url)
         opened.append(engine)
@@ -178,12 +180,13 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
             relation = None
         cols = _resolve_columns(available, source.columns, where)
         order_key = bool(cols.order and source.table and engine.is_key(source.table, source.schema, cols.order))
-        return _transactions_plan(engine, ref, cols, rel.Reading(), order_key, relation)
+        reading = rel.Reading(net_returns=source.net_returns)
+        return _transactions_plan(engine, ref, cols, reading, order_key, relation)
     spark = SparkEngine(source.describe())
     opened.append(spark)
     spark.register("segment_source", source.target, source.query)
     cols = _resolve_columns(spark.columns("segment_source"), source.columns, source.describe())
-    return _transactions_plan(spark, "segment_source", cols, rel.Reading())
+    return _transactions_plan(spark, "segment_source", cols, rel.Reading(net_returns=source.net_returns))
 
 
 def _transactions_plan(

@@ -49,6 +49,12 @@ class Reading:
     cast: str = "CAST"  # or TRY_CAST
     date_format: str | None = None  # strptime format (files only)
     decimal_comma: bool = False  # amounts such as 10,50 or R$ 1.234,56 (files only)
+    net_returns: bool = True  # an order with a negative total is a return, netted (else left out)
+
+    @property
+    def total_checks(self) -> tuple[Check, ...]:
+        """What an order's total says: a return to net (``RETURN``), or an order to leave out."""
+        return NETTED_TOTAL_CHECKS if self.net_returns else TOTAL_CHECKS
 
     def timestamp(self, col: str) -> str:
         c = ident(col)
@@ -93,6 +99,14 @@ ROW_CHECKS: tuple[Check, ...] = (
     ("bad_amount", "amount IS NULL"),
 )
 TOTAL_CHECKS: tuple[Check, ...] = (("nonpositive_total", "amount <= 0"),)
+# Returns and cancellations (an order whose total is negative, e.g. a "C…" order of negative
+# lines) keep their customer and are netted against that customer's spend as of their day: they
+# are not purchases (no order, no purchase day), and a customer whose net spend is not positive
+# is left out of the per-customer rows (``NETTED_OUT``). Exports whose amounts are already net
+# leave them out instead (``Reading.net_returns`` False).
+RETURN = "returned"
+NETTED_OUT = "net_nonpositive"
+NETTED_TOTAL_CHECKS: tuple[Check, ...] = ((RETURN, "amount < 0"), ("nonpositive_total", "amount = 0"))
 OLIST_CHECKS: tuple[Check, ...] = (
     ("not_delivered", "o.status IS DISTINCT FROM 'delivered'"),
     ("without_customer", "c.uid IS NULL"),
@@ -234,7 +248,7 @@ def transactions_orders(
             FROM ({_transaction_rows(relation, cols, reading)}
             ) AS r""",
         ),
-        (ROWS_ARE_ORDERS if rows_are_orders else LINES_TO_ORDERS),
+        (rows_are_orders_cte if rows_are_orders else lines_to_orders_cte)(reading.total_checks),
     ]
 
 
@@ -244,8 +258,9 @@ def transactions_valid_orders(
     """The valid orders only (``valid_orders``: customer_id, order_id, ordered_at, amount), by the
     same checks as ``transactions_orders``."""
     rows = f"({_transaction_rows(relation, cols, reading)}\n            ) AS r"
+    kept = "amount <> 0" if reading.net_returns else passes(TOTAL_CHECKS)  # returns are kept, to be netted
     if order_is_key or not cols.order:
-        body = f"SELECT customer_id, order_id, ordered_at, amount FROM {rows} WHERE {passes(ROW_CHECKS + TOTAL_CHECKS)}"
+        body = f"SELECT customer_id, order_id, ordered_at, amount FROM {rows} WHERE {passes(ROW_CHECKS)} AND {kept}"
     else:
         body = f"""
             SELECT customer_id, order_id, ordered_at, amount
@@ -255,27 +270,30 @@ def transactions_valid_orders(
                 WHERE {passes(ROW_CHECKS)}
                 GROUP BY customer_id, order_id
             ) AS o
-            WHERE {passes(TOTAL_CHECKS)}"""
+            WHERE {kept}"""
     return [("valid_orders", body)]
 
 
-# Every row is an order: only the non-positive totals are added to the reasons.
-ROWS_ARE_ORDERS = (
-    "orders",
-    f"""
+def rows_are_orders_cte(total_checks: tuple[Check, ...]) -> tuple[str, str]:
+    """Every row is an order: only what its total says is added to the reasons."""
+    return (
+        "orders",
+        f"""
     SELECT order_id, customer_id, ordered_at, amount, 1 AS n_rows,
-           COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded, CAST(NULL AS VARCHAR) AS order_customer
+           COALESCE(excluded, {reason_of(total_checks)}) AS excluded, CAST(NULL AS VARCHAR) AS order_customer
     FROM flagged""",
-)
+    )
 
-# One GROUP BY, one reference to `flagged` (PostgreSQL would write a CTE read twice to disk):
-# the lines of a valid order become the order; excluded lines are counted per reason.
-LINES_TO_ORDERS = (
-    "orders",
-    f"""
+
+def lines_to_orders_cte(total_checks: tuple[Check, ...]) -> tuple[str, str]:
+    """One GROUP BY, one reference to `flagged` (PostgreSQL would write a CTE read twice to
+    disk): the lines of a valid order become the order; excluded lines are counted per reason."""
+    return (
+        "orders",
+        f"""
             SELECT order_id, customer_id, ordered_at, amount,
                    CASE WHEN excluded IS NULL THEN 1 ELSE n_rows END AS n_rows,
-                   COALESCE(excluded, {reason_of(TOTAL_CHECKS)}) AS excluded, CAST(NULL AS VARCHAR) AS order_customer
+                   COALESCE(excluded, {reason_of(total_checks)}) AS excluded, CAST(NULL AS VARCHAR) AS order_customer
             FROM (
                 SELECT order_id, customer_id, excluded, MIN(ordered_at) AS ordered_at, SUM(amount) AS amount,
                        COUNT(*) AS n_rows
@@ -287,19 +305,22 @@ LINES_TO_ORDERS = (
                 ) AS f
                 GROUP BY customer_id, order_id, excluded
             ) AS o""",
-)
+    )
 
 
 def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
-    """Valid orders keep their customer; every other row keeps only its reason (``date_checks``)."""
+    """Valid orders and returns keep their customer; every other row keeps only its reason
+    (``date_checks``, which a return must pass too)."""
     return (
         "classified",
         f"""
-        SELECT CASE WHEN x IS NULL THEN customer_id END AS customer_id, order_id, day, amount, n_rows, x AS excluded,
-               order_customer
+        SELECT CASE WHEN x IS NULL OR x = '{RETURN}' THEN customer_id END AS customer_id, order_id, day, amount, n_rows,
+               x AS excluded, order_customer
         FROM (
             SELECT customer_id, order_id, amount, n_rows, order_customer, CAST(ordered_at AS DATE) AS day,
-                   COALESCE(excluded, {reason_of(date_checks(late_after, late_reason))}) AS x
+                   CASE WHEN excluded IS NULL OR excluded = '{RETURN}'
+                        THEN COALESCE({reason_of(date_checks(late_after, late_reason))}, excluded)
+                        ELSE excluded END AS x
             FROM orders
         ) AS flagged_dates""",
     )
@@ -331,7 +352,8 @@ MONEY = "CAST(SUM(cents) AS DOUBLE) / 100"
 
 # Training reads three things from a source: R, F, M per customer (RFM_SELECT) and the
 # first returns (FIRST_RETURNS_SELECT), both from `per_day` (a row per customer and purchase day of the
-# valid orders), and the rows left out per reason (EXCLUDED_SELECT, from `excluded_rows`). Two
+# valid orders, with ``orders`` > 0, and rows of returns, with ``orders`` 0 and negative ``cents``:
+# a day's purchases and returns may be one row or two), and the rows left out per reason (EXCLUDED_SELECT, from `excluded_rows`). Two
 # ways to provide those relations, with the same results:
 #
 # - DuckDB and Spark materialise one table, `segment_daily`, with a row per customer and purchase
@@ -349,17 +371,22 @@ FROM classified
 GROUP BY customer_id, excluded, day
 """
 
-# Per customer: the last purchase day (days since 1970), orders, spend, purchase days and the
-# span from first to last purchase day, in compact types (9M customers fit in ~0.5 GB), sorted by
-# id (deterministic rows, and the order the assignments file is stored in). Two orders the same
-# day are one purchase *occasion*: a split basket, not a return.
+# A purchase day of ``per_day`` (NULL on a row of returns only).
+BOUGHT = "CASE WHEN orders > 0 THEN day END"
+
+# Per customer: the last purchase day (days since 1970), orders, spend net of returns, purchase
+# days and the span from first to last purchase day, in compact types (9M customers fit in
+# ~0.5 GB), sorted by id (deterministic rows, and the order the assignments file is stored in).
+# Two orders the same day are one purchase *occasion*: a split basket, not a return. A customer
+# with returns only (occasions 0) or a net spend that is not positive is left out by the reader,
+# who counts them (``NETTED_OUT``).
 RFM_SELECT = f"""
 SELECT customer_id,
-       CAST(DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) AS INTEGER) AS last_day,
+       CAST(DATE_DIFF('day', DATE '{EPOCH.isoformat()}', COALESCE(MAX({BOUGHT}), MAX(day))) AS INTEGER) AS last_day,
        CAST(SUM(orders) AS INTEGER) AS frequency,
        {MONEY} AS monetary,
-       CAST(COUNT(day) AS INTEGER) AS occasions,
-       CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS INTEGER) AS span
+       CAST(COUNT({BOUGHT}) AS INTEGER) AS occasions,
+       CAST(COALESCE(DATE_DIFF('day', MIN({BOUGHT}), MAX({BOUGHT})), 0) AS INTEGER) AS span
 FROM per_day
 GROUP BY customer_id
 ORDER BY customer_id
@@ -372,8 +399,13 @@ FROM excluded_rows
 GROUP BY excluded
 """
 
+# The returns' rows of the daily table, as rows of ``per_day`` (no orders, their negative cents).
+_PER_DAY_ROWS = (
+    f"SELECT customer_id, day, CASE WHEN excluded IS NULL THEN orders ELSE 0 END AS orders, cents FROM segment_daily "
+    f"WHERE (excluded IS NULL OR excluded = '{RETURN}')"
+)
 MATERIALISED = [
-    ("per_day", "SELECT customer_id, day, orders, cents FROM segment_daily WHERE excluded IS NULL"),
+    ("per_day", _PER_DAY_ROWS),
     ("excluded_rows", "SELECT excluded, n_rows FROM segment_daily WHERE excluded IS NOT NULL"),
 ]
 DIRECT_EXCLUDED = ("excluded_rows", "SELECT excluded, n_rows FROM classified WHERE excluded IS NOT NULL")
@@ -388,6 +420,7 @@ FROM (
     SELECT DATE_DIFF('day', LAG(day) OVER (PARTITION BY customer_id ORDER BY day), day) AS gap,
            ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day) AS k
     FROM per_day
+    WHERE orders > 0
 ) AS g
 WHERE k = 2
 GROUP BY gap
@@ -402,16 +435,19 @@ GROUP BY gap
 # ``per_day`` rows up to the last cut-off plus the horizon are read. ``sample`` (a condition on
 # customer_id) keeps a share of the customers of a large shop.
 def windows_select(cutoffs: list[dt.date], horizon: int, sample: str | None = None) -> str:
+    """Returns count in the spend (net, as of each day) and never as a purchase day; a customer
+    is in a window once they have bought by its cut-off with a positive net spend."""
     cuts = " UNION ALL ".join(f"SELECT {(c - EPOCH).days} AS cutoff" for c in sorted(set(cutoffs)))
     if_before = "CASE WHEN p.d <= k.cutoff THEN {} END"
+    if_bought = "CASE WHEN p.d <= k.cutoff AND p.orders > 0 THEN {} END"
     return f"""
 SELECT p.customer_id AS customer_id, k.cutoff AS cutoff,
-       k.cutoff - MAX({if_before.format("p.d")}) AS recency,
-       k.cutoff - MIN(p.d) AS tenure,
-       CAST(SUM({if_before.format("1")}) AS INTEGER) AS occasions,
+       k.cutoff - MAX({if_bought.format("p.d")}) AS recency,
+       k.cutoff - MIN({if_bought.format("p.d")}) AS tenure,
+       CAST(COUNT({if_bought.format("1")}) AS INTEGER) AS occasions,
        CAST(SUM({if_before.format("p.orders")}) AS INTEGER) AS frequency,
        CAST(SUM({if_before.format("p.cents")}) AS DOUBLE) / 100 AS monetary,
-       CAST(COUNT(*) - COUNT({if_before.format("1")}) AS INTEGER) AS later_days,
+       CAST(COUNT(CASE WHEN p.d > k.cutoff AND p.orders > 0 THEN 1 END) AS INTEGER) AS later_days,
        CAST(COALESCE(SUM(CASE WHEN p.d > k.cutoff THEN p.cents END), 0) AS DOUBLE) / 100 AS later_spend
 FROM (
     SELECT customer_id, DATE_DIFF('day', DATE '{EPOCH.isoformat()}', day) AS d, orders, cents
@@ -419,18 +455,14 @@ FROM (
 ) AS p
 JOIN ({cuts}) AS k ON p.d <= k.cutoff + {int(horizon)}
 GROUP BY p.customer_id, k.cutoff
-HAVING MIN(p.d) <= k.cutoff
+HAVING COUNT({if_bought.format("1")}) > 0 AND SUM({if_before.format("p.cents")}) > 0
 ORDER BY k.cutoff, p.customer_id
 """
 
 
 def per_day_until(last: dt.date) -> tuple[str, str]:
     """``per_day`` from the materialised daily table, up to and including ``last``."""
-    return (
-        "per_day",
-        "SELECT customer_id, day, orders, cents FROM segment_daily "
-        f"WHERE excluded IS NULL AND day <= DATE '{last.isoformat()}'",
-    )
+    return ("per_day", f"{_PER_DAY_ROWS} AND day <= DATE '{last.isoformat()}'")
 
 
 def excluded_until(last: dt.date) -> tuple[str, str]:
@@ -443,7 +475,7 @@ def excluded_until(last: dt.date) -> tuple[str, str]:
         WHERE excluded IS NOT NULL AND (day IS NULL OR day <= DATE '{last.isoformat()}')
         UNION ALL
         SELECT 'after_as_of' AS excluded, n_rows FROM segment_daily
-        WHERE excluded IS NULL AND day > DATE '{last.isoformat()}'""",
+        WHERE (excluded IS NULL OR excluded = '{RETURN}') AND day > DATE '{last.isoformat()}'""",
     )
 
 
@@ -454,15 +486,16 @@ def excluded_until(last: dt.date) -> tuple[str, str]:
 PER_DAY = (
     "per_day",
     f"""
-    SELECT customer_id, day, COUNT(*) AS orders, {CENTS} AS cents
+    SELECT customer_id, day, SUM(CASE WHEN amount < 0 THEN 0 ELSE 1 END) AS orders, {CENTS} AS cents
     FROM valid_days
     GROUP BY customer_id, day""",
 )
 
 
 def customers(snapshot: dt.date) -> tuple[str, str]:
-    """Per-customer RFM as of ``snapshot`` from ``per_day``, for scoring inside the engine."""
-    last = f"DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day))"
+    """Per-customer RFM as of ``snapshot`` from ``per_day``, for scoring inside the engine: the
+    customers ``RFM_SELECT`` keeps (a purchase, a positive net spend)."""
+    last = f"DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX({BOUGHT}))"
     return (
         "customers",
         f"""
@@ -470,16 +503,17 @@ def customers(snapshot: dt.date) -> tuple[str, str]:
                {(snapshot - EPOCH).days} - {last} AS recency, {last} AS last_day,
                SUM(orders) AS frequency,
                {MONEY} AS monetary,
-               COUNT(day) AS occasions,
-               CASE WHEN COUNT(day) > 1
-                    THEN CAST(DATE_DIFF('day', MIN(day), MAX(day)) AS DOUBLE) / (COUNT(day) - 1)
+               COUNT({BOUGHT}) AS occasions,
+               CASE WHEN COUNT({BOUGHT}) > 1
+                    THEN CAST(DATE_DIFF('day', MIN({BOUGHT}), MAX({BOUGHT})) AS DOUBLE) / (COUNT({BOUGHT}) - 1)
                END AS gap
         FROM per_day
-        GROUP BY customer_id""",
+        GROUP BY customer_id
+        HAVING COUNT({BOUGHT}) > 0 AND SUM(cents) > 0""",
     )
 
 
-LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM valid_days"
+LATEST_SELECT = f"SELECT DATE_DIFF('day', DATE '{EPOCH.isoformat()}', MAX(day)) FROM valid_days WHERE amount >= 0"
 
 # One row per segment for the customers not at risk, and one per customer at risk (its
 # customer_id, recency, ... are that customer's): a single aggregation gives both the totals and

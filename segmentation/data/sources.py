@@ -261,6 +261,18 @@ def _gaps(engine: Engine, ctes: list[tuple[str, str]], relation: str | None) -> 
     return FirstReturns.of(histogram["gap"], histogram["n"])
 
 
+def _net_spenders(table: pa.Table) -> tuple[pa.Table, int]:
+    """The customers with a purchase and a positive spend net of their returns, and how many
+    others there were (returns only, or returns that equal or exceed their purchases)."""
+    import pyarrow.compute as pc
+
+    keep = pc.and_(pc.greater(table.column("occasions"), 0), pc.greater(table.column("monetary"), 0))
+    kept = int(pc.sum(keep).as_py() or 0)
+    if kept == table.num_rows:
+        return table, 0
+    return table.filter(keep), table.num_rows - kept
+
+
 def _rfm_table(
     fetched: _Fetched, as_of: dt.date | None, where: str, description: str, currency: str, source: Source | None = None
 ) -> RFMTable:
@@ -278,9 +290,19 @@ def _rfm_table(
         )
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    # the history's last purchase, whoever made it (a customer left out by returns included)
+    last_bought = pc.max(pc.filter(table.column("last_day"), pc.greater(table.column("occasions"), 0))).as_py()
+    table, netted_out = _net_spenders(table)
+    if netted_out:
+        excluded = {**excluded, rel.NETTED_OUT: netted_out}
+    if not table.num_rows:
+        raise DataError(
+            f"{where}: no customer has a positive spend net of returns (excluded: {describe_exclusions(excluded)})"
+        )
     last_day = _numbers(table, "last_day", np.int64)
-    latest = rel.EPOCH + dt.timedelta(days=int(last_day.max()))
+    latest = rel.EPOCH + dt.timedelta(days=int(last_bought))
     snapshot = as_of or (latest + dt.timedelta(days=1))
     recency = ((snapshot - rel.EPOCH).days - last_day).astype(np.int32)
     del last_day

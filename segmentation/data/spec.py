@@ -8,6 +8,7 @@ date format, currency); ``OPTIONS`` lists each flag once, with its help, for the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from segmentation.errors import DataError, InputError
 
 if TYPE_CHECKING:
     pass
+
+
+RETURNS = ("net", "already-netted")
 
 
 def source_from_spec(
@@ -43,16 +47,22 @@ def source_from_spec(
     schema: str | None = None,
     layout: str | None = None,
     decimal: str | None = None,
+    returns: str | None = None,
 ) -> Source:
     """Turn a ``--data`` argument and its flags into a source, checking what can be checked
     without reading. ``currency`` is the symbol amounts are shown with (default: R$ for Olist,
-    none otherwise)."""
+    none otherwise). ``returns``: ``net`` (the default: an order with a negative total is a
+    return, netted against its customer's spend) or ``already-netted`` (the amounts are net
+    already: such orders are left out)."""
     if currency is not None and (len(currency) > 5 or any(ch.isdigit() or ch.isspace() for ch in currency)):
         raise DataError(f"--currency is a short symbol such as $, € or R$; got '{currency}'")
     if layout not in (None, "olist", "transactions"):
         raise DataError(f"--layout is olist or transactions; got '{layout}'")
     if decimal not in (None, ".", ","):
         raise InputError(f"--decimal is . or , (the decimal mark of the amounts); got '{str(decimal)[:10]}'")
+    if returns not in (None, *RETURNS):
+        raise InputError(f"--returns is {' or '.join(RETURNS)}; got '{str(returns)[:20]}'")
+    net = returns != "already-netted"
     spec = os.fspath(path)
     flags = dict(
         customer_col=customer_col,
@@ -66,9 +76,16 @@ def source_from_spec(
     if decimal == "," and (spec.startswith("spark:") or is_url(spec)):
         raise InputError("--decimal is for files; a database or Spark column holds numbers already")
     if spec.startswith("spark:"):
-        return _spark_source(spec, flags, date_format, query, table, schema, layout, currency)
+        return dataclasses.replace(
+            _spark_source(spec, flags, date_format, query, table, schema, layout, currency), net_returns=net
+        )
     if is_url(spec):
-        return _database_source(spec, flags, date_format, query, table, schema, layout, currency)
+        found = _database_source(spec, flags, date_format, query, table, schema, layout, currency)
+        if found.layout == "olist":
+            if returns is not None:
+                raise InputError(f"{mask(spec)}: --returns is for order lines; the Olist tables have no returns")
+            return found
+        return dataclasses.replace(found, net_returns=net)
     used = [f for f, v in (("--table", table), ("--query", query), ("--schema", schema), ("--layout", layout)) if v]
     if used:
         raise DataError(
@@ -80,6 +97,8 @@ def source_from_spec(
     if p.is_dir():
         if decimal == ",":
             raise InputError(f"{p}: --decimal is for a transactions file; the Olist files use a decimal point")
+        if returns is not None:
+            raise InputError(f"{p}: --returns is for a transactions file; the Olist files have no returns")
         if any(flags.values()):
             raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
         return OlistSource(p) if currency is None else OlistSource(p, currency)
@@ -98,6 +117,7 @@ def source_from_spec(
         currency or "",
         cols.category,
         decimal == ",",
+        net,
     )
 
 
@@ -175,6 +195,7 @@ class SourceOptions:
     date_format: str | None = None
     currency: str | None = None
     decimal: str | None = None
+    returns: str | None = None
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> SourceOptions:
@@ -216,6 +237,12 @@ OPTIONS = (
     Option("date_format", "strptime format of the date column, e.g. %%d/%%m/%%Y (default: ISO)"),
     Option("currency", "symbol shown before amounts, e.g. $ or € (default: R$ for the Olist layout, none otherwise)"),
     Option("decimal", "transactions file: the amounts' decimal mark, , for 10,50 or 1.234,56 (default: .)", (".", ",")),
+    Option(
+        "returns",
+        "transactions source: net (default) subtracts an order with a negative total (a return, a cancellation) "
+        "from its customer's spend; already-netted leaves such orders out, for exports whose amounts are net",
+        ("net", "already-netted"),
+    ),
 )
 assert [o.field for o in OPTIONS] == [f.name for f in fields(SourceOptions)]
 
