@@ -75,6 +75,13 @@ def _cap(text: str) -> str:
 
 def chart_png(data: DigestData) -> bytes:
     """Horizontal bars of segment sizes, the customers at risk in red."""
+    buf = io.BytesIO()
+    chart_figure(data).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def chart_figure(data: DigestData):
+    """The digest chart as a matplotlib figure (``chart_png`` renders it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,15 +92,15 @@ def chart_png(data: DigestData) -> bytes:
     risky = np.array([s.at_risk for s in data.segments][::-1])
     fig = Figure(figsize=(8, 0.42 * len(names) + 1.2), dpi=100)
     ax = fig.subplots()
-    ax.barh(names, risky, color="#d64545", label="at risk")
-    bars = ax.barh(names, values - risky, left=risky, color="#3b7dd8", label="not at risk")
+    # Okabe–Ito vermilion and blue: apart for every common colour-vision deficiency
+    ax.barh(names, risky, color="#D55E00", label="at risk")
+    bars = ax.barh(names, values - risky, left=risky, color="#0072B2", label="not at risk")
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
-    ax.set_title(f"Customers per segment · {data.run_date:%d %b %Y} · model {data.model_version}", fontsize=10)
+    ax.set_title(f"Customers per segment · {data.run_date:%d %b %Y} · model {data.model_version}", fontsize=10, pad=24)
     ax.set_xlabel("customers")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    # above the axes, where it covers no bar
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.15)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig

@@ -619,3 +619,27 @@ def test_subscribing_a_dm_without_the_scope_answers_clearly(slack, trained, tmp_
         assert "went wrong" not in r.text
     finally:
         bot.stop()
+
+
+@pytest.mark.parametrize("at_risk_share", [0.0, 0.2, 1.0])
+def test_the_digest_chart_legend_covers_no_bar(at_risk_share):
+    """The legend sits outside the bars whatever their lengths (it used to sit on the longest)."""
+    from unittest import mock
+
+    from bot.digest_data import DigestData, DigestSegment
+    from bot.digest_render import chart_figure
+
+    sizes = [751, 24_021, 3_946, 642, 498, 24_435, 26_700, 124, 42_240]  # the last (lowest) bar the longest
+    segs = [DigestSegment(f"Segment {i}", n, n / sum(sizes), int(n * at_risk_share)) for i, n in enumerate(sizes)]
+    data = DigestData(
+        dt.date(2026, 12, 3), dt.date(2026, 12, 2), "v0001", sum(sizes), mock.Mock(), segs, mock.Mock(), None, None
+    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = chart_figure(data)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_width() > 0]
+    assert bars and not [b for b in bars if b.overlaps(legend)]
+    assert not legend.overlaps(ax.title.get_window_extent(renderer))

@@ -1,7 +1,7 @@
 """``segment report``: one self-contained HTML file on a model and why its segments are what they are.
 
 The segment table as the CLI shows it (names, definitions, typical numbers, sizes, revenue,
-churn risk, personas), charts of the segment sizes, a snake plot and the RFM distributions with
+churn risk, personas), charts of the segment sizes, the segments' profiles and the RFM distributions with
 the shop's return time and window marked, the K diagnostics and the other algorithms
 (``diagnostics``), and the model's metadata. Charts are PNG images inside the file and the CSS
 is inline: nothing is fetched when it is opened. The HTML comes from a Jinja2 template
@@ -196,6 +196,54 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+# Okabe–Ito: a qualitative palette told apart with every common colour-vision deficiency.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+SAFE, RISK = OKABE_ITO[0], OKABE_ITO[5]
+CLIP = 2.5  # profile colours saturate at this many standard deviations; the numbers are unclipped
+
+
+def _legend_above(ax, ncol: int) -> None:
+    """A legend in the margin above the axes, where it covers no bar or curve."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=ncol, fontsize=8, frameon=False)
+
+
+def _profiles(plt, trained: TrainedModel, frame: pd.DataFrame, labels: np.ndarray, segs: list) -> str:
+    """Each segment's profile (what a snake plot shows, readable with any number of segments):
+    a row per segment, a column per feature, coloured by the segment's mean standard score of
+    log(1 + value) against all customers (clipped at ±CLIP for the colour only) and labelled
+    with the segment's median and that score."""
+    Z = trained.model.transform(frame[FEATURES].to_numpy(np.float64))
+    shown = [s for s in segs if (labels == s.cluster).any()]
+    means = np.array([Z[labels == s.cluster].mean(axis=0) for s in shown]).reshape(len(shown), len(FEATURES))
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(shown) + 1.6))
+    image = ax.imshow(np.clip(means, -CLIP, CLIP), cmap="RdBu_r", vmin=-CLIP, vmax=CLIP, aspect="auto")
+    money = trained.terms.money
+    for i, s in enumerate(shown):
+        medians = (
+            f"{s.recency_median:,.0f} days",
+            f"{s.occasions_median:g} purchase day{'s' if s.occasions_median != 1 else ''}",
+            money(s.monetary_median),
+        )
+        for j, text in enumerate(medians):
+            dark = abs(means[i, j]) > CLIP * 0.6
+            ax.text(
+                j,
+                i,
+                f"{text}  ({means[i, j]:+.1f})",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "#111",
+            )
+    ax.set_xticks(range(len(FEATURES)), ["Days since the last order", "Purchase days", "Spend"], fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(shown)), [f"{s.name} ({s.customers:,})" for s in shown], fontsize=8)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label(f"standard score of log(1 + value), clipped at ±{CLIP:g}", fontsize=8)
+    ax.set_title("Segment profiles: each cell the segment's median (its standard score)", fontsize=10, pad=24)
+    return _png(fig)
+
+
 def _charts(
     trained: TrainedModel, frame: pd.DataFrame, labels: np.ndarray, d: diagnostics.Diagnostics
 ) -> dict[str, str]:
@@ -208,54 +256,46 @@ def _charts(
     names = [s.name for s in segs]
     out = {}
 
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(segs) + 1))
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(segs) + 1.4))
     y = np.arange(len(segs))[::-1]
     total = np.array([s.customers for s in segs])
     risky = np.array([s.at_risk for s in segs])
-    ax.barh(y, total - risky, color="#4c78a8", label="customers")
-    ax.barh(y, risky, left=total - risky, color="#e45756", label="of them at risk")
+    ax.barh(y, total - risky, color=SAFE, label="customers not at risk")
+    ax.barh(y, risky, left=total - risky, color=RISK, label="customers at risk")
+    ax.bar_label(ax.containers[1], labels=[f"{n:,}" for n in total], padding=3, fontsize=8)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel("customers")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Segment sizes")
+    ax.margins(x=0.12)
+    ax.spines[["top", "right"]].set_visible(False)
+    _legend_above(ax, ncol=2)
+    ax.set_title("Segment sizes", pad=28)
     out["sizes"] = _png(fig)
 
-    Z = trained.model.transform(frame[FEATURES].to_numpy(np.float64))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i % 20) for i in range(len(segs))])
-    for s in segs:
-        members = labels == s.cluster
-        if members.any():
-            ax.plot([0, 1, 2], Z[members].mean(axis=0), marker="o", label=s.name)
-    ax.set_xticks([0, 1, 2], ["Recency (days)", "Purchase days", "Spend"])
-    ax.axhline(0, color="#999", lw=0.8)
-    ax.set_ylabel("standardised mean (log scale)")
-    ax.set_title("Snake plot: each segment's standardised mean R, F, M")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    out["snake"] = _png(fig)
+    out["snake"] = _profiles(plt, trained, frame, labels, segs)
 
     terms = trained.terms
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     for ax, col, label in zip(
         axes, ("recency", "occasions", "monetary"), ("days since the last order", "purchase days", "spend")
     ):
         v = frame[col].to_numpy(np.float64) + (1 if col == "recency" else 0)
         v = v[v > 0]
         bins = np.geomspace(max(v.min(), 0.5), v.max() + 1, 40)
-        ax.hist(v, bins=bins, color="#4c78a8")
+        ax.hist(v, bins=bins, color=OKABE_ITO[4])  # sky blue: the marked days stand out against it
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(label + (" + 1" if col == "recency" else ""))
+        ax.set_xlabel(label + (" + 1 (log scale)" if col == "recency" else " (log scale)"))
         if col == "recency":
             for x, what, c in (
-                (terms.return_time, "return time", "#f58518"),
-                (terms.return_window, "return window", "#e45756"),
-                (terms.lost_after, "lost after", "#72b7b2"),
+                (terms.return_time, "return time", OKABE_ITO[1]),
+                (terms.return_window, "return window", OKABE_ITO[5]),
+                (terms.lost_after, "lost after", OKABE_ITO[7]),
             ):
-                ax.axvline(x + 1, color=c, lw=1.5, label=f"{what} {x} d")
-            ax.legend(fontsize=7)
-    axes[0].set_ylabel("customers")
-    fig.suptitle("RFM distributions (log scales)")
+                ax.axvline(x + 1, color=c, lw=1.8, label=f"{what}: {x} days")
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    axes[0].set_ylabel("customers (log scale)")
+    fig.suptitle("RFM distributions")
+    fig.tight_layout()
     out["distributions"] = _png(fig)
 
     fut = trained.futures
@@ -267,16 +307,17 @@ def _charts(
         rate = np.array([f.rate for _, f in rows]) * 100
         lo = np.array([f.interval[0] for _, f in rows]) * 100
         hi = np.array([f.interval[1] for _, f in rows]) * 100
-        colors = ["#4c78a8" if not n.startswith("tier:") else "#9d755d" for n, _ in rows]
+        colors = [SAFE if not n.startswith("tier:") else OKABE_ITO[4] for n, _ in rows]
         ax.barh(y, rate, color=colors)
         ax.errorbar(rate, y, xerr=[rate - lo, hi - rate], fmt="none", ecolor="#222", capsize=3, lw=1)
         ax.set_yticks(y, [n for n, _ in rows], fontsize=8)
         ax.set_xlabel(f"% who bought again within {fut.horizon} days (95% interval)")
         ax.set_title("What each segment's customers did next, at earlier dates of the history")
+        ax.spines[["top", "right"]].set_visible(False)
         out["futures"] = _png(fig)
 
     ks = d.kscan
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, attr, title in zip(
         axes, ("inertia", "silhouette", "stability"), ("Inertia (elbow)", "Silhouette", "Stability (ARI between seeds)")
     ):
@@ -286,10 +327,12 @@ def _charts(
         ):
             xs = [p.k for p in points if getattr(p, attr) is not None]
             ys = [getattr(p, attr) for p in points if getattr(p, attr) is not None]
-            ax.plot(xs, ys, style, label=label, ms=4)
-        ax.axvline(ks.served_k, color="#e45756", lw=1, ls=":", label=f"served K={ks.served_k}")
+            ax.plot(xs, ys, style, label=label, ms=4, color=OKABE_ITO[0 if style == "-o" else 1])
+        ax.axvline(ks.served_k, color=RISK, lw=1, ls=":", label=f"served K={ks.served_k}")
         ax.set_xlabel("K")
         ax.set_title(title)
-    axes[0].legend(fontsize=7)
+    handles, texts = axes[0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     out["k"] = _png(fig)
     return out
