@@ -204,3 +204,40 @@ def test_a_signed_seal_spares_a_fresh_process_the_hash_until_the_file_changes(tm
     assignments_mod.write_assignments(path, frame)
     with pytest.raises(ModelIntegrityError, match="does not match the checksum"):
         SegmentService(ModelStore(tmp_path)).served().customer(cid)  # the seal no longer matches the file
+
+
+def test_a_version_copied_under_another_name_is_refused(tmp_path, fitted):
+    store = _store(tmp_path, fitted, n=2)
+    models = tmp_path / "models"
+    for path in list(models.glob("v0001.*")):
+        (models / path.name.replace("v0001", "v0003")).write_bytes(path.read_bytes())
+    (models / "CURRENT").write_text("v0003\n")
+    with pytest.raises(ModelIntegrityError, match="signed as version v0001, not v0003"):
+        ModelStore(tmp_path).load()
+    r = run_cli("--artifacts", str(tmp_path), "predict", "30", "2", "150")
+    assert r.code == 1 and "signed as version v0001, not v0003" in r.err
+    assert store.problem("v0002") is None  # the genuine versions still serve
+
+
+def test_a_signature_names_the_kind_of_document(tmp_path, fitted):
+    """A seal and a manifest are signed as what they are: one never verifies as the other."""
+    key = signing.ModelKey(b"k" * 40, "test")
+    doc = {"version": "v0001", "sha256": "0" * 64, "bytes": 10}
+    as_seal = dict(doc, signature=key.sign(doc, signing.SEAL))
+    assert key.verifies(as_seal, signing.SEAL) and not key.verifies(as_seal)
+    as_manifest = dict(doc, signature=key.sign(doc))
+    assert key.verifies(as_manifest) and not key.verifies(as_manifest, signing.SEAL)
+
+
+def test_a_manifest_signed_before_kinds_still_loads_and_rekey_signs_it_anew(tmp_path, fitted):
+    store = _store(tmp_path, fitted)
+    path = _manifest(tmp_path)
+    manifest = json.loads(path.read_text())
+    manifest.pop("signature")
+    manifest["signature"] = signing._mac(store.key.key, manifest, None)  # the form before kinds
+    path.write_text(json.dumps(manifest))
+    assert ModelStore(tmp_path).load()[0] == "v0001"
+    assert not store.key.signed_by_current(manifest)
+    done, refused = ModelStore(tmp_path).rekey(store.key)
+    assert done == ["v0001"] and not refused
+    assert store.key.signed_by_current(json.loads(path.read_text()))

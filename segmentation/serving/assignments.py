@@ -15,7 +15,7 @@ import numpy as np
 
 from segmentation.errors import ModelIntegrityError
 from segmentation.serving.atomic import atomic_write_bytes, file_sha256
-from segmentation.serving.signing import ModelKey
+from segmentation.serving.signing import SEAL, ModelKey
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,7 +175,7 @@ class Assignments:
                 seal = json.loads(fh.read(SEAL_MAX_BYTES))  # a seal is ~300 bytes: a huge file is not read whole
         except (OSError, ValueError):
             return False
-        if not isinstance(seal, dict) or not self._key.verifies(seal):
+        if not isinstance(seal, dict) or not self._key.verifies(seal, SEAL):
             return False
         return {k: seal.get(k) for k in ("file", "sha256", "bytes", "stat")} == self._seal_fields(seen)
 
@@ -183,7 +183,7 @@ class Assignments:
         if self._key is None:
             return
         seal = self._seal_fields(seen)
-        seal["signature"] = self._key.sign(seal)
+        seal["signature"] = self._key.sign(seal, SEAL)
         with contextlib.suppress(OSError):  # a read-only folder: the next process hashes again
             atomic_write_bytes(seal_path(self.path), json.dumps(seal).encode())
 

@@ -28,6 +28,8 @@ KEY_ENV = "SEGMENT_MODEL_KEY"
 PREVIOUS_KEY_ENV = "SEGMENT_MODEL_PREVIOUS_KEY"
 KEY_FILE_ENV = "SEGMENT_MODEL_KEY_FILE"
 MIN_KEY_CHARS = 32
+# The kinds of signed document: a version's manifest, and the seal of its per-customer table.
+MANIFEST, SEAL = "manifest", "seal"
 
 
 class ModelKeyError(SegmentationError):
@@ -52,18 +54,22 @@ class ModelKey:
             return self
         return _from_file(self.file, list(self.previous_env))
 
-    def sign(self, manifest: Mapping[str, Any]) -> str:
-        return _mac(self.key, manifest)
+    def sign(self, document: Mapping[str, Any], kind: str = MANIFEST) -> str:
+        return _mac(self.key, document, kind)
 
-    def verifies(self, manifest: Mapping[str, Any]) -> bool:
-        given = manifest.get("signature")
+    def verifies(self, document: Mapping[str, Any], kind: str = MANIFEST) -> bool:
+        """Signed with this key or a previous one as a document of ``kind``. A manifest signed
+        before signatures named their kind still verifies (its own ``version`` field binds it to
+        its name, which the store checks); ``segment rekey`` re-signs it in the new form."""
+        given = document.get("signature")
         if not isinstance(given, str):
             return False
-        return any(hmac.compare_digest(given, _mac(k, manifest)) for k in (self.key, *self.previous))
+        kinds: tuple[str | None, ...] = (kind, None) if kind == MANIFEST else (kind,)
+        return any(hmac.compare_digest(given, _mac(k, document, c)) for k in (self.key, *self.previous) for c in kinds)
 
-    def signed_by_current(self, manifest: Mapping[str, Any]) -> bool:
-        given = manifest.get("signature")
-        return isinstance(given, str) and hmac.compare_digest(given, _mac(self.key, manifest))
+    def signed_by_current(self, document: Mapping[str, Any], kind: str = MANIFEST) -> bool:
+        given = document.get("signature")
+        return isinstance(given, str) and hmac.compare_digest(given, _mac(self.key, document, kind))
 
 
 def canonical(manifest: Mapping[str, Any]) -> bytes:
@@ -72,8 +78,11 @@ def canonical(manifest: Mapping[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def _mac(key: bytes, manifest: Mapping[str, Any]) -> str:
-    return hmac.new(key, canonical(manifest), hashlib.sha256).hexdigest()
+def _mac(key: bytes, document: Mapping[str, Any], kind: str | None) -> str:
+    """The signature of ``document`` as a ``kind`` of document: the kind is signed with it, so a
+    seal can never pass for a manifest or the other way round (None: the form before kinds)."""
+    prefix = b"" if kind is None else f"segment/{kind}\n".encode()
+    return hmac.new(key, prefix + canonical(document), hashlib.sha256).hexdigest()
 
 
 def _from_text(text: str, where: str) -> bytes:

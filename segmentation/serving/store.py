@@ -173,6 +173,9 @@ class ModelStore:
                 f"{name} {state} with this deployment's model key ({self.key.origin}); refusing to load "
                 f"{version}. Retrain, or roll back to a version signed with this key."
             )
+        if verify and manifest.get("version") != version:  # signed as another version: copied or renamed
+            signed_as = str(manifest.get("version"))[:20]
+            raise ModelIntegrityError(f"{name} is signed as version {signed_as}, not {version}; refusing to load it.")
         return VersionInfo(version, manifest)
 
     def load(self, version: str | None = None) -> tuple[str, TrainedModel]:
