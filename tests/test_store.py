@@ -151,7 +151,9 @@ def test_assignments_answer_customers_and_export(tmp_path, fitted):
     )
     assert ans.chance == pytest.approx(row["chance"]) and ans.horizon == served.trained.horizon
     assert len(lines) == n + 1
-    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert oct(out.stat().st_mode & 0o777) == "0o640"  # customer data: never readable by everyone
+    for written in (store.assignments_path("v0001"), store.models / "v0001.json", store.models / "CURRENT"):
+        assert written.stat().st_mode & 0o007 == 0, written
     store.assignments_path("v0001").unlink()
     with pytest.raises(ModelIntegrityError, match="retrain to rebuild the customer table"):
         served.customer(row["customer_id"])
@@ -313,3 +315,20 @@ def test_serve_goes_forward_again_after_rollbacks_and_refuses_what_it_cannot_ser
     with pytest.raises(SegmentationError):
         store.serve("v0001")
     assert store.current_version() == "v0002"
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_an_id_a_spreadsheet_would_run_is_exported_as_text(tmp_path, start):
+    """OWASP's CSV injection: an id starting with a formula character gets a leading quote."""
+    import csv
+
+    from segmentation.serving.assignments import CustomerRow
+    from segmentation.serving.exports import write_customers_csv
+
+    ids = [f'{start}HYPERLINK("http://evil.example","x")', "plain-id", "a=b"]
+    rows = [CustomerRow(cid, 5, 1, 10.0, 1, None, 0, False) for cid in ids]
+    out = tmp_path / "x.csv"
+    assert write_customers_csv(rows, {0: "Lost"}, out) == 3
+    with open(out, newline="", encoding="utf-8") as fh:
+        written = [r["customer_id"] for r in csv.DictReader(fh)]
+    assert written == ["'" + ids[0], "plain-id", "a=b"]

@@ -44,9 +44,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+# Files this product writes hold customer data (the per-customer table, exports) or what serves
+# it: readable by their owner and group, never by everyone.
+FILE_MODE = 0o640
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path to build a file at; renamed over ``path`` if the block succeeds."""
+def atomic_path(path: Path, mode: int = FILE_MODE) -> Iterator[Path]:
+    """A temporary path to build a file at; renamed over ``path`` (with ``mode``) if the block
+    succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -54,7 +60,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary files for their readers
+        os.chmod(tmp, mode)  # mkstemp makes 0600
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:

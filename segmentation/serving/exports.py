@@ -1,4 +1,9 @@
-"""The one CSV layout for exported customers, written atomically."""
+"""The one CSV layout for exported customers, written atomically.
+
+Customer ids come from the shop's data: an id a spreadsheet would read as a formula (starting
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, as OWASP lists them) is written with a
+leading ``'``, which spreadsheets show as text and do not run (``spreadsheet_safe``).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,14 @@ CSV_COLUMNS = (
 )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it and never runs it (see the module docstring)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def write_customers_csv(
     rows: Iterable[CustomerRow], names: Mapping[int, str], out: Path, horizon: int | None = None
 ) -> int:
@@ -38,7 +51,7 @@ def write_customers_csv(
         for row in rows:
             w.writerow(
                 [
-                    row.customer_id,
+                    spreadsheet_safe(row.customer_id),
                     names[row.cluster],
                     "yes" if row.at_risk else "no",
                     row.recency,
