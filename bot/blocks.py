@@ -13,6 +13,8 @@ from segmentation.model.terms import ShopTerms
 from segmentation.serving.answers import CustomerAnswer, Prediction, percent, share_text
 from segmentation.serving.served import ServedModel
 
+from .mrkdwn import as_text, without_addresses
+
 Message = dict[str, Any]
 
 HELP_EXAMPLES = [
@@ -55,8 +57,10 @@ _PATH = re.compile(r"(?<![\w:/.<])(?:~|\.{1,2})?(?:/[^\s/'\"`<>|]+){2,}")
 
 
 def hide_paths(text: str) -> str:
-    """Server file paths cut to their last part: nothing the bot posts shows where things live on
-    disk (every section, context, header and fallback text goes through here)."""
+    """Server file paths cut to their last part and database URLs named by their kind: nothing
+    the bot posts shows where things live (every section, context, header and fallback text goes
+    through here)."""
+    text = without_addresses(text)
     return _PATH.sub(
         lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")) :], text
     )
@@ -81,12 +85,6 @@ def button(text: str, action_id: str, value: str = "", style: str | None = None)
     if style:
         b["style"] = style
     return b
-
-
-def escaped(text: str) -> str:
-    """Text from the shop's data (categories, states, payment types) shown as text in mrkdwn:
-    no mention such as <!channel>, no disguised link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def money(x: float, currency: str = "") -> str:
@@ -126,7 +124,7 @@ def _segment_numbers(p: Prediction) -> dict[str, Any]:
     counted = (
         f" ({p.segment_customers:,} customers, {p.fit:.0%} of them fit its definition)" if p.segment_customers else ""
     )
-    persona = f"\n_Persona:_ {escaped(p.persona)}." if p.persona else ""
+    persona = f"\n_Persona:_ {as_text(p.persona)}." if p.persona else ""
     outside = f" {p.outside}" if p.outside else ""
     future = f"\n_What it did next:_ {p.future}." if p.future else ""
     label = f"The nearest segment, {p.numbers_of}" if p.own_name else "The segment"
@@ -162,7 +160,7 @@ def customer(a: CustomerAnswer) -> Message:
     blocks = [
         header(f"{a.segment}"),
         section(
-            f"Customer `{a.customer_id}`: {a.purchase_days} purchase day{'s' if a.purchase_days != 1 else ''}"
+            f"Customer `{as_text(a.customer_id)}`: {a.purchase_days} purchase day{'s' if a.purchase_days != 1 else ''}"
             f"{gap}\n{a.description}"
         ),
         _rfm_fields(a),
@@ -171,7 +169,7 @@ def customer(a: CustomerAnswer) -> Message:
         context(f"Model {a.model_version} · values as of its snapshot date"),
     ]
     return {
-        "text": f"Customer {a.customer_id}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})"
+        "text": f"Customer {as_text(a.customer_id)}: {a.segment} ({'at risk' if a.at_risk else 'not at risk'})"
         + (f"; {a.chance_text}" if a.chance_text else ""),
         "blocks": blocks,
     }
@@ -183,7 +181,7 @@ def segments(served: ServedModel) -> Message:
     blocks: list[dict[str, Any]] = [
         header(f"Segments · {info.customers:,} customers"),
         context(
-            f"Model {served.version} · sizes as trained on {info.source}, data as of {info.snapshot_date} "
+            f"Model {served.version} · sizes as trained on {as_text(info.source)}, data as of {info.snapshot_date} "
             f"(trained {info.trained_minute} UTC) · return time {terms.return_time} days, "
             f"return window {terms.return_window}, lost after {terms.lost_after}"
         ),
@@ -191,7 +189,7 @@ def segments(served: ServedModel) -> Message:
     texts = [
         f"*{s.name}* · {s.customers:,} customers ({share_text(s.share)}) · {share_text(s.revenue_share)} of revenue\n"
         f"_{s.description}_\n{_cap(s.typical(terms))}. _Definition:_ {s.definition}.\n"
-        + (f"_Persona:_ {escaped(s.persona.line())}.\n" if s.persona is not None else "")
+        + (f"_Persona:_ {as_text(s.persona.line())}.\n" if s.persona is not None else "")
         + "\n".join(f"• {a}" for a in s.actions)
         for s in segs
     ]
@@ -259,7 +257,7 @@ def model_info(served: ServedModel) -> Message:
     fields = [
         ("Version", served.version),
         ("Trained", f"{info.trained_minute} UTC by {info.trained_by}"),
-        ("Data", f"{info.source}"),
+        ("Data", as_text(info.source)),
         ("Customers", f"{info.customers:,} ({info.orders:,} orders, snapshot {info.snapshot_date})"),
         ("K", f"{info.k} (seed {info.seed})"),
         ("Silhouette", sil),
@@ -287,7 +285,9 @@ def help_message(note: str | None = None, segment: str | None = None) -> Message
 
 
 def error_line(message: str) -> Message:
-    return {"text": hide_paths(message), "blocks": [section(f":warning: {message}")]}
+    """One line of refusal. It may echo what someone typed or a value from the data, so it is
+    escaped whole: it never carries a link or a mention."""
+    return {"text": hide_paths(as_text(message)), "blocks": [section(f":warning: {as_text(message)}")]}
 
 
 def plain(text: str) -> Message:
@@ -298,7 +298,9 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
     info = trained.info
     other_data = ""
     if previous is not None and previous.info.source != info.source:
-        other_data = f"Trained on other data than {previous.version} ({previous.info.source}): sizes are not compared"
+        other_data = (
+            f"Trained on other data than {previous.version} ({as_text(previous.info.source)}): sizes are not compared"
+        )
         previous = None
     renamed = dict(trained.changes.renamed) if trained.changes else {}
     before = {s.name: s.customers for s in previous.trained.segments} if previous else {}
@@ -320,7 +322,7 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
     risk = trained.at_risk
     blocks = [
         header(f"Retrained: model {version} is now serving"),
-        section(f"{info.customers:,} customers from {info.source} · K={info.k}{sil}"),
+        section(f"{info.customers:,} customers from {as_text(info.source)} · K={info.k}{sil}"),
         section(table),
         section(
             f"*At risk:* {risk.customers:,} customers ({share_text(risk.share_of_customers)}), revenue at stake "

@@ -72,9 +72,16 @@ def run_bot(args: argparse.Namespace) -> int:
             log.info("Starting in Socket Mode (model %s)", ctx.service.describe_current())
             SocketModeHandler(app, settings.app_token).start()
         else:
-            from .server import HttpServer  # lazy: the HTTP server only in HTTP mode
+            from .server import HttpServer, response_hosts  # lazy: the HTTP server only in HTTP mode
 
-            server = HttpServer(app, settings.signing_secret, ctx.state, host=settings.bind_address, port=settings.port)
+            server = HttpServer(
+                app,
+                settings.signing_secret,
+                ctx.state,
+                host=settings.bind_address,
+                port=settings.port,
+                response_hosts=response_hosts(settings.api_url),
+            )
             log.info("Listening on %s (model %s)", server.url, ctx.service.describe_current())
             server.serve_forever()
     except KeyboardInterrupt:

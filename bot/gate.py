@@ -5,19 +5,27 @@ the request body.
 - Size: more than ``MAX_BODY`` bytes is refused with 413 before a byte of it is read (Slack's own
   payloads are a few kilobytes; the largest, a button click on a 50-block message, stays well
   under the cap).
-- Signature: Slack's ``v0`` HMAC-SHA256 over timestamp and body, with the timestamp at most five
-  minutes from now. Missing, malformed or wrong headers: 401.
+- Signature: Slack's ``v0`` HMAC-SHA256 over timestamp and the body's bytes (whatever they are),
+  with the timestamp at most five minutes from now. Missing, malformed or wrong headers: 401.
 - Replays: the signature, the ``trigger_id`` of commands and clicks and the ``event_id`` of
   events are remembered in the state database for the five-minute window (shared by every bot
   process): a request seen before is refused with 409, so a captured ``/segment rollback`` runs
   once and an event Slack retries is answered once.
+- Kind: decided once, from the content type and the parsed body, and handed to Bolt parsed
+  (``Decided``), so Bolt never guesses it again (Bolt 1.30 takes any form body containing the
+  text "payload" for an interaction). Slack sends commands and interactions as
+  ``application/x-www-form-urlencoded`` and events as ``application/json``: any other content type
+  is refused with 415.
 - Shape: a signed body that is not a command, an interaction payload (JSON object with a type,
   a user and, for clicks, a list of actions, and a response URL unless the button is on the
-  app's Home tab) or an event object is refused with 400.
+  app's Home tab) or an event object, that is not UTF-8, or whose JSON nests deeper than Python
+  parses, is refused with 400.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -25,9 +33,9 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
 from .state import StateDB
@@ -38,8 +46,25 @@ MAX_BODY = 1 << 20  # 1 MiB
 WINDOW_SECONDS = 300  # Slack's own freshness window for signed requests
 _SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+# Slack posts response URLs on this host; a stand-in of the Web API (SLACK_API_URL) adds its own.
+SLACK_RESPONSE_HOSTS = frozenset({"hooks.slack.com"})
 
 StartResponse = Callable[..., Any]
+DECIDED = "segment.slack_request"  # the environ key the gate hands its decision on under
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a signed request is, decided once: its kind (command, interaction, event,
+    ssl_check), its body as text, and its fields as Slack means them (a command's form, an
+    interaction's payload, an event's object)."""
+
+    kind: str
+    text: str
+    fields: dict[str, Any]
 
 
 class Refused(Exception):
@@ -59,32 +84,36 @@ class SlackGate:
         *,
         max_body: int = MAX_BODY,
         clock: Callable[[], float] = time.time,
+        response_hosts: frozenset[str] = frozenset(),
     ):
         self.inner = inner
+        self.response_hosts = response_hosts or SLACK_RESPONSE_HOSTS
         self.state = state
         self.max_body = max_body
         self.clock = clock
-        self.verifier = SignatureVerifier(signing_secret)
+        self.secret = signing_secret.encode()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.inner(environ, start_response)  # Bolt answers 404 / 405 for anything else
         try:
-            body = self._check(environ)
+            decided = self._check(environ)
         except Refused as refused:
             log.warning("refused a request from %s: %s", environ.get("REMOTE_ADDR", "?"), refused.reason)
             data = json.dumps({"error": refused.reason}).encode()
             start_response(refused.status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
-        if body is None:  # Slack's SSL check: nothing to do but answer
+        if decided.kind == "ssl_check":  # Slack's SSL check: nothing to do but answer
             start_response("200 OK", [("Content-Length", "0")])
             return [b""]
+        body = decided.text.encode()
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        environ[DECIDED] = decided
         return self.inner(environ, start_response)
 
     # -- the checks ---------------------------------------------------------------------
-    def _check(self, environ: dict[str, Any]) -> bytes | None:
+    def _check(self, environ: dict[str, Any]) -> Decided:
         text = (environ.get("CONTENT_LENGTH") or "").strip()
         if not text.isdigit():
             raise Refused("411 Length Required", "no valid Content-Length")
@@ -98,11 +127,12 @@ class SlackGate:
             raise Refused("401 Unauthorized", "missing or malformed signature headers")
         if abs(self.clock() - int(timestamp)) > WINDOW_SECONDS:
             raise Refused("401 Unauthorized", "stale timestamp (more than 5 minutes from now)")
-        if not self.verifier.is_valid(body, timestamp, signature):
+        if not self._signed(body, timestamp, signature):
             raise Refused("401 Unauthorized", "invalid signature")
-        kind, parsed = _parse(body, environ.get("CONTENT_TYPE") or "")
-        if kind == "ssl_check":
-            return None
+        decided = decide(body, environ.get("CONTENT_TYPE") or "", self.response_hosts)
+        if decided.kind == "ssl_check":
+            return decided
+        parsed, kind = decided.fields, decided.kind
         keys = [f"sig:{signature[3:]}"]
         for field in ("trigger_id", "event_id"):  # Slack's retries of an event carry a new signature
             value = parsed.get(field)
@@ -114,40 +144,84 @@ class SlackGate:
             raise Refused("503 Service Unavailable", f"state database unavailable ({type(exc).__name__})") from None
         if not first:
             raise Refused("409 Conflict", f"replayed {kind} (already handled)")
-        return body
+        return decided
+
+    def _signed(self, body: bytes, timestamp: str, signature: str) -> bool:
+        """Slack's v0 signature over the body's bytes (a body that is not UTF-8 is simply unsigned)."""
+        mac = hmac.new(self.secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+        return hmac.compare_digest("v0=" + mac.hexdigest(), signature)
 
 
-def _parse(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
-    """(kind, parsed fields) of a signed body, or ``Refused`` with 400 if it is not one of Slack's."""
+def _json(text: str) -> Any:
+    """Parsed JSON, or ``Refused`` with 400 (malformed, or nested deeper than Python parses)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise Refused("400 Bad Request", "malformed Slack payload") from None
+
+
+# The event envelopes Slack posts as JSON to this app.
+ENVELOPES = {"url_verification", "event_callback", "app_rate_limited"}
+
+
+def decide(body: bytes, content_type: str, response_hosts: frozenset[str] = SLACK_RESPONSE_HOSTS) -> Decided:
+    """What a signed body is (``Decided``), or ``Refused``: 415 for a content type Slack never
+    sends, 400 for a body that is not one of Slack's or whose response URL is on another host
+    than ``response_hosts`` (answers are posted there)."""
     bad = Refused("400 Bad Request", "malformed Slack payload")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in (FORM, JSON):
+        raise Refused("415 Unsupported Media Type", f"content type '{media[:40]}' is not one Slack sends")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise bad from None
-    if content_type.startswith("application/json"):
-        try:
-            event = json.loads(text)
-        except ValueError:
-            raise bad from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+    if media == JSON:
+        event = _json(text)
+        if not isinstance(event, dict) or event.get("type") not in ENVELOPES:
             raise bad
         if event["type"] == "event_callback" and not _event_ok(event.get("event")):
             raise bad
-        return "event", event
+        return Decided("event", text, event)
     form = {k: v[-1] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
     if form.get("ssl_check") == "1":
-        return "ssl_check", form
-    if "payload" in form:
-        try:
-            payload = json.loads(form["payload"])
-        except ValueError:
-            raise bad from None
-        if not _interaction_ok(payload):
+        return Decided("ssl_check", text, form)
+    if "payload" in form and "command" not in form:
+        payload = _json(form["payload"])
+        if not _interaction_ok(payload) or not _response_url_ok(payload.get("response_url"), response_hosts, True):
             raise bad
-        return "interaction", payload
-    if all(form.get(k) for k in ("command", "user_id", "channel_id", "response_url")) and "text" in form:
-        return "command", form
+        return Decided("interaction", text, payload)
+    if (
+        "payload" not in form
+        and all(form.get(k) for k in ("command", "user_id", "channel_id", "response_url"))
+        and "text" in form
+        and _response_url_ok(form["response_url"], response_hosts)
+    ):
+        return Decided("command", text, form)
     raise bad
+
+
+def response_hosts(api_url: str | None) -> frozenset[str]:
+    """The hosts a response URL may name: Slack's, and the host of ``SLACK_API_URL`` when it
+    points at a stand-in (a test double, a proxy)."""
+    host = urllib.parse.urlsplit(api_url).hostname if api_url else None
+    return SLACK_RESPONSE_HOSTS | ({host} if host and host != "slack.com" else set())
+
+
+def _response_url_ok(url: Any, hosts: frozenset[str], optional: bool = False) -> bool:
+    """A response URL on one of ``hosts``: https on Slack's own host (a stand-in may use http)."""
+    if url is None and optional:
+        return True
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if host not in hosts or parts.username or parts.password:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and host not in SLACK_RESPONSE_HOSTS)
 
 
 # The interactions and events this app subscribes to; anything else is not Slack talking to it.

@@ -29,6 +29,7 @@ from segmentation.serving.answers import share_text
 
 from . import blocks
 from .digest_data import STALE_AFTER_DAYS, DigestSegment
+from .mrkdwn import as_text
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ class Home:
         return HomeData(
             version=served.version,
             trained=f"{trained_at} UTC by {who}",
-            source=blocks.hide_paths(info.source),
+            source=blocks.hide_paths(as_text(info.source)),
             latest_order=latest_order,
             today=today,
             sizes_from=sizes_from,

@@ -23,6 +23,7 @@ from segmentation.serving.service import SegmentService
 from segmentation.serving.training import train
 
 from . import blocks, liveness
+from .mrkdwn import as_text
 from .state import Lease, StateDB, utcnow
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Retrainer:
         self._threads.append(t)
         t.start()
         settings = f" with {_describe(options)}" if options.describe() else ""
-        return prefix + f"Retraining on {self.source_label()}{settings}… I'll post the result here."
+        return prefix + f"Retraining on {as_text(self.source_label())}{settings}… I'll post the result here."
 
     def join(self, timeout: float | None = None) -> None:
         for t in list(self._threads):

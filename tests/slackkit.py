@@ -18,6 +18,7 @@ from typing import Any
 from bot.app import build_context, create_app
 from bot.context import BotContext
 from bot.emulator import SlackEmulator
+from bot.gate import response_hosts
 from bot.server import HttpServer
 from bot.state import StateDB
 from segment_cli.settings import Settings
@@ -34,8 +35,9 @@ def _trigger_id() -> str:
     return f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}"
 
 
-def sign(body: str, timestamp: str, secret: str = SECRET) -> str:
-    base = f"v0:{timestamp}:{body}".encode()
+def sign(body: str | bytes, timestamp: str, secret: str = SECRET) -> str:
+    raw = body.encode() if isinstance(body, str) else body
+    base = f"v0:{timestamp}:".encode() + raw
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
@@ -102,16 +104,18 @@ class RunningBot:
         """The model store behind the bot's service (the tests look; the bot never does)."""
         return self.ctx.service.store
 
-    def post(self, body: str, headers: dict[str, str]) -> Reply:
+    def post(self, body: str | bytes, headers: dict[str, str]) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         t = time.perf_counter()
-        conn.request("POST", "/slack/events", body=body.encode(), headers=headers)
+        conn.request("POST", "/slack/events", body=body.encode() if isinstance(body, str) else body, headers=headers)
         resp = conn.getresponse()
         data = resp.read().decode()
         conn.close()
         return Reply(resp.status, data, time.perf_counter() - t)
 
-    def signed_headers(self, body: str, *, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    def signed_headers(
+        self, body: str | bytes, *, timestamp: int | None = None, secret: str = SECRET
+    ) -> dict[str, str]:
         ts = str(int(time.time()) if timestamp is None else timestamp)
         return {
             "Content-Type": "application/x-www-form-urlencoded",
@@ -196,7 +200,9 @@ def start_bot(
     )
     ctx = build_context(settings, state=state, train_fn=train_fn)
     app = create_app(ctx)
-    server = HttpServer(app, SECRET, state, host="127.0.0.1", port=0).start()
+    server = HttpServer(
+        app, SECRET, state, host="127.0.0.1", port=0, response_hosts=response_hosts(slack.api_url)
+    ).start()
     return RunningBot(ctx, server, slack)
 
 

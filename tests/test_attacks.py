@@ -464,3 +464,203 @@ def test_an_event_slack_retries_is_answered_once(bot, slack):
     assert statuses == [200, 409]
     time.sleep(0.3)
     assert len(slack.api_calls("chat.postMessage")) == 1
+
+
+# -- 8. what the gate decides before Bolt sees a request ----------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe", b"text=\xff\xfe&command=%2Fsegment", b"\x80" * 100])
+def test_a_body_that_is_not_utf8_gets_401_unsigned_and_400_signed(bot, body, caplog):
+    caplog.set_level(logging.INFO)
+    headers = bot.signed_headers(body)
+    forged = dict(headers, **{"X-Slack-Signature": "v0=" + "0" * 64})
+    assert bot.post(body, forged).status == 401  # the signature is checked over the bytes
+    assert bot.post(body, headers).status == 400  # signed, but not text: not one of Slack's
+    assert len([r for r in caplog.records if "refused a request" in r.getMessage()]) == 2
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (urllib.parse.urlencode({"payload": "[" * 50_000}), "application/x-www-form-urlencoded"),
+        ("[" * 50_000, "application/json"),
+        ('{"type": "event_callback", "event": ' + "[" * 50_000 + "}", "application/json"),
+    ],
+    ids=["payload field", "JSON body", "inside an event"],
+)
+def test_deeply_nested_json_gets_400_in_one_line(bot, body, content_type, caplog):
+    caplog.set_level(logging.INFO)
+    headers = dict(bot.signed_headers(body), **{"Content-Type": content_type})
+    assert bot.post(body, headers).status == 400
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("text", ["customer payload-42", "export payload", "help payload"])
+def test_commands_containing_the_word_payload_are_answered(bot, text):
+    r = bot.command(text)
+    assert r.status == 200, r.body
+    assert r.text  # an answer, not Bolt's "unhandled request"
+
+
+def test_a_command_from_a_channel_named_payloads_is_answered(bot):
+    body = bot.command_body("30 2 150").replace("channel_name=marketing", "channel_name=payloads-team")
+    r = bot.post(body, bot.signed_headers(body))
+    assert r.status == 200 and "segment" in r.text.lower()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "multipart/form-data; boundary=x", "application/xml", "", "application/jsonx"]
+)
+def test_content_types_slack_never_sends_are_refused(bot, content_type):
+    body = bot.command_body("30 2 150")
+    headers = bot.signed_headers(body)
+    headers["Content-Type"] = content_type
+    assert bot.post(body, headers).status == 415
+
+
+def test_a_click_sent_as_json_is_not_run(bot, slack):
+    """A block_actions object as a JSON body skips none of the interaction checks: it is refused."""
+    payload = json.loads(urllib.parse.parse_qs(_click_body(bot, "share_prediction", "{}"))["payload"][0])
+    for body in (json.dumps(payload), json.dumps(dict(payload, response_url=None, actions=[{"action_id": 5}]))):
+        headers = dict(bot.signed_headers(body), **{"Content-Type": "application/json"})
+        assert bot.post(body, headers).status == 400
+    assert not slack.api_calls("chat.postMessage") and not slack.responses()
+
+
+def test_a_form_body_that_looks_like_json_is_not_a_command(bot, slack):
+    body = '{"command": "/segment", "text": "30 2 150", "user_id": "U1", "channel_id": "C1", "response_url": "x"}'
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+
+
+# -- 9. what came from data or input is shown as text -------------------------------------------
+
+HOSTILE = ["<http://evil.example|verify your account>", "<!everyone>", "<@U0ADMIN>", "a&lt;b"]
+
+
+@pytest.mark.parametrize("typed", HOSTILE)
+def test_input_echoed_in_a_reply_is_never_markup(bot, typed):
+    for text in (f"customer {typed}", typed, f"export {typed}", f"digest subscribe {typed}"):
+        r = bot.command(text)
+        assert r.status == 200
+        for part in r.text.split("\n"):
+            assert "<http" not in part and "<!" not in part and "<@U0ADMIN>" not in part, (text, part)
+    assert ("&lt;" if "<" in typed else "&amp;") in bot.command(f"customer {typed}").text
+
+
+def test_values_from_the_data_are_escaped_in_every_message_builder(trained):
+    """A customer id from the shop's data that looks like markup is shown as typed."""
+    import dataclasses
+
+    import pandas as pd
+
+    from bot import blocks
+    from bot.mrkdwn import as_text
+    from segmentation.serving.service import SegmentService
+    from segmentation.serving.store import ModelStore
+
+    assert as_text("<!channel> & <http://x|y>") == "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+    store = ModelStore(trained)
+    some_id = pd.read_parquet(store.assignments_path(store.current_version()))["customer_id"].iloc[0]
+    answer = dataclasses.replace(SegmentService(store).served().customer(some_id), customer_id="<!here|x>")
+    text = json.dumps(blocks.customer(answer))
+    assert "<!here" not in text and "&lt;!here|x&gt;" in text
+
+
+def test_no_reply_names_a_database_address():
+    from bot import blocks
+
+    source = "postgresql://shop:***@db.internal.example:5432/sales (public.orders)"
+    for message in (
+        blocks.error_line(f"No customer 'x' in model v0001 (10 customers from {source})."),
+        blocks.plain(f"Retraining on {source}…"),
+    ):
+        text = json.dumps(message)
+        assert "db.internal" not in text and "5432" not in text and "shop:" not in text
+        assert "a PostgreSQL database (public.orders)" in text
+
+
+def test_the_state_database_file_is_its_owners_only(tmp_path):
+    import stat
+
+    from bot.state import StateDB
+
+    path = tmp_path / "state" / "bot.sqlite"
+    StateDB(f"sqlite:///{path}").audit("U1", "help", "", False, "ok", "C1")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/hook",
+        "http://hooks.slack.com/commands/1",  # Slack's host, but not over https
+        "https://user:pw@hooks.slack.com/x",
+        "not a url",
+    ],
+)
+def test_a_response_url_on_another_host_is_refused(bot, slack, url):
+    body = bot.command_body("30 2 150").replace(
+        "response_url=" + urllib.parse.quote(bot.slack.response_url("x"), safe=""), ""
+    )
+    body = urllib.parse.urlencode({**dict(urllib.parse.parse_qsl(body)), "response_url": url})
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+    click = json.loads(urllib.parse.parse_qs(_click_body(bot, "share_prediction", "{}"))["payload"][0])
+    body = urllib.parse.urlencode({"payload": json.dumps(dict(click, response_url=url))})
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+    assert not slack.responses()
+
+
+def test_response_urls_of_slack_and_of_a_stand_in_are_accepted():
+    from bot.gate import _response_url_ok, response_hosts
+
+    hosts = response_hosts("http://127.0.0.1:9999/api/")
+    assert _response_url_ok("https://hooks.slack.com/commands/T1/2/x", hosts)
+    assert _response_url_ok("http://127.0.0.1:9999/response/1", hosts)
+    assert not _response_url_ok("http://127.0.0.1.evil.example/response/1", hosts)
+    assert response_hosts(None) == response_hosts("https://slack.com/api/") == {"hooks.slack.com"}
+
+
+def test_a_body_of_exactly_the_cap_is_read_and_one_byte_more_is_not(bot):
+    from bot.gate import MAX_BODY
+
+    exact = "x" * MAX_BODY
+    assert bot.post(exact, bot.signed_headers(exact)).status == 400  # read, checked, not Slack's
+    over = exact + "x"
+    status, _ = _raw(bot, over.encode(), bot.signed_headers(over))
+    assert status == 413
+
+
+def test_the_queue_depth_warning_is_one_line_per_minute():
+    from bot.server import OncePerEpisode
+
+    now = [0.0]
+    only = OncePerEpisode(60, clock=lambda: now[0])
+    records = [
+        logging.LogRecord("waitress.queue", logging.WARNING, "x", 1, "Task queue depth is %d", (i,), None)
+        for i in range(1, 1900)
+    ]
+    passed = [r for r in records[:1000] if only.filter(r)]
+    now[0] = 61.0
+    passed += [r for r in records[1000:] if only.filter(r)]
+    assert len(passed) == 2
+    assert "999 such lines left out" in passed[1].getMessage()
+
+
+def test_two_hundred_slow_clients_do_not_stop_a_signed_command(bot):
+    """A slow-loris: 200 connections that send half a request and wait. Waitress hands a worker
+    only whole requests, and takes up to CONNECTION_LIMIT connections (its default of 100 let
+    105 half-open ones make a signed request wait 15 s)."""
+    import socket
+
+    idle = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", bot.port), timeout=5)
+            s.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+            idle.append(s)
+        r = bot.command("30 2 150")
+        assert r.status == 200 and r.seconds < 5
+    finally:
+        for s in idle:
+            s.close()

@@ -62,7 +62,7 @@ def test_long_text_is_cut_at_a_word_with_an_ellipsis():
 
 
 def test_persona_text_from_the_data_cannot_mention_or_link():
-    from bot.blocks import escaped
+    from bot.mrkdwn import as_text as escaped
 
     assert escaped("<!channel> *FREE* <https://evil.example|click> & co") == (
         "&lt;!channel&gt; *FREE* &lt;https://evil.example|click&gt; &amp; co"

@@ -405,7 +405,8 @@ def test_a_model_whose_data_needs_a_password_is_not_retrained_blindly(bot, slack
     as_trained = dataclasses.replace(served, trained=dataclasses.replace(served.trained, info=locked))
     monkeypatch.setattr(bot.ctx.service, "served", lambda version=None: as_trained)
     r = bot.command("retrain", user=ADMIN)
-    assert "set SEGMENT_DATA" in r.text and "***" in r.text and "Retraining" not in r.text
+    assert "set SEGMENT_DATA" in r.text and "Retraining" not in r.text
+    assert "a PostgreSQL database (orders)" in r.text and "db/shop" not in r.text  # no address in Slack
     assert bot.ctx.state.audit_entries()[0]["result"].startswith("refused: ")
 
 
