@@ -223,6 +223,17 @@ class Digests:
             return RunOutcome("duplicate")
         return self._deliver(run_id, channel_id, when)
 
+    MANUAL_SECOND = 1  # scheduled runs fall on second 0 of their minute: a manual run never takes their key
+
+    def manual_slot(self, now: dt.datetime | None = None) -> dt.datetime:
+        """The run key of a digest asked for now: one per channel and minute (naive UTC)."""
+        now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
+        return now.replace(second=self.MANUAL_SECOND, microsecond=0)
+
+    def deliver(self, run_id: int, channel_id: str, when: dt.datetime) -> RunOutcome:
+        """Build and post a run already recorded (``claim``)."""
+        return self._deliver(run_id, channel_id, when)
+
     def _run_date(self, channel_id: str, when: dt.datetime) -> dt.date:
         sub = self.subscription(channel_id)
         tz = ZoneInfo(sub.timezone if sub else self.ctx.settings.timezone)

@@ -643,3 +643,54 @@ def test_the_digest_chart_legend_covers_no_bar(at_risk_share):
     bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_width() > 0]
     assert bars and not [b for b in bars if b.overlaps(legend)]
     assert not legend.overlaps(ax.title.get_window_extent(renderer))
+
+
+def test_digest_now_is_one_a_minute_per_channel_and_recorded_before_the_answer(bot, slack, monkeypatch):
+    """30 `digest now` in a burst post one digest; the others get one line each. The run is in
+    the state database before the answer, so a crash after it is recovered, not lost."""
+    import threading
+
+    gate = threading.Event()
+    real = bot.ctx.digests.deliver
+
+    def held(*args):
+        gate.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(bot.ctx.digests, "deliver", held)
+    now = dt.datetime(2026, 12, 3, 9, 30, 17, tzinfo=UTC)  # the burst falls in one minute, whatever the clock
+    real_slot = bot.ctx.digests.manual_slot
+    monkeypatch.setattr(bot.ctx.digests, "manual_slot", lambda: real_slot(now))
+    assert real_slot(now) == real_slot(now.replace(second=59)) != real_slot(now + dt.timedelta(minutes=1))
+    assert real_slot(now).second == 1  # never second 0, where scheduled runs fall
+    replies = [bot.command("digest now").text for _ in range(30)]
+    with bot.ctx.state.engine.connect() as con:
+        runs = con.execute(sa.select(digest_runs.c.status, digest_runs.c.channel_id)).all()
+    assert runs == [("running", "C0MARKETING")]  # recorded before the first answer was sent
+    assert "Building the digest" in replies[0]
+    assert all("one a minute at most" in r for r in replies[1:])
+    assert "Building the digest" in bot.command("digest now", channel="C0OTHER").text  # another channel is not held
+    gate.set()
+    slack.wait_for(lambda calls: len([c for c in calls if c.method == "chat.postMessage"]) >= 2)
+    time.sleep(0.3)
+    assert sorted(c.args["channel"] for c in posts(slack)) == ["C0MARKETING", "C0OTHER"]
+
+
+def test_heavy_work_has_its_own_bounded_pool():
+    import threading
+
+    from bot.followup import FollowUps, Heavy
+
+    pool = FollowUps(workers=1, heavy_workers=1, heavy_queue=1)
+    release = threading.Event()
+    assert pool.reserve_heavy() and pool.reserve_heavy()
+    assert not pool.reserve_heavy()  # one running and one queued: the third is refused at once
+    done = []
+    for _ in range(2):
+        pool.submit(print, Heavy(lambda: release.wait(5)))
+    light = pool.submit(print, lambda: done.append("click"))
+    light.result(timeout=2)  # a light job is not queued behind the heavy ones
+    assert done == ["click"]
+    release.set()
+    pool.shutdown()
+    assert pool.reserve_heavy()  # their places were given back

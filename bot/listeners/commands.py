@@ -26,6 +26,7 @@ from .. import admin, blocks
 from ..context import BotContext
 from ..digest_runs import CHANNEL_ERRORS
 from ..exports import send_segments_csv
+from ..followup import Heavy
 
 COMMAND = "/segment"
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def do_digest(req: Request) -> Reply:
         req.ctx.state.audit_result(row, outcome or "done")
         return outcome
 
-    return message, after_then_audit
+    return message, (Heavy(after_then_audit) if isinstance(work, Heavy) else after_then_audit)
 
 
 def _digest(req: Request) -> Reply:
@@ -277,9 +278,22 @@ def _digest(req: Request) -> Reply:
             )
         return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
     if word == "now":
+        # One digest on demand per channel and minute, recorded before the acknowledgement (a
+        # crash after it leaves a run that recovery finishes), on the heavy pool.
+        slot = ctx.digests.manual_slot()
+        if not ctx.follow_ups.reserve_heavy():
+            return blocks.error_line("I'm building other digests right now; try again in a minute."), None
+        run_id = ctx.digests.claim(req.channel_id, slot)
+        if run_id is None:
+            ctx.follow_ups.release_heavy()
+            wait = max(1, 60 - dt.datetime.now(dt.UTC).second)
+            return blocks.error_line(
+                f"A digest for this channel was already asked for at {slot:%H:%M} UTC; one a minute at most, "
+                f"so try again in {wait} s."
+            ), None
 
         def post() -> str:
-            outcome = ctx.digests.run(req.channel_id)
+            outcome = ctx.digests.deliver(run_id, req.channel_id, slot)
             if outcome.status == "failed":
                 hint = CHANNEL_ERRORS.get(outcome.error or "", outcome.error)
                 req.respond(
@@ -289,7 +303,7 @@ def _digest(req: Request) -> Reply:
                 )
             return outcome.status + (f": {outcome.error}" if outcome.error else "")
 
-        return blocks.plain("Building the digest for this channel…"), post
+        return blocks.plain("Building the digest for this channel…"), Heavy(post)
     return blocks.help_message("*Digests*: " + DIGEST_HELP), None
 
 
