@@ -61,7 +61,9 @@ def run_bot(args: argparse.Namespace) -> int:
     settings = settings_mod.load(artifacts=args.artifacts)  # --artifacts wins over .env
     runtime.configure(settings.runtime)
     ctx = build_context(settings)
-    ctx.service.tidy()
+    read_only = ctx.service.tidy()
+    if read_only:
+        log.warning("%s", read_only)
     _ensure_model(ctx)
     app = _app_or_one_line(create_app, ctx)
     start_scheduler(ctx)

@@ -21,9 +21,7 @@ import hmac
 import logging
 import os
 import pickle
-import socket
 import threading
-import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +36,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from segmentation.serving.schedule_spec import make_trigger
 
+from . import liveness
 from .digests import Digests
 
 log = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ class DigestScheduler:
     ):
         self.digests = digests
         self.state = digests.state
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = liveness.new_holder()  # host:pid:token, registered while this process runs
         self.lease_ttl = dt.timedelta(seconds=lease_ttl)
         self.heartbeat = heartbeat
         self.misfire_grace = misfire_grace
@@ -177,6 +176,7 @@ class DigestScheduler:
             self._recovery.join(60)
         if release:
             self.state.release(LEASE, self.holder)
+            liveness.release(self.holder)
 
     def changed(self) -> None:
         """Subscriptions changed: reconcile now if this process leads (others catch up on their beat)."""
@@ -199,7 +199,13 @@ class DigestScheduler:
 
     def beat(self) -> None:
         with self._lock:
-            ok, _ = self.state.try_acquire(LEASE, self.holder, self.lease_ttl, {"pid": os.getpid()})
+            ok, lease = self.state.try_acquire(LEASE, self.holder, self.lease_ttl, {"pid": os.getpid()})
+            why = None if ok or lease is None else liveness.gone(lease.holder)
+            if why is not None:  # a leader on this host that is certainly gone: no need to wait out its lease
+                assert lease is not None
+                log.warning("the digest scheduler's leader stopped (%s); taking over", why)
+                self.state.release(LEASE, lease.holder)
+                ok, _ = self.state.try_acquire(LEASE, self.holder, self.lease_ttl, {"pid": os.getpid()})
             if ok and not self.leading:
                 self._start_scheduler()
             elif not ok and self.leading:

@@ -664,3 +664,26 @@ def test_two_hundred_slow_clients_do_not_stop_a_signed_command(bot):
     finally:
         for s in idle:
             s.close()
+
+
+def test_a_damaged_or_empty_state_database_stops_the_bot_in_one_line(tmp_path):
+    from bot.state import StateDB, StateError
+
+    path = tmp_path / "bot.sqlite"
+    state = StateDB(f"sqlite:///{path}")
+    for i in range(300):  # enough pages that damage in the middle hits a table
+        state.audit("U1", "help", "x" * 200, False, f"row {i}", "C1")
+    state.engine.dispose()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xa5" * 4096
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match="is damaged .*restore it from a backup") as info:
+        StateDB(f"sqlite:///{path}")
+    assert "\n" not in str(info.value)
+
+    path.write_bytes(b"")
+    with pytest.raises(StateError, match=r"is empty \(0 bytes\).*delete the empty file to start a new one"):
+        StateDB(f"sqlite:///{path}")
+    path.unlink()
+    StateDB(f"sqlite:///{path}").audit("U1", "help", "", False, "ok", "C1")  # a new one, once told

@@ -694,3 +694,23 @@ def test_heavy_work_has_its_own_bounded_pool():
     release.set()
     pool.shutdown()
     assert pool.reserve_heavy()  # their places were given back
+
+
+def test_a_dead_leader_on_this_host_is_replaced_at_the_next_heartbeat(ctx, state_db, slack, tmp_path):
+    """Its lease has 30 s left, but its process is certainly gone: the follower takes over at once."""
+    from bot import liveness
+
+    other = make_ctx(slack, ctx.settings.artifacts, state_db, None)
+    leader = DigestScheduler(ctx.digests, lease_ttl=30.0, heartbeat=60.0).start()
+    follower = DigestScheduler(other.digests, lease_ttl=30.0, heartbeat=60.0).start()
+    try:
+        assert leader.leading and not follower.leading
+        leader.stop(release=False)
+        follower.beat()
+        assert not follower.leading  # alive as far as anyone can tell: its lease is respected
+        liveness.release(leader.holder)  # what its death does: no live process holds that name
+        follower.beat()
+        assert follower.leading
+    finally:
+        leader.stop()
+        follower.stop()

@@ -332,3 +332,25 @@ def test_an_id_a_spreadsheet_would_run_is_exported_as_text(tmp_path, start):
     with open(out, newline="", encoding="utf-8") as fh:
         written = [r["customer_id"] for r in csv.DictReader(fh)]
     assert written == ["'" + ids[0], "plain-id", "a=b"]
+
+
+def test_a_read_only_models_folder_is_served_and_its_clean_up_skipped(tmp_path, fitted, monkeypatch):
+    """The bot's start-up clean-up takes the write lock; on a read-only folder (EROFS, or a user
+    without write access) it is skipped and said once, and the models still serve."""
+    import errno
+
+    from segmentation.serving.service import SegmentService
+
+    store = ModelStore(tmp_path)
+    store.save(*fitted)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "models" / ".lock"))
+
+    monkeypatch.setattr(store_mod.fcntl, "flock", read_only)
+    service = SegmentService(ModelStore(tmp_path))
+    said = service.tidy()
+    assert said is not None and "read-only" in said and "no retrain" in said
+    from segmentation.serving.inputs import parse_rfm
+
+    assert service.served().version == "v0001" and service.served().predict(parse_rfm("30 2 150")).segment

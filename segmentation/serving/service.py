@@ -69,9 +69,9 @@ class SegmentService:
     def current_version(self) -> str | None:
         return self.store.current_version()
 
-    def tidy(self) -> None:
-        """Remove what interrupted saves left behind (at start-up)."""
-        self.store.clean()
+    def tidy(self) -> str | None:
+        """Remove what interrupted saves left behind (at start-up); why it could not, if it could not."""
+        return self.store.clean()
 
     def has_model(self) -> bool:
         """Whether any model version exists. A served version that is damaged or missing still

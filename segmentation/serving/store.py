@@ -1,26 +1,24 @@
 """Versioned model bundles on disk.
 
     <root>/models/v0007.joblib               the bundle (a zlib-compressed pickle; joblib before)
-    <root>/models/v0007.assignments.parquet  every customer's R, F, M, purchase days, usual gap,
-                                             cluster and at-risk flag
-    <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle and of the
-                                             assignments, metadata, and an HMAC-SHA256 signature
-                                             made with the model key (see ``signing``); written
-                                             last, so a version without one is incomplete
+    <root>/models/v0007.assignments.parquet  every customer's R, F, M, purchase days, usual gap, cluster, flag
+    <root>/models/v0007.json                 manifest: SHA-256 and size of the bundle and the assignments,
+                                             metadata, an HMAC-SHA256 signature with the model key
+                                             (``signing``); written last: without it a version is incomplete
     <root>/models/CURRENT                    the served version
 
-Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
-old file or the new one. ``CURRENT`` moves only after the new version has been read back and
-verified. A bundle is only unpickled after its manifest's signature verifies with the model key
-and its bytes match the manifest's SHA-256: a pickle is code, and whoever can write the folder
-but does not hold the key cannot make a version this store will load. The assignments file is
-checked against its SHA-256 before it is first read (or trusted from a seal signed with the key
-that names the very same file, see ``Assignments``) and again whenever the file changes on disk.
+Files are written to a temporary name, fsynced and renamed: a crash leaves the old file or the
+new one. ``CURRENT`` moves only once the new version is read back and verified. A bundle (a
+pickle is code) is only unpickled after its manifest's signature verifies with the model key and
+its bytes match the manifest's SHA-256. The assignments file is checked against its SHA-256
+before it is first read (or trusted from a seal signed with the key that names the very same
+file, see ``Assignments``) and again whenever the file changes on disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -278,9 +276,7 @@ class ModelStore:
                     continue
                 manifest = dict(self.info(v).manifest)
                 if not key.signed_by_current(manifest):
-                    manifest.pop("signature", None)
-                    manifest["signature"] = key.sign(manifest)
-                    atomic_write_bytes(self._manifest_path(v), json.dumps(manifest, indent=2).encode())
+                    self._write_manifest(v, manifest)  # signed anew (the signature itself is not signed)
                 done.append(v)
         return done, refused
 
@@ -288,11 +284,8 @@ class ModelStore:
         atomic_write_bytes(self._current_path, f"{version}\n".encode())
 
     def rollback(self) -> tuple[str, str]:
-        """Serve the newest earlier version that was never rolled back from. Returns (from, to).
-
-        The version rolled back from is remembered, so a later rollback (after a new training)
-        does not bring it back.
-        """
+        """Serve the newest earlier version never rolled back from; returns (from, to). The version
+        rolled back from is remembered: a later rollback (after a new training) never brings it back."""
         with self._lock():
             try:
                 current = self.current_version()
@@ -386,11 +379,18 @@ class ModelStore:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
-    def clean(self) -> None:
-        """Remove what killed saves left behind (called at start-up and by every save)."""
-        if self.models.is_dir():
+    def clean(self) -> str | None:
+        """Remove what killed saves left behind (at start-up, and by every save); on a read-only folder, says so."""
+        if not self.models.is_dir():
+            return None
+        try:
             with self._lock():
                 self._remove_temporary_files()
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            return f"the models folder {self.models} is read-only ({exc.strerror}): served as it is, no retrain"
+        return None
 
 
 def _num(version: str) -> int:
