@@ -58,6 +58,12 @@ class Retrainer:
         if why is None:
             return lease, None
         self.state.release(LEASE, lease.holder)
+        self.state.close_unfinished(
+            "retrain",
+            "started",
+            lease.acquired_at - dt.timedelta(seconds=5),
+            f"failed: stopped without finishing ({why})",
+        )
         who = lease.detail.get("user_id") or "someone"
         note = (
             f"The retrain started by <@{who}> at {lease.acquired_at:%H:%M} UTC stopped ({why}) "

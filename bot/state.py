@@ -227,6 +227,18 @@ class StateDB:
             )
         return int(key.inserted_primary_key[0]) if key.inserted_primary_key else 0
 
+    def close_unfinished(
+        self, command: str, unfinished: str, since: dt.datetime, result: str, channel_id: str | None = None
+    ) -> int:
+        """Give the audit rows of ``command`` still saying ``unfinished`` (started at ``since`` or
+        later, in ``channel_id`` if given) their outcome, once the work they record is known to
+        have stopped; returns how many."""
+        where = [audit_log.c.command == command, audit_log.c.result.startswith(unfinished), audit_log.c.at >= since]
+        if channel_id is not None:
+            where.append(audit_log.c.channel_id == channel_id)
+        with self.engine.begin() as con:
+            return con.execute(audit_log.update().where(*where).values(result=clean_text(result)[:2000])).rowcount
+
     def audit_result(self, row: int, result: str) -> None:
         """Fill in the outcome of an attempt audited when it started (one row per attempt)."""
         with self.engine.begin() as con:

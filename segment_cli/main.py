@@ -27,6 +27,7 @@ from segment_cli.commands import (
 from segmentation import runtime
 from segmentation.data.spec import add_options
 from segmentation.errors import SegmentationError
+from segmentation.serving.atomic import storage_error
 
 # -- parser ----------------------------------------------------------------------------------
 
@@ -190,13 +191,21 @@ def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> in
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a full or read-only disk anywhere a command writes: one plain line
+        plain = storage_error(exc, exc.filename or "the output folder")
+        if plain is None or debug:
+            return _unexpected(exc, debug)
+        print(f"segment: {plain}", file=sys.stderr)
+        return plain.exit_code
     except Exception as exc:  # never a traceback at a user; SEGMENT_DEBUG=1 shows it
-        if debug:
-            raise
-        print(
-            f"segment: unexpected error: {type(exc).__name__}: {exc} (set SEGMENT_DEBUG=1 for details)", file=sys.stderr
-        )
-        return 1
+        return _unexpected(exc, debug)
+
+
+def _unexpected(exc: Exception, debug: bool) -> int:
+    if debug:
+        raise exc
+    print(f"segment: unexpected error: {type(exc).__name__}: {exc} (set SEGMENT_DEBUG=1 for details)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -33,3 +33,7 @@ class ModelIntegrityError(SegmentationError):
 
 class PlaybookError(SegmentationError):
     """The marketing playbook file is missing a segment or is malformed."""
+
+
+class StorageError(SegmentationError):
+    """The disk refused a write: full, over quota, or read-only (``atomic.disk_errors``)."""

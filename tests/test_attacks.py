@@ -687,3 +687,31 @@ def test_a_damaged_or_empty_state_database_stops_the_bot_in_one_line(tmp_path):
         StateDB(f"sqlite:///{path}")
     path.unlink()
     StateDB(f"sqlite:///{path}").audit("U1", "help", "", False, "ok", "C1")  # a new one, once told
+
+
+def test_audit_rows_of_work_killed_mid_way_get_their_outcome(bot, slack):
+    """A retrain and a `digest now` whose process died: recovery closes their audit rows, which
+    used to say "started" and "Building the digest…" for ever."""
+    import os
+    import socket
+
+    from bot.retrain import LEASE, LEASE_TTL
+    from bot.state import digest_runs
+
+    old = f"{socket.gethostname()}:{os.getpid()}:killed"
+    state = bot.ctx.state
+    state.try_acquire(LEASE, old, LEASE_TTL, {"user_id": ADMIN})
+    retrain_row = state.audit(ADMIN, "retrain", "", True, "started", CHANNEL)
+    slot = bot.ctx.digests.manual_slot()
+    run_id = bot.ctx.digests.claim(CHANNEL, slot)
+    with state.engine.begin() as con:
+        con.execute(digest_runs.update().where(digest_runs.c.id == run_id).values(runner=old))
+    digest_row = state.audit(USER, "digest now", "", True, "Building the digest for this channel…", CHANNEL)
+
+    assert bot.ctx.retrainer.running()[0] is None
+    assert [o.status for o in bot.ctx.digests.recover()] == ["ok"]
+    results = {e["id"]: e["result"] for e in state.audit_entries()}
+    assert results[retrain_row].startswith("failed: stopped without finishing (an earlier process")
+    assert results[digest_row].startswith("ok after a restart (an earlier process")
+
+    assert len([e for e in state.audit_entries() if e["command"] in ("retrain", "digest now")]) == 2

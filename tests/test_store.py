@@ -354,3 +354,48 @@ def test_a_read_only_models_folder_is_served_and_its_clean_up_skipped(tmp_path, 
     from segmentation.serving.inputs import parse_rfm
 
     assert service.served().version == "v0001" and service.served().predict(parse_rfm("30 2 150")).segment
+
+
+def test_a_full_disk_is_said_plainly_and_a_failed_save_uses_no_version_number(tmp_path, fitted, monkeypatch):
+    import errno
+
+    from segmentation.errors import StorageError
+
+    store = ModelStore(tmp_path)
+    store.save(*fitted)
+    real = assignments_mod.write_assignments
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "write_assignments", full)
+    with pytest.raises(StorageError, match="the disk is full; free space there"):
+        store.save(*fitted)
+    assert sorted(p.name for p in (tmp_path / "models").glob("v0002*")) == []  # nothing left of it
+    monkeypatch.setattr(store_mod, "write_assignments", real)
+    assert store.save(*fitted) == "v0002"  # the number was not used up
+    assert store.current_version() == "v0002"
+
+
+def test_a_first_save_stopped_before_current_says_which_version_to_serve(tmp_path, fitted):
+    store = ModelStore(tmp_path)
+    store.save(*fitted, activate=False)  # as if killed between the manifest and CURRENT
+    with pytest.raises(ModelNotFoundError, match="No version is marked as served; serve one: segment serve v0001"):
+        ModelStore(tmp_path).load()
+    r = run_cli("--artifacts", str(tmp_path), "serve", "v0001")
+    assert r.code == 0, r.err
+    assert ModelStore(tmp_path).load()[0] == "v0001"
+
+
+def test_the_cli_says_a_full_disk_in_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from segment_cli import commands
+
+    def full(out, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", f"{out}/olist_orders_dataset.csv")
+
+    monkeypatch.setattr(commands, "write_sample", full)
+    r = run_cli("--artifacts", str(tmp_path), "sample-data", "--orders", "100", "--out", str(tmp_path / "s"))
+    assert r.code == 1 and r.err.count("\n") == 1 and "unexpected" not in r.err
+    assert "olist_orders_dataset.csv: the disk is full; free space there" in r.err

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from segmentation.errors import InputError
+from segmentation.errors import InputError, StorageError
 
 
 def fsync_dir(path: Path) -> None:
@@ -81,3 +82,31 @@ def file_sha256(path: Path) -> tuple[str, int]:
             h.update(chunk)
             n += len(chunk)
     return h.hexdigest(), n
+
+
+# What a write can meet that no one but the machine's owner can fix, said plainly.
+_DISK = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def storage_error(exc: OSError, where: Path | str) -> StorageError | None:
+    """``exc`` as one line naming the disk's trouble and where, or None for other errors."""
+    said = _DISK.get(exc.errno or 0)
+    if said is None:
+        return None
+    return StorageError(f"Cannot write under {where}: {said}; free space there (or make it writable) and try again")
+
+
+@contextlib.contextmanager
+def disk_errors(where: Path | str) -> Iterator[None]:
+    """Writes under ``where``, with a full or read-only disk said in one line (``StorageError``)."""
+    try:
+        yield
+    except OSError as exc:
+        plain = storage_error(exc, where)
+        if plain is None:
+            raise
+        raise plain from None

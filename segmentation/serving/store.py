@@ -18,7 +18,6 @@ file, see ``Assignments``) and again whenever the file changes on disk.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segmentation.errors import InputError, ModelIntegrityError, ModelNotFoundError, SegmentationError
+from segmentation.serving import pruning
 from segmentation.serving.assignments import Assignments, seal_path, write_assignments
-from segmentation.serving.atomic import atomic_path, atomic_write_bytes, file_sha256, sha256_hex
+from segmentation.serving.atomic import atomic_path, atomic_write_bytes, disk_errors, file_sha256, sha256_hex
 from segmentation.serving.bundle import dump_bundle, load_bundle
 from segmentation.serving.signing import ModelKey, load_key
 
@@ -190,6 +190,9 @@ class ModelStore:
 
     def _load(self, version: str | None, check_table: bool = True) -> tuple[str, TrainedModel, Assignments]:
         version = version or self.current_version()
+        if version is None and self.versions():  # e.g. a first save stopped before it marked its version
+            newest = self.versions()[-1]
+            raise ModelNotFoundError(f"No version is marked as served; serve one: segment serve {newest}")
         if version is None:
             raise ModelNotFoundError("No model yet: run 'segment train' first.")
         info = self.info(version)
@@ -232,32 +235,45 @@ class ModelStore:
     # -- writing -----------------------------------------------------------------------
     def save(self, trained: TrainedModel, assignments: pd.DataFrame, activate: bool = True) -> str:
         """Write a new version; make it current only once it is fully written and verified."""
-        with self._lock():
+        with self._lock(), disk_errors(self.models):
             existing = [_num(v) for v in self.versions()]
             leftovers = [int(m.group(1)) for p in self.models.glob("v*.joblib") if (m := _VERSION_RE.match(p.stem))]
             version = f"v{max(existing + leftovers, default=0) + 1:04d}"
-            data = dump_bundle({"schema_version": SCHEMA_VERSION, "trained": trained})
-            atomic_write_bytes(self._bundle_path(version), data)
-            with atomic_path(self.assignments_path(version)) as tmp:
-                write_assignments(tmp, assignments)
-                table_sha, table_bytes = file_sha256(tmp)
-            manifest = {
-                "version": version,
-                "schema_version": SCHEMA_VERSION,
-                "sha256": sha256_hex(data),
-                "bytes": len(data),
-                "assignments": {"sha256": table_sha, "bytes": table_bytes},
-                "metadata": trained.info.as_json(),
-                "terms": trained.terms.as_json(),
-                "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms, trained.horizon)},
-                "chance": None if trained.chance is None else trained.chance.as_json(),
-            }
-            self._write_manifest(version, manifest)
-            self.load(version)  # read back and verify before anyone is served from it
-            if activate:
-                self._set_current(version)
-            self._prune()
-            return version
+            try:
+                return self._save(version, trained, assignments, activate)
+            except BaseException:
+                try:
+                    serving = self.current_version() == version  # then only what came after failed
+                except SegmentationError:
+                    serving = False
+                if not serving:
+                    self._remove_version(version)  # a failed save leaves nothing, not even its number
+                raise
+
+    def _save(self, version: str, trained: TrainedModel, assignments: pd.DataFrame, activate: bool) -> str:
+        """``save`` under the lock, its version number chosen."""
+        data = dump_bundle({"schema_version": SCHEMA_VERSION, "trained": trained})
+        atomic_write_bytes(self._bundle_path(version), data)
+        with atomic_path(self.assignments_path(version)) as tmp:
+            write_assignments(tmp, assignments)
+            table_sha, table_bytes = file_sha256(tmp)
+        manifest = {
+            "version": version,
+            "schema_version": SCHEMA_VERSION,
+            "sha256": sha256_hex(data),
+            "bytes": len(data),
+            "assignments": {"sha256": table_sha, "bytes": table_bytes},
+            "metadata": trained.info.as_json(),
+            "terms": trained.terms.as_json(),
+            "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms, trained.horizon)},
+            "chance": None if trained.chance is None else trained.chance.as_json(),
+        }
+        self._write_manifest(version, manifest)
+        self.load(version)  # read back and verify before anyone is served from it
+        if activate:
+            self._set_current(version)
+        self._prune()
+        return version
 
     def _write_manifest(self, version: str, manifest: dict[str, Any]) -> None:
         manifest = json.loads(json.dumps(manifest, default=str))  # what will be read back
@@ -346,51 +362,11 @@ class ModelStore:
                 p.unlink()
 
     def _prune(self) -> None:
-        versions = self.versions()
-        current = self.current_version()
-        for v in versions[: -self.keep]:
-            if v != current:
-                self._remove_version(v)
-        kept = self.versions()
-        size = {v: sum(p.stat().st_size for p in self._version_files(v) if p.exists()) for v in kept}
-        total = sum(size.values())
-        for v in list(kept):  # oldest first, by size; the served version and one more always stay
-            if total <= self.max_bytes or len(kept) <= 2:
-                break
-            if v == current:
-                continue
-            self._remove_version(v)
-            kept.remove(v)
-            total -= size[v]
-        # leftovers of saves that died: versions without a manifest, temporary files over an hour old
-        complete = set(versions)
-        newest = _num(versions[-1]) if versions else 0
-        for p in self.models.glob("v*.*"):
-            m = _VERSION_RE.match(p.name.split(".")[0])
-            if m and p.name.split(".")[0] not in complete and int(m.group(1)) < newest:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-        self._remove_temporary_files()
-
-    def _remove_temporary_files(self) -> None:
-        """Temporary files are only written under the lock, so any found while holding it was
-        left by a process that died mid-write."""
-        for p in self.models.glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        pruning.prune(self)
 
     def clean(self) -> str | None:
-        """Remove what killed saves left behind (at start-up, and by every save); on a read-only folder, says so."""
-        if not self.models.is_dir():
-            return None
-        try:
-            with self._lock():
-                self._remove_temporary_files()
-        except OSError as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise
-            return f"the models folder {self.models} is read-only ({exc.strerror}): served as it is, no retrain"
-        return None
+        """Remove what killed saves left behind (at start-up); on a read-only folder, says why not."""
+        return pruning.clean(self)
 
 
 def _num(version: str) -> int:
