@@ -339,24 +339,18 @@ class Digests:
         except SlackApiError as exc:  # cannot tell whether it was posted: never risk posting twice
             code = exc.response.get("error") or "unknown"
             log.warning(
-                "digest run %s for %s was interrupted (%s) and the channel cannot be checked (%s)",
-                run_id,
-                channel,
-                why,
-                code,
+                "digest run %s for %s was interrupted (%s); cannot check the channel (%s)", run_id, channel, why, code
             )
             self._finish(run_id, status="failed", error=f"interrupted ({why}); could not check the channel: {code}")
             self._close_audit(channel, row["started_at"], f"failed: interrupted ({why}); channel unreadable: {code}")
             return RunOutcome("failed", code, run_id)
         if ts is not None:
-            log.info(
-                "digest run %s for %s was posted before its process stopped (%s); marked done", run_id, channel, why
-            )
+            log.info("digest run %s for %s was posted before its process stopped (%s); done", run_id, channel, why)
             self._finish(run_id, status="ok", message_ts=ts)
             self._close_audit(channel, row["started_at"], f"ok (posted before a restart: {why})")
             return RunOutcome("ok", None, run_id)
         log.warning(
-            "digest run %s for %s was interrupted before reaching Slack (%s); posting it now", run_id, channel, why
+            "digest run %s for %s was interrupted before reaching Slack (%s); posting now", run_id, channel, why
         )
         outcome = self._deliver(run_id, channel, when)
         self._close_audit(channel, row["started_at"], f"{outcome.status} after a restart ({why})")
@@ -364,8 +358,7 @@ class Digests:
 
     def _close_audit(self, channel_id: str, started_at: dt.datetime, result: str) -> None:
         """A `digest now` whose process stopped: its audit row gets the run's outcome."""
-        since = started_at - dt.timedelta(seconds=5)
-        self.state.close_unfinished("digest now", "Building the digest", since, result, channel_id)
+        self.state.close_unfinished("digest now", "Building", started_at - dt.timedelta(seconds=5), result, channel_id)
 
     def _find_posted(self, channel_id: str, when: dt.datetime, since: dt.datetime) -> str | None:
         """The ts of this run's message in the channel, found by its metadata, or None."""

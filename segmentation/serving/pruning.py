@@ -9,13 +9,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from segmentation.serving.store import ModelStore
+from typing import Protocol
 
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+class ModelStore(Protocol):
+    """What pruning needs of ``store.ModelStore``."""
+
+    models: Path
+    keep: int
+    max_bytes: int
+
+    def versions(self) -> list[str]: ...
+    def current_version(self) -> str | None: ...
+    def _remove_version(self, v: str) -> None: ...
+    def _version_files(self, v: str) -> tuple[Path, ...]: ...
+    def _lock(self) -> AbstractContextManager[None]: ...
 
 
 def prune(store: ModelStore) -> None:
