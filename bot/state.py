@@ -6,10 +6,8 @@ for a shared deployment. Times are stored as naive UTC.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -17,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from segmentation.errors import SegmentationError
+from .sightings import Sightings
+from .state_file import StateError, check_sqlite_file, create_sqlite_file, sqlite_pragmas
 
 metadata = sa.MetaData()
 
@@ -106,10 +107,6 @@ seen_requests = sa.Table(
 _SCHEMA_LOCK = 0x5E6_3E47
 
 
-class StateError(SegmentationError):
-    pass
-
-
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -123,70 +120,25 @@ class Lease:
     detail: dict[str, Any]
 
 
-def check_sqlite_file(path: Path) -> None:
-    """Refuse, in one line, a state database file that exists but is empty or damaged: starting
-    on it would answer every request with 503, or silently start afresh without the
-    subscriptions, the audit log and the digest history it held."""
-    import sqlite3
-
-    if not path.exists():
-        return
-    where = f"DATABASE_URL: the state database {path}"
-    if path.stat().st_size == 0:
-        raise StateError(
-            f"{where} is empty (0 bytes), so its subscriptions, audit log and digest history are gone; "
-            "restore it from a backup, or delete the empty file to start a new one"
-        )
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as con:
-            found = [row[0] for row in con.execute("PRAGMA quick_check(3)")]
-    except sqlite3.DatabaseError as exc:
-        found = [str(exc)]
-    if found != ["ok"]:
-        raise StateError(
-            f"{where} is damaged ({' '.join('; '.join(map(str, found)).split())[:160]}); restore it from a backup, "
-            "or move it away to start a new one (its subscriptions, audit log and digest history would be lost)"
-        )
-
-
-def _create_sqlite_file(path: Path) -> None:
-    """A new state database file, its owner's only (it holds the audit log and digest history;
-    SQLite gives its journal files the same mode), made whole under a temporary name and linked
-    into place, so no process ever finds it empty (``check_sqlite_file`` refuses an empty one)."""
-    import sqlite3
-    import tempfile
-
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
-    os.close(fd)
-    try:
-        with contextlib.closing(sqlite3.connect(tmp)) as con:
-            con.execute("PRAGMA user_version = 1")  # writes the file's first page
-            con.commit()
-        with contextlib.suppress(FileExistsError):  # another process made it meanwhile: theirs stays
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
 class StateDB:
     def __init__(self, url: str, engine: Engine | None = None):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             path = Path(url.removeprefix("sqlite:///"))
             check_sqlite_file(path)
-            _create_sqlite_file(path)
+            create_sqlite_file(path)
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.url = url
         try:
             self.engine = engine or sa.create_engine(url, **kwargs)
+            if self.engine.dialect.name == "sqlite" and engine is None:
+                sa.event.listen(self.engine, "connect", sqlite_pragmas)
             self._create_schema()
         except (SQLAlchemyError, ImportError) as exc:
             raise StateError(f"DATABASE_URL: cannot open the state database ({_one_line(exc)})") from None
-        self._sightings = 0
+        self._sightings: Sightings | None = None
+        self._commits_until_forget = 0
 
     def _create_schema(self) -> None:
         """Create missing tables, once, even when several bots start together."""
@@ -246,22 +198,32 @@ class StateDB:
 
     # -- replay protection --------------------------------------------------------------
     def first_sighting(self, keys: list[str], window_seconds: float) -> bool:
-        """Record ``keys``; False if any of them was recorded within the window (a replay)."""
+        """Record ``keys``; False if any of them was recorded within the window (a replay).
+        Concurrent requests share one transaction (``sightings``)."""
+        if self._sightings is None or self._sightings.window != window_seconds:
+            self._sightings = Sightings(lambda k: self.record_sightings(k, window_seconds), window_seconds)
+        return self._sightings.first(keys)
+
+    def record_sightings(self, keys: list[str], window_seconds: float) -> set[str]:
+        """Insert ``keys`` in one transaction; returns those that were not there. Now and then
+        forgets what is outside the window."""
         now = utcnow()
-        self._sightings += 1
-        if self._sightings % 50 == 1:  # forget what is outside the window, now and then
-            with self.engine.begin() as con:
+        insert = (sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert)(seen_requests)
+        rows = [{"key": k[:128], "seen_at": now} for k in keys]
+        with self.engine.begin() as con:
+            if self._commits_until_forget <= 0:
+                self._commits_until_forget = 200
                 con.execute(
                     seen_requests.delete().where(
                         seen_requests.c.seen_at < now - dt.timedelta(seconds=2 * window_seconds)
                     )
                 )
-        try:
-            with self.engine.begin() as con:
-                con.execute(seen_requests.insert(), [{"key": k[:128], "seen_at": now} for k in keys])
-        except IntegrityError:
-            return False
-        return True
+            self._commits_until_forget -= 1
+            new = con.execute(
+                insert.on_conflict_do_nothing(index_elements=["key"]).returning(seen_requests.c.key), rows
+            )
+            inserted = {r[0] for r in new}
+        return {k for k in keys if k[:128] in inserted}
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as con:

@@ -143,3 +143,64 @@ def test_every_setting_is_documented_in_env_example():
     read |= {signing.KEY_ENV, signing.PREVIOUS_KEY_ENV, signing.KEY_FILE_ENV, "SEGMENT_MODELS_MAX_MB"}
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z_]+)=", (root / ".env.example").read_text(), re.M))
     assert len(read) > 20 and read - {"USER"} <= documented, sorted(read - {"USER"} - documented)
+
+
+def test_replay_records_are_group_committed_and_still_refuse_every_replay(state_db):
+    """Concurrent requests share transactions; a replay is refused whether it reaches this process
+    (from memory) or another process on the same database (by the database)."""
+    import threading
+    import uuid
+
+    keys = [[f"sig:{uuid.uuid4().hex}", f"trigger_id:{uuid.uuid4().hex}"] for _ in range(200)]
+    results: list[bool] = [False] * len(keys)
+    start = threading.Barrier(20)
+
+    def send(i0: int) -> None:
+        start.wait()
+        for i in range(i0, len(keys), 20):
+            results[i] = state_db.first_sighting(keys[i], 300)
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results)
+    assert state_db._sightings is not None and state_db._sightings.commits < len(keys)  # grouped
+    assert not any(state_db.first_sighting(k, 300) for k in keys[:20])  # replays to this process
+    other = state_db.clone()  # another bot process on the same database
+    assert not any(other.first_sighting(k, 300) for k in keys[20:40])
+    assert not other.first_sighting([f"sig:{uuid.uuid4().hex}", keys[50][1]], 300)  # a new signature, a seen trigger
+
+    both = [f"sig:{uuid.uuid4().hex}"]
+    outcome: list[bool] = []
+    race = threading.Barrier(2)
+
+    def racer(db) -> None:
+        race.wait()
+        outcome.append(db.first_sighting(both, 300))
+
+    pair = [threading.Thread(target=racer, args=(db,)) for db in (state_db, other)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join()
+    assert sorted(outcome) == [False, True]  # the same request at two processes at once: one runs it
+
+
+def test_a_replay_record_that_fails_is_an_error_and_a_retry_is_not_a_replay():
+    from bot.sightings import Sightings
+
+    calls = []
+
+    def record(keys):
+        calls.append(keys)
+        if len(calls) == 1:
+            raise RuntimeError("database down")
+        return set(keys)
+
+    s = Sightings(record, 300)
+    with pytest.raises(RuntimeError):
+        s.first(["sig:a"])
+    assert s.first(["sig:a"])  # Slack's retry after the 503 is run
+    assert not s.first(["sig:a"]) and len(calls) == 2  # then a replay, refused from memory

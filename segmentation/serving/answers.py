@@ -190,5 +190,9 @@ def fits_definition(
     majority of its customers: someone can sit in it, nearest to its centre, without meeting it)."""
     if definition is None:
         return True
-    band, freq, spend = terms.bands([recency], [occasions]), terms.freqs([occasions]), terms.spends([monetary])
-    return bool(definition.holds(np.asarray(band), np.asarray(freq), np.asarray(spend), np.asarray([at_risk]))[0])
+    return definition.holds_one(*levels_of(terms, recency, occasions, monetary), at_risk)
+
+
+def levels_of(terms: ShopTerms, recency: float, occasions: float, monetary: float) -> tuple[int, int, int]:
+    """One customer's (band, kind of buyer, spend level), as ``Definition.holds_one`` takes them."""
+    return int(terms.band(recency, occasions)), int(terms.freq(occasions)), int(terms.spend(monetary))

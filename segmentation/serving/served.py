@@ -22,7 +22,15 @@ from segmentation.model.definitions import BY_NAME, name_for_profile
 from segmentation.model.estimator import FEATURES, kinds_of
 from segmentation.model.segments import ModelInfo, Segment, TrainedModel
 from segmentation.model.terms import Band, Freq, ShopTerms, Spend
-from segmentation.serving.answers import CustomerAnswer, Prediction, Scored, SourceScore, fits_definition, levels
+from segmentation.serving.answers import (
+    CustomerAnswer,
+    Prediction,
+    Scored,
+    SourceScore,
+    fits_definition,
+    levels,
+    levels_of,
+)
 from segmentation.serving.assignments import Assignments, CustomerRow
 from segmentation.serving.atomic import output_file
 from segmentation.serving.exports import frame_rows, write_customers_csv
@@ -158,10 +166,11 @@ class ServedModel:
         this model meets it). The answer is the segment whose definition the profile meets, nearest
         to it when several do; when none does, the nearest segment's numbers are shown under the
         name the profile's own terms give (``name_for_profile``)."""
+        levels = levels_of(self.terms, r, f, m)  # once, not once per segment
         meets = [
             s.cluster
             for s in self.trained.segments
-            if s.customers and fits_definition(self.terms, s.defined_by, r, f, m, flag)
+            if s.customers and (s.defined_by is None or s.defined_by.holds_one(*levels, flag))
         ]
         if nearest in meets:
             return nearest, None
