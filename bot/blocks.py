@@ -13,7 +13,7 @@ from segmentation.model.terms import ShopTerms
 from segmentation.serving.answers import CustomerAnswer, Prediction, percent, share_text
 from segmentation.serving.served import ServedModel
 
-from .mrkdwn import as_text, without_addresses
+from .mrkdwn import as_text, user, without_addresses
 
 Message = dict[str, Any]
 
@@ -141,7 +141,7 @@ def prediction(p: Prediction, shareable: bool = True, asked_by: str | None = Non
         _rfm_fields(p),
         _segment_numbers(p),
         section(_actions_text(p.actions)),
-        context(f"Model {p.model_version}" + (f" · asked by <@{asked_by}>" if asked_by else "")),
+        context(f"Model {p.model_version}" + (f" · asked by {user(asked_by)}" if asked_by else "")),
     ]
     if p.note:
         blocks.insert(5, context(f":information_source: {p.note}"))
@@ -256,7 +256,7 @@ def model_info(served: ServedModel) -> Message:
     sil = "n/a" if info.silhouette is None else f"{info.silhouette:.3f}"
     fields = [
         ("Version", served.version),
-        ("Trained", f"{info.trained_minute} UTC by {info.trained_by}"),
+        ("Trained", f"{info.trained_minute} UTC by {user(info.trained_by)}"),
         ("Data", as_text(info.source)),
         ("Customers", f"{info.customers:,} ({info.orders:,} orders, snapshot {info.snapshot_date})"),
         ("K", f"{info.k} (seed {info.seed})"),
@@ -333,7 +333,7 @@ def retrain_result(version: str, trained: TrainedModel, previous: ServedModel | 
         blocks.append(context(" · ".join(trained.changes.lines())))
     if other_data:
         blocks.append(context(other_data))
-    blocks.append(context(f"Trained by <@{info.trained_by}>{vs}"))
+    blocks.append(context(f"Trained by {user(info.trained_by)}{vs}"))
     return {"text": f"Retrained: model {version} is now serving ({info.customers:,} customers)", "blocks": blocks}
 
 

@@ -9,6 +9,7 @@ runs over it) with the fields the gate parsed, so routing follows the one decisi
 from __future__ import annotations
 
 import http
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from slack_bolt.request.internals import build_context
 from .gate import DECIDED, Decided
 
 StartResponse = Callable[..., Any]
+log = logging.getLogger(__name__)
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str | Sequence[str]]:
@@ -50,10 +52,15 @@ class BoltEndpoint:
             return self._answer(start_response, 404, b"Not Found")
         if environ.get("REQUEST_METHOD") != "POST" or not isinstance(decided, Decided):
             return self._answer(start_response, 405, b"Method Not Allowed")
-        request = BoltRequest(body=decided.text, query=environ.get("QUERY_STRING") or "", headers=_headers(environ))
-        request.body = decided.fields  # the gate's parse, not Bolt's guess from the text
-        request.context = build_context(BoltContext({}), decided.fields)
-        response = self.app.dispatch(request)
+        try:
+            request = BoltRequest(body=decided.text, query=environ.get("QUERY_STRING") or "", headers=_headers(environ))
+            request.body = decided.fields  # the gate's parse, not Bolt's guess from the text
+            request.context = build_context(BoltContext({}), decided.fields)
+            response = self.app.dispatch(request)
+        except (TypeError, KeyError, AttributeError, IndexError, ValueError) as exc:
+            # a signed body whose fields Bolt cannot read (listeners' own errors never get here)
+            log.warning("refused a %s Bolt could not read: %s", decided.kind, type(exc).__name__)
+            return self._answer(start_response, 400, b'{"error": "malformed Slack payload"}')
         body = response.body.encode() if isinstance(response.body, str) else response.body
         headers = [(name, value) for name, values in response.headers.items() for value in values]
         headers = [(n, v) for n, v in headers if n.lower() != "content-length"] + [("Content-Length", str(len(body)))]

@@ -85,8 +85,10 @@ class SlackGate:
         max_body: int = MAX_BODY,
         clock: Callable[[], float] = time.time,
         response_hosts: frozenset[str] = frozenset(),
+        path: str = "/slack/events",
     ):
         self.inner = inner
+        self.path = path  # requests elsewhere are answered 404 by the inner app, their keys unspent
         self.response_hosts = response_hosts or SLACK_RESPONSE_HOSTS
         self.state = state
         self.max_body = max_body
@@ -94,8 +96,8 @@ class SlackGate:
         self.secret = signing_secret.encode()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
-            return self.inner(environ, start_response)  # Bolt answers 404 / 405 for anything else
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != self.path:
+            return self.inner(environ, start_response)  # the endpoint answers 404 / 405
         try:
             decided = self._check(environ)
         except Refused as refused:
@@ -178,7 +180,7 @@ def decide(body: bytes, content_type: str, response_hosts: frozenset[str] = SLAC
         raise bad from None
     if media == JSON:
         event = _json(text)
-        if not isinstance(event, dict) or event.get("type") not in ENVELOPES:
+        if not isinstance(event, dict) or event.get("type") not in ENVELOPES or not _envelope_ok(event):
             raise bad
         if event["type"] == "event_callback" and not _event_ok(event.get("event")):
             raise bad
@@ -192,7 +194,7 @@ def decide(body: bytes, content_type: str, response_hosts: frozenset[str] = SLAC
             raise bad
         return Decided("interaction", text, payload)
     if (
-        "payload" not in form
+        not OTHER_KINDS_FIELDS & form.keys()
         and all(form.get(k) for k in ("command", "user_id", "channel_id", "response_url"))
         and "text" in form
         and _response_url_ok(form["response_url"], response_hosts)
@@ -228,18 +230,70 @@ def _response_url_ok(url: Any, hosts: frozenset[str], optional: bool = False) ->
 INTERACTIONS = {"block_actions"}
 
 
+# Fields by which Bolt tells commands, interactions and events apart (it picks listeners by the
+# fields present, whatever the request's kind): a request of one kind carrying another kind's
+# fields is refused, so what the gate checked is what Bolt runs.
+OTHER_KINDS_FIELDS = frozenset({"payload", "type", "actions", "event", "view", "response_urls", "challenge"})
+COMMAND_FIELDS = frozenset({"command", "response_url", "response_urls"})
+# The fields Bolt reads the team, user and channel from, and the types it expects.
+_CONTEXT_TYPES: dict[str, tuple[type, ...]] = {
+    "user": (str, dict),
+    "team": (str, dict),
+    "channel": (str, dict),
+    "enterprise": (str, dict),
+    "authorizations": (list,),
+    "user_id": (str,),
+    "team_id": (str,),
+    "channel_id": (str,),
+    "enterprise_id": (str,),
+    "api_app_id": (str,),
+}
+
+
+def _typed(fields: dict[str, Any]) -> bool:
+    """The context fields Bolt reads have the types it expects (else it fails with a TypeError)."""
+    for key, types in _CONTEXT_TYPES.items():
+        value = fields.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types):
+            return False
+        if isinstance(value, dict) and not all(isinstance(value.get(k, ""), str) for k in ("id", "team_id")):
+            return False
+        if isinstance(value, list) and not all(isinstance(a, dict) for a in value):
+            return False
+    return True
+
+
+def _envelope_ok(envelope: dict[str, Any]) -> bool:
+    """An event envelope with no command's or interaction's fields, typed as Bolt reads it."""
+    if COMMAND_FIELDS & envelope.keys() or {"actions", "payload", "view"} & envelope.keys():
+        return False
+    event = envelope.get("event")
+    return _typed(envelope) and (event is None or (isinstance(event, dict) and _typed(event)))
+
+
 def _event_ok(event: Any) -> bool:
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return False
     if event["type"] == "app_mention":  # answered in its channel's thread
         return isinstance(event.get("channel"), str) and isinstance(event.get("ts"), str)
     if event["type"] == "app_home_opened":  # the tab is published for this user
-        return isinstance(event.get("user"), str) and bool(event["user"]) and isinstance(event.get("tab", ""), str)
+        return (
+            isinstance(event.get("user"), str)
+            and bool(event["user"])
+            and isinstance(event.get("tab", ""), str)
+            and isinstance(event.get("channel", ""), str)
+        )
     return True
 
 
 def _interaction_ok(payload: Any) -> bool:
     if not isinstance(payload, dict) or payload.get("type") not in INTERACTIONS:
+        return False
+    if {"command", "response_urls", "event", "challenge"} & payload.keys():
+        return False  # another kind's fields: Bolt would run that kind's listener
+    if not _typed(payload):
         return False
     user = payload.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:

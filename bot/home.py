@@ -29,7 +29,7 @@ from segmentation.serving.answers import share_text
 
 from . import blocks
 from .digest_data import STALE_AFTER_DAYS, DigestSegment
-from .mrkdwn import as_text
+from .mrkdwn import as_text, channel, user
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Home:
         today = today or dt.datetime.now(dt.UTC).date()
         runs = ctx.digests.latest(served.version, ctx.service.source_description(ctx.settings.data))
         trained_at = info.trained_minute
-        who = f"<@{info.trained_by}>" if info.trained_by.startswith(("U", "W")) else info.trained_by
+        who = user(info.trained_by)
         if runs is None:
             latest_order = info.latest_purchase_day
             counts = {s.name: s.customers for s in served.trained.all_segments}
@@ -180,7 +180,7 @@ class Home:
             latest_order = latest.latest_order or info.latest_purchase_day
             counts, total = latest.counts, latest.customers or sum(latest.counts.values())
             when = latest.scheduled_for
-            sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in <#{latest.channel_id}>"
+            sizes_from = f"from the digest of {when:%a %d %b %H:%M} UTC in {channel(latest.channel_id)}"
             day_after = latest.latest_order + dt.timedelta(days=1) if latest.latest_order else None
             stale = latest.latest_order is not None and (when.date() - latest.latest_order).days > STALE_AFTER_DAYS
             if stale and latest.scored_as_of is not None and latest.scored_as_of == day_after:
@@ -238,7 +238,7 @@ class Home:
             last = sub.last_run
             status = "no digest yet" if last is None else f"last {last.status} {last.scheduled_for:%d %b %H:%M} UTC"
             out.append(
-                f"• <#{sub.channel_id}> {sub.schedule_text} · next {schedule_spec.when_text(nxt, sub.timezone)} · {status}"
+                f"• {channel(sub.channel_id)} {sub.schedule_text} · next {schedule_spec.when_text(nxt, sub.timezone)} · {status}"
             )
         return out
 

@@ -29,13 +29,46 @@ _KINDS = {
 }
 
 
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{1,20}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{1,20}$")
+
+
+def user(user_id: object) -> str:
+    """A mention of a Slack user id (``<@U…>``); anything else (a login name from the CLI, a
+    forged id) as text."""
+    text = str(user_id)
+    return f"<@{text}>" if _USER_ID.match(text) else as_text(text)
+
+
+def channel(channel_id: object) -> str:
+    """A link to a Slack channel id (``<#C…>``); anything else as text."""
+    text = str(channel_id)
+    return f"<#{text}>" if _CHANNEL_ID.match(text) else as_text(text)
+
+
+# What database drivers put in their first line about a connection (PostgreSQL, MySQL/MariaDB).
+_DRIVER_DETAILS = (
+    (
+        re.compile(r'connection to server (?:at|on) "[^"]*"(?:\s*\([^)]*\))?(?:,\s*port \d+)?'),
+        "connection to the server",
+    ),
+    (re.compile(r"\bport \d+"), "its port"),
+    (re.compile(r"'[^'\s]*'@'[^'\s]*'"), "its user"),
+    (re.compile(r'\b(role|database|user) "[^"]*"'), r"that \1"),
+    (re.compile(r"\b(?:to |resolve )?host '[^']*'"), "its host"),
+    (re.compile(r"\bhost \S+"), "its host"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "an address"),
+)
+
+
 def as_text(value: object) -> str:
     """``value`` as literal text in mrkdwn: no link, no mention, no entity."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def without_addresses(text: str) -> str:
-    """Database URLs replaced by their kind ("a PostgreSQL database"); ``http(s)`` links are kept."""
+    """Database URLs replaced by their kind ("a PostgreSQL database"), and the host, port, user
+    and database a driver names in its errors left out; ``http(s)`` links are kept."""
 
     def name(m: re.Match[str]) -> str:
         scheme = m.group(1).lower()
@@ -43,4 +76,7 @@ def without_addresses(text: str) -> str:
             return m.group()
         return f"a {_KINDS.get(scheme, scheme)} database"
 
-    return _DATABASE_URL.sub(name, text)
+    text = _DATABASE_URL.sub(name, text)
+    for pattern, said in _DRIVER_DETAILS:
+        text = pattern.sub(said, text)
+    return text

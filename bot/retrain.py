@@ -23,7 +23,7 @@ from segmentation.serving.service import SegmentService
 from segmentation.serving.training import train
 
 from . import blocks, liveness
-from .mrkdwn import as_text
+from .mrkdwn import as_text, user
 from .state import Lease, StateDB, utcnow
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Retrainer:
         )
         who = lease.detail.get("user_id") or "someone"
         note = (
-            f"The retrain started by <@{who}> at {lease.acquired_at:%H:%M} UTC stopped ({why}) "
+            f"The retrain started by {user(who) if who != 'someone' else who} at {lease.acquired_at:%H:%M} UTC stopped ({why}) "
             "without finishing; the served model was not changed."
         )
         log.warning("cleared the lease of a dead retrain (%s, %s)", lease.holder, why)
@@ -202,7 +202,7 @@ def _describe(options: TrainOptions) -> str:
 def busy_line(lease: Lease | None) -> str:
     if lease is None:
         return "A retrain is already running."
-    who = f"<@{lease.detail['user_id']}>" if lease.detail.get("user_id") else "someone"
+    who = user(lease.detail["user_id"]) if lease.detail.get("user_id") else "someone"
     beat = max(0, int((utcnow() - (lease.expires_at - LEASE_TTL)).total_seconds()))
     return (
         f"A retrain started by {who} at {lease.acquired_at:%Y-%m-%d %H:%M} UTC is running "

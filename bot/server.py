@@ -78,7 +78,7 @@ class HttpServer:
         threads: int = 8,
         response_hosts: frozenset[str] = SLACK_RESPONSE_HOSTS,
     ):
-        gate = SlackGate(BoltEndpoint(app, PATH), signing_secret, state, response_hosts=response_hosts)
+        gate = SlackGate(BoltEndpoint(app, PATH), signing_secret, state, response_hosts=response_hosts, path=PATH)
         self.server = create_server(
             gate,
             host=host,

@@ -715,3 +715,106 @@ def test_audit_rows_of_work_killed_mid_way_get_their_outcome(bot, slack):
     assert results[digest_row].startswith("ok after a restart (an earlier process")
 
     assert len([e for e in state.audit_entries() if e["command"] in ("retrain", "digest now")]) == 2
+
+
+# -- 10. what an independent review found ---------------------------------------------------------
+
+
+def test_driver_errors_name_no_host_port_user_or_database():
+    from bot import blocks
+
+    for said in (
+        'Retrain failed: a PostgreSQL database cannot connect (connection failed: connection to server at "10.1.2.3", '
+        'port 5432 failed: FATAL:  role "shopadmin" does not exist)',
+        'cannot connect (connection to server at "db.internal" (10.1.2.3), port 5999 failed: Connection refused)',
+        'cannot connect (FATAL: database "sales_prod" does not exist)',
+        "cannot connect (failed to resolve host 'db-internal.corp': Name or service not known)",
+        "cannot connect ((1045, \"Access denied for user 'shopadmin'@'10.1.2.3' (using password: YES)\"))",
+    ):
+        text = json.dumps(blocks.error_line(said))
+        for secret in ("10.1.2.3", "5432", "5999", "shopadmin", "sales_prod", "db-internal", "db.internal"):
+            assert secret not in text, (secret, text)
+
+
+def test_who_trained_a_model_is_a_mention_only_when_it_is_a_user_id(trained):
+    import dataclasses
+
+    from bot import blocks
+    from segmentation.serving.service import SegmentService
+    from segmentation.serving.store import ModelStore
+
+    served = SegmentService(ModelStore(trained)).served()
+    for who, shown in (
+        ("<!everyone> & <http://x|y>", "&lt;!everyone&gt; &amp; &lt;http://x|y&gt;"),
+        ("UADMIN01", "<@UADMIN01>"),
+    ):
+        info = dataclasses.replace(served.info, trained_by=who)
+        forged = dataclasses.replace(served, trained=dataclasses.replace(served.trained, info=info))
+        text = json.dumps(blocks.model_info(forged), ensure_ascii=False)
+        assert shown in text and ("<!everyone>" not in text)
+
+
+def _signed_json(bot, obj) -> tuple[str, dict[str, str]]:
+    body = json.dumps(obj)
+    return body, dict(bot.signed_headers(body), **{"Content-Type": "application/json"})
+
+
+_COMMAND_FIELDS = {"command": "/segment", "text": "help", "user_id": ADMIN, "channel_id": CHANNEL}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"type": "event_callback", "event": {"type": "reaction_added"}, "user": 5},
+        {"type": "event_callback", "event": {"type": "reaction_added"}, "authorizations": 5},
+        {"type": "event_callback", "event": {"type": "app_mention", "channel": "C1", "ts": "1", "user": 5}},
+        {"type": "event_callback", "event": {"type": "message", "channel": 5}},
+        {"type": "event_callback", "event": {"type": "app_home_opened", "user": "U1", "channel": {"a": 1}}},
+        {"type": "app_rate_limited", "user": 7},
+        {"type": "event_callback", "event": {"type": "reaction_added"}, **_COMMAND_FIELDS},
+        {"type": "app_rate_limited", **_COMMAND_FIELDS, "text": "model"},
+    ],
+    ids=[
+        "user int",
+        "authorizations int",
+        "mention user int",
+        "channel int",
+        "home channel dict",
+        "rate limited user",
+        "event with a command",
+        "rate limited with a command",
+    ],
+)
+def test_events_bolt_cannot_read_or_that_carry_a_command_get_400(bot, slack, obj, caplog):
+    caplog.set_level(logging.INFO)
+    body, headers = _signed_json(
+        bot, dict(obj, response_url=bot.slack.response_url("stolen")) if "command" in obj else obj
+    )
+    assert bot.post(body, headers).status == 400
+    assert not [r for r in caplog.records if r.exc_info] and not slack.responses()
+
+
+@pytest.mark.parametrize("extra", [{"team": 5}, {"channel": 5}, {"authorizations": 5}, _COMMAND_FIELDS])
+def test_clicks_bolt_cannot_read_or_that_carry_a_command_get_400(bot, slack, extra, caplog):
+    caplog.set_level(logging.INFO)
+    click = json.loads(urllib.parse.parse_qs(_click_body(bot, "show_segments", ""))["payload"][0])
+    body = urllib.parse.urlencode({"payload": json.dumps(dict(click, **extra))})
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+    assert not [r for r in caplog.records if r.exc_info] and not slack.responses()
+
+
+def test_a_command_form_with_an_interactions_fields_gets_400(bot, caplog):
+    caplog.set_level(logging.INFO)
+    body = bot.command_body("help") + "&type=block_actions&actions=xyz"
+    assert bot.post(body, bot.signed_headers(body)).status == 400
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_signed_request_to_another_path_does_not_use_up_its_replay_key(bot):
+    body = bot.command_body("30 2 150")
+    headers = bot.signed_headers(body)
+    conn = http.client.HTTPConnection("127.0.0.1", bot.port, timeout=10)
+    conn.request("POST", "/other", body=body.encode(), headers=headers)
+    assert conn.getresponse().status == 404
+    conn.close()
+    assert bot.post(body, headers).status == 200

@@ -120,7 +120,7 @@ def test_ctrl_c_in_socket_mode_releases_the_digest_lease(tmp_path, trained):
         while time.time() < deadline and not (leases and slack.api_calls("apps.connections.open")):
             time.sleep(0.3)
             try:
-                with sqlite3.connect(db) as con:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:  # never creates it
                     leases = con.execute("SELECT name FROM leases").fetchall()
             except sqlite3.Error:
                 pass

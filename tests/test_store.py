@@ -87,8 +87,8 @@ def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch
     assert store.versions() == ["v0001"]  # the half-written version has no manifest
     assert service.served().predict(parse_rfm("30 2 150")) == before
     assert not list((tmp_path / "models").glob(".*.tmp"))
-    # the next save does not reuse the number of the broken attempt's leftovers
-    assert store.save(*fitted) == "v0003"
+    # a failed save leaves nothing behind, not even its number
+    assert store.save(*fitted) == "v0002"
 
 
 def test_crash_before_rename_keeps_old_file(tmp_path):

@@ -27,6 +27,7 @@ from ..context import BotContext
 from ..digest_runs import CHANNEL_ERRORS
 from ..exports import send_segments_csv
 from ..followup import Heavy
+from ..mrkdwn import channel
 
 COMMAND = "/segment"
 log = logging.getLogger(__name__)
@@ -236,14 +237,14 @@ def _digest(req: Request) -> Reply:
             ctx.scheduler.changed()
         nxt = schedule.trigger().get_next_fire_time(None, dt.datetime.now(dt.UTC))
         if before is not None and (before.cron, before.timezone) == (schedule.cron, schedule.timezone):
-            done = f"<#{req.channel_id}> already gets the digest {schedule.text}; nothing changed."
+            done = f"{channel(req.channel_id)} already gets the digest {schedule.text}; nothing changed."
         elif before is not None:
             done = (
-                f"Changed <#{req.channel_id}>'s digest from {before.schedule_text} to {schedule.text} "
+                f"Changed {channel(req.channel_id)}'s digest from {before.schedule_text} to {schedule.text} "
                 "(a channel has one schedule)."
             )
         else:
-            done = f"Subscribed <#{req.channel_id}> to the digest {schedule.text}."
+            done = f"Subscribed {channel(req.channel_id)} to the digest {schedule.text}."
         return blocks.plain(f"{done} Next one: {schedule_spec.when_text(nxt, schedule.timezone)}."), None
     if word == "unsubscribe":
         removed = ctx.digests.unsubscribe(req.channel_id)
@@ -274,7 +275,7 @@ def _digest(req: Request) -> Reply:
                 )
             )
             lines.append(
-                f"• <#{sub.channel_id}> {sub.schedule_text} · next {schedule_spec.when_text(nxt, sub.timezone)} · last: {status}"
+                f"• {channel(sub.channel_id)} {sub.schedule_text} · next {schedule_spec.when_text(nxt, sub.timezone)} · last: {status}"
             )
         return blocks.plain("*Digest subscriptions*\n" + "\n".join(lines)), None
     if word == "now":
