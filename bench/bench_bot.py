@@ -181,10 +181,12 @@ def _clients(task: dict) -> dict:
         outs[k] = _client(task["port"], task["case"], task["stop"], k, task["response_url"], captured)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(task["n"])]
+    started = time.time()  # the round's own length: the pool may hand the task over late
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    elapsed = time.time() - started
     refused = 0
     conn = http.client.HTTPConnection("127.0.0.1", task["gate_port"], timeout=30)
     for b, h in captured[:200]:
@@ -192,7 +194,12 @@ def _clients(task: dict) -> dict:
         resp = conn.getresponse()
         resp.read()
         refused += resp.status == 409
-    return {"latencies": [x for o in outs for x in o], "replayed": min(len(captured), 200), "refused": refused}
+    return {
+        "latencies": [x for o in outs for x in o],
+        "elapsed": elapsed,
+        "replayed": min(len(captured), 200),
+        "refused": refused,
+    }
 
 
 def concurrent(args: argparse.Namespace) -> None:
@@ -205,6 +212,7 @@ def concurrent(args: argparse.Namespace) -> None:
         latencies: dict[str, list[float]] = {n: [] for n in ports}
         seconds: dict[str, float] = {n: 0.0 for n in ports}
         replays = {"sent": 0, "refused": 0}
+        cpu_ms: dict[str, float] = {n: 0.0 for n in ports}  # the server process's CPU time per case
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             for _ in range(args.rounds):
                 for case, port in ports.items():
@@ -216,8 +224,10 @@ def concurrent(args: argparse.Namespace) -> None:
                         "stop": time.time() + args.seconds + 0.5,
                         "response_url": slack.response_url("bench"),
                     }
+                    cpu = time.process_time()
                     got = pool.apply(_clients, (task,))
-                    seconds[case] += args.seconds + 0.5
+                    cpu_ms[case] += (time.process_time() - cpu) * 1000  # includes the replays: a few
+                    seconds[case] += got["elapsed"]
                     latencies[case] += got["latencies"]
                     replays["sent"] += got["replayed"] if case != "no-op, no gate" else 0
                     replays["refused"] += got["refused"] if case != "no-op, no gate" else 0
@@ -233,7 +243,10 @@ def concurrent(args: argparse.Namespace) -> None:
     for name, t in latencies.items():
         a = np.array(t)
         stats[name] = (np.percentile(a, 50), np.percentile(a, 99), len(a) / seconds[name])
-        print(f"{name:16s} p50 {stats[name][0]:6.2f} ms  p99 {stats[name][1]:6.2f} ms  {stats[name][2]:6.0f} req/s")
+        print(
+            f"{name:16s} p50 {stats[name][0]:6.2f} ms  p99 {stats[name][1]:6.2f} ms  {stats[name][2]:6.0f} req/s  "
+            f"server CPU {cpu_ms[name] / len(t):.2f} ms per request"
+        )
     s, n, g = stats["/segment R F M"], stats["no-op command"], stats["no-op, no gate"]
     print(
         f"/segment vs the no-op through the gate: p99 x{s[1] / n[1]:.2f}; vs the no-op without the gate: "

@@ -61,6 +61,8 @@ def hide_paths(text: str) -> str:
     the bot posts shows where things live (every section, context, header and fallback text goes
     through here)."""
     text = without_addresses(text)
+    if "/" not in text:
+        return text
     return _PATH.sub(
         lambda m: m.group().rstrip(".,;:)").rsplit("/", 1)[-1] + m.group()[len(m.group().rstrip(".,;:)")) :], text
     )

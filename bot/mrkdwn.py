@@ -57,8 +57,12 @@ _DRIVER_DETAILS = (
     (re.compile(r'\b(role|database|user) "[^"]*"'), r"that \1"),
     (re.compile(r"\b(?:to |resolve )?host '[^']*'"), "its host"),
     (re.compile(r"\bhost \S+"), "its host"),
-    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "an address"),
 )
+_IP_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+
+
+# Words without which none of ``_DRIVER_DETAILS`` can match.
+_DRIVER_WORDS = ("server", "port", "'@'", "role", "database", "user", "host")
 
 
 def as_text(value: object) -> str:
@@ -76,7 +80,9 @@ def without_addresses(text: str) -> str:
             return m.group()
         return f"a {_KINDS.get(scheme, scheme)} database"
 
-    text = _DATABASE_URL.sub(name, text)
-    for pattern, said in _DRIVER_DETAILS:
-        text = pattern.sub(said, text)
-    return text
+    if "://" in text:
+        text = _DATABASE_URL.sub(name, text)
+    if any(word in text for word in _DRIVER_WORDS):  # most messages name no server: no regex runs
+        for pattern, said in _DRIVER_DETAILS:
+            text = pattern.sub(said, text)
+    return _IP_ADDRESS.sub("an address", text)
