@@ -15,7 +15,9 @@ def _mrkdwn(text: str) -> str:
     text = text.replace("```", "").replace(":warning:", "⚠").replace(":information_source:", "ℹ")
     text = _BOLD.sub(r"\1", text)
     text = _ITALIC.sub(r"\1", text)
-    return _CHANNEL.sub(r"#\1", _MENTION.sub(r"@\1", text))
+    text = _CHANNEL.sub(r"#\1", _MENTION.sub(r"@\1", text))
+    # what Slack shows for the escaped text of data and input (``mrkdwn.as_text``)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def render(message: dict[str, Any], buttons: list[dict[str, Any]] | None = None) -> str:

@@ -152,3 +152,11 @@ def test_the_home_tab_in_the_console(trained, tmp_path):
         assert "Segments ·" in out.getvalue().split("[bot → #D0CONSOLE]", 1)[1]
     finally:
         console.close()
+
+
+def test_the_console_shows_escaped_text_as_slack_shows_it():
+    from bot.mrkdwn import as_text
+    from bot.render import render
+
+    typed = "<!everyone> & <http://x|y> &lt;"
+    assert render({"text": f"No customer '{as_text(typed)}'"}) == f"No customer '{typed}'"
