@@ -21,6 +21,11 @@ if not os.environ.get("CI"):
 FLAGS = dict(customer_col="Customer", order_col="order_no", date_col="created_at", amount_col="total")
 
 
+def test_the_spark_tests_share_one_worker_and_one_jvm(request):
+    if request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@spark"), "--dist loadgroup did not group the Spark tests"
+
+
 def test_spark_rfm_equals_duckdb(tmp_path):
     df = _transactions(seed=21, n=3_000)
     path = tmp_path / "orders.parquet"
