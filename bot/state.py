@@ -126,9 +126,9 @@ class StateDB:
             path = Path(url.removeprefix("sqlite:///"))
             check_sqlite_file(path)
             create_sqlite_file(path)
-        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}  # a server may drop idle connections
+        if url.startswith("sqlite"):  # a file never does: no round of pings before each transaction
+            kwargs.update(pool_pre_ping=False, connect_args={"check_same_thread": False, "timeout": 30})
         self.url = url
         try:
             self.engine = engine or sa.create_engine(url, **kwargs)

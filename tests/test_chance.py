@@ -97,6 +97,23 @@ def test_now_and_right_after_are_the_same_customer_at_two_ages():
     assert model.now(r, o, m, g)[0] == model.predict(r, o, m, r + 60.0, g)[0]  # tenure: recency + 3 gaps
     assert model.right_after(r, o, m, g)[0] == model.predict([0.0], o, m, [60.0], g)[0]
     assert model.right_after(r, o, m, g)[0] > model.now(r, o, m, g)[0]
+    # a lookup's one evaluation of both ages equals the two (one-time buyers, repeat buyers, no gap)
+    for one in ((120.0, 4.0, 300.0, 20.0), (40.0, 1.0, 80.0, np.nan), (9.0, 2.0, 50.0, np.nan)):
+        rr, oo, mm, gg = ([x] for x in one)
+        assert model.now_and_right_after(*one) == (model.now(rr, oo, mm, gg)[0], model.right_after(rr, oo, mm, gg)[0])
+
+
+def test_one_part_or_both_give_the_same_chances():
+    """Customers of one kind only are scored by their part alone (a lookup); mixed, by both."""
+    rng = np.random.default_rng(8)
+    frame = _windows(rng, 20_000, CUTOFFS, _truth)
+    model = _fit(frame)
+    cols = [frame[c].to_numpy() for c in ("recency", "occasions", "monetary", "tenure", "gap")]
+    mixed = model.predict(*cols)
+    for kind in (frame["occasions"] >= 2, frame["occasions"] < 2):
+        idx = np.flatnonzero(kind.to_numpy())
+        assert 0 < len(idx) < len(frame)
+        assert np.array_equal(model.predict(*(c[idx] for c in cols)), mixed[idx])
 
 
 def test_the_chance_in_sql_equals_numpy_in_duckdb():

@@ -177,6 +177,26 @@ def test_damaged_current_pointer(tmp_path, fitted):
     assert store.load()[0] == "v0002"
 
 
+def test_a_running_process_sees_current_move_at_once(tmp_path, fitted):
+    """CURRENT is read again only when it changed: a rollback (same length, new file) and a
+    hand edit in place are both seen by the next lookup."""
+    store = _fresh(tmp_path, fitted, 3)
+    assert store.current_version() == "v0003"
+    assert store.rollback() == ("v0003", "v0002")  # by another process: a store of its own
+    assert store.current_version() == "v0002"
+    other = ModelStore(tmp_path)
+    other.rollback()
+    assert store.current_version() == "v0001"
+    current = tmp_path / "models" / "CURRENT"
+    stat = current.stat()
+    with open(current, "r+") as f:  # edited in place: same file, same size
+        f.write("v0003\n")
+    os.utime(current, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000))
+    assert store.current_version() == "v0003"
+    current.unlink()
+    assert store.current_version() is None
+
+
 def test_leftovers_of_dead_saves_are_cleaned(tmp_path, fitted):
     store = _fresh(tmp_path, fitted)
     (tmp_path / "models" / "v0002.joblib").write_bytes(b"half")  # died before its manifest

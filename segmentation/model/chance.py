@@ -101,8 +101,9 @@ REPEAT_CANDIDATES: tuple[tuple[str, ...], ...] = (
 def span_of(occasions, gap) -> np.ndarray:
     """Days from the first purchase day to the last: the usual gap times the gaps (as the SQL's
     COALESCE(gap * (occasions - 1), 0))."""
-    occ = np.asarray(occasions, dtype=np.float64)
-    return np.where(occ >= 2, np.nan_to_num(np.asarray(gap, dtype=np.float64), nan=0.0) * (occ - 1.0), 0.0)
+    occ, g = np.asarray(occasions, dtype=np.float64), np.asarray(gap, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where((occ >= 2) & ~np.isnan(g), g * (occ - 1.0), 0.0)
 
 
 def tenure_of(recency, occasions, gap) -> np.ndarray:
@@ -171,8 +172,20 @@ class ChanceModel:
 
     def predict(self, recency, occasions, monetary, tenure, gap) -> np.ndarray:
         x = Inputs(*(np.asarray(v, dtype=np.float64) for v in (recency, occasions, monetary, tenure, gap)))
-        z = np.where(x.occasions >= 2, self.repeat.z(x), self.one_time.z(x))
+        repeat = x.occasions >= 2
+        if repeat.all():  # one part only when one suffices (a lookup is one customer)
+            z = self.repeat.z(x)
+        elif not repeat.any():
+            z = self.one_time.z(x)
+        else:
+            z = np.where(repeat, self.repeat.z(x), self.one_time.z(x))
         return 1 / (1 + np.exp(-z))
+
+    def now_and_right_after(self, recency: float, occasions: float, monetary: float, gap: float) -> tuple[float, float]:
+        """``now`` and ``right_after`` of one customer, in one evaluation."""
+        span = float(span_of([occasions], [gap])[0])
+        p = self.predict([recency, 0.0], [occasions] * 2, [monetary] * 2, [recency + span, span], [gap] * 2)
+        return float(p[0]), float(p[1])
 
     def now(self, recency, occasions, monetary, gap) -> np.ndarray:
         """The chance today, from a customer's RFM row (tenure = recency + span)."""

@@ -7,6 +7,7 @@ a module boundary as a loose dict.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,6 +40,12 @@ def plural(n: float, word: str) -> str:
     return f"{n_text} {word}{'' if n == 1 else 's'}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _definition(base: str, scope: Scope | None) -> Definition:
+    """A base name's definition narrowed by a scope (both immutable: built once per pair)."""
+    return BY_NAME[base].narrowed(scope)
+
+
 @dataclass(frozen=True)
 class Segment:
     cluster: int
@@ -68,7 +75,7 @@ class Segment:
     @property
     def defined_by(self) -> Definition:
         """The definition its customers are checked against: the base name's, narrowed by its qualifiers."""
-        return BY_NAME[self.base].narrowed(self.scope)
+        return _definition(self.base, self.scope)
 
     def typical(self, terms: ShopTerms) -> str:
         """E.g. "typically 268 days since the last order, 1 order, R$644"."""

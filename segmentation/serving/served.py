@@ -96,6 +96,7 @@ class ServedModel:
     ) -> dict[str, Any]:
         seg = self.segment(cluster)
         play = _play(seg, book or _playbook_or_none())
+        typical, persona, future = self._texts(seg)
         return dict(
             segment=seg.name,
             cluster=cluster,
@@ -104,7 +105,7 @@ class ServedModel:
             description=play["description"],
             actions=play["actions"],
             definition=seg.definition,
-            typical=seg.typical(self.terms),
+            typical=typical,
             segment_customers=seg.customers,
             fit=seg.check.fit,
             typical_values=(seg.recency_median, seg.frequency_median, seg.monetary_median),
@@ -117,11 +118,21 @@ class ServedModel:
             fits_definition=fits_definition(self.terms, seg.defined_by, r, occasions, m, at_risk),
             model_version=self.version,
             currency=self.terms.currency,
-            persona=seg.persona.line() if seg.persona is not None else None,
+            persona=persona,
             chance=chance,
             horizon=self.trained.horizon,
-            future=seg.future_text(self.trained.futures),
+            future=future,
         )
+
+    def _texts(self, seg: Segment) -> tuple[str, str | None, str | None]:
+        """A segment's typical customer, persona and outcome lines: fixed for a model version,
+        so worked out once per segment (every lookup shows them)."""
+        cache = self.__dict__.setdefault("_texts_cache", {})  # frozen: a memo, not state
+        texts = cache.get(seg.cluster)
+        if texts is None:
+            persona = seg.persona.line() if seg.persona is not None else None
+            texts = cache[seg.cluster] = (seg.typical(self.terms), persona, seg.future_text(self.trained.futures))
+        return texts
 
     def predict(self, rfm: RFM, book: playbook_mod.Playbook | None = None) -> Prediction:
         """The segment of a typed profile. Its orders count as separate purchase days, and its
@@ -130,8 +141,9 @@ class ServedModel:
         model, basis = self.trained.chance, None
         gap = float(self.terms.return_time) if f >= 2 else np.nan
         if model is not None:
-            now, then = model.now([r], [f], [m], [gap]), model.right_after([r], [f], [m], [gap])
-            chance: float | None = float(now[0])
+            today, last_order = model.now_and_right_after(r, f, m, gap)
+            now, then = np.array([today]), np.array([last_order])
+            chance: float | None = today
             if f >= 2:
                 basis = f"taking their orders to be the shop's return time, {self.terms.return_time} days, apart"
         else:

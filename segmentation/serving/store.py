@@ -75,6 +75,7 @@ class ModelStore:
         self.keep = max(5, keep)
         self.max_bytes = max_bytes
         self._key = key or load_key(self.root)
+        self._current_seen: tuple[tuple[int, int, int], str] | None = None  # CURRENT's (inode, mtime, size), text
 
     @property
     def key(self) -> ModelKey:
@@ -123,8 +124,18 @@ class ModelStore:
         return [v for _, v in sorted(found)]
 
     def current_version(self) -> str | None:
+        """The version ``CURRENT`` names. Asked on every lookup: the file is read again only when
+        it changed (it is replaced, never edited in place, so a new inode says so)."""
+        path = self._current_path
         try:
-            v = self._current_path.read_text().strip()
+            st = os.stat(path)
+            seen = self._current_seen
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if seen is not None and seen[0] == stamp:
+                v = seen[1]
+            else:
+                v = path.read_text().strip()
+                self._current_seen = (stamp, v)
         except FileNotFoundError:
             return None
         if not _VERSION_RE.match(v):
