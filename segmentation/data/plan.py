@@ -92,6 +92,7 @@ class _Plan:
     # is only called when personas are wanted; `persona_orders` says whether it reads the orders.
     persona: Callable[[dt.date, str], list[tuple[str, str]]] | None = None
     persona_orders: bool = False
+    carried: frozenset[str] = frozenset()  # persona labels the orders relation carries (``rel.CARRIED``)
 
 
 def _plan(source: Source, keep_files: bool = False) -> _Plan:
@@ -119,15 +120,23 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         loaded = _load_files(engine, {**files, **extras})
         refs.update(loaded)
         olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
+        # a training pass that describes personas carries the labels it can on each order
+        carried = _olist_folder_have(source.folder) & rel.CARRIED if keep_files else frozenset()
+
+        def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
+            on_orders = carried if orders == rel.MATERIALISED_ORDERS else frozenset()
+            return _olist_folder_persona(source.folder, refs, orders, on_orders)
+
         # the columns are not checked up front (sniffing three gzipped files costs a third of a
         # second on Olist): a query that fails is diagnosed
         return _Plan(
             engine,
-            rel.olist_orders(*olist),
+            rel.olist_orders(*olist, carried),
             rel.olist_valid_orders(*olist),
             diagnose=lambda: _check_olist_columns(engine, refs, files),
-            persona=lambda late, orders: _olist_folder_persona(source.folder, refs, orders),
+            persona=persona,
             persona_orders=True,
+            carried=carried,
         )
     if isinstance(source, TransactionsSource):
         engine = DuckDBEngine(str(source.path))
@@ -241,11 +250,21 @@ def _olist_extras(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _olist_folder_persona(folder: Path, refs: Mapping[str, str], orders: str) -> list[tuple[str, str]]:
-    paths = {**_olist_extras(folder), **{key: _olist_file(folder, key) for key in OLIST_FILES}}
-    all_refs = {**{key: _reader(path) for key, path in paths.items()}, **refs}
-    have = _olist_have(lambda key: _csv_header(paths[key]) if key in paths else None)
-    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders)
+def _olist_folder_paths(folder: Path) -> dict[str, Path]:
+    return {**_olist_extras(folder), **{key: _olist_file(folder, key) for key in OLIST_FILES}}
+
+
+def _olist_folder_have(folder: Path) -> frozenset[str]:
+    """The facets an Olist folder's files can describe (from their header lines)."""
+    paths = _olist_folder_paths(folder)
+    return _olist_have(lambda key: _csv_header(paths[key]) if key in paths else None)
+
+
+def _olist_folder_persona(
+    folder: Path, refs: Mapping[str, str], orders: str, carried: frozenset[str]
+) -> list[tuple[str, str]]:
+    all_refs = {**{key: _reader(path) for key, path in _olist_folder_paths(folder).items()}, **refs}
+    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), _olist_folder_have(folder), orders, carried)
 
 
 # Olist files together under this size are read into the engine's memory first, each file on

@@ -134,10 +134,20 @@ def passes(checks: tuple[Check, ...]) -> str:
     return " AND ".join(f"NOT ({cond})" for _, cond in checks)
 
 
-def _olist_joined(orders: str, payments: str, customers: str, reading: Reading) -> str:
+# Persona labels an Olist training pass can carry on each order from the joins it makes anyway
+# (the payments per order, the order's customer), so the personas need not join those files again.
+CARRIED = frozenset({"instalments", "state"})
+
+
+def _olist_joined(
+    orders: str, payments: str, customers: str, reading: Reading, carried: frozenset[str] = frozenset()
+) -> str:
     """The Olist orders (one row per order id, should the table repeat one) with their summed
-    payments and their customer's ``customer_unique_id``; aliases o, p and c."""
+    payments and their customer's ``customer_unique_id``; aliases o, p and c. ``carried``: the
+    order's most instalments (p.instalments) and its customer's state (c.state) too."""
     amount = reading.money("payment_value")
+    most = f", MAX({reading.cast}(payment_installments AS INTEGER)) AS instalments" if "instalments" in carried else ""
+    state = f", MIN(UPPER({_label('customer_state')})) AS state" if "state" in carried else ""
     return f"""
     FROM (
         SELECT order_id, MIN(cid) AS cid, MIN(status) AS status, MIN(ordered_at) AS ordered_at
@@ -151,28 +161,31 @@ def _olist_joined(orders: str, payments: str, customers: str, reading: Reading) 
     ) AS o
     LEFT JOIN (
         SELECT KEY_TEXT(order_id) AS order_id, SUM({amount}) AS amount,
-               COUNT(*) AS n_rows, COUNT({amount}) AS n_ok
+               COUNT(*) AS n_rows, COUNT({amount}) AS n_ok{most}
         FROM {payments} AS pp
         GROUP BY KEY_TEXT(order_id)
     ) AS p ON o.order_id = p.order_id
     LEFT JOIN (
-        SELECT KEY_TEXT(customer_id) AS customer_id, MIN({text_id("customer_unique_id")}) AS uid
+        SELECT KEY_TEXT(customer_id) AS customer_id, MIN({text_id("customer_unique_id")}) AS uid{state}
         FROM {customers} AS cc
         GROUP BY KEY_TEXT(customer_id)
     ) AS c ON o.cid = c.customer_id"""
 
 
-def olist_orders(orders: str, payments: str, customers: str, reading: Reading) -> list[tuple[str, str]]:
+def olist_orders(
+    orders: str, payments: str, customers: str, reading: Reading, carried: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
     """The Olist layout: delivered orders only, payments summed per order, customers identified
     by ``customer_unique_id`` (``customer_id`` is per order in Olist). Orders paid entirely by
-    voucher (total 0) count."""
+    voucher (total 0) count. ``carried`` (of ``CARRIED``): persona labels kept on each order."""
+    extra = "".join(f", {'p' if c == 'instalments' else 'c'}.{c} AS {c}" for c in sorted(carried))
     return [
         (
             "orders",
             f"""
     SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount,
            1 AS n_rows, {reason_of(OLIST_CHECKS)} AS excluded,
-           o.cid AS order_customer{_olist_joined(orders, payments, customers, reading)}""",
+           o.cid AS order_customer{extra}{_olist_joined(orders, payments, customers, reading, carried)}""",
         )
     ]
 
@@ -308,16 +321,17 @@ def lines_to_orders_cte(total_checks: tuple[Check, ...]) -> tuple[str, str]:
     )
 
 
-def classified(late_after: dt.date, late_reason: str) -> tuple[str, str]:
+def classified(late_after: dt.date, late_reason: str, carried: frozenset[str] = frozenset()) -> tuple[str, str]:
     """Valid orders and returns keep their customer; every other row keeps only its reason
-    (``date_checks``, which a return must pass too)."""
+    (``date_checks``, which a return must pass too). ``carried``: the orders' persona labels."""
+    extra = "".join(f", {c}" for c in sorted(carried))
     return (
         "classified",
         f"""
         SELECT CASE WHEN x IS NULL OR x = '{RETURN}' THEN customer_id END AS customer_id, order_id, day, amount, n_rows,
-               x AS excluded, order_customer
+               x AS excluded, order_customer{extra}
         FROM (
-            SELECT customer_id, order_id, amount, n_rows, order_customer, CAST(ordered_at AS DATE) AS day,
+            SELECT customer_id, order_id, amount, n_rows, order_customer{extra}, CAST(ordered_at AS DATE) AS day,
                    CASE WHEN excluded IS NULL OR excluded = '{RETURN}'
                         THEN COALESCE({reason_of(date_checks(late_after, late_reason))}, excluded)
                         ELSE excluded END AS x
@@ -543,17 +557,24 @@ MATERIALISED_ORDERS = "(SELECT * FROM segment_classified WHERE excluded IS NULL)
 
 
 def olist_persona(
-    refs: Mapping[str, str], reading: Reading, have: frozenset[str], orders: str = VALID_DAYS
+    refs: Mapping[str, str],
+    reading: Reading,
+    have: frozenset[str],
+    orders: str = VALID_DAYS,
+    carried: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """The Olist layout's facets, from whichever optional files or columns ``have`` names:
     ``category`` (items, products and, for English names, the translation), ``payment`` and
     ``instalments`` (payment_type, payment_installments) and ``state`` (customer_state);
-    ``orders`` holds the valid orders."""
+    ``orders`` holds the valid orders, and ``carried`` names the labels that are columns of it
+    already (``olist_orders``), read from there instead of joining their file again."""
     parts = []
+    labels = "".join(f", v.{c} AS {c}" for c in sorted(carried & have))
     bought = (
         "bought",
         f"""
-        SELECT v.order_id AS order_id, v.order_customer AS order_customer, v.customer_id AS customer_id, m.cluster AS cluster
+        SELECT v.order_id AS order_id, v.order_customer AS order_customer, v.customer_id AS customer_id,
+               m.cluster AS cluster{labels}
         FROM {orders} AS v JOIN members AS m ON v.customer_id = m.customer_id""",
     )
     if "category" in have:
@@ -592,7 +613,14 @@ def olist_persona(
             SELECT 'payment' AS facet, b.cluster AS cluster, COALESCE(LOWER({_label("pay.payment_type")}), 'not_defined') AS label,
                    {reading.money("pay.payment_value")} AS amount, 1 AS n{payments}"""
         )
-    if "instalments" in have:
+    if "instalments" in have and "instalments" in carried:
+        parts.append(
+            """
+            SELECT 'instalments' AS facet, cluster, CAST(instalments AS VARCHAR) AS label, 0 AS amount, 1 AS n
+            FROM bought
+            WHERE instalments IS NOT NULL"""
+        )
+    elif "instalments" in have:
         instalments = f"{reading.cast}(pay.payment_installments AS INTEGER)"
         parts.append(
             f"""
@@ -603,7 +631,15 @@ def olist_persona(
             ) AS per_order
             WHERE most IS NOT NULL"""
         )
-    if "state" in have:
+    if "state" in have and "state" in carried:
+        parts.append(
+            """
+            SELECT 'state' AS facet, cluster, state AS label, 0 AS amount, COUNT(DISTINCT customer_id) AS n
+            FROM bought
+            WHERE state IS NOT NULL
+            GROUP BY cluster, state"""
+        )
+    elif "state" in have:
         parts.append(
             f"""
             SELECT 'state' AS facet, cluster, label, 0 AS amount, COUNT(DISTINCT customer_id) AS n

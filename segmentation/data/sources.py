@@ -226,7 +226,7 @@ def _late(as_of: dt.date | None) -> tuple[dt.date, str]:
 
 def orders_ctes(plan: _Plan, as_of: dt.date | None) -> list[tuple[str, str]]:
     """The source's orders relation with every row classified (valid, or why not)."""
-    return [*plan.ctes, rel.classified(*_late(as_of))]
+    return [*plan.ctes, rel.classified(*_late(as_of), plan.carried)]
 
 
 @dataclass
