@@ -17,6 +17,7 @@ Every measured step runs as a fresh process; its wall time and peak RSS (the pro
 
 Usage: python bench/bench_scale.py [--orders 10000000] [--pg postgresql://postgres@127.0.0.1/test]
        [--work DIR] [--steps train-parquet,train-postgres,...] [--repeat N]
+       python bench/bench_scale.py --layout olist [--orders N] [--repeat N]   (see olist_layout.py)
 
 With --repeat N the steps run N times in turn (Parquet and PostgreSQL alternate, so both see the
 same machine) and the medians are printed.
@@ -33,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import olist_layout
 
 HERE = Path(__file__).resolve().parent
 FLAGS = ["--customer-col", "customer", "--order-col", "order_id", "--date-col", "created_at", "--amount-col", "total"]
@@ -175,10 +178,14 @@ def main() -> None:
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--ari-customers", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--layout", choices=["parquet", "olist"], default="parquet")
     args = ap.parse_args()
     steps = args.steps.split(",")
     work = Path(args.work) / str(args.orders)
     work.mkdir(parents=True, exist_ok=True)
+    if args.layout == "olist":  # the six CSV files with personas, against plain DuckDB (olist_layout.py)
+        print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
+        sys.exit(olist_layout.run(work, args.orders, args.repeat, measure))
     parquet = prepare(work, args.orders, args.pg if any("postgres" in s for s in steps) else None)
     print(
         f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; {args.orders:,} orders"
