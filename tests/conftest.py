@@ -62,6 +62,7 @@ INTEGRATION = {
     "test_report",
     "test_settings_state",
     "test_spark",
+    "test_spark_cluster",
 }
 
 

@@ -103,4 +103,11 @@ class SparkEngine:
 
 def _spark_message(exc: BaseException) -> str:
     text = first_line(exc)
+    if text.startswith("An error occurred while calling"):  # py4j's wrapper: the Java cause says what
+        full = str(exc)
+        causes = re.findall(r"Caused by: [\w.$]+: ([^\n]+)", full) or re.findall(
+            r"(?:SparkException|Error|Exception): ([^\n]+)", full
+        )
+        if causes:
+            text = causes[-1].strip() if "Caused by" in full else causes[0].strip()
     return re.sub(r"\s*SQLSTATE: \w+\s*;?.*$", "", text)
