@@ -74,8 +74,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.unit)
-        if module == "test_spark" or "[spark" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("spark"))  # one worker, one JVM (--dist loadgroup)
+        if module in ("test_spark", "test_spark_cluster") or "[spark" in item.nodeid:
+            # one worker, one JVM (--dist loadgroup); the cluster's JVMs then never run beside it
+            item.add_marker(pytest.mark.xdist_group("spark"))
         elif module == "test_report":
             item.add_marker(pytest.mark.xdist_group("report"))  # its module fixture built once
 

@@ -379,13 +379,13 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
         ):
             dates = ["order_purchase_timestamp"] if stem == "olist_orders_dataset" else []
             frame = pd.read_csv(sample_folder / f"{stem}.csv", parse_dates=dates, encoding="utf-8-sig")
-            frame.to_sql(stem, engine, schema=schema, index=False)
+            frame.to_sql(stem, engine, schema=schema, index=False, chunksize=2_000, method="multi")
+        _, from_folder = train(source_from_spec(sample_folder), ModelStore(tmp_path / "f"), k=8)
         for sessions in ("2", "1"):
             monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=int(sessions)))
             _, from_db = train(
                 source_from_spec(url, layout="olist", schema=schema), ModelStore(tmp_path / f"db{sessions}"), k=8
             )
-            _, from_folder = train(source_from_spec(sample_folder), ModelStore(tmp_path / f"f{sessions}"), k=8)
             assert [s.name for s in from_db.segments] == [s.name for s in from_folder.segments]
             for a, b in zip(from_db.segments, from_folder.segments):
                 assert a.persona is not None and b.persona is not None

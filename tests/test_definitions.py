@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from conftest import shop_table
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from segmentation.model import definitions as d
@@ -105,6 +105,9 @@ def test_definitions_are_written_with_the_shops_numbers(tmp_path):
 
 
 @settings(max_examples=8, deadline=None)
+# K below the strata merges a band's one-time and repeat buyers into one cluster: its qualifier
+# once said "one-time buyers" and its definition then held for 5% of it
+@example(seed=1, gap=41.5, dropout=0.2578125, one_time=0.203125, k=8)
 @given(
     seed=st.integers(0, 10_000),
     gap=st.floats(5, 120),

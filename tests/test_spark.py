@@ -1,6 +1,7 @@
 """Spark in local mode runs the same RFM definition and the same compiled model as DuckDB.
 PySpark is an optional extra (`pip install -e ".[spark]"`); `.ci/run` installs it, and in CI a
-missing PySpark fails these tests instead of skipping them."""
+missing PySpark fails these tests instead of skipping them. The backtest on Spark is checked on a
+real cluster (test_spark_cluster.py)."""
 
 from __future__ import annotations
 
@@ -84,16 +85,3 @@ def test_spark_errors_are_one_line(tmp_path):
         with pytest.raises(DataError, match=expected) as info:
             load_rfm(source_from_spec(spec, **kwargs))
         assert "\n" not in str(info.value)
-
-
-def test_backtest_on_spark_equals_duckdb(tmp_path):
-    from test_databases import _backtest_figures
-
-    from segmentation.analysis import backtest
-
-    df = _transactions(seed=13, n=5_000)
-    path = tmp_path / "orders.parquet"
-    df.to_parquet(path, index=False)
-    on_spark = backtest.run(source_from_spec(f"spark:{path}", **FLAGS), horizon=60, cutoffs=2)
-    on_duckdb = backtest.run(source_from_spec(path, **FLAGS), horizon=60, cutoffs=2)
-    assert on_spark.results and _backtest_figures(on_spark) == _backtest_figures(on_duckdb)

@@ -43,6 +43,7 @@ class Candidate:
     medians: tuple[float, float, float]  # recency days, purchase days, money
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the medians in the model's standardised space
     spend_share: float = 1.0  # share of its customers at the spend level of its median customer
+    kind_share: float = 1.0  # share of its customers of its median customer's kind (one-time or repeat)
 
 
 SPEND_WORD_SHARE = 2 / 3
@@ -110,6 +111,8 @@ def _words(members: list[Candidate], terms: ShopTerms) -> dict[int, list[str]]:
     if len(members) == 1:
         return {members[0].cluster: []}
     for describe in (lambda c: c.band.word, _kind_word):
+        if describe is _kind_word and any(c.kind_share < 1.0 for c in members):
+            continue  # a cluster of both kinds (K below the strata merged them): the word would exclude some
         parts: dict[str, list[Candidate]] = defaultdict(list)
         for c in members:
             parts[describe(c)].append(c)

@@ -83,6 +83,7 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
         base = name_for(b, f, s, r)
         med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
         typical_spend = terms.spend(med[2])
+        one_time = (f == Freq.ONE_TIME).mean()
         cands.append(
             Candidate(
                 cluster=c,
@@ -93,6 +94,7 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
                 medians=med,
                 center=tuple(model.transform(np.array([med]))[0]),
                 spend_share=float((s == typical_spend).mean()),
+                kind_share=float(one_time if terms.freq(med[1]) == Freq.ONE_TIME else 1.0 - one_time),
             )
         )
         stats[c] = (idx, check(base, b, f, s, r))
