@@ -250,14 +250,19 @@ def test_answers_show_the_segment_s_typical_numbers_and_definition(trained):
     assert listing["terms"]["return_time"] >= 1 and "text" in listing["at_risk_rule"]
 
 
-def test_validate_command(tmp_path, sample_folder):
+def test_validate_command(tmp_path, sample_folder, monkeypatch):
+    from segment_cli import checks_text, commands
+    from segment_cli.as_json import validation_json
+
+    reports = []  # the report behind the JSON, to print as text too (one validation: 45 fits)
+    monkeypatch.setattr(commands, "validation_json", lambda report: reports.append(report) or validation_json(report))
     r = cli(tmp_path, "validate", "--data", str(sample_folder), "--json")
     assert r.code == 0, r.err
     d = json.loads(r.out)
     assert d["passed"] and d["invariants"]["hold"] and d["seed_max_change"] <= 0.02
     assert d["at_risk_max_change"] <= 0.01 and all(s["passed"] for s in d["segments"])
     assert {x["k"] for x in d["runs"]} == set(range(6, 15)) and len({x["seed"] for x in d["runs"]}) == 5
-    text = cli(tmp_path, "validate", "--data", str(sample_folder)).out
+    text = checks_text.validation(reports[0])
     assert "Overall: pass" in text and "No promotion without a purchase" in text and "BG/NBD" in text
     assert not (tmp_path / "models").exists()  # validation saves nothing
 
