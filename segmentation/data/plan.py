@@ -120,12 +120,15 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         loaded = _load_files(engine, {**files, **extras})
         refs.update(loaded)
         olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
-        # a training pass that describes personas carries the labels it can on each order
-        carried = _olist_folder_have(source.folder) & rel.CARRIED if keep_files else frozenset()
+        # a training pass that describes personas carries the labels it can on each order (the
+        # files' header lines say which facets there are: read once, here or for the personas)
+        have = _olist_folder_have(source.folder) if keep_files else None
+        carried = have & rel.CARRIED if have is not None else frozenset()
 
         def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
             on_orders = carried if orders == rel.MATERIALISED_ORDERS else frozenset()
-            return _olist_folder_persona(source.folder, refs, orders, on_orders)
+            facets = have if have is not None else _olist_folder_have(source.folder)
+            return _olist_folder_persona(source.folder, refs, orders, facets, on_orders)
 
         # the columns are not checked up front (sniffing three gzipped files costs a third of a
         # second on Olist): a query that fails is diagnosed
@@ -261,10 +264,10 @@ def _olist_folder_have(folder: Path) -> frozenset[str]:
 
 
 def _olist_folder_persona(
-    folder: Path, refs: Mapping[str, str], orders: str, carried: frozenset[str]
+    folder: Path, refs: Mapping[str, str], orders: str, have: frozenset[str], carried: frozenset[str]
 ) -> list[tuple[str, str]]:
     all_refs = {**{key: _reader(path) for key, path in _olist_folder_paths(folder).items()}, **refs}
-    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), _olist_folder_have(folder), orders, carried)
+    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders, carried)
 
 
 # Olist files together under this size are read into the engine's memory first, each file on
