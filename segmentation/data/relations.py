@@ -137,6 +137,7 @@ def passes(checks: tuple[Check, ...]) -> str:
 # Persona labels an Olist training pass can carry on each order from the joins it makes anyway
 # (the payments per order, the order's customer), so the personas need not join those files again.
 CARRIED = frozenset({"instalments", "state"})
+_CARRIED_FROM = {"instalments": "p", "state": "c"}  # the join each label comes from (``_olist_joined``)
 
 
 def _olist_joined(
@@ -178,7 +179,7 @@ def olist_orders(
     """The Olist layout: delivered orders only, payments summed per order, customers identified
     by ``customer_unique_id`` (``customer_id`` is per order in Olist). Orders paid entirely by
     voucher (total 0) count. ``carried`` (of ``CARRIED``): persona labels kept on each order."""
-    extra = "".join(f", {'p' if c == 'instalments' else 'c'}.{c} AS {c}" for c in sorted(carried))
+    extra = "".join(f", {_CARRIED_FROM[c]}.{c} AS {c}" for c in sorted(carried))
     return [
         (
             "orders",

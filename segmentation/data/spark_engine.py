@@ -105,9 +105,9 @@ def _spark_message(exc: BaseException) -> str:
     text = first_line(exc)
     if text.startswith("An error occurred while calling"):  # py4j's wrapper: the Java cause says what
         full = str(exc)
-        causes = re.findall(r"Caused by: [\w.$]+: ([^\n]+)", full) or re.findall(
-            r"(?:SparkException|Error|Exception): ([^\n]+)", full
-        )
-        if causes:
-            text = causes[-1].strip() if "Caused by" in full else causes[0].strip()
+        root = re.findall(r"Caused by: [\w.$]+: ([^\n]+)", full)  # the deepest cause, else the first exception
+        first = re.search(r"(?:SparkException|Error|Exception): ([^\n]+)", full)
+        cause = root[-1] if root else first.group(1) if first else None
+        if cause:
+            text = cause.strip()
     return re.sub(r"\s*SQLSTATE: \w+\s*;?.*$", "", text)

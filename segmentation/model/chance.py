@@ -182,9 +182,8 @@ class ChanceModel:
         return 1 / (1 + np.exp(-z))
 
     def now_and_right_after(self, recency: float, occasions: float, monetary: float, gap: float) -> tuple[float, float]:
-        """``now`` and ``right_after`` of one customer, in one evaluation."""
-        span = float(span_of([occasions], [gap])[0])
-        p = self.predict([recency, 0.0], [occasions] * 2, [monetary] * 2, [recency + span, span], [gap] * 2)
+        """``now`` and ``right_after`` of one customer, in one evaluation (two ages of one row)."""
+        p = self.now([recency, 0.0], [occasions] * 2, [monetary] * 2, [gap] * 2)
         return float(p[0]), float(p[1])
 
     def now(self, recency, occasions, monetary, gap) -> np.ndarray:
@@ -193,8 +192,7 @@ class ChanceModel:
 
     def right_after(self, recency, occasions, monetary, gap) -> np.ndarray:
         """The chance the same customer had on the day of their last order (recency 0)."""
-        tenure = span_of(occasions, gap)
-        return self.predict(np.zeros(np.shape(tenure)), occasions, monetary, tenure, gap)
+        return self.now(np.zeros(np.shape(occasions)), occasions, monetary, gap)
 
     def sql(self, recency: str = "recency", tenure: str | None = None) -> str:
         """The chance as one SQL expression over columns ``occasions``, ``monetary``, ``gap``

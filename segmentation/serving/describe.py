@@ -82,19 +82,19 @@ def _segments(model, rfm, labels, band, freq, spend, flags, terms, book) -> list
         b, f, s, r = band[idx], freq[idx], spend[idx], flags[idx]
         base = name_for(b, f, s, r)
         med = (float(np.median(recency[idx])), float(np.median(occasions[idx])), float(np.median(monetary[idx])))
-        typical_spend = terms.spend(med[2])
+        typical_spend, typical_freq = terms.spend(med[2]), terms.freq(med[1])
         one_time = (f == Freq.ONE_TIME).mean()
         cands.append(
             Candidate(
                 cluster=c,
                 base=base,
                 band=Band(int(np.bincount(b, minlength=4).argmax())),
-                freq=terms.freq(med[1]),
+                freq=typical_freq,
                 spend=typical_spend,
                 medians=med,
                 center=tuple(model.transform(np.array([med]))[0]),
                 spend_share=float((s == typical_spend).mean()),
-                kind_share=float(one_time if terms.freq(med[1]) == Freq.ONE_TIME else 1.0 - one_time),
+                kind_share=float(one_time if typical_freq == Freq.ONE_TIME else 1.0 - one_time),
             )
         )
         stats[c] = (idx, check(base, b, f, s, r))
