@@ -38,7 +38,9 @@ from pathlib import Path
 import olist_layout
 
 HERE = Path(__file__).resolve().parent
-FLAGS = ["--customer-col", "customer", "--order-col", "order_id", "--date-col", "created_at", "--amount-col", "total"]
+# the columns of `segment sample-data --layout transactions` (TRANSACTIONS_COLUMNS)
+COLUMNS = {"customer_col": "customer_id", "order_col": "order_id", "date_col": "ordered_at", "amount_col": "amount"}
+FLAGS = [part for key, name in COLUMNS.items() for part in ("--" + key.replace("_", "-"), name)]
 STEPS = ["train-parquet", "train-postgres", "digest-parquet", "digest-postgres", "customer-cold", "bot-retrain", "ari"]
 
 MEASURE = """
@@ -56,7 +58,7 @@ import datetime as dt, sys
 from segmentation.serving.service import SegmentService
 from segmentation.data.spec import source_from_spec
 from segmentation.serving.store import ModelStore
-flags = dict(customer_col="customer", order_col="order_id", date_col="created_at", amount_col="total")
+flags = dict(customer_col="customer_id", order_col="order_id", date_col="ordered_at", amount_col="amount")
 extra = {"table": sys.argv[3]} if sys.argv[3] != "-" else {}
 served = SegmentService(ModelStore(sys.argv[1])).served()
 as_of = dt.date.fromisoformat(served.info.snapshot_date) + dt.timedelta(days=30)
@@ -103,40 +105,30 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 
 
 def prepare(work: Path, orders: int, pg: str | None) -> Path:
-    """Generated Olist-layout orders → one Parquet of delivered orders (customer, order, date,
-    total) → the same rows in a PostgreSQL table."""
+    """Generated orders, streamed by `segment sample-data --layout transactions` into one Parquet
+    file of the delivered orders (the same shop as the Olist layout of the seed) → the same rows
+    in a PostgreSQL table."""
     import duckdb
 
-    parquet = work / "orders.parquet"
+    parquet = work / "transactions.parquet"
     if not parquet.exists():
-        folder = work / "olist"
-        if not (folder / ".complete").exists():
-            t = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "segment_cli",
-                    "sample-data",
-                    "--orders",
-                    str(orders),
-                    "--out",
-                    str(folder),
-                ],
-                check=True,
-            )
-            print(f"generated {orders:,} orders in {time.perf_counter() - t:.0f} s", flush=True)
-        con = duckdb.connect()
-        con.execute(f"""
-            COPY (
-              SELECT c.customer_unique_id AS customer, o.order_id, CAST(o.order_purchase_timestamp AS TIMESTAMP) AS created_at,
-                     CAST(p.total AS DECIMAL(18,2)) AS total
-              FROM read_csv('{folder}/olist_orders_dataset.csv*') o
-              JOIN (SELECT order_id, SUM(payment_value) AS total FROM read_csv('{folder}/olist_order_payments_dataset.csv*') GROUP BY 1) p USING (order_id)
-              JOIN read_csv('{folder}/olist_customers_dataset.csv*') c USING (customer_id)
-              WHERE o.order_status = 'delivered'
-            ) TO '{parquet}' (FORMAT parquet)
-        """)
+        t = time.perf_counter()
+        wall, rss = measure(
+            [
+                sys.executable,
+                "-m",
+                "segment_cli",
+                "-q",
+                "sample-data",
+                "--orders",
+                str(orders),
+                "--layout",
+                "transactions",
+                "--out",
+                str(work),
+            ]
+        )
+        print(f"generated {orders:,} orders in {time.perf_counter() - t:.0f} s, peak RSS {rss:.0f} MB", flush=True)
     if pg:
         import sqlalchemy as sa
 
@@ -153,7 +145,7 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
             try:
                 cur = raw.cursor()
                 cur.execute(
-                    f"CREATE TABLE {table_name(orders)} (customer text, order_id text, created_at timestamp, total numeric(18,2))"
+                    f"CREATE TABLE {table_name(orders)} (customer_id text, order_id text, ordered_at timestamp, amount numeric(18,2))"
                 )
                 with cur.copy(f"COPY {table_name(orders)} FROM STDIN (FORMAT csv)") as copy, open(csv, "rb") as fh:
                     while chunk := fh.read(1 << 20):

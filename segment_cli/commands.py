@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from segment_cli import text
 from segment_cli.as_json import backtest_json, model_json, train_json, validation_json
 from segmentation.data.kinds import describe_exclusions
-from segmentation.data.sample import write_sample
+from segmentation.data.sample import TRANSACTIONS_COLUMNS, TRANSACTIONS_FILE, write_sample
 from segmentation.data.sources import load_rfm, opened
 from segmentation.data.spec import OpenedData, SourceOptions, open_data
 from segmentation.errors import InputError, SegmentationError
@@ -206,10 +207,23 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     def show(done: int, total: int) -> None:
         print(f"\r  {done:,} / {total:,} orders", end="", file=sys.stderr, flush=True)
 
-    write_sample(args.out, orders=args.orders, seed=args.seed, progress=None if args.quiet else show, shape=args.shape)
+    out = write_sample(
+        args.out,
+        orders=args.orders,
+        seed=args.seed,
+        progress=None if args.quiet else show,
+        shape=args.shape,
+        layout=args.layout,
+    )
     if not args.quiet:
         print(file=sys.stderr)
-    print(f"Wrote {args.orders:,} orders of a {args.shape} shop (seed {args.seed}) in the Olist layout to {args.out}")
+    shop = f"{args.orders:,} orders of a {args.shape} shop (seed {args.seed})"
+    if args.layout == "olist":
+        print(f"Wrote {shop} in the Olist layout to {args.out}")
+        return 0
+    flags = " ".join(f"--{key.replace('_', '-')} {name}" for key, name in TRANSACTIONS_COLUMNS.items())
+    print(f"Wrote {shop}, the delivered ones, to {out / TRANSACTIONS_FILE}")
+    print(f"Train on it with: segment train --data {shlex.quote(str(out / TRANSACTIONS_FILE))} {flags}")
     return 0
 
 

@@ -139,7 +139,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("sample-data", help="write synthetic order history in the Olist layout")
+    p = sub.add_parser("sample-data", help="write synthetic order history (the Olist layout, or one Parquet file)")
     p.add_argument("--orders", type=positive_int, default=100_000)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=seed_value, default=42)
@@ -149,6 +149,13 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
         default="marketplace",
         help="marketplace (97%% buy once), wholesale (customers return every few weeks) or "
         "catalogue (three years, most customers lapsed)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("olist", "transactions"),
+        default="olist",
+        help="olist (the six CSV files, the default) or transactions (one Parquet file of the delivered "
+        "orders, streamed: for 100M orders and more)",
     )
     p.set_defaults(func=cmd_sample_data)
 

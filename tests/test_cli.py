@@ -200,6 +200,16 @@ def test_sample_data_command(tmp_path):
     assert r.code == 1 and "is not a folder" in r.err
 
 
+def test_sample_data_transactions_prints_a_train_command_that_works(tmp_path):
+    r = cli(tmp_path, "sample-data", "--orders", "4000", "--layout", "transactions", "--out", str(tmp_path / "t"))
+    assert r.code == 0 and "the delivered ones, to" in r.out
+    command = r.out.splitlines()[-1].removeprefix("Train on it with: segment ").split()
+    assert command[:3] == ["train", "--data", str(tmp_path / "t" / "transactions.parquet")]
+    trained = cli(tmp_path, *command, "--json")
+    assert trained.code == 0, trained.err
+    assert json.loads(trained.out)["customers"] > 3000
+
+
 def test_train_json_has_terms_at_risk_and_changes(tmp_path, sample_folder):
     first = json.loads(cli(tmp_path, "train", "--data", str(sample_folder), "--json").out)
     assert first["changes"] is None and first["seed"] == 42

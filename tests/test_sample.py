@@ -4,10 +4,13 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+import segmentation.data.sample as sample_mod
 from segmentation.data.kinds import OlistSource
-from segmentation.data.sample import write_sample
+from segmentation.data.sample import TRANSACTIONS_COLUMNS, TRANSACTIONS_FILE, write_sample
 from segmentation.data.sources import load_rfm
+from segmentation.data.spec import source_from_spec
 from segmentation.model.terms import measure
 
 
@@ -89,3 +92,26 @@ def test_a_catalogue_shop_has_three_years_and_mostly_lapsed_customers(tmp_path):
     assert 0.2 < (f["occasions"] >= 2).mean() < 0.8
     terms = measure(table.frame, table.gaps)
     assert (f["recency"] > 2 * terms.return_window).mean() > 0.5  # most are long past the return window
+
+
+def test_transactions_layout_is_the_same_shop_streamed(tmp_path, monkeypatch):
+    """One Parquet file of the delivered orders: the same people, days and spend as the Olist
+    layout of the same seed (but for the rare order the Olist files leave without a payment row),
+    written chunk by chunk (one row group per chunk, never the whole shop in memory)."""
+    olist = load_rfm(OlistSource(write_sample(tmp_path / "olist", orders=9_000, seed=4)))
+    monkeypatch.setitem(sample_mod.SHAPES, "marketplace", sample_mod.Shape("marketplace", sample_mod.DAYS, 1_000))
+    small = write_sample(tmp_path / "small", orders=9_000, seed=4, layout="transactions")
+    assert pq.ParquetFile(small / TRANSACTIONS_FILE).num_row_groups >= 8
+    monkeypatch.undo()
+    folder = write_sample(tmp_path / "t", orders=9_000, seed=4, layout="transactions")
+    assert sorted(p.name for p in folder.iterdir()) == [TRANSACTIONS_FILE]
+    rows = pq.read_table(folder / TRANSACTIONS_FILE)
+    assert rows.column_names == list(TRANSACTIONS_COLUMNS.values())
+    assert 0.95 * 9_000 <= rows.num_rows <= 0.99 * 9_000  # about 3% are not delivered
+    table = load_rfm(source_from_spec(folder / TRANSACTIONS_FILE, **TRANSACTIONS_COLUMNS))
+    a = olist.frame.set_index("customer_id")
+    b = table.frame.set_index("customer_id").loc[a.index]
+    assert table.snapshot_date == olist.snapshot_date
+    assert 0 <= table.customers - olist.customers <= 3
+    assert (a["recency"] == b["recency"]).all() and (a["frequency"] == b["frequency"]).all()
+    assert np.allclose(a["monetary"], b["monetary"], atol=0.005)

@@ -13,6 +13,10 @@ their own probability (beta distributed). Order values are lognormal; some order
 several payment rows; about 3% are not delivered; every order has a fresh ``customer_id`` (the
 person is ``customer_unique_id``). Output is deterministic for a shape and seed and written in
 chunks, so 10M orders take seconds and bounded memory.
+
+With ``layout="transactions"`` the same shop is written as one Parquet file of its delivered
+orders instead (``transactions.parquet``: the person, the order, when, the order's value), streamed
+chunk by chunk, so 100M orders need no more memory than 100k.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import datetime as dt
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from segmentation.data.kinds import OLIST_FILES
 from segmentation.data.relations import OLIST_PERSONA_TABLES
@@ -47,6 +52,15 @@ PAYMENT_TYPE_P = np.array([0.74, 0.19, 0.05, 0.02])
 STATES = np.array(["SP", "RJ", "MG", "RS", "PR", "SC", "BA", "DF", "GO", "ES"])
 STATE_P = np.array([0.42, 0.13, 0.12, 0.06, 0.05, 0.04, 0.03, 0.02, 0.02, 0.11])
 MAX_ORDERS = 500_000_000
+TRANSACTIONS_FILE = "transactions.parquet"
+# the columns of that file, as `segment train` is told them
+TRANSACTIONS_COLUMNS = {
+    "customer_col": "customer_id",
+    "order_col": "order_id",
+    "date_col": "ordered_at",
+    "amount_col": "amount",
+}
+LAYOUTS = ("olist", "transactions")
 
 
 def _orders_per_customer(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -158,7 +172,9 @@ def _chunk(
     max_orders: int,
     shape: Shape = SHAPES["marketplace"],
     items: tuple[np.random.Generator, pa.Table] | None = None,
-) -> dict[str, pa.Table]:
+    layout: str = "olist",
+) -> tuple[dict[str, pa.Table], int]:
+    """One chunk of the shop: its tables and how many orders it generated (delivered or not)."""
     if shape.name == "marketplace":
         k, seconds = _purchase_times(rng, _orders_per_customer(rng, n_customers))
     else:
@@ -184,6 +200,18 @@ def _chunk(
     status[undelivered] = rng.choice(OTHER_STATUSES, size=int(undelivered.sum()))
 
     order_ids = _hex_ids(rng, n_orders)
+    if layout == "transactions":  # what follows draws only the Olist files' own columns
+        delivered = pa.array(~undelivered)
+        return {
+            "transactions": pa.table(
+                {
+                    "customer_id": person_ids.take(pa.array(owner)),
+                    "order_id": order_ids,
+                    "ordered_at": pa.array(purchase, type=pa.timestamp("s")),
+                    "amount": pa.array(value),
+                }
+            ).filter(delivered)
+        }, n_orders
     customer_ids = _hex_ids(rng, n_orders)
 
     # Payments: most orders one row; some split in 2-4 rows summing to the order value.
@@ -236,7 +264,7 @@ def _chunk(
                 "customer_state": pa.array(rng.choice(STATES, size=n_people, p=STATE_P)[owner], type=pa.string()),
             }
         ),
-    }
+    }, n_orders
 
 
 FILES = {**OLIST_FILES, **OLIST_PERSONA_TABLES}
@@ -248,53 +276,97 @@ def write_sample(
     seed: int = 42,
     progress: Callable[[int, int], None] | None = None,
     shape: str = "marketplace",
+    layout: str = "olist",
 ) -> Path:
-    """Write ``orders`` orders of a shop of ``shape`` in the Olist layout into ``out`` (created;
-    files replaced)."""
+    """Write ``orders`` orders of a shop of ``shape`` into the folder ``out`` (created; files
+    replaced): the Olist layout's CSV files, or with ``layout="transactions"`` one Parquet file of
+    the delivered orders (``TRANSACTIONS_FILE``, columns ``TRANSACTIONS_COLUMNS``)."""
     if not 1 <= orders <= MAX_ORDERS:
         raise InputError(f"--orders must be between 1 and {MAX_ORDERS:,}; got {orders:,}")
     if shape not in SHAPES:
         raise InputError(f"--shape must be one of {', '.join(SHAPES)}; got '{shape}'")
-    spec = SHAPES[shape]
+    if layout not in LAYOUTS:
+        raise InputError(f"--layout must be one of {', '.join(LAYOUTS)}; got '{layout}'")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder; --out names the folder to write the files into")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=out))
     try:
-        writers: dict[str, pacsv.CSVWriter] = {}
-        written = 0
-        chunk_no = 0
-        seeds = np.random.SeedSequence(seed)
-        fixed = catalogue(seed)
-        while written < orders:
-            child = seeds.spawn(1)[0]
-            rng = np.random.default_rng(child)
-            items = (np.random.default_rng(child.spawn(1)[0]), fixed["products"])
-            tables = _chunk(rng, spec.customers_per_chunk, orders - written, spec, items)
-            for key, table in tables.items():
-                if key not in writers:
-                    writers[key] = pacsv.CSVWriter(tmp / f"{FILES[key]}.csv", table.schema)
-                writers[key].write_table(table)
-            written += tables["orders"].num_rows
-            chunk_no += 1
-            if progress:
-                progress(written, orders)
-        for w in writers.values():
-            w.close()
-        pacsv.write_csv(fixed["products"], tmp / f"{FILES['products']}.csv")
-        with open(tmp / f"{FILES['translation']}.csv", "wb") as fh:  # with a UTF-8 BOM, as Olist's own file
-            fh.write(b"\xef\xbb\xbf")
-            pacsv.write_csv(fixed["translation"], fh)
-        for key in FILES:
-            name = f"{FILES[key]}.csv"
-            gz = out / f"{name}.gz"
-            if gz.exists():  # a stale gzipped copy would shadow nothing but confuse people
-                gz.unlink()
-            os.replace(tmp / name, out / name)
+        if layout == "transactions":
+            _write_transactions(tmp, _chunks(orders, seed, SHAPES[shape], None, layout), orders, progress)
+            os.replace(tmp / TRANSACTIONS_FILE, out / TRANSACTIONS_FILE)
+        else:
+            _write_olist(tmp, out, orders, seed, SHAPES[shape], progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _chunks(
+    orders: int, seed: int, spec: Shape, products: pa.Table | None, layout: str
+) -> Iterator[tuple[dict[str, pa.Table], int]]:
+    """The shop's tables chunk by chunk, with how many orders each generated, ``orders`` orders in all (delivered or not). Each chunk
+    has its own random streams, the items theirs, so the orders do not depend on the layout."""
+    written = 0
+    seeds = np.random.SeedSequence(seed)
+    while written < orders:
+        child = seeds.spawn(1)[0]
+        rng = np.random.default_rng(child)
+        items = None if products is None else (np.random.default_rng(child.spawn(1)[0]), products)
+        tables, n = _chunk(rng, spec.customers_per_chunk, orders - written, spec, items, layout)
+        written += n
+        yield tables, n
+
+
+def _write_transactions(
+    tmp: Path,
+    chunks: Iterator[tuple[dict[str, pa.Table], int]],
+    orders: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    writer: pq.ParquetWriter | None = None
+    generated = 0
+    try:
+        for tables, n in chunks:
+            table = tables["transactions"]
+            if writer is None:
+                writer = pq.ParquetWriter(tmp / TRANSACTIONS_FILE, table.schema, compression="zstd")
+            writer.write_table(table)
+            generated += n
+            if progress:
+                progress(generated, orders)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_olist(
+    tmp: Path, out: Path, orders: int, seed: int, spec: Shape, progress: Callable[[int, int], None] | None
+) -> None:
+    writers: dict[str, pacsv.CSVWriter] = {}
+    fixed = catalogue(seed)
+    written = 0
+    for tables, n in _chunks(orders, seed, spec, fixed["products"], "olist"):
+        for key, table in tables.items():
+            if key not in writers:
+                writers[key] = pacsv.CSVWriter(tmp / f"{FILES[key]}.csv", table.schema)
+            writers[key].write_table(table)
+        written += n
+        if progress:
+            progress(written, orders)
+    for w in writers.values():
+        w.close()
+    pacsv.write_csv(fixed["products"], tmp / f"{FILES['products']}.csv")
+    with open(tmp / f"{FILES['translation']}.csv", "wb") as fh:  # with a UTF-8 BOM, as Olist's own file
+        fh.write(b"\xef\xbb\xbf")
+        pacsv.write_csv(fixed["translation"], fh)
+    for key in FILES:
+        name = f"{FILES[key]}.csv"
+        gz = out / f"{name}.gz"
+        if gz.exists():  # a stale gzipped copy would shadow nothing but confuse people
+            gz.unlink()
+        os.replace(tmp / name, out / name)
 
 
 def default_sample_folder(root: Path, orders: int = 100_000, seed: int = 42) -> Path:
