@@ -468,3 +468,24 @@ def test_the_returns_flag_is_checked_and_kept_with_the_model(tmp_path, sample_fo
     assert opened.spec is not None and opened.spec.endswith("--returns already-netted")
     again = source_from_data_spec(opened.spec, tmp_path).source  # what a retrain opens
     assert again == opened.source and not again.net_returns
+
+
+def test_release_moves_the_kept_tables_out_of_memory_and_they_still_answer(monkeypatch):
+    from segmentation import runtime
+    from segmentation.data.duckdb_engine import DuckDBEngine
+
+    def in_memory(engine) -> int:
+        return engine.con.execute(
+            "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+        ).fetchone()[0]
+
+    monkeypatch.setattr(runtime, "current", lambda: runtime.Runtime(duckdb_memory="512MB"))
+    engine = DuckDBEngine("test")
+    engine.materialise("kept", "SELECT i, md5(i::VARCHAR) AS h FROM range(2000000) t(i)")
+    expected = engine.one("SELECT SUM(i), COUNT(DISTINCT h) FROM kept")
+    before = in_memory(engine)
+    engine.release()
+    assert before > 50 * 2**20 and in_memory(engine) < before / 4
+    assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("488")
+    assert engine.one("SELECT SUM(i), COUNT(DISTINCT h) FROM kept") == expected
+    engine.close()

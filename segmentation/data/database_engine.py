@@ -210,6 +210,9 @@ class DatabaseEngine:
             result.close()
         return names
 
+    def release(self) -> None:
+        pass  # the kept tables live in the server (or the cluster), not in this process
+
     def close(self) -> None:
         if self.con is not None:
             self.con.close()

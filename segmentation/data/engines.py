@@ -43,6 +43,11 @@ class Engine(Protocol):
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
+    def release(self) -> None:
+        """Hand back the memory the kept tables take in this process (they are read back when
+        next used); a no-op where they live in a server."""
+        ...
+
     def close(self) -> None: ...
 
 
