@@ -93,6 +93,9 @@ class _Plan:
     persona: Callable[[dt.date, str], list[tuple[str, str]]] | None = None
     persona_orders: bool = False
     carried: frozenset[str] = frozenset()  # persona labels the orders relation carries (``rel.CARRIED``)
+    # the orders relation joins and deduplicates several tables: a training pass keeps it in the
+    # engine rather than have the database compute it again for every statement
+    joined: bool = False
 
 
 def _plan(source: Source, keep_files: bool = False) -> _Plan:
@@ -174,12 +177,22 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
             olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
+            # a training pass that describes personas carries what it can on each order, as from files
+            have = _olist_tables_have(engine, source.schema, refs) if keep_files else None
+            carried = have & rel.CARRIED if have is not None else frozenset()
+
+            def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
+                on_orders = carried if orders == rel.MATERIALISED_ORDERS else frozenset()
+                return _olist_tables_persona(engine, source.schema, refs, orders, have, on_orders)
+
             return _Plan(
                 engine,
-                rel.olist_orders(*olist),
+                rel.olist_orders(*olist, carried),
                 rel.olist_valid_orders(*olist),
-                persona=lambda late, orders: _olist_tables_persona(engine, source.schema, refs, orders),
+                persona=persona,
                 persona_orders=True,
+                carried=carried,
+                joined=True,
             )
         assert source.columns is not None
         if source.query is not None:
@@ -335,12 +348,18 @@ def _csv_header(path: Path) -> list[str] | None:
         return None
 
 
-def _olist_tables_persona(
-    engine: DatabaseEngine, schema: str | None, refs: Mapping[str, str], orders: str
-) -> list[tuple[str, str]]:
-    all_refs = dict(refs)
-    for key, name in rel.OLIST_PERSONA_TABLES.items():
-        all_refs[key] = (ident(schema) + "." if schema else "") + ident(name)
+def _olist_table_refs(schema: str | None, refs: Mapping[str, str]) -> dict[str, str]:
+    return {
+        **refs,
+        **{
+            key: (ident(schema) + "." if schema else "") + ident(name) for key, name in rel.OLIST_PERSONA_TABLES.items()
+        },
+    }
+
+
+def _olist_tables_have(engine: DatabaseEngine, schema: str | None, refs: Mapping[str, str]) -> frozenset[str]:
+    """The facets a database's Olist tables can describe (from their columns)."""
+    all_refs = _olist_table_refs(schema, refs)
 
     def columns_of(key: str) -> list[str] | None:
         try:
@@ -348,7 +367,19 @@ def _olist_tables_persona(
         except DataError:
             return None
 
-    return rel.olist_persona(all_refs, rel.Reading(), _olist_have(columns_of), orders)
+    return _olist_have(columns_of)
+
+
+def _olist_tables_persona(
+    engine: DatabaseEngine,
+    schema: str | None,
+    refs: Mapping[str, str],
+    orders: str,
+    have: frozenset[str] | None,
+    carried: frozenset[str],
+) -> list[tuple[str, str]]:
+    facets = have if have is not None else _olist_tables_have(engine, schema, refs)
+    return rel.olist_persona(_olist_table_refs(schema, refs), rel.Reading(), facets, orders, carried)
 
 
 def _compiled_ref(ref: str, dialect: str) -> str:
