@@ -17,7 +17,8 @@ Every measured step runs as a fresh process; its wall time and peak RSS (the pro
 
 Usage: python bench/bench_scale.py [--orders 10000000] [--pg postgresql://postgres@127.0.0.1/test]
        [--work DIR] [--steps train-parquet,train-postgres,...] [--repeat N]
-       python bench/bench_scale.py --layout olist [--orders N] [--repeat N]   (see olist_layout.py)
+       python bench/bench_scale.py --layout olist [--orders N] [--repeat N] [--pg URL]   (see olist_layout.py;
+       PostgreSQL unless --steps leaves out train-postgres)
 
 With --repeat N the steps run N times in turn (Parquet and PostgreSQL alternate, so both see the
 same machine) and the medians are printed.
@@ -54,7 +55,9 @@ print(f"{wall:.2f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 102
 """
 
 DIGEST = """
-import datetime as dt, sys
+import datetime as dt, os, sys
+from segmentation import runtime
+runtime.configure(runtime.Runtime(duckdb_memory=os.environ.get("SEGMENT_DUCKDB_MEMORY", "1GB")))  # as the bot does
 from segmentation.serving.service import SegmentService
 from segmentation.data.spec import source_from_spec
 from segmentation.serving.store import ModelStore
@@ -177,7 +180,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.layout == "olist":  # the six CSV files with personas, against plain DuckDB (olist_layout.py)
         print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
-        sys.exit(olist_layout.run(work, args.orders, args.repeat, measure))
+        pg = args.pg if "train-postgres" in steps else None
+        sys.exit(olist_layout.run(work, args.orders, args.repeat, measure, pg))
     parquet = prepare(work, args.orders, args.pg if any("postgres" in s for s in steps) else None)
     print(
         f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}; {args.orders:,} orders"

@@ -5,7 +5,9 @@ Each round runs, in fresh processes and in turn, `segment train --data FOLDER --
 reference: one DuckDB query for RFM per customer from the orders, payments and customers files,
 and one pass over the items file (what the personas add), with no memory limit. Printed: wall
 time and peak RSS of both, the ratio, and the product's own steps (from its JSON), with the
-personas' share. The targets below are checked; a miss exits with status 1.
+personas' share. With a PostgreSQL URL the six files are also loaded into a schema of their own
+(typed, keyed and analysed as a shop's tables are) and `segment train --layout olist` runs on it
+in the same rounds. The targets below are checked; a miss exits with status 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ from pathlib import Path
 RATIO_TARGET = 2.5  # training / reference
 PEAK_TARGET_MB = 1536
 PERSONAS_TARGET = 0.15  # of training time
+DATABASE_TARGET = 2.0  # training on PostgreSQL / training on the CSV files
+
+TYPES = {
+    "order_purchase_timestamp": "timestamp",
+    "order_item_id": "integer",
+    "payment_sequential": "integer",
+    "payment_installments": "integer",
+    "product_weight_g": "integer",
+    "price": "numeric(12,2)",
+    "freight_value": "numeric(12,2)",
+    "payment_value": "numeric(12,2)",
+}
+KEYS = {
+    "olist_orders_dataset": "order_id",
+    "olist_customers_dataset": "customer_id",
+    "olist_order_payments_dataset": "order_id, payment_sequential",
+    "olist_order_items_dataset": "order_id, order_item_id",
+    "olist_products_dataset": "product_id",
+}
 
 REFERENCE = """
 import sys, duckdb
@@ -47,23 +68,66 @@ def generate(work: Path, orders: int) -> Path:
     return folder
 
 
-def run(work: Path, orders: int, repeat: int, measure) -> int:
+def load_postgres(folder: Path, url: str, schema: str) -> None:
+    """The six files as a shop's tables in ``schema`` (once: kept for later runs)."""
+    import sqlalchemy as sa
+
+    from segmentation.data.urls import resolve_url
+
+    engine = sa.create_engine(resolve_url(url)[0])
+    with engine.begin() as con:
+        if con.exec_driver_sql(f"SELECT to_regclass('{schema}.olist_orders_dataset') IS NOT NULL").scalar():
+            return
+    t = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        cur.execute(f"CREATE SCHEMA {schema}")
+        for csv in sorted(folder.glob("*.csv")):
+            with open(csv, encoding="utf-8-sig") as fh:
+                columns = [c.strip('"') for c in fh.readline().strip().split(",")]
+            ddl = ", ".join(f"{c} {TYPES.get(c, 'text')}" for c in columns)
+            cur.execute(f"CREATE TABLE {schema}.{csv.stem} ({ddl})")
+            copy_sql = f"COPY {schema}.{csv.stem} FROM STDIN (FORMAT csv, HEADER true)"
+            with cur.copy(copy_sql) as copy, open(csv, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    copy.write(chunk)
+            if csv.stem in KEYS:
+                cur.execute(f"ALTER TABLE {schema}.{csv.stem} ADD PRIMARY KEY ({KEYS[csv.stem]})")
+        raw.commit()
+    finally:
+        raw.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
+        for csv in folder.glob("*.csv"):
+            con.exec_driver_sql(f"VACUUM (ANALYZE) {schema}.{csv.stem}")
+    print(f"loaded the six tables into PostgreSQL ({schema}) in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def run(work: Path, orders: int, repeat: int, measure, pg: str | None = None) -> int:
     """The rounds, the table and the target checks; returns the exit status."""
     folder = generate(work, orders)
     size = sum(p.stat().st_size for p in folder.glob("*.csv")) / 1e9
     print(f"Olist layout, {orders:,} orders: {size:.2f} GB of CSV in {folder}")
-    product, reference, steps = [], [], []
+    schema = f"bench_olist_{orders}"
+    if pg:
+        load_postgres(folder, pg, schema)
+    product, reference, steps, database = [], [], [], []
     for _ in range(repeat):
         art = work / "art-olist"
         out = work / "train.json"
         product.append(measure([sys.executable, "-c", _TRAIN, str(art), str(folder), str(out)]))
         steps.append(json.loads(out.read_text())["timings"])
         reference.append(measure([sys.executable, "-c", REFERENCE, str(folder)]))
-        print(
+        line = (
             f"segment train {product[-1][0]:6.1f} s  peak {product[-1][1]:5.0f} MB   "
-            f"plain DuckDB {reference[-1][0]:5.1f} s  peak {reference[-1][1]:5.0f} MB",
-            flush=True,
+            f"plain DuckDB {reference[-1][0]:5.1f} s  peak {reference[-1][1]:5.0f} MB"
         )
+        if pg:
+            args = [pg, "--layout", "olist", "--schema", schema]
+            database.append(measure([sys.executable, "-c", _TRAIN, str(work / "art-olist-pg"), *args, str(out)]))
+            line += f"   on PostgreSQL {database[-1][0]:6.1f} s  peak {database[-1][1]:5.0f} MB"
+        print(line, flush=True)
     wall = statistics.median(w for w, _ in product)
     ref = statistics.median(w for w, _ in reference)
     peak = max(r for _, r in product)
@@ -75,6 +139,16 @@ def run(work: Path, orders: int, repeat: int, measure) -> int:
         (f"peak {peak:.0f} MB (target ≤ {PEAK_TARGET_MB} MB)", peak <= PEAK_TARGET_MB),
         (f"personas {personas:.0%} of training (target ≤ {PERSONAS_TARGET:.0%})", personas <= PERSONAS_TARGET),
     ]
+    if database:
+        on_db = statistics.median(w for w, _ in database)
+        db_peak = max(r for _, r in database)
+        checks += [
+            (
+                f"PostgreSQL / CSV training {on_db / wall:.2f}× (target ≤ {DATABASE_TARGET}×)",
+                on_db / wall <= DATABASE_TARGET,
+            ),
+            (f"peak on PostgreSQL {db_peak:.0f} MB (target ≤ {PEAK_TARGET_MB} MB)", db_peak <= PEAK_TARGET_MB),
+        ]
     for text, ok in checks:
         print(("met:    " if ok else "MISSED: ") + text)
     return 0 if all(ok for _, ok in checks) else 1
@@ -83,9 +157,9 @@ def run(work: Path, orders: int, repeat: int, measure) -> int:
 _TRAIN = """
 import shutil, subprocess, sys
 from pathlib import Path
-art, folder, out = sys.argv[1:4]
+art, data, *flags, out = sys.argv[1:]
 shutil.rmtree(art, ignore_errors=True)
-r = subprocess.run([sys.executable, "-m", "segment_cli", "--artifacts", art, "train", "--data", folder, "--json"],
+r = subprocess.run([sys.executable, "-m", "segment_cli", "--artifacts", art, "train", "--data", data, *flags, "--json"],
                    capture_output=True, text=True)
 if r.returncode:
     sys.exit(r.stderr[-2000:])
