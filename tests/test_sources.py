@@ -489,3 +489,22 @@ def test_release_moves_the_kept_tables_out_of_memory_and_they_still_answer(monke
     assert engine.con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("488")
     assert engine.one("SELECT SUM(i), COUNT(DISTINCT h) FROM kept") == expected
     engine.close()
+
+
+def test_a_shop_too_large_for_duckdbs_memory_limit_says_what_to_set(tmp_path, monkeypatch):
+    import duckdb
+
+    from segmentation import runtime
+
+    monkeypatch.setattr(runtime, "_current", runtime.current())  # the CLI reconfigures it; put back after
+    monkeypatch.setenv("SEGMENT_DUCKDB_MEMORY", "8MB")
+    data = tmp_path / "t.parquet"
+    duckdb.sql(
+        "COPY (SELECT md5(i::VARCHAR) AS c, DATE '2024-01-01' + (i % 300)::INTEGER AS d, 10.0 AS a"
+        f" FROM range(600000) t(i)) TO '{data}' (FORMAT parquet)"
+    )
+    flags = ["--customer-col", "c", "--date-col", "d", "--amount-col", "a"]
+    r = run_cli("--artifacts", str(tmp_path / "art"), "-q", "train", "--data", str(data), *flags)
+    assert r.code == 1 and r.err.count("\n") == 1 and "Traceback" not in r.err
+    assert "t.parquet: too large for DuckDB's memory limit (7.6 MiB); raise it with SEGMENT_DUCKDB_MEMORY (93M customers need 6GB)" in r.err
+    assert not (tmp_path / "art" / "models").exists() or not any((tmp_path / "art" / "models").iterdir())
