@@ -117,18 +117,17 @@ class OpenSource:
                 self.closed = True
         if self.closed:
             raise DataError(f"{self.where}: this pass is closed")
+        if not self.daily and plan.joined and plan.engine.sessions() > 1:
+            try:
+                self._keep(plan)
+            except DataError:
+                # a database user who may read but not create temporary tables: every statement
+                # reads the tables itself, on several connections, as for a plain orders table
+                self.direct, self.keep_orders = True, False
+                return self.fetch(as_of)
         with _diagnosed_open(plan) as engine:
             if not self.daily:
-                ctes = orders_ctes(plan, self.as_of)
-                if self.keep_orders:
-                    engine.materialise(
-                        "segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation
-                    )
-                    ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
-                else:
-                    relation = plan.relation
-                engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
-                self.daily = True
+                self._keep(plan)
             if as_of is not None and as_of != self.as_of:
                 days = [rel.per_day_until(as_of), rel.excluded_until(as_of)]
             else:
@@ -137,6 +136,19 @@ class OpenSource:
         if not self.keep and not (self.want_personas and self.plan.persona is not None):
             self.close()  # its memory back before the frame is built
         return fetched
+
+    def _keep(self, plan: _Plan) -> None:
+        """The per-day table (and the classified orders, for personas that read them) kept in
+        the engine for the rest of the pass."""
+        with _diagnosed_open(plan) as engine:
+            ctes = orders_ctes(plan, self.as_of)
+            if self.keep_orders:
+                engine.materialise("segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation)
+                ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
+            else:
+                relation = plan.relation
+            engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
+        self.daily = True
 
     def rfm(self, as_of: dt.date | None = None) -> RFMTable:
         as_of = as_of if as_of is not None else self.as_of
