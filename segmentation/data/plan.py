@@ -183,7 +183,9 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
 
             def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
                 on_orders = carried if orders == rel.MATERIALISED_ORDERS else frozenset()
-                return _olist_tables_persona(engine, source.schema, refs, orders, have, on_orders)
+                facets = have if have is not None else _olist_tables_have(engine, source.schema, refs)
+                all_refs = _olist_table_refs(source.schema, refs)
+                return rel.olist_persona(all_refs, rel.Reading(), facets, orders, on_orders)
 
             return _Plan(
                 engine,
@@ -368,18 +370,6 @@ def _olist_tables_have(engine: DatabaseEngine, schema: str | None, refs: Mapping
             return None
 
     return _olist_have(columns_of)
-
-
-def _olist_tables_persona(
-    engine: DatabaseEngine,
-    schema: str | None,
-    refs: Mapping[str, str],
-    orders: str,
-    have: frozenset[str] | None,
-    carried: frozenset[str],
-) -> list[tuple[str, str]]:
-    facets = have if have is not None else _olist_tables_have(engine, schema, refs)
-    return rel.olist_persona(_olist_table_refs(schema, refs), rel.Reading(), facets, orders, carried)
 
 
 def _compiled_ref(ref: str, dialect: str) -> str:
