@@ -96,7 +96,7 @@ if "Retrain failed" in posted or ctx.service.served().version == served.version:
 
 
 def table_name(orders: int) -> str:
-    return f"bench_orders_{orders}"
+    return f"bench_tx_{orders}"  # the transactions file's columns (earlier runs' tables had others)
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:

@@ -12,6 +12,9 @@ script asks whether any of it would lift the ranking, with the same out-of-time 
     window itself (it learns from the very future it is scored on).
 
 Each AUC has its 95% interval (Hanley and McNeil). Reads the Olist folder only; no product code.
+The delivery inputs (days to deliver, days late) and the "delivered" filter use what the files
+know now, which for the latest orders may be after the cut-off: that can only flatter the richer
+models, so the ceiling is if anything generous.
 
 Usage: python bench/chance_ceiling.py [OLIST_FOLDER] [--cutoff 2018-03-01] [--horizon 180]
 """

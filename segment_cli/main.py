@@ -25,6 +25,7 @@ from segment_cli.commands import (
     cmd_validate,
 )
 from segmentation import runtime
+from segmentation.data.sample import LAYOUTS
 from segmentation.data.spec import add_options
 from segmentation.errors import SegmentationError
 from segmentation.serving.atomic import storage_error
@@ -152,7 +153,7 @@ def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--layout",
-        choices=("olist", "transactions"),
+        choices=LAYOUTS,
         default="olist",
         help="olist (the six CSV files, the default) or transactions (one Parquet file of the delivered "
         "orders, streamed: for 100M orders and more)",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 
 import pytest
 from conftest import run_cli
@@ -203,7 +204,7 @@ def test_sample_data_command(tmp_path):
 def test_sample_data_transactions_prints_a_train_command_that_works(tmp_path):
     r = cli(tmp_path, "sample-data", "--orders", "4000", "--layout", "transactions", "--out", str(tmp_path / "t"))
     assert r.code == 0 and "the delivered ones, to" in r.out
-    command = r.out.splitlines()[-1].removeprefix("Train on it with: segment ").split()
+    command = shlex.split(r.out.splitlines()[-1].removeprefix("Train on it with: segment "))
     assert command[:3] == ["train", "--data", str(tmp_path / "t" / "transactions.parquet")]
     trained = cli(tmp_path, *command, "--json")
     assert trained.code == 0, trained.err

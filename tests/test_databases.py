@@ -444,43 +444,44 @@ def test_backtest_on_the_database_equals_the_file(tables, tmp_path, monkeypatch)
         assert _backtest_figures(in_db) == _backtest_figures(on_file)
 
 
-HOSTS = ("127.0.0.1", "localhost", "::1")  # where the test connects from (no '%': the driver formats it)
-
-
-def test_olist_layout_for_a_user_who_may_only_read(sample_folder):
-    """A training pass keeps the joined Olist orders in a temporary table; a user without the
-    right to create one is read the same way a plain table is (each statement on its own)."""
+def test_olist_layout_for_a_user_who_may_only_read(sample_folder, tmp_path):
+    """A training pass keeps PostgreSQL's joined Olist orders in a temporary table; a role that
+    may not create one (TEMP revoked) is read as a plain table is: each statement on its own."""
     from segmentation.data.sources import opened
 
-    url = os.environ.get("TEST_MYSQL_URL")
+    url = os.environ.get("TEST_DATABASE_URL")
     if not url:
-        pytest.skip("needs TEST_MYSQL_URL")
+        pytest.skip("needs TEST_DATABASE_URL")
     url = _plain(url)
-    root = sa.create_engine(resolve_url(url)[0], poolclass=sa.pool.NullPool)
+    admin = sa.create_engine(resolve_url(url)[0], poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     tag = uuid.uuid4().hex[:8]
-    schema, user = f"s_{tag}", f"ro_{tag}"
-    with root.begin() as con:
-        con.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        for host in HOSTS:
-            con.exec_driver_sql(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY 'pw-{tag}'")
-            con.exec_driver_sql(f"GRANT SELECT ON {schema}.* TO '{user}'@'{host}'")
+    database, role = f"ro_{tag}", f"ro_{tag}"
+    with admin.connect() as con:
+        con.exec_driver_sql(f"CREATE DATABASE {database}")
+        con.exec_driver_sql(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+        con.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    own_url = url.rsplit("/", 1)[0] + f"/{database}"
+    own = sa.create_engine(resolve_url(own_url)[0], poolclass=sa.pool.NullPool)
     try:
         for stem, dates in (
             ("olist_orders_dataset", ["order_purchase_timestamp"]),
             ("olist_order_payments_dataset", []),
             ("olist_customers_dataset", []),
         ):
-            pd.read_csv(sample_folder / f"{stem}.csv", parse_dates=dates).to_sql(stem, root, schema=schema, index=False)
-        reader = url.replace("://root@", f"://{user}:pw-{tag}@", 1).rsplit("/", 1)[0] + f"/{schema}"
-        with sa.create_engine(resolve_url(reader)[0]).connect() as con, pytest.raises(sa.exc.DBAPIError):
-            con.exec_driver_sql("CREATE TEMPORARY TABLE t (x INT)")  # the user really may not
-        source = source_from_spec(reader, layout="olist", schema=schema)
-        with opened(source, None, personas=True) as training_pass:
-            from_db = training_pass.rfm()
-            assert training_pass.direct  # fell back to reading the tables in every statement
-        _same(from_db, load_rfm(source_from_spec(sample_folder)))
+            pd.read_csv(sample_folder / f"{stem}.csv", parse_dates=dates).to_sql(stem, own, index=False)
+        with own.begin() as con:
+            con.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        reader = own_url.replace("://postgres@", f"://{role}@", 1)
+        folder = load_rfm(source_from_spec(sample_folder))
+        for who, keeps in ((own_url, True), (reader, False)):
+            with opened(source_from_spec(who, layout="olist"), None, personas=True) as training_pass:
+                _same(training_pass.rfm(), folder)
+                assert training_pass.direct is not keeps
+        r = run_cli("--artifacts", str(tmp_path), "-q", "train", "--data", reader, "--layout", "olist", "--k", "6")
+        assert r.code == 0, r.err
     finally:
-        with root.begin() as con:
-            con.exec_driver_sql(f"DROP SCHEMA {schema}")
-            for host in HOSTS:
-                con.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'{host}'")
+        own.dispose()
+        with admin.connect() as con:
+            con.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            con.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()

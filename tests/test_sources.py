@@ -507,7 +507,7 @@ def test_a_shop_too_large_for_duckdbs_memory_limit_says_what_to_set(tmp_path, mo
     r = run_cli("--artifacts", str(tmp_path / "art"), "-q", "train", "--data", str(data), *flags)
     assert r.code == 1 and r.err.count("\n") == 1 and "Traceback" not in r.err
     assert (
-        "t.parquet: too large for DuckDB's memory limit (7.6 MiB); raise it with SEGMENT_DUCKDB_MEMORY (93M customers need 6GB)"
+        "t.parquet: too large for DuckDB's memory limit (8MB); raise it with SEGMENT_DUCKDB_MEMORY (93M customers need 6GB)"
         in r.err
     )
     assert not (tmp_path / "art" / "models").exists() or not any((tmp_path / "art" / "models").iterdir())

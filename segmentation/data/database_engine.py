@@ -192,6 +192,16 @@ class DatabaseEngine:
             row = self.con.exec_driver_sql(text).fetchone()
         return tuple(row) if row is not None else ()
 
+    def may_keep(self) -> bool:
+        """Whether this user may create temporary tables (a read-only role may not)."""
+        try:
+            assert self.con is not None
+            self.con.exec_driver_sql("CREATE TEMPORARY TABLE segment_probe (x INTEGER)")
+            self.con.exec_driver_sql("DROP TABLE segment_probe")
+            return True
+        except Exception:
+            return False
+
     def is_key(self, table: str, schema: str | None, column: str) -> bool:
         """Whether the database declares ``column`` of ``table`` unique on its own (a primary
         key, a unique constraint or a unique index): then every row is its own order. Only an
@@ -219,7 +229,7 @@ class DatabaseEngine:
         return names
 
     def release(self) -> None:
-        pass  # the kept tables live in the server (or the cluster), not in this process
+        pass  # the kept tables live in the server, not in this process
 
     def close(self) -> None:
         if self.con is not None:

@@ -24,8 +24,8 @@ def duckdb_connect():
     con.execute(f"SET temp_directory = {sql_str(tempfile.gettempdir())}")
     # DuckDB's buffer pool is capped and spills beyond it: by default it would take 80% of the
     # machine's memory for the per-customer aggregation of a large shop
-    limit = runtime.current().duckdb_memory
-    if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.I):  # checked again: it becomes SQL
+    limit = _configured_limit()
+    if limit is not None:
         con.execute(f"SET memory_limit = '{limit}'")
     # DuckDB's allocator keeps the pages it freed (the aggregation's hash tables: 0.85 GB at 9.3M
     # customers) until its background threads hand them back; without them the process carries
@@ -41,6 +41,11 @@ def duckdb_connect():
     return con
 
 
+def _configured_limit() -> str | None:
+    limit = runtime.current().duckdb_memory
+    return limit if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.I) else None  # checked again: it becomes SQL
+
+
 def _limit(con) -> str:
     return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
 
@@ -51,15 +56,18 @@ class DuckDBEngine:
     def __init__(self, where: str):
         self.where = where
         self.con = duckdb_connect()
+        self.limit = _configured_limit() or _limit(self.con)  # as set, put back exactly after a release
 
     def _error(self, exc: BaseException) -> DataError:
         import duckdb
 
+        if isinstance(exc, duckdb.OutOfMemoryException) and "temp_directory" in str(exc):
+            return DataError(f"{self.where}: the disk of the temporary folder is full ({first_line(exc)})")
         if isinstance(exc, duckdb.OutOfMemoryException):
             # grouping tens of millions of customers by their ids needs more than the buffer pool
             # can spill (100M orders of 93M customers: failed at 1 GB and 2 GB, ran at 6 GB)
             return DataError(
-                f"{self.where}: too large for DuckDB's memory limit ({_limit(self.con)}); raise it with "
+                f"{self.where}: too large for DuckDB's memory limit ({self.limit}); raise it with "
                 "SEGMENT_DUCKDB_MEMORY (93M customers need 6GB) or read it from a database or Spark"
             )
         return DataError(f"{self.where}: cannot be read ({first_line(exc)})")
@@ -120,11 +128,11 @@ class DuckDBEngine:
         import duckdb
 
         try:
-            limit = _limit(self.con)
             self.con.execute("SET memory_limit = '16MB'")
-            self.con.execute(f"SET memory_limit = {sql_str(limit)}")
         except duckdb.Error:
-            pass  # what could not be evicted stays in memory: slower to nothing, never wrong
+            return  # nothing changed: what could not be evicted stays in memory
+        finally:
+            self.con.execute(f"SET memory_limit = {sql_str(self.limit)}")  # raises if it cannot be put back
 
     def close(self) -> None:
         self.con.close()

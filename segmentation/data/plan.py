@@ -93,8 +93,8 @@ class _Plan:
     persona: Callable[[dt.date, str], list[tuple[str, str]]] | None = None
     persona_orders: bool = False
     carried: frozenset[str] = frozenset()  # persona labels the orders relation carries (``rel.CARRIED``)
-    # the orders relation joins and deduplicates several tables: a training pass keeps it in the
-    # engine rather than have the database compute it again for every statement
+    # the orders relation joins and deduplicates several tables, and the database user may create
+    # temporary tables: a training pass keeps it rather than have every statement compute it
     joined: bool = False
 
 
@@ -194,7 +194,8 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 persona=persona,
                 persona_orders=True,
                 carried=carried,
-                joined=True,
+                # PostgreSQL only: MySQL cannot read a temporary table twice in one statement
+                joined=keep_files and engine.dialect == "postgres" and engine.may_keep(),
             )
         assert source.columns is not None
         if source.query is not None:
@@ -351,12 +352,8 @@ def _csv_header(path: Path) -> list[str] | None:
 
 
 def _olist_table_refs(schema: str | None, refs: Mapping[str, str]) -> dict[str, str]:
-    return {
-        **refs,
-        **{
-            key: (ident(schema) + "." if schema else "") + ident(name) for key, name in rel.OLIST_PERSONA_TABLES.items()
-        },
-    }
+    prefix = ident(schema) + "." if schema else ""
+    return {**refs, **{key: prefix + ident(name) for key, name in rel.OLIST_PERSONA_TABLES.items()}}
 
 
 def _olist_tables_have(engine: DatabaseEngine, schema: str | None, refs: Mapping[str, str]) -> frozenset[str]:

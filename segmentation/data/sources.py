@@ -91,8 +91,9 @@ class OpenSource:
             self._plan = _plan(self.source, keep_files=self.want_personas)
             self.where = self._plan.engine.where
             # a database answers each statement on several connections at once, unless the orders
-            # are the Olist layout's join: computed once and kept, that is faster (3M orders on
-            # PostgreSQL: 101 s for the training instead of 155; a plain orders table: 75 s, not 69)
+            # are the Olist layout's join and may be kept: computed once, that is faster (3M
+            # orders on PostgreSQL: 101 s for the training instead of 155; a plain orders table
+            # keeps the connections: 69 s against 75 with a temporary table)
             self.direct = self._plan.engine.sessions() > 1 and not self._plan.joined
             # the orders are kept for the personas of an Olist layout read in one pass
             self.keep_orders = (
@@ -117,14 +118,6 @@ class OpenSource:
                 self.closed = True
         if self.closed:
             raise DataError(f"{self.where}: this pass is closed")
-        if not self.daily and plan.joined and plan.engine.sessions() > 1:
-            try:
-                self._keep(plan)
-            except DataError:
-                # a database user who may read but not create temporary tables: every statement
-                # reads the tables itself, on several connections, as for a plain orders table
-                self.direct, self.keep_orders = True, False
-                return self.fetch(as_of)
         with _diagnosed_open(plan) as engine:
             if not self.daily:
                 self._keep(plan)

@@ -92,7 +92,7 @@ class SparkEngine:
             return list(self.spark.sql(f"SELECT * FROM {relation_sql}").columns)
 
     def release(self) -> None:
-        pass  # the kept tables live in the server (or the cluster), not in this process
+        pass  # the kept tables live in the cluster, not in this process
 
     def close(self) -> None:
         """Drop what this source cached; the session itself is shared by the process."""
