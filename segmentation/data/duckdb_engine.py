@@ -130,9 +130,11 @@ class DuckDBEngine:
         try:
             self.con.execute("SET memory_limit = '16MB'")
         except duckdb.Error:
-            return  # nothing changed: what could not be evicted stays in memory
-        finally:
-            self.con.execute(f"SET memory_limit = {sql_str(self.limit)}")  # raises if it cannot be put back
+            pass  # what could not be evicted stays in memory: slower to nothing, never wrong
+        try:
+            self.con.execute(f"SET memory_limit = {sql_str(self.limit)}")
+        except duckdb.Error as exc:  # never left at 16 MB without saying so
+            raise self._error(exc) from None
 
     def close(self) -> None:
         self.con.close()

@@ -306,8 +306,9 @@ def write_sample(
 def _chunks(
     orders: int, seed: int, spec: Shape, products: pa.Table | None, layout: str
 ) -> Iterator[tuple[dict[str, pa.Table], int]]:
-    """The shop's tables chunk by chunk, with how many orders each generated, ``orders`` orders in all (delivered or not). Each chunk
-    has its own random streams, the items theirs, so the orders do not depend on the layout."""
+    """The shop's tables chunk by chunk, with how many orders each generated (delivered or not),
+    ``orders`` in all. Each chunk has its own random streams, the items theirs, so the orders do
+    not depend on the layout."""
     written = 0
     seeds = np.random.SeedSequence(seed)
     while written < orders:
