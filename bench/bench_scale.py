@@ -150,9 +150,7 @@ def prepare(work: Path, orders: int, pg: str | None) -> Path:
                 cur.execute(
                     f"CREATE TABLE {table_name(orders)} (customer_id text, order_id text, ordered_at timestamp, amount numeric(18,2))"
                 )
-                with cur.copy(f"COPY {table_name(orders)} FROM STDIN (FORMAT csv)") as copy, open(csv, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        copy.write(chunk)
+                olist_layout.copy_csv(cur, table_name(orders), csv, header=False)
                 raw.commit()
             finally:
                 raw.close()

@@ -68,6 +68,13 @@ def generate(work: Path, orders: int) -> Path:
     return folder
 
 
+def copy_csv(cur, table: str, csv: Path, header: bool) -> None:
+    """A CSV file into a PostgreSQL table through COPY, a megabyte at a time."""
+    with cur.copy(f"COPY {table} FROM STDIN (FORMAT csv, HEADER {str(header).lower()})") as copy, open(csv, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            copy.write(chunk)
+
+
 def load_postgres(folder: Path, url: str, schema: str) -> None:
     """The six files as a shop's tables in ``schema`` (once: kept for later runs)."""
     import sqlalchemy as sa
@@ -89,10 +96,7 @@ def load_postgres(folder: Path, url: str, schema: str) -> None:
                 columns = [c.strip('"') for c in fh.readline().strip().split(",")]
             ddl = ", ".join(f"{c} {TYPES.get(c, 'text')}" for c in columns)
             cur.execute(f"CREATE TABLE {schema}.{csv.stem} ({ddl})")
-            copy_sql = f"COPY {schema}.{csv.stem} FROM STDIN (FORMAT csv, HEADER true)"
-            with cur.copy(copy_sql) as copy, open(csv, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    copy.write(chunk)
+            copy_csv(cur, f"{schema}.{csv.stem}", csv, header=True)
             if csv.stem in KEYS:
                 cur.execute(f"ALTER TABLE {schema}.{csv.stem} ADD PRIMARY KEY ({KEYS[csv.stem]})")
         raw.commit()

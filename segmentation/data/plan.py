@@ -177,8 +177,10 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
             olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
-            # a training pass that describes personas carries what it can on each order, as from files
-            have = _olist_tables_have(engine, source.schema, refs) if keep_files else None
+            # a training pass keeps the join (PostgreSQL only: MySQL cannot read a temporary table
+            # twice in one statement) and carries on each order what the personas can use
+            keeps = keep_files and engine.dialect == "postgres" and engine.may_keep()
+            have = _olist_tables_have(engine, source.schema, refs) if keeps else None
             carried = have & rel.CARRIED if have is not None else frozenset()
 
             def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
@@ -194,8 +196,7 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 persona=persona,
                 persona_orders=True,
                 carried=carried,
-                # PostgreSQL only: MySQL cannot read a temporary table twice in one statement
-                joined=keep_files and engine.dialect == "postgres" and engine.may_keep(),
+                joined=keeps,
             )
         assert source.columns is not None
         if source.query is not None:

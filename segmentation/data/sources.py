@@ -120,7 +120,16 @@ class OpenSource:
             raise DataError(f"{self.where}: this pass is closed")
         with _diagnosed_open(plan) as engine:
             if not self.daily:
-                self._keep(plan)
+                ctes = orders_ctes(plan, self.as_of)
+                if self.keep_orders:
+                    engine.materialise(
+                        "segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation
+                    )
+                    ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
+                else:
+                    relation = plan.relation
+                engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
+                self.daily = True
             if as_of is not None and as_of != self.as_of:
                 days = [rel.per_day_until(as_of), rel.excluded_until(as_of)]
             else:
@@ -129,19 +138,6 @@ class OpenSource:
         if not self.keep and not (self.want_personas and self.plan.persona is not None):
             self.close()  # its memory back before the frame is built
         return fetched
-
-    def _keep(self, plan: _Plan) -> None:
-        """The per-day table (and the classified orders, for personas that read them) kept in
-        the engine for the rest of the pass."""
-        with _diagnosed_open(plan) as engine:
-            ctes = orders_ctes(plan, self.as_of)
-            if self.keep_orders:
-                engine.materialise("segment_classified", rel.with_ctes(ctes, "SELECT * FROM classified"), plan.relation)
-                ctes, relation = [("classified", "SELECT * FROM segment_classified")], None
-            else:
-                relation = plan.relation
-            engine.materialise("segment_daily", rel.with_ctes(ctes, rel.DAILY_SELECT), relation)
-        self.daily = True
 
     def rfm(self, as_of: dt.date | None = None) -> RFMTable:
         as_of = as_of if as_of is not None else self.as_of
