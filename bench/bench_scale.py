@@ -21,7 +21,8 @@ Usage: python bench/bench_scale.py [--orders 10000000] [--pg postgresql://postgr
        PostgreSQL unless --steps leaves out train-postgres)
 
 With --repeat N the steps run N times in turn (Parquet and PostgreSQL alternate, so both see the
-same machine) and the medians are printed.
+same machine) and the medians are printed. From 100M orders on, the targets below are checked and
+the disk taken by the trained version is printed; a miss exits with status 1.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ HERE = Path(__file__).resolve().parent
 # the columns of `segment sample-data --layout transactions` (TRANSACTIONS_COLUMNS)
 COLUMNS = {"customer_col": "customer_id", "order_col": "order_id", "date_col": "ordered_at", "amount_col": "amount"}
 FLAGS = [part for key, name in COLUMNS.items() for part in ("--" + key.replace("_", "-"), name)]
+# at 100M orders and more: (seconds, peak MB) per step; the cold lookup is time only
+TARGETS = {"train-parquet": (300.0, 3072.0), "digest-parquet": (180.0, 1024.0), "customer-cold": (0.5, None)}
+DISK_TARGET = 2e9  # bytes per model version
+TARGETS_FROM = 100_000_000
 STEPS = ["train-parquet", "train-postgres", "digest-parquet", "digest-postgres", "customer-cold", "bot-retrain", "ari"]
 
 MEASURE = """
@@ -200,6 +205,38 @@ def main() -> None:
     if "train-parquet" in runs and "train-postgres" in runs:
         ratios = [pg[0] / pq[0] for pq, pg in zip(runs["train-parquet"], runs["train-postgres"])]
         print("PostgreSQL / Parquet training time: " + ", ".join(f"{r:.2f}×" for r in ratios))
+    if args.orders >= TARGETS_FROM:
+        sys.exit(check_targets(runs, work / "art-parquet"))
+
+
+def version_bytes(art: Path) -> int:
+    """The disk taken by the served version: its files in the models folder (``v0001.*``)."""
+    models = art / "models"
+    current = (models / "CURRENT").read_text().strip()
+    return sum(p.stat().st_size for p in models.glob(f"{current}.*"))
+
+
+def check_targets(runs: dict[str, list[tuple[float, float]]], art: Path) -> int:
+    """The 100M targets (medians of the runs; the peak is the largest), met or missed; 1 if any is missed."""
+    import statistics
+
+    checks = []
+    for step, (seconds, peak_mb) in TARGETS.items():
+        if step not in runs:
+            continue
+        wall = statistics.median(w for w, _ in runs[step])
+        checks.append((f"{step} {wall:.1f} s (target ≤ {seconds:g} s)", wall <= seconds))
+        if peak_mb is not None:
+            peak = max(r for _, r in runs[step])
+            checks.append((f"{step} peak {peak:.0f} MB (target ≤ {peak_mb:.0f} MB)", peak <= peak_mb))
+    if "train-parquet" in runs:
+        size = version_bytes(art)
+        checks.append(
+            (f"disk per version {size / 1e9:.2f} GB (target ≤ {DISK_TARGET / 1e9:g} GB)", size <= DISK_TARGET)
+        )
+    for text, ok in checks:
+        print(("met:    " if ok else "MISSED: ") + text)
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 def run_steps(steps: list[str], work: Path, parquet: Path, args, segment: list[str]) -> dict[str, tuple[float, float]]:
