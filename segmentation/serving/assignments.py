@@ -89,7 +89,9 @@ def write_assignments(path: Path, frame: pd.DataFrame) -> None:
             "gap": pa.array(gap.to_numpy(), pa.float64(), mask=gap.isna().to_numpy()),
             "cluster": pa.array(frame["cluster"].to_numpy(np.int32)),
             "at_risk": pa.array(frame["at_risk"].to_numpy(bool)),
-            "chance": pa.array(chance.to_numpy(), pa.float64(), mask=chance.isna().to_numpy()),
+            # float32: seven significant digits for a share shown to four decimals; it is the
+            # largest column after the ids (83 of 285 MB at 9.3M customers as float64)
+            "chance": pa.array(chance.to_numpy(np.float32), pa.float32(), mask=chance.isna().to_numpy()),
         }
     )
     n = table.num_rows
@@ -113,7 +115,7 @@ def _row(t: tuple) -> CustomerRow:
         None if g is None else float(g),
         int(c),
         bool(a),
-        None if p is None or p != p else float(p),
+        None if p is None or p != p else float(str(np.float32(p))),  # the stored float32's own digits
     )
 
 
