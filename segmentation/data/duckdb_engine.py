@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segmentation import runtime
@@ -44,6 +47,15 @@ def duckdb_connect():
 def _configured_limit() -> str | None:
     limit = runtime.current().duckdb_memory
     return limit if re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.I) else None  # checked again: it becomes SQL
+
+
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def limit_bytes(limit: str) -> float | None:
+    """DuckDB's memory limit as bytes ("1GB", "6 GiB", "953.6 MiB"); None when it says otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b\s*", limit, re.I)
+    return float(m.group(1)) * _UNITS[(m.group(2) or "").lower()] if m else None
 
 
 def _limit(con) -> str:
@@ -119,6 +131,35 @@ class DuckDBEngine:
 
         try:
             return [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()]
+        except duckdb.Error as exc:
+            raise self._error(exc) from None
+
+    @contextlib.contextmanager
+    def limited(self, share: float) -> Iterator[None]:
+        """The memory limit lowered to ``share`` of its own meanwhile (unchanged if it is not a size)."""
+        memory = limit_bytes(self.limit)
+        if memory is None:
+            yield
+            return
+        self._run(f"SET memory_limit = '{int(memory * share) >> 20}MiB'", None)
+        try:
+            yield
+        finally:
+            self._run(f"SET memory_limit = {sql_str(self.limit)}", None)
+
+    def write_parts(self, sql: str, folder: Path) -> None:
+        """A query's rows written as Parquet files in ``folder``, one subfolder per value of its
+        ``segment_part`` column (``segment_part=0``, ...)."""
+        import duckdb
+
+        text = _sql(sql, self.dialect, None)
+        target = sql_str(str(folder))
+        try:
+            self.con.execute(f"COPY ({text}) TO {target} (FORMAT parquet, PARTITION_BY (segment_part), OVERWRITE)")
+        except duckdb.IOException as exc:
+            raise DataError(
+                f"{self.where}: cannot be split into parts in the temporary folder ({first_line(exc)})"
+            ) from None
         except duckdb.Error as exc:
             raise self._error(exc) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +14,10 @@ from segmentation.data.database_engine import DatabaseEngine
 from segmentation.data.dialects import compile_sql
 from segmentation.data.duckdb_engine import DuckDBEngine
 from segmentation.data.engines import Engine
+from segmentation.data.file_loads import csv_header, load_files, reader
 from segmentation.data.kinds import OLIST_COLUMNS, OLIST_FILES, DatabaseSource, OlistSource, Source, TransactionsSource
 from segmentation.data.spark_engine import SparkEngine
-from segmentation.data.sqltext import PLACEHOLDER, ident, sql_str
+from segmentation.data.sqltext import PLACEHOLDER, ident
 from segmentation.errors import DataError
 
 if TYPE_CHECKING:
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
 def _is_supported_file(p: Path) -> bool:
     name = p.name.lower()
     return name.endswith((".csv", ".csv.gz", ".parquet", ".pq"))
-
-
-def _reader(p: Path) -> str:
-    name = p.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return f"read_parquet({sql_str(str(p))})"
-    return f"read_csv({sql_str(str(p))}, all_varchar=true, header=true)"
 
 
 def _resolve_column(available: list[str], wanted: str, where: object) -> str:
@@ -96,6 +90,10 @@ class _Plan:
     # the orders relation joins and deduplicates several tables, and the database user may create
     # temporary tables: a training pass keeps it rather than have every statement compute it
     joined: bool = False
+    # a DuckDB file: (its relation, its customer id as the queries read it), and the same plan
+    # over another relation with the file's columns (one of its parts: ``parts.split``)
+    split_key: tuple[str, str] | None = None
+    rebase: Callable[[str], _Plan] | None = None
 
 
 def _plan(source: Source, keep_files: bool = False) -> _Plan:
@@ -117,10 +115,10 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         engine = DuckDBEngine(str(source.folder))
         opened.append(engine)
         files = {key: _olist_file(source.folder, key) for key in OLIST_FILES}
-        refs = {key: _reader(path) for key, path in files.items()}
+        refs = {key: reader(path) for key, path in files.items()}
         extras = _olist_extras(source.folder) if keep_files else {}
-        refs.update({key: _reader(path) for key, path in extras.items()})
-        loaded = _load_files(engine, {**files, **extras})
+        refs.update({key: reader(path) for key, path in extras.items()})
+        loaded = load_files(engine, {**files, **extras})
         refs.update(loaded)
         olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
         # a training pass that describes personas carries the labels it can on each order (the
@@ -147,7 +145,7 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
     if isinstance(source, TransactionsSource):
         engine = DuckDBEngine(str(source.path))
         opened.append(engine)
-        ref = _reader(source.path)
+        ref = reader(source.path)
         cols = rel.Columns(
             source.customer_col,
             source.date_col,
@@ -158,8 +156,11 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
             source.category_col,
         )
         cols = _resolve_columns(engine.columns(ref), cols, source.path)
-        return _transactions_plan(
-            engine, ref, cols, rel.Reading("TRY_CAST", source.date_format, source.decimal_comma, source.net_returns)
+        reading = rel.Reading("TRY_CAST", source.date_format, source.decimal_comma, source.net_returns)
+        return replace(
+            _transactions_plan(engine, ref, cols, reading),
+            split_key=(ref, rel.text_id(ident(cols.customer))),
+            rebase=lambda part: _transactions_plan(engine, part, cols, reading),
         )
     if isinstance(source, DatabaseSource):
         engine = DatabaseEngine(source.url)
@@ -277,79 +278,14 @@ def _olist_folder_paths(folder: Path) -> dict[str, Path]:
 def _olist_folder_have(folder: Path) -> frozenset[str]:
     """The facets an Olist folder's files can describe (from their header lines)."""
     paths = _olist_folder_paths(folder)
-    return _olist_have(lambda key: _csv_header(paths[key]) if key in paths else None)
+    return _olist_have(lambda key: csv_header(paths[key]) if key in paths else None)
 
 
 def _olist_folder_persona(
     folder: Path, refs: Mapping[str, str], orders: str, have: frozenset[str], carried: frozenset[str]
 ) -> list[tuple[str, str]]:
-    all_refs = {**{key: _reader(path) for key, path in _olist_folder_paths(folder).items()}, **refs}
+    all_refs = {**{key: reader(path) for key, path in _olist_folder_paths(folder).items()}, **refs}
     return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders, carried)
-
-
-# Olist files together under this size are read into the engine's memory first, each file on
-# its own thread (gzip is read on one core per file): the training pass and the personas then
-# read memory. Larger folders are streamed from the files by every query instead.
-LOAD_LIMIT = 256 << 20
-_OLIST_WANTED = {
-    "orders": ("order_id", "customer_id", "order_status", "order_purchase_timestamp"),
-    "payments": ("order_id", "payment_value", "payment_type", "payment_installments"),
-    "customers": ("customer_id", "customer_unique_id", "customer_state"),
-    "items": ("order_id", "product_id", "price"),
-    "products": ("product_id", "product_category_name"),
-    "translation": ("product_category_name", "product_category_name_english"),
-}
-
-
-def _load_files(engine: DuckDBEngine, paths: Mapping[str, Path]) -> dict[str, str]:
-    """Read the columns the product uses of small Olist files into memory tables, concurrently;
-    returns their names by key (nothing when the files are large, or a header lacks a column
-    the layout needs: the queries then read the files and say what is wrong)."""
-    if sum(p.stat().st_size for p in paths.values()) > LOAD_LIMIT:
-        return {}
-    selects = {}
-    for key, path in paths.items():
-        header = _csv_header(path) or []
-        folded = {c.lower(): c for c in header}
-        if any(col.lower() not in folded for col in OLIST_COLUMNS.get(key, ())):
-            return {}
-        cols = [folded[c.lower()] for c in _OLIST_WANTED[key] if c.lower() in folded]
-        selects[key] = f"SELECT {', '.join(ident(c) for c in cols)} FROM {_reader(path)}"
-    names = {key: f"segment_file_{key}" for key in selects}
-    errors: list[BaseException] = []
-
-    def load(key: str) -> None:
-        try:
-            with engine.con.cursor() as cur:  # a connection of its own to the same in-memory database
-                cur.execute(f"CREATE TABLE {names[key]} AS {selects[key]}")
-        except Exception as exc:  # a damaged file: the queries over the files name it
-            errors.append(exc)
-
-    import threading
-
-    threads = [threading.Thread(target=load, args=(key,)) for key in selects]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        for name in names.values():
-            engine.con.execute(f"DROP TABLE IF EXISTS {name}")
-        return {}
-    return names
-
-
-def _csv_header(path: Path) -> list[str] | None:
-    """The column names of a CSV file (plain or gzipped) from its first line, without reading on."""
-    import csv
-    import gzip
-
-    try:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            return next(csv.reader([fh.readline()]), None)
-    except (OSError, UnicodeDecodeError, EOFError):
-        return None
 
 
 def _olist_table_refs(schema: str | None, refs: Mapping[str, str]) -> dict[str, str]:

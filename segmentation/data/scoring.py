@@ -11,6 +11,7 @@ import numpy as np
 
 from segmentation.data import relations as rel
 from segmentation.data.kinds import Source
+from segmentation.data.parts import part_count, split
 from segmentation.data.plan import _Plan, _plan
 from segmentation.data.sources import _late
 from segmentation.errors import DataError
@@ -38,36 +39,32 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
     aggregation after its parallel scan, MySQL) is asked on several connections at once, each
     for its own share of the customers by a hash of their id (``SEGMENT_DB_SESSIONS``, default 2).
     """
-    if as_of is None:
-        plan = _plan(source)
+    first = _plan(source)
+    count = part_count(source, first)
+    if count > 1:
         try:
-            (latest,) = plan.engine.one(
-                rel.with_ctes([*plan.valid, rel.valid_days(_late(None)[0])], rel.LATEST_SELECT), plan.relation
-            )
+            with split(first, count) as plans:
+                snapshot = as_of or _after_latest(plans)
+                return _engine_score([_scored(p, snapshot, None, scoring) for p in plans], snapshot, source)
         finally:
-            plan.engine.close()
-        if latest is None:
-            raise DataError(f"{plan.engine.where}: no usable orders left after filtering")
-        as_of = rel.EPOCH + dt.timedelta(days=int(latest) + 1)
+            first.engine.close()
+    if as_of is None:
+        try:
+            as_of = _after_latest([first])
+        except BaseException:
+            first.engine.close()
+            raise
     snapshot = as_of
 
     def share(bucket: int, buckets: int, plan: _Plan | None = None) -> pa.Table:
         plan = plan or _plan(source)
         try:
-            engine = plan.engine
-            engine.prepare_scoring(buckets)
-            cond = engine.bucket("customer_id", buckets, bucket) if buckets > 1 else None
-            ctes = [*plan.valid, rel.valid_days(snapshot, cond), rel.PER_DAY, rel.customers(snapshot), *scoring]
-            try:
-                return engine.table(rel.with_ctes(ctes, rel.SCORED_TOTALS_SELECT), plan.relation)
-            except DataError:
-                if plan.diagnose is not None:
-                    plan.diagnose()
-                raise
+            plan.engine.prepare_scoring(buckets)
+            cond = plan.engine.bucket("customer_id", buckets, bucket) if buckets > 1 else None
+            return _scored(plan, snapshot, cond, scoring)
         finally:
             plan.engine.close()
 
-    first = _plan(source)
     buckets = first.engine.sessions()
     if buckets == 1:
         parts = [share(0, 1, first)]
@@ -83,6 +80,31 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
             raise errors[0]
         parts = [r for r in results if not isinstance(r, BaseException)]
     return _engine_score(parts, snapshot, source)
+
+
+def _after_latest(plans: list[_Plan]) -> dt.date:
+    """The day after the latest valid order of the plans' orders (the snapshot of "now")."""
+    days = []
+    for plan in plans:
+        (latest,) = plan.engine.one(
+            rel.with_ctes([*plan.valid, rel.valid_days(_late(None)[0])], rel.LATEST_SELECT), plan.relation
+        )
+        if latest is not None:
+            days.append(int(latest))
+    if not days:
+        raise DataError(f"{plans[0].engine.where}: no usable orders left after filtering")
+    return rel.EPOCH + dt.timedelta(days=max(days) + 1)
+
+
+def _scored(plan: _Plan, snapshot: dt.date, cond: str | None, scoring: list[tuple[str, str]]) -> pa.Table:
+    """The totals and at-risk rows of the plan's customers (those ``cond`` keeps) as of ``snapshot``."""
+    ctes = [*plan.valid, rel.valid_days(snapshot, cond), rel.PER_DAY, rel.customers(snapshot), *scoring]
+    try:
+        return plan.engine.table(rel.with_ctes(ctes, rel.SCORED_TOTALS_SELECT), plan.relation)
+    except DataError:
+        if plan.diagnose is not None:
+            plan.diagnose()
+        raise
 
 
 def _settle(fn: Callable[[], pa.Table]) -> pa.Table | BaseException:
