@@ -98,7 +98,17 @@ def write_assignments(path: Path, frame: pd.DataFrame) -> None:
     ordered = n < 2 or pc.all(pc.less_equal(table["customer_id"][: n - 1], table["customer_id"][1:])).as_py()
     if not ordered:  # engines hand over RFM sorted by id already; sorting 9M ids would cost ~15 s
         table = table.sort_by("customer_id")
-    pq.write_table(table, path, row_group_size=ROW_GROUP, compression="zstd", write_statistics=True)
+    # the sorted ids share their first characters: prefix-coded (DELTA_BYTE_ARRAY) they take 14.3
+    # bytes each instead of 15.7 (32 hex characters; 93M customers: 1.33 GB of a 1.93 GB version)
+    pq.write_table(
+        table,
+        path,
+        row_group_size=ROW_GROUP,
+        compression="zstd",
+        write_statistics=True,
+        use_dictionary=[c for c in table.column_names if c != "customer_id"],
+        column_encoding={"customer_id": "DELTA_BYTE_ARRAY"},
+    )
 
 
 _COLUMNS = ", ".join(ASSIGNMENT_COLUMNS)
