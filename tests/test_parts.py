@@ -21,7 +21,7 @@ from segmentation.serving.store import ModelStore
 def lines(tmp_path_factory) -> pd.DataFrame:
     """The sample shop's orders as order lines: every third order in two lines, every fifth
     line's customer id padded with spaces (the same customer, however the id is written), a
-    return netted against a later order."""
+    return netted against a later order, and a column the product does not read."""
     folder = write_sample(tmp_path_factory.mktemp("tx"), orders=6_000, seed=7, layout="transactions")
     orders = pd.read_parquet(folder / TRANSACTIONS_FILE)
     cents = (orders["amount"] * 100).round().astype(np.int64)
@@ -31,6 +31,7 @@ def lines(tmp_path_factory) -> pd.DataFrame:
     refund = orders.iloc[[10]].assign(order_id="R-1", amount=-(orders["amount"].iloc[10] / 2))
     out = pd.concat([first, second, refund], ignore_index=True)
     out["customer_id"] = np.where(np.arange(len(out)) % 5 == 0, "  " + out["customer_id"] + " ", out["customer_id"])
+    out["channel"] = "web"  # a column the product does not read: left out of the parts
     return out
 
 

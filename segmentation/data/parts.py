@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from segmentation.data.plan import _Plan
 
 # Measured on 2 cores (bench/bench_scale.py): 10M order lines ran in one statement at a 1 GB
-# limit (12 s, spilling 2 GB); 3.1M lines took 3.3 s in a part at 0.6 GB and 3.6 s at 0.3 GB.
+# limit (12 s, spilling 2 GB); in a part at 0.6 GB, 3.1M lines took 3.3 s and 4M lines 4.9 s.
 ONE_PASS_LINES_PER_GB = 10_000_000
-PART_LINES_PER_GB = 4_000_000
+PART_LINES_PER_GB = 3_000_000
 # Writing the parts fills whatever memory it is given (1.1 GB at 1 GB, 0.39 GB at 0.3 GB) at
 # nearly the same speed: it and the parts get this share of the limit, the rest is left to the
 # process (the model, the at-risk rows that come back).
@@ -68,11 +68,13 @@ def split(plan: _Plan, count: int) -> Iterator[list[_Plan]]:
     assert plan.rebase is not None and plan.split_key is not None
     engine = plan.engine
     assert isinstance(engine, DuckDBEngine)
-    ref, key = plan.split_key
+    ref, key, columns = plan.split_key
     folder = Path(tempfile.mkdtemp(prefix="segment-parts-", dir=tempfile.gettempdir()))
     try:
         with engine.limited(PART_SHARE):
-            engine.write_parts(f"SELECT *, HASH({key}) % {count} AS segment_part FROM {ref} AS src", folder)
+            engine.write_parts(
+                f"SELECT {', '.join(columns)}, HASH({key}) % {count} AS segment_part FROM {ref} AS src", folder
+            )
             parts = [folder / f"segment_part={k}" for k in range(count)]
             yield [plan.rebase(f"read_parquet({sql_str(str(p / '*.parquet'))})") for p in parts if p.is_dir()]
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,9 +90,9 @@ class _Plan:
     # the orders relation joins and deduplicates several tables, and the database user may create
     # temporary tables: a training pass keeps it rather than have every statement compute it
     joined: bool = False
-    # a DuckDB file: (its relation, its customer id as the queries read it), and the same plan
-    # over another relation with the file's columns (one of its parts: ``parts.split``)
-    split_key: tuple[str, str] | None = None
+    # a DuckDB file: (its relation, its customer id as the queries read it, the columns they
+    # read), and the same plan over another relation with those columns (a part: ``parts.split``)
+    split_key: tuple[str, str, tuple[str, ...]] | None = None
     rebase: Callable[[str], _Plan] | None = None
 
 
@@ -159,7 +159,11 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         reading = rel.Reading("TRY_CAST", source.date_format, source.decimal_comma, source.net_returns)
         return replace(
             _transactions_plan(engine, ref, cols, reading),
-            split_key=(ref, rel.text_id(ident(cols.customer))),
+            split_key=(
+                ref,
+                rel.text_id(ident(cols.customer)),
+                tuple(ident(c) for c in dict.fromkeys(astuple(cols)) if c),
+            ),
             rebase=lambda part: _transactions_plan(engine, part, cols, reading),
         )
     if isinstance(source, DatabaseSource):
