@@ -61,7 +61,6 @@ def test_scoring_in_parts_equals_one_statement(trained, lines, tmp_path, monkeyp
     assert whole.at_risk.customers > 0  # the at-risk rows are compared too
 
     # about five parts at the configured limit, written to this test's temporary folder
-    monkeypatch.setattr(parts, "ONE_PASS_LINES_PER_GB", 0)
     estimate = parts.estimated_lines(path)
     per_gb = 1e9 / limit_bytes(DuckDBEngine("x").limit)
     monkeypatch.setattr(parts, "PART_LINES_PER_GB", int(estimate // 5 * per_gb) + 1)
@@ -87,7 +86,6 @@ def test_a_large_file_only_is_split(tmp_path, monkeypatch):
     plan = _plan(source)
     try:
         assert parts.part_count(source, plan) == 1
-        monkeypatch.setattr(parts, "ONE_PASS_LINES_PER_GB", 0)
         monkeypatch.setattr(parts, "PART_LINES_PER_GB", 100)
         memory = limit_bytes(plan.engine.limit)
         assert parts.part_count(source, plan) == -(-parts.estimated_lines(path) // int(100 * memory / 1e9))

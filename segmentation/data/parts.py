@@ -22,9 +22,10 @@ from segmentation.data.sqltext import sql_str
 if TYPE_CHECKING:
     from segmentation.data.plan import _Plan
 
-# Measured on 2 cores (bench/bench_scale.py): 10M order lines ran in one statement at a 1 GB
-# limit (12 s, spilling 2 GB); in a part at 0.6 GB, 3.1M lines took 3.3 s and 4M lines 4.9 s.
-ONE_PASS_LINES_PER_GB = 10_000_000
+# Lines per part per GB of the limit, measured on 2 cores (bench/bench_scale.py): in a part at
+# 0.6 GB, 3.1M lines took 3.3 s and 4M lines 4.9 s. A file of more lines is scored in parts:
+# 10M lines in one statement took 15 s and 1.15 GB at a 1 GB limit, in four parts 16.5 s and
+# 0.75 GB; 100M lines failed at 1 GB and 2 GB in one statement, in 34 parts they took 174 s.
 PART_LINES_PER_GB = 3_000_000
 # Writing the parts fills whatever memory it is given (1.1 GB at 1 GB, 0.39 GB at 0.3 GB) at
 # nearly the same speed: it and the parts get this share of the limit, the rest is left to the
@@ -47,17 +48,15 @@ def estimated_lines(path: Path) -> int:
 
 
 def part_count(source: Source, plan: _Plan) -> int:
-    """How many parts to score ``source`` in: 1 (one statement) unless it is a file too large
-    for DuckDB's memory limit to group in one statement."""
+    """How many parts to score ``source`` in: 1 (one statement) unless it is a file of more lines
+    than one part holds at DuckDB's memory limit."""
     if not isinstance(source, TransactionsSource) or not isinstance(plan.engine, DuckDBEngine) or plan.rebase is None:
         return 1
     memory = limit_bytes(plan.engine.limit)
     if memory is None:
         return 1
-    lines = estimated_lines(source.path)
-    if lines <= ONE_PASS_LINES_PER_GB * memory / 1e9:
-        return 1
-    return max(2, -(-lines // int(PART_LINES_PER_GB * memory / 1e9)))
+    per_part = max(1, int(PART_LINES_PER_GB * memory / 1e9))
+    return max(1, -(-estimated_lines(source.path) // per_part))
 
 
 @contextlib.contextmanager
