@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,8 @@ def main() -> None:
     ap.add_argument("--digest-memory", default=os.environ.get("SEGMENT_DUCKDB_MEMORY", "1GB"))
     ap.add_argument("--layout", choices=["parquet", "olist"], default="parquet")
     args = ap.parse_args()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", args.digest_memory, re.I):  # else DuckDB's own 80% of RAM
+        ap.error(f"--digest-memory is a size such as 1GB or 512MiB; got '{args.digest_memory}'")
     steps = args.steps.split(",")
     work = Path(args.work) / str(args.orders)
     work.mkdir(parents=True, exist_ok=True)

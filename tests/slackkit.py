@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import http.client
@@ -214,3 +215,9 @@ def copy_artifacts(trained: Path, dest: Path) -> Path:
 
 def buttons(reply_json: dict[str, Any]) -> list[dict[str, Any]]:
     return [el for b in reply_json.get("blocks", []) if b["type"] == "actions" for el in b["elements"]]
+
+
+def far_daily() -> str:
+    """A daily schedule twelve hours away: never due, nor inside its grace, while a test runs
+    (a fixed "daily 09:00" is due for a test that runs just after 09:00 UTC)."""
+    return f"daily {(dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)):%H:%M}"

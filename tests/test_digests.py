@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import reference
 import sqlalchemy as sa
-from slackkit import ADMIN, USER, buttons, copy_artifacts, start_bot
+from slackkit import ADMIN, USER, buttons, copy_artifacts, far_daily, start_bot
 
 from bot.app import build_context, start_scheduler
 from bot.scheduling import DigestScheduler, job_store
@@ -240,7 +240,7 @@ def fast(digests) -> DigestScheduler:
 
 def test_failed_digest_does_not_stop_the_others(ctx, slack):
     for ch in ("C1", "C2"):
-        ctx.digests.subscribe(ch, parse("daily 09:00"), USER)
+        ctx.digests.subscribe(ch, parse(far_daily()), USER)
     sched = fast(ctx.digests).start()
     try:
         sched.stop(release=True)
@@ -271,7 +271,7 @@ def _runs(state):
 
 
 def test_restart_inside_grace_posts_exactly_once(ctx, slack):
-    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    ctx.digests.subscribe("C1", parse(far_daily()), USER)
     first = fast(ctx.digests).start()
     assert first.leading and first.next_runs()["C1"] > dt.datetime.now(UTC)
     first.stop()
@@ -556,7 +556,7 @@ def test_a_catch_up_run_compares_with_the_digest_before_it(ctx, slack):
 def test_a_forged_job_row_is_never_unpickled(ctx, slack, tmp_path):
     import pickle
 
-    ctx.digests.subscribe("C1", parse("daily 09:00"), USER)
+    ctx.digests.subscribe("C1", parse(far_daily()), USER)
     fast(ctx.digests).start().stop()
     marker = tmp_path / "pwned"
 

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 
 import pytest
-from slackkit import ADMIN, USER, copy_artifacts, start_bot
+from slackkit import ADMIN, USER, copy_artifacts, far_daily, start_bot
 
 from bot.digest_data import DigestSegment
 from bot.home import MAX_HOME_BLOCKS, HomeData, view
@@ -98,7 +98,8 @@ def test_sizes_and_churn_come_from_the_latest_digest(slack, trained, sample_fold
     )  # the data ends 2024-12-30: scored as of each run date, so customers age between the two digests
     try:
         ctx = running.ctx
-        ctx.digests.subscribe("C1", parse("daily 09:00", "UTC"), ADMIN)
+        daily = far_daily()  # "daily HH:MM"
+        ctx.digests.subscribe("C1", parse(daily, "UTC"), ADMIN)
         first, second = (dt.datetime(2025, 1, 5, 9, tzinfo=dt.UTC), dt.datetime(2025, 3, 20, 9, tzinfo=dt.UTC))
         ctx.digests.run("C1", first)
         ctx.digests.run("C1", second)
@@ -116,7 +117,7 @@ def test_sizes_and_churn_come_from_the_latest_digest(slack, trained, sample_fold
             assert f"*{s.name}* · {count_and_change}" in body
         n = int(digest_text.split("*Churn risk: ")[1].split(" customers*")[0].replace(",", ""))
         assert f"*At risk: {n:,} customers*" in body and "in that digest" in body
-        assert "<#C1> daily at 09:00 UTC · next" in body and "last ok 20 Mar 09:00 UTC" in body
+        assert f"<#C1> daily at {daily.split()[1]} UTC · next" in body and "last ok 20 Mar 09:00 UTC" in body
         export = json.loads(home_buttons(published(slack, USER))["home_export_at_risk"]["value"])
         assert export == {"model": ctx.service.served().version, "as_of": "2025-03-20"}
     finally:

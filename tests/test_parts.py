@@ -49,12 +49,12 @@ def _assert_same(a, b) -> None:
     pd.testing.assert_frame_equal(a.at_risk_rows, b.at_risk_rows, check_exact=False, atol=1e-9)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 @pytest.mark.parametrize("days_after", [None, 60])
 def test_scoring_in_parts_equals_one_statement(trained, lines, tmp_path, monkeypatch, suffix, days_after):
     served = SegmentService(ModelStore(trained)).served()
     path = tmp_path / f"lines{suffix}"
-    lines.to_csv(path, index=False) if suffix == ".csv" else lines.to_parquet(path, index=False)
+    lines.to_parquet(path, index=False) if suffix == ".parquet" else lines.to_csv(path, index=False)
     snapshot = dt.date.fromisoformat(served.info.snapshot_date)
     as_of = None if days_after is None else snapshot + dt.timedelta(days=days_after)
     whole = _score(served, path, as_of)
@@ -76,10 +76,60 @@ def test_scoring_in_parts_equals_one_statement(trained, lines, tmp_path, monkeyp
     _assert_same(in_parts, whole)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+@pytest.mark.parametrize("row", ["C1,2024-01-01,9.99", "C0000012345,2024-01-01 10:00:00,12.34,web,Lisbon,PT,0.5"])
+def test_lines_are_estimated_from_the_file_itself(tmp_path, suffix, row):
+    import gzip
+
+    rng = np.random.default_rng(0)
+    text = "h\n" + "".join(f"{row},{rng.integers(10**6)}\n" for _ in range(300_000))
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+    assert parts.estimated_lines(path) == pytest.approx(300_001, rel=0.15)  # the start of a gzip compresses worst
+
+
+def test_a_failure_while_in_parts_removes_them_and_says_one_line(trained, lines, tmp_path, monkeypatch):
+    from segmentation.errors import DataError
+
+    served = SegmentService(ModelStore(trained)).served()
+    path = tmp_path / "lines.parquet"
+    lines.to_parquet(path, index=False)
+    monkeypatch.setattr(parts, "PART_LINES_PER_GB", 1000)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    limits = []
+    real = DuckDBEngine.table
+
+    def failing(self, sql, relation=None):
+        limits.append(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        real(self, sql, relation)
+        raise DataError("x: the disk of the temporary folder is full (simulated)")
+
+    monkeypatch.setattr(DuckDBEngine, "table", failing)
+    with pytest.raises(DataError, match="temporary folder is full"):
+        _score(served, path, dt.date(2025, 1, 1))
+    assert limits and not list(tmp_path.glob("segment-parts-*"))
+
+
+def test_a_source_that_fails_while_parts_are_written_is_said_to_be_unreadable(trained, lines, tmp_path, monkeypatch):
+    from segmentation.errors import DataError
+
+    served = SegmentService(ModelStore(trained)).served()
+    path = tmp_path / "lines.parquet"
+    lines.to_parquet(path, index=False)
+
+    def gone(p):  # the file is removed after it was opened: DuckDB's I/O error is about the source
+        p.unlink()
+        return 10**9
+
+    monkeypatch.setattr(parts, "estimated_lines", gone)
+    with pytest.raises(DataError) as err:
+        _score(served, path, dt.date(2025, 1, 1))
+    assert "cannot be read" in str(err.value) and "parts" not in str(err.value)
+
+
 def test_a_large_file_only_is_split(tmp_path, monkeypatch):
     path = tmp_path / "t.csv"
     path.write_text("customer_id,ordered_at,amount\n" + "C0000012345,2024-01-01 10:00:00,12.34\n" * 1000)
-    assert parts.estimated_lines(path) == pytest.approx(1000, rel=0.5)
     source = source_from_spec(path, customer_col="customer_id", date_col="ordered_at", amount_col="amount")
     from segmentation.data.plan import _plan
 
@@ -103,6 +153,9 @@ def test_the_memory_limit_is_lowered_while_parts_are_written_and_put_back():
 
         with engine.limited(0.5):
             assert now() == pytest.approx(before * 0.5, rel=0.02)
+        assert now() == pytest.approx(before, rel=0.02)
+        with pytest.raises(KeyError), engine.limited(0.5):  # put back after a failure too
+            raise KeyError("boom")
         assert now() == pytest.approx(before, rel=0.02)
     finally:
         engine.close()

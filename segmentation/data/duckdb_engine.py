@@ -144,8 +144,11 @@ class DuckDBEngine:
         self._run(f"SET memory_limit = '{int(memory * share) >> 20}MiB'", None)
         try:
             yield
-        finally:
-            self._run(f"SET memory_limit = {sql_str(self.limit)}", None)
+        except BaseException:
+            with contextlib.suppress(DataError):  # the failure that got here is the one to say
+                self._run(f"SET memory_limit = {sql_str(self.limit)}", None)
+            raise
+        self._run(f"SET memory_limit = {sql_str(self.limit)}", None)
 
     def write_parts(self, sql: str, folder: Path) -> None:
         """A query's rows written as Parquet files in ``folder``, one subfolder per value of its
@@ -159,6 +162,8 @@ class DuckDBEngine:
             options = "FORMAT parquet, PARTITION_BY (segment_part), COMPRESSION zstd, COMPRESSION_LEVEL 1, OVERWRITE"
             self.con.execute(f"COPY ({text}) TO {target} ({options})")
         except duckdb.IOException as exc:
+            if str(folder) not in str(exc) and "space left" not in str(exc):
+                raise self._error(exc) from None  # the source, not the parts: "cannot be read"
             raise DataError(
                 f"{self.where}: cannot be split into parts in the temporary folder ({first_line(exc)})"
             ) from None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from segmentation.data.duckdb_engine import DuckDBEngine, limit_bytes
 from segmentation.data.kinds import Source, TransactionsSource
 from segmentation.data.sqltext import sql_str
+from segmentation.errors import DataError
 
 if TYPE_CHECKING:
     from segmentation.data.plan import _Plan
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 # 10M lines in one statement took 15 s and 1.15 GB at a 1 GB limit, in four parts 16.5 s and
 # 0.75 GB; 100M lines failed at 1 GB and 2 GB in one statement, in 34 parts they took 174 s.
 PART_LINES_PER_GB = 3_000_000
+MAX_PARTS = 256  # whatever the limit: a part per 0.4M lines of a 100M-line file at the least
+SAMPLE_BYTES = 4 << 20  # what a CSV file's lines per byte are read from (decompressed)
 # Writing the parts fills whatever memory it is given (1.1 GB at 1 GB, 0.39 GB at 0.3 GB) at
 # nearly the same speed: it and the parts get this share of the limit, the rest is left to the
 # process (the model, the at-risk rows that come back).
@@ -34,8 +37,8 @@ PART_SHARE = 0.6
 
 
 def estimated_lines(path: Path) -> int:
-    """The number of rows of a file, from a Parquet file's footer or a CSV file's size (a row of
-    a transactions export takes about 40 bytes, a gzipped one about 10): cheap, never exact."""
+    """The number of rows of a file: a Parquet file's footer says; a CSV file's first 4 MB
+    (read through gzip for a .gz file) gives its lines per byte. Cheap, close, never exact."""
     if path.name.lower().endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
 
@@ -43,8 +46,20 @@ def estimated_lines(path: Path) -> int:
             return int(pq.read_metadata(path).num_rows)
         except (OSError, ValueError):
             return 0  # the scoring query then says what is wrong with the file
-    size = path.stat().st_size
-    return size // 10 if path.name.lower().endswith(".gz") else size // 40
+    import gzip
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as raw:
+            if path.name.lower().endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw) as text:
+                    lines = text.read(SAMPLE_BYTES).count(b"\n")
+                used = raw.tell()  # the compressed bytes those lines took (with gzip's read-ahead)
+            else:
+                lines, used = raw.read(SAMPLE_BYTES).count(b"\n"), min(size, SAMPLE_BYTES)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return 0  # the scoring query then says what is wrong with the file
+    return int(size * lines / used) if used else 0
 
 
 def part_count(source: Source, plan: _Plan) -> int:
@@ -56,7 +71,7 @@ def part_count(source: Source, plan: _Plan) -> int:
     if memory is None:
         return 1
     per_part = max(1, int(PART_LINES_PER_GB * memory / 1e9))
-    return max(1, -(-estimated_lines(source.path) // per_part))
+    return min(MAX_PARTS, max(1, -(-estimated_lines(source.path) // per_part)))
 
 
 @contextlib.contextmanager
@@ -68,7 +83,10 @@ def split(plan: _Plan, count: int) -> Iterator[list[_Plan]]:
     engine = plan.engine
     assert isinstance(engine, DuckDBEngine)
     ref, key, columns = plan.split_key
-    folder = Path(tempfile.mkdtemp(prefix="segment-parts-", dir=tempfile.gettempdir()))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="segment-parts-", dir=tempfile.gettempdir()))
+    except OSError as exc:
+        raise DataError(f"{engine.where}: cannot be split into parts in the temporary folder ({exc})") from None
     try:
         with engine.limited(PART_SHARE):
             engine.write_parts(

@@ -40,18 +40,22 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
     for its own share of the customers by a hash of their id (``SEGMENT_DB_SESSIONS``, default 2).
     """
     first = _plan(source)
-    count = part_count(source, first)
+    try:
+        count = part_count(source, first)
+    except BaseException:
+        first.engine.close()
+        raise
     if count > 1:
         try:
             with split(first, count) as plans:
-                snapshot = as_of or _after_latest(plans)
+                snapshot = as_of or _after_latest(plans, first.engine.where)
                 tables = [_scored(p, snapshot, None, scoring) for p in plans]
         finally:
             first.engine.close()  # its memory handed back before the rows become frames
         return _engine_score(tables, snapshot, source)
     if as_of is None:
         try:
-            as_of = _after_latest([first])
+            as_of = _after_latest([first], first.engine.where)
         except BaseException:
             first.engine.close()
             raise
@@ -83,7 +87,7 @@ def score_in_engine(source: Source, as_of: dt.date | None, scoring: list[tuple[s
     return _engine_score(parts, snapshot, source)
 
 
-def _after_latest(plans: list[_Plan]) -> dt.date:
+def _after_latest(plans: list[_Plan], where: str) -> dt.date:
     """The day after the latest valid order of the plans' orders (the snapshot of "now")."""
     days = []
     for plan in plans:
@@ -93,7 +97,7 @@ def _after_latest(plans: list[_Plan]) -> dt.date:
         if latest is not None:
             days.append(int(latest))
     if not days:
-        raise DataError(f"{plans[0].engine.where}: no usable orders left after filtering")
+        raise DataError(f"{where}: no usable orders left after filtering")
     return rel.EPOCH + dt.timedelta(days=max(days) + 1)
 
 
@@ -119,10 +123,9 @@ def _engine_score(parts: list[pa.Table], snapshot: dt.date, source: Source) -> E
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-    del parts
-    if not table.num_rows:
+    if not sum(t.num_rows for t in parts):  # no rows, or no parts at all
         raise DataError(f"{source.describe()}: no orders on or before {snapshot.isoformat()}")
+    table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
     # totals and one row per customer at risk (1.1M of 93M customers): summed, cast and sorted in
     # Arrow, never the whole table as Python objects (0.7 GB at 1.1M rows that way)
     sums = [("customers", "sum"), ("revenue", "sum"), ("expected", "sum")]
@@ -140,7 +143,6 @@ def _engine_score(parts: list[pa.Table], snapshot: dt.date, source: Source) -> E
     order = pc.sort_indices(table, sort_keys=[("at_risk", "descending"), ("risky_id", "ascending")])[:at_risk]
     risky = table.select(["risky_id", "recency", "frequency", "revenue", "occasions", "gap", "cluster", "chance"])
     risky = risky.take(order)  # one copy of the at-risk rows, sorted by id
-    del table
     types = {
         "recency": pa.int64(),
         "frequency": pa.int64(),
@@ -152,6 +154,5 @@ def _engine_score(parts: list[pa.Table], snapshot: dt.date, source: Source) -> E
     }
     columns = {"customer_id": pc.cast(risky["risky_id"], pa.string())}
     columns.update({"monetary" if c == "revenue" else c: pc.cast(risky[c], t) for c, t in types.items()})
-    del risky
     rows = pa.table(columns).to_pandas()
     return EngineScore(snapshot, latest_day, tally, rows)
