@@ -256,3 +256,14 @@ def test_a_kind_too_small_for_a_segment_joins_its_band_and_outliers_join_a_neigh
     for i in range(5):  # the five repeat buyers are clustered with their band's one-time buyers
         assert model.strata_[model.center_stratum_[model.labels_[i]]] == (int(band_of[i]), (0, 1))
         assert (band_of[model.labels_ == model.labels_[i]] == band_of[i]).all()  # of their own band only
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(4, 14), outliers=st.integers(1, 20))
+def test_every_training_row_is_labelled_as_the_served_model_predicts_it(seed, k, outliers):
+    # outliers by spend get clusters of their own from KMeans, too small to keep: absorbed by a
+    # neighbour, whose centre moves to its members' mean, so some rows near it change sides
+    X, kinds = _rfm(n=2000, seed=seed)
+    X[:outliers, 2] = 1e5 * (1 + np.arange(outliers))
+    model = SegmentModel(n_clusters=k, cutoffs=CUTOFFS).fit(X, kinds=kinds)
+    np.testing.assert_array_equal(model.labels_, model.predict(X, kinds))

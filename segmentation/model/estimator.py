@@ -189,11 +189,8 @@ class SegmentModel:
         floors = [max(1.0, self.min_size_ * len(f) / max(len(m), 1)) for f, m in zip(fit_on, members)]
         centers: list[np.ndarray] = []
         owner: list[int] = []
-        labels = None if sampled else np.empty(len(X), dtype=np.int16)  # K <= 30: 2 bytes a customer
         for s, (m, k) in enumerate(zip(fit_on, per)):
-            local_centers, local_labels = self._fit_stratum(Zs[m], k, floors[s])
-            if labels is not None:
-                labels[m] = local_labels + len(centers)
+            local_centers, _ = self._fit_stratum(Zs[m], k, floors[s])
             centers.extend(local_centers)
             owner.extend([s] * len(local_centers))
         per = [owner.count(s) for s in range(len(keys))]  # after small clusters were absorbed
@@ -218,9 +215,11 @@ class SegmentModel:
         self.clusters_per_stratum_ = tuple(int(k) for k in per)
         self.reserved_ = frozenset(reserved)
         del members, fit_on
-        if labels is None:
-            labels = self._nearest(Zs, self.lookup_.astype(np.int16)[band, kinds], np.int16)
-        self.labels_ = labels
+        # every row's nearest centre of its stratum, as ``predict`` gives it (K <= 30: 2 bytes a
+        # customer): KMeans's own labels are not that once a small cluster was absorbed and the
+        # centres moved to their members' means, and the segments described at training must be
+        # the ones the served model assigns
+        self.labels_ = self._nearest(Zs, self.lookup_.astype(np.int16)[band, kinds], np.int16)
         return self
 
     def _sample(self, members: list[np.ndarray], keys: list[Stratum]) -> list[np.ndarray]:
