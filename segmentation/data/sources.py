@@ -162,10 +162,12 @@ class OpenSource:
             engine.release()
             return frame
 
-    def personas(self, trained, snapshot: dt.date) -> dict:
+    def personas(self, trained, snapshot: dt.date, members: pa.Table | None = None) -> dict:
         """Every segment's persona (``personas``): in this pass's engine when it is still open
         (the per-day table, and the orders for an Olist layout, are there), else in one statement
-        on a fresh connection, the customers scored by the compiled model."""
+        on a fresh connection, the customers scored by the compiled model. ``members``
+        (customer_id, cluster: training's own labels, which the compiled model reproduces) is
+        read from this process instead of scoring every customer again, where the engine can."""
 
         if self.plan.persona is None:
             return {}
@@ -173,12 +175,19 @@ class OpenSource:
             *scored_ctes(trained.model, trained.rule, trained.terms, trained.chance),
             ("members", "SELECT customer_id, cluster FROM scored"),
         ]
-        if not self.closed:  # the per-day table (and the orders) of this pass
+        register = getattr(self.plan.engine, "register", None)
+        head: list[tuple[str, str]]
+        if not self.closed and members is not None and register is not None:
+            # 10M orders: 5 s less than grouping the per-day table and scoring it again
+            register("segment_members", members)
             plan, orders = self.plan, rel.MATERIALISED_ORDERS
-            members = rel.with_ctes([rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members")
+            head, scoring = [], [("members", "SELECT customer_id, cluster FROM segment_members")]
+        elif not self.closed:  # the per-day table (and the orders) of this pass
+            plan, orders = self.plan, rel.MATERIALISED_ORDERS
+            scored = rel.with_ctes([rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members")
             with _diagnosed_open(plan) as engine:  # once: the facets read it several times
                 engine.prepare_scoring()
-                engine.materialise("segment_members", members)
+                engine.materialise("segment_members", scored)
             head, scoring = [], [("members", "SELECT customer_id, cluster FROM segment_members")]
         else:
             plan, orders = _plan(self.source), rel.VALID_DAYS
