@@ -164,3 +164,15 @@ def test_on_generated_shops_every_segment_name_holds_and_qualifiers_tell_the_tru
             assert s.base in {"At Risk", "Can't Lose Them"} and s.at_risk == s.customers
         elif 2 not in kinds:
             assert s.at_risk == 0 and s.base not in {"At Risk", "Can't Lose Them"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 3000))
+def test_a_definition_counted_from_the_cells_counts_whom_it_holds_for(seed, n):
+    rng = np.random.default_rng(seed)
+    band, freq, spend = rng.integers(0, 4, n), rng.integers(0, 3, n), rng.integers(0, 3, n)
+    risk = rng.random(n) < 0.2
+    counted = d.cells(band, freq, spend, risk)
+    assert counted.sum() == n
+    for definition in d.DEFINITIONS:
+        assert definition.count(counted) == int(definition.holds(band, freq, spend, risk).sum()), definition.name
