@@ -557,7 +557,7 @@ VALID_DAYS = "valid_days"
 MATERIALISED_ORDERS = "(SELECT * FROM segment_classified WHERE excluded IS NULL)"
 
 
-BOUGHT = "bought"  # the valid orders with their customer's segment (the first of the Olist facets' CTEs)
+BOUGHT_ORDERS = "bought"  # the valid orders with their customer's segment (the first of the Olist facets' CTEs)
 
 
 def olist_persona(
@@ -575,7 +575,7 @@ def olist_persona(
     parts = []
     labels = "".join(f", v.{c} AS {c}" for c in sorted(carried & have))
     bought = (
-        BOUGHT,
+        BOUGHT_ORDERS,
         f"""
         SELECT v.order_id AS order_id, v.order_customer AS order_customer, v.customer_id AS customer_id,
                m.cluster AS cluster{labels}

@@ -199,11 +199,13 @@ class OpenSource:
                 if not facets:
                     return {}
                 engine.prepare_scoring()
-                if register is not None and not head and facets[0][0] == rel.BOUGHT:
+                if register is not None and not head and facets[0][0] == rel.BOUGHT_ORDERS:
                     # the orders with their segment, read by several facets, kept as a table of
                     # their own first: inside the statement they took the buffer pool beside the
                     # joins' hash tables, and 10M orders failed at the 1GB limit now and then
-                    engine.materialise(rel.BOUGHT, rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {rel.BOUGHT}"))
+                    engine.materialise(
+                        rel.BOUGHT_ORDERS, rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {rel.BOUGHT_ORDERS}")
+                    )
                     facets = facets[1:]
                 table = engine.table(rel.with_ctes([*head, *scoring, *facets], rel.FACETS_SELECT), plan.relation)
         finally:
