@@ -113,10 +113,6 @@ class DuckDBEngine:
         except duckdb.Error as exc:
             raise self._error(exc) from None
 
-    def register(self, name: str, table: pa.Table) -> None:
-        """An Arrow table of this process readable by the queries as ``name`` (not copied)."""
-        self.con.register(name, table)
-
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]:
         rows = self._run(sql, relation).fetchall()  # fetched to the end: DuckDB 2 refuses the next query otherwise
         return tuple(rows[0]) if rows else ()

@@ -162,12 +162,14 @@ class OpenSource:
             engine.release()
             return frame
 
-    def personas(self, trained, snapshot: dt.date, members: pa.Table | None = None) -> dict:
+    def personas(self, trained, snapshot: dt.date) -> dict:
         """Every segment's persona (``personas``): in this pass's engine when it is still open
         (the per-day table, and the orders for an Olist layout, are there), else in one statement
-        on a fresh connection, the customers scored by the compiled model. ``members``
-        (customer_id, cluster: training's own labels, which the compiled model reproduces) is
-        read from this process instead of scoring every customer again, where the engine can."""
+        on a fresh connection, the customers scored by the compiled model (training's own labels:
+        ``SegmentModel.labels_`` is the nearest centre, as the compiled model scores).
+
+        Reading training's labels from this process instead (a registered Arrow table) saved
+        0.8 s of 27 at 3M Olist-layout orders but raised the peak by 80 MB: not done."""
 
         if self.plan.persona is None:
             return {}
@@ -175,14 +177,8 @@ class OpenSource:
             *scored_ctes(trained.model, trained.rule, trained.terms, trained.chance),
             ("members", "SELECT customer_id, cluster FROM scored"),
         ]
-        register = getattr(self.plan.engine, "register", None)
         head: list[tuple[str, str]]
-        if not self.closed and members is not None and register is not None:
-            # 10M orders: 5 s less than grouping the per-day table and scoring it again
-            register("segment_members", members)
-            plan, orders = self.plan, rel.MATERIALISED_ORDERS
-            head, scoring = [], [("members", "SELECT customer_id, cluster FROM segment_members")]
-        elif not self.closed:  # the per-day table (and the orders) of this pass
+        if not self.closed:  # the per-day table (and the orders) of this pass
             plan, orders = self.plan, rel.MATERIALISED_ORDERS
             scored = rel.with_ctes([rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members")
             with _diagnosed_open(plan) as engine:  # once: the facets read it several times
@@ -199,7 +195,7 @@ class OpenSource:
                 if not facets:
                     return {}
                 engine.prepare_scoring()
-                if register is not None and not head and facets[0][0] == rel.BOUGHT_ORDERS:
+                if plan.engine.dialect == "duckdb" and not head and facets[0][0] == rel.BOUGHT_ORDERS:
                     # the orders with their segment, read by several facets, kept as a table of
                     # their own first: inside the statement they took the buffer pool beside the
                     # joins' hash tables, and 10M orders failed at the 1GB limit now and then

@@ -8,7 +8,6 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,9 +41,6 @@ from segmentation.model.segments import (
 from segmentation.model.terms import Band, ShopTerms, measure
 from segmentation.serving.describe import _segments, rule_based_comparison
 from segmentation.serving.store import SCHEMA_VERSION, ModelStore
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 Progress = Callable[[str], None]
 
@@ -321,22 +317,12 @@ def train(
             threads=threads,
         )
         with timer.step("personas", "Describing what each segment buys and how it pays"):
-            members = _members(assignments)
-            trained = with_personas(trained, src.personas(trained, table.snapshot_date, members))
-            del members
+            trained = with_personas(trained, src.personas(trained, table.snapshot_date))
     with timer.step("save", "Saving the model"):
         trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
         version = store.save(trained, assignments)
     trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
     return version, trained
-
-
-def _members(assignments: pd.DataFrame) -> pa.Table:
-    """Each customer's segment as an Arrow table (the ids not copied)."""
-    import pyarrow as pa
-
-    ids = pa.chunked_array(assignments["customer_id"].array.__arrow_array__())
-    return pa.table({"customer_id": ids, "cluster": pa.array(assignments["cluster"].to_numpy(np.int32))})
 
 
 def with_personas(trained: TrainedModel, personas: dict[int, Persona]) -> TrainedModel:
