@@ -176,3 +176,14 @@ def test_a_definition_counted_from_the_cells_counts_whom_it_holds_for(seed, n):
     assert counted.sum() == n
     for definition in d.DEFINITIONS:
         assert definition.count(counted) == int(definition.holds(band, freq, spend, risk).sum()), definition.name
+
+
+def test_the_cells_counted_a_chunk_at_a_time_add_up(monkeypatch):
+    rng = np.random.default_rng(3)
+    n = 1000
+    band, freq, spend = rng.integers(0, 4, n), rng.integers(0, 3, n), rng.integers(0, 3, n)
+    risk = rng.random(n) < 0.3
+    whole = d.cells(band, freq, spend, risk)
+    monkeypatch.setattr(d, "_CHUNK", 7)  # many chunks, the last one short
+    np.testing.assert_array_equal(d.cells(band, freq, spend, risk), whole)
+    assert whole.sum() == n

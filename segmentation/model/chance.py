@@ -201,11 +201,13 @@ class ChanceModel:
             z = self.repeat.z(x)
         elif not repeat.any():
             z = self.one_time.z(x)
-        else:  # each part on its own rows only (a marketplace's repeat buyers are 3%)
-            z = np.empty(np.shape(x.recency), dtype=np.float64)
-            z[repeat] = self.repeat.z(x.rows(repeat))
-            once = ~repeat
-            z[once] = self.one_time.z(x.rows(once))
+        else:
+            # the part of the fewer rows on a copy of those rows only (a marketplace's repeat
+            # buyers are 3%), the other on every row in place: no copy of most of the inputs
+            few = repeat if 2 * int(repeat.sum()) <= len(repeat) else ~repeat
+            most, other = (self.one_time, self.repeat) if few is repeat else (self.repeat, self.one_time)
+            z = most.z(x)
+            z[few] = other.z(x.rows(few))
         return 1 / (1 + np.exp(-z))
 
     def now_and_right_after(self, recency: float, occasions: float, monetary: float, gap: float) -> tuple[float, float]:
