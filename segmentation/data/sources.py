@@ -198,7 +198,7 @@ class OpenSource:
                 if plan.engine.dialect == "duckdb" and not head and facets[0][0] == rel.BOUGHT_ORDERS:
                     # the orders with their segment, read by several facets, kept as a table of
                     # their own first: inside the statement they took the buffer pool beside the
-                    # joins' hash tables, and 10M orders failed at the 1GB limit now and then
+                    # joins' hash tables, and one training of 10M orders failed at the 1GB limit
                     engine.materialise(
                         rel.BOUGHT_ORDERS, rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {rel.BOUGHT_ORDERS}")
                     )

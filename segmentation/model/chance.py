@@ -293,8 +293,8 @@ def _choose(x: Inputs, y: np.ndarray, latest: np.ndarray, candidates, prior: flo
     best, strength = candidates[0], STRENGTHS[0]
     held = latest
     if held.any() and (~held).sum() >= MIN_ROWS and 0 < y[held].sum() < held.sum():
-        early = _sub(x, ~held)
-        late = _sub(x, held)
+        early = x.rows(~held)
+        late = x.rows(held)
         scores = []
         for inputs in candidates:
             X = _matrix(early, inputs)
@@ -303,10 +303,6 @@ def _choose(x: Inputs, y: np.ndarray, latest: np.ndarray, candidates, prior: flo
                 scores.append((_log_loss(part, late, y[held]), inputs, c))
         _, best, strength = min(scores, key=lambda s: s[0])
     return _fit_part(_matrix(x, best), y, best, prior, strength)
-
-
-def _sub(x: Inputs, keep: np.ndarray) -> Inputs:
-    return x.rows(keep)
 
 
 def fit(
@@ -319,6 +315,6 @@ def fit(
     latest = np.asarray(cutoff) == cutoffs[0] if len(cutoffs) else np.zeros(len(y), dtype=bool)
     prior = float(y.mean()) if len(y) else 0.5
     repeat = x.occasions >= 2
-    one = _choose(_sub(x, ~repeat), y[~repeat], latest[~repeat], ONE_TIME_CANDIDATES, prior)
-    rep = _choose(_sub(x, repeat), y[repeat], latest[repeat], REPEAT_CANDIDATES, prior)
+    one = _choose(x.rows(~repeat), y[~repeat], latest[~repeat], ONE_TIME_CANDIDATES, prior)
+    rep = _choose(x.rows(repeat), y[repeat], latest[repeat], REPEAT_CANDIDATES, prior)
     return ChanceModel(horizon, one, rep, tuple(cutoffs))
