@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT = ROOT.parent / "shared" / "data" / "olist"
-KEYS = ["read_rfm", "fit", "naming", "silhouette", "personas", "save"]
+KEYS = ["read_rfm", "fit", "naming", "silhouette", "table", "personas", "save"]
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[float, str]:

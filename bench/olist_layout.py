@@ -4,8 +4,9 @@
 Each round runs, in fresh processes and in turn, `segment train --data FOLDER --json` and the
 reference: one DuckDB query for RFM per customer from the orders, payments and customers files,
 and one pass over the items file (what the personas add), with no memory limit. Printed: wall
-time and peak RSS of both, the ratio, and the product's own steps (from its JSON), with the
-personas' share. With a PostgreSQL URL the six files are also loaded into a schema of their own
+time and peak RSS of both, the round's ratio, and the product's own steps (from its JSON), with
+the personas' share. Ratios and shares are taken within each round and their median is judged:
+the machine's speed drifts more between rounds than within one. With a PostgreSQL URL the six files are also loaded into a schema of their own
 (typed, keyed and analysed as a shop's tables are) and `segment train --layout olist` runs on it
 in the same rounds. The targets below are checked; a miss exits with status 1.
 """
@@ -125,31 +126,34 @@ def run(work: Path, orders: int, repeat: int, measure, pg: str | None = None) ->
         reference.append(measure([sys.executable, "-c", REFERENCE, str(folder)]))
         line = (
             f"segment train {product[-1][0]:6.1f} s  peak {product[-1][1]:5.0f} MB   "
-            f"plain DuckDB {reference[-1][0]:5.1f} s  peak {reference[-1][1]:5.0f} MB"
+            f"plain DuckDB {reference[-1][0]:5.1f} s  peak {reference[-1][1]:5.0f} MB   "
+            f"ratio {product[-1][0] / reference[-1][0]:4.2f}×"
         )
         if pg:
             args = [pg, "--layout", "olist", "--schema", schema]
             database.append(measure([sys.executable, "-c", _TRAIN, str(work / "art-olist-pg"), *args, str(out)]))
             line += f"   on PostgreSQL {database[-1][0]:6.1f} s  peak {database[-1][1]:5.0f} MB"
+            line += f"  ({database[-1][0] / product[-1][0]:4.2f}× CSV)"
         print(line, flush=True)
-    wall = statistics.median(w for w, _ in product)
-    ref = statistics.median(w for w, _ in reference)
+    # the machine's speed drifts between rounds: each round's ratio is taken in that round (the
+    # steps run in turn), and the median of those ratios is judged, not the ratio of medians
+    ratio = statistics.median(p / r for (p, _), (r, _) in zip(product, reference))
     peak = max(r for _, r in product)
     timing = {k: statistics.median(s[k] for s in steps) for k in steps[0]}
-    personas = timing.get("personas", 0.0) / wall
+    personas = statistics.median(t.get("personas", 0.0) / w for t, (w, _) in zip(steps, product))
     print("steps (medians, s): " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
     checks = [
-        (f"training / plain DuckDB {wall / ref:.2f}× (target ≤ {RATIO_TARGET}×)", wall / ref <= RATIO_TARGET),
+        (f"training / plain DuckDB {ratio:.2f}× (target ≤ {RATIO_TARGET}×)", ratio <= RATIO_TARGET),
         (f"peak {peak:.0f} MB (target ≤ {PEAK_TARGET_MB} MB)", peak <= PEAK_TARGET_MB),
         (f"personas {personas:.0%} of training (target ≤ {PERSONAS_TARGET:.0%})", personas <= PERSONAS_TARGET),
     ]
     if database:
-        on_db = statistics.median(w for w, _ in database)
+        on_db = statistics.median(d / p for (d, _), (p, _) in zip(database, product))
         db_peak = max(r for _, r in database)
         checks += [
             (
-                f"PostgreSQL / CSV training {on_db / wall:.2f}× (target ≤ {DATABASE_TARGET}×)",
-                on_db / wall <= DATABASE_TARGET,
+                f"PostgreSQL / CSV training {on_db:.2f}× (target ≤ {DATABASE_TARGET}×)",
+                on_db <= DATABASE_TARGET,
             ),
             (f"peak on PostgreSQL {db_peak:.0f} MB (target ≤ {PEAK_TARGET_MB} MB)", db_peak <= PEAK_TARGET_MB),
         ]

@@ -213,3 +213,25 @@ def test_a_persona_says_what_is_over_represented_against_the_whole_shop():
     )  # the bulk of the shop: nothing stands out
     assert personas[1].more_states == ()  # RJ 10% of both: no lift
     assert personas[1].as_json()["over_represented"]["categories"][0]["lift"] == pytest.approx(toys[0].lift)
+
+
+def test_a_training_that_fails_after_writing_its_table_leaves_the_served_version_and_no_table(
+    tmp_path, sample_folder, monkeypatch
+):
+    """The per-customer table is written before the personas are counted; a failure there (or
+    in anything after it) leaves nothing behind and the previous version serving."""
+    from segmentation.data import sources
+    from segmentation.errors import DataError
+
+    store = ModelStore(tmp_path)
+    first, _ = train(OlistSource(sample_folder), store, k=6)
+
+    def broken(self, trained, snapshot):
+        assert list(store.models.glob(".staged.*.parquet")), "the table is written before the personas"
+        raise DataError("the items file cannot be read")
+
+    monkeypatch.setattr(sources.OpenSource, "personas", broken)
+    with pytest.raises(DataError):
+        train(OlistSource(sample_folder), store, k=6)
+    assert store.versions() == [first] and store.current_version() == first
+    assert sorted(p.name for p in store.models.iterdir() if p.name.startswith(".")) == [".lock"]

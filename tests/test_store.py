@@ -5,6 +5,7 @@ import re
 
 import pytest
 from conftest import run_cli
+from pandas import testing as pd_testing
 
 from segmentation.data.kinds import OlistSource
 from segmentation.data.sources import load_rfm
@@ -12,6 +13,7 @@ from segmentation.errors import InputError, ModelIntegrityError, ModelNotFoundEr
 from segmentation.serving import assignments as assignments_mod
 from segmentation.serving import atomic as atomic_mod
 from segmentation.serving import bundle as bundle_mod
+from segmentation.serving import staging
 from segmentation.serving import store as store_mod
 from segmentation.serving.inputs import parse_rfm
 from segmentation.serving.service import SegmentService
@@ -79,14 +81,14 @@ def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch
     def crash(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_mod, "write_assignments", crash)  # where the store calls it
+    monkeypatch.setattr(staging, "write_assignments", crash)  # where the store calls it
     with pytest.raises(OSError):
         store.save(*fitted)
     monkeypatch.undo()
     assert store.current_version() == "v0001"
     assert store.versions() == ["v0001"]  # the half-written version has no manifest
     assert service.served().predict(parse_rfm("30 2 150")) == before
-    assert not list((tmp_path / "models").glob(".*.tmp"))
+    assert not list((tmp_path / "models").glob(".*.tmp")) + list((tmp_path / "models").glob(".staged.*"))
     # a failed save leaves nothing behind, not even its number
     assert store.save(*fitted) == "v0002"
 
@@ -210,6 +212,40 @@ def test_leftovers_of_dead_saves_are_cleaned(tmp_path, fitted):
     assert not old_tmp.exists()
 
 
+def test_a_staged_table_becomes_its_versions_table_and_a_dead_trainings_is_cleaned(tmp_path, fitted):
+    """A training writes its per-customer table ahead of its version (``staged``): ``save`` moves
+    it in (the same rows as a table saved with the version); a block that ends without a save
+    leaves nothing; ``clean`` removes a staged table whose process died (its lock is free) and
+    keeps one a live training holds."""
+    import time
+
+    trained, assignments = fitted
+    store = ModelStore(tmp_path)
+    with store.staged(assignments) as staged:
+        assert staged.path.exists() and staged.path.parent == store.models
+        version = store.save(trained, staged)
+        assert not staged.path.exists()
+    plain = store.save(trained, assignments)
+    got = store.open(version)[2].frame()
+    want = store.open(plain)[2].frame()
+    pd_testing.assert_frame_equal(got, want)
+    assert oct((store.models / f"{version}.assignments.parquet").stat().st_mode & 0o777) == oct(atomic_mod.FILE_MODE)
+    with store.staged(assignments) as staged:
+        left = staged.path
+        stale = time.time() - 2 * staging.GRACE
+        os.utime(left, (stale, stale))
+        store.clean()  # held by this (live) training: kept
+        assert left.exists()
+    assert not left.exists()  # no save: removed at the end of the block
+    dead = store.models / ".staged.dead.parquet"  # a training killed after staging: nobody holds it
+    dead.write_bytes(b"rows")
+    young = store.models / ".staged.young.parquet"  # just created, its lock maybe not taken yet
+    young.write_bytes(b"rows")
+    os.utime(dead, (stale, stale))
+    store.clean()
+    assert not dead.exists() and young.exists()
+
+
 def test_customer_lookups_across_many_row_groups_match_the_table(tmp_path, monkeypatch):
     """Lookups find a row by the row groups' id ranges: every id present is found with its own
     values, ids below, above and between the ranges are not."""
@@ -234,7 +270,7 @@ def test_customer_lookups_across_many_row_groups_match_the_table(tmp_path, monke
     monkeypatch.setattr(assignments_mod, "ROW_GROUP", 997)  # about 20 row groups
     path = tmp_path / "a.parquet"
     assignments_mod.write_assignments(path, frame)
-    table = assignments_mod.Assignments(path, *store_mod.file_sha256(path))
+    table = assignments_mod.Assignments(path, *atomic_mod.file_sha256(path))
     by_id = frame.set_index("customer_id")
     for cid in list(ids.iloc[::97]) + [ids.min(), ids.max()]:
         row = table.get(cid)
@@ -388,11 +424,12 @@ def test_a_full_disk_is_said_plainly_and_a_failed_save_uses_no_version_number(tm
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_mod, "write_assignments", full)
+    monkeypatch.setattr(staging, "write_assignments", full)
     with pytest.raises(StorageError, match="the disk is full; free space there"):
         store.save(*fitted)
     assert sorted(p.name for p in (tmp_path / "models").glob("v0002*")) == []  # nothing left of it
-    monkeypatch.setattr(store_mod, "write_assignments", real)
+    assert not list((tmp_path / "models").glob(".staged.*"))
+    monkeypatch.setattr(staging, "write_assignments", real)
     assert store.save(*fitted) == "v0002"  # the number was not used up
     assert store.current_version() == "v0002"
 

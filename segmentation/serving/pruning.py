@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from segmentation.serving import staging
+
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
@@ -76,6 +78,7 @@ def clean(store: ModelStore) -> str | None:
     try:
         with store._lock():
             remove_temporary_files(store.models)
+        staging.remove_orphans(store.models)
     except OSError as exc:
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segmentation.errors import InputError, ModelIntegrityError, ModelNotFoundError, SegmentationError
-from segmentation.serving import pruning
-from segmentation.serving.assignments import Assignments, seal_path, write_assignments
-from segmentation.serving.atomic import atomic_path, atomic_write_bytes, disk_errors, file_sha256, sha256_hex
+from segmentation.serving import pruning, staging
+from segmentation.serving.assignments import Assignments, seal_path
+from segmentation.serving.atomic import atomic_write_bytes, disk_errors, sha256_hex
 from segmentation.serving.bundle import dump_bundle, load_bundle
 from segmentation.serving.signing import ModelKey, load_key
+from segmentation.serving.staging import StagedTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -244,8 +245,15 @@ class ModelStore:
         return None
 
     # -- writing -----------------------------------------------------------------------
-    def save(self, trained: TrainedModel, assignments: pd.DataFrame, activate: bool = True) -> str:
+    def staged(self, assignments: pd.DataFrame) -> contextlib.AbstractContextManager[StagedTable]:
+        """The per-customer table written now, ahead of the version ``save`` gives it (``staging``)."""
+        return staging.staged(self.models, assignments)
+
+    def save(self, trained: TrainedModel, assignments: pd.DataFrame | StagedTable, activate: bool = True) -> str:
         """Write a new version; make it current only once it is fully written and verified."""
+        if not isinstance(assignments, StagedTable):
+            with self.staged(assignments) as table:
+                return self.save(trained, table, activate)
         with self._lock(), disk_errors(self.models):
             existing = [_num(v) for v in self.versions()]
             leftovers = [int(m.group(1)) for p in self.models.glob("v*.joblib") if (m := _VERSION_RE.match(p.stem))]
@@ -261,19 +269,18 @@ class ModelStore:
                     self._remove_version(version)  # a failed save leaves nothing, not even its number
                 raise
 
-    def _save(self, version: str, trained: TrainedModel, assignments: pd.DataFrame, activate: bool) -> str:
+    def _save(self, version: str, trained: TrainedModel, table: StagedTable, activate: bool) -> str:
         """``save`` under the lock, its version number chosen."""
         data = dump_bundle({"schema_version": SCHEMA_VERSION, "trained": trained})
         atomic_write_bytes(self._bundle_path(version), data)
-        with atomic_path(self.assignments_path(version)) as tmp:
-            write_assignments(tmp, assignments)
-            table_sha, table_bytes = file_sha256(tmp)
+        staging.move(table, self.assignments_path(version))
         manifest = {
             "version": version,
             "schema_version": SCHEMA_VERSION,
             "sha256": sha256_hex(data),
             "bytes": len(data),
-            "assignments": {"sha256": table_sha, "bytes": table_bytes},
+            # as written: a change since is refused when the table is first read
+            "assignments": {"sha256": table.sha256, "bytes": table.bytes},
             "metadata": trained.info.as_json(),
             "terms": trained.terms.as_json(),
             "at_risk_rule": {**trained.rule.as_json(), "text": trained.rule.text(trained.terms, trained.horizon)},
