@@ -410,6 +410,24 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
     for a, b in zip(from_db.segments, from_file.segments):
         assert [c.label for c in a.persona.categories] == [c.label for c in b.persona.categories]
         np.testing.assert_allclose([c.share for c in a.persona.categories], [c.share for c in b.persona.categories])
+    # segments over personas.SAMPLE customers are described from a sample, by the database's own hash
+    from segmentation.model import personas as persona_mod
+
+    monkeypatch.setattr(persona_mod, "SAMPLE", 150)
+    _, sampled = train(source_from_spec(url, table=name, **flags), ModelStore(tmp_path / "tdbs"), k=6)
+    assert any(s.persona.sampled for s in sampled.segments)
+    for a, b in zip(sampled.segments, from_file.segments):
+        if a.customers <= 150:
+            # described whole (only the lifts' yardstick, the whole shop, is estimated)
+            assert a.persona.sampled is None
+            assert [(c.label, pytest.approx(c.share)) for c in a.persona.categories] == [
+                (c.label, c.share) for c in b.persona.categories
+            ]
+            continue
+        assert 75 <= a.persona.sampled <= 300 and a.persona.sampled < a.customers  # about 150
+        exact = {c.label: c.share for c in b.persona.categories}
+        for c in a.persona.categories:  # three genres in even shares: near the whole segment's
+            assert c.share == pytest.approx(exact.get(c.label, c.share), abs=0.15)
 
 
 def _backtest_figures(bt):

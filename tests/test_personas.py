@@ -64,6 +64,55 @@ def test_olist_personas_equal_a_pandas_reference(olist_trained, sample_folder):
     assert len(tops) >= 2
 
 
+def test_large_segments_are_described_from_a_hash_sample_of_their_customers(tmp_path, sample_folder, monkeypatch):
+    """Segments of more than ``personas.SAMPLE`` customers are described from the customers whose
+    hashed id falls in their first buckets: their personas equal the pandas reference over exactly
+    those customers, say how many they stand on, and the segments under it stay whole."""
+    import duckdb
+
+    from segmentation.model import personas as persona_mod
+
+    monkeypatch.setattr(persona_mod, "SAMPLE", 400)
+    version, trained = train(OlistSource(sample_folder), ModelStore(tmp_path), k=8)
+    served = _served(tmp_path)
+    sizes = {s.cluster: s.customers for s in trained.all_segments}
+    keep = persona_mod.sampled_buckets(sizes, 400)
+    assert keep and set(keep) != {s.cluster for s in trained.segments}  # some sampled, some whole
+    labels = _labels(served, OlistSource(sample_folder))
+    ids = list(labels)
+    con = duckdb.connect()
+    buckets = dict(
+        con.execute(f"SELECT id, HASH(id) % {persona_mod.BUCKETS} FROM unnest(?) AS t(id)", [ids]).fetchall()
+    )
+    members = {i: c for i, c in labels.items() if c not in keep or buckets[i] < keep[c]}
+    counted = {c: sum(1 for m in members.values() if m == c) for c in sizes}
+    want = reference.olist_personas(sample_folder, members, counted)
+    for s in trained.segments:
+        _check(s.persona, want[s.cluster])
+        if s.cluster in keep:
+            assert s.persona.sampled == counted[s.cluster] < s.customers
+            assert 250 <= s.persona.sampled <= 650  # about 400
+            assert f"from a sample of {counted[s.cluster]:,} of its customers" in s.persona.line()
+        else:
+            assert s.persona.sampled is None and "sample" not in s.persona.line()
+
+
+def test_the_whole_shop_weighs_a_sampled_segment_by_its_size():
+    """A segment described from a tenth of its customers counts ten times in the whole shop's
+    shares (the lifts' yardstick); its own shares are its sample's."""
+    rows = [
+        ("state", 0, "SP", 0.0, 50),  # 50 of a 100-customer sample of 1,000
+        ("state", 0, "RJ", 0.0, 50),
+        ("state", 1, "RJ", 0.0, 1000),  # all 1,000 of a segment described whole
+    ]
+    personas = summarise(*zip(*rows), sizes={0: 1000, 1: 1000}, sampled={0: 100})
+    assert [(s.label, s.share) for s in personas[0].states] == [("RJ", 0.5), ("SP", 0.5)]
+    assert personas[0].sampled == 100 and personas[1].sampled is None
+    # whole shop: SP 500 of 2,000 (25%), RJ 1,500 (75%): segment 1 is RJ ×1.33, segment 0 SP ×2
+    assert [(s.label, round(s.lift, 2)) for s in personas[0].more_states] == [("SP", 2.0)]
+    assert [(s.label, round(s.lift, 2)) for s in personas[1].more_states] == [("RJ", 1.33)]
+
+
 def test_the_persona_line_states_its_numbers():
     p = Persona(
         categories=(Share("bed_bath_table", 0.243), Share("housewares", 0.111)),
@@ -226,7 +275,7 @@ def test_a_training_that_fails_after_writing_its_table_leaves_the_served_version
     store = ModelStore(tmp_path)
     first, _ = train(OlistSource(sample_folder), store, k=6)
 
-    def broken(self, trained, snapshot):
+    def broken(self, trained, snapshot, labels=None):
         assert list(store.models.glob(".staged.*.parquet")), "the table is written before the personas"
         raise DataError("the items file cannot be read")
 

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 # A share of the customers by a hash of their id, in each engine's own function (not compiled:
 # SQLGlot passes these calls through unchanged).
 _BUCKETS = {
-    "postgres": "(HASHTEXT({x}) & 2147483647) % {n} = {b}",
-    "mysql": "CRC32({x}) % {n} = {b}",
+    "postgres": "(HASHTEXT({x}) & 2147483647) % {n}",
+    "mysql": "CRC32({x}) % {n}",
 }
 
 
@@ -98,7 +98,13 @@ class DatabaseEngine:
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str:
         """A condition keeping one share of the customers, by a hash of their id."""
-        return _BUCKETS[self.dialect].format(x=column, n=buckets, b=bucket)
+        return _BUCKETS[self.dialect].format(x=column, n=buckets) + f" = {bucket}"
+
+    def bucket_of(self, column: str, buckets: int) -> str | None:
+        """Each customer's bucket, 0 to ``buckets`` - 1, by a hash of their id; None where the
+        database has no hash function (SQLite)."""
+        form = _BUCKETS.get(self.dialect)
+        return None if form is None else form.format(x=column, n=buckets)
 
     def _scrub(self, text: str) -> str:
         if self._password:

@@ -124,7 +124,10 @@ class DuckDBEngine:
         return 1  # DuckDB runs every step of a statement on every core already
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str:
-        return f"HASH({column}) % {buckets} = {bucket}"
+        return f"{self.bucket_of(column, buckets)} = {bucket}"
+
+    def bucket_of(self, column: str, buckets: int) -> str:
+        return f"HASH({column}) % {buckets}"
 
     def columns(self, relation_sql: str) -> list[str]:
         import duckdb

@@ -41,6 +41,10 @@ class Engine(Protocol):
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str: ...
 
+    def bucket_of(self, column: str, buckets: int) -> str | None:
+        """Each customer's bucket, 0 to ``buckets`` - 1, by a hash of their id (None: no hash)."""
+        ...
+
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
     def release(self) -> None:

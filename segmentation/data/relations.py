@@ -549,6 +549,15 @@ GROUP BY cluster, at_risk, CASE WHEN at_risk = 1 THEN customer_id END
 # money and a count. They follow the scored customers (``members``: customer_id, cluster, from
 # the compiled model) and their valid orders (``valid_days``).
 FACETS_SELECT = "SELECT facet, cluster, label, CAST(SUM(amount) AS DOUBLE) AS amount, CAST(SUM(n) AS BIGINT) AS n FROM facet_rows GROUP BY facet, cluster, label"
+# where the members are a sample of some segments: how many each holds, as facet rows
+MEMBER_COUNTS = "SELECT 'members' AS facet, cluster, '' AS label, CAST(0 AS DOUBLE) AS amount, CAST(COUNT(*) AS BIGINT) AS n FROM members GROUP BY cluster"
+
+
+def sampled_members(bucket: str, keep: Mapping[int, int], buckets: int) -> str:
+    """A condition on the scored customers (customer_id, cluster) keeping, of each cluster in
+    ``keep``, the customers whose ``bucket`` (0 to ``buckets`` - 1) is under its number."""
+    cases = " ".join(f"WHEN {int(c)} THEN {int(k)}" for c, k in sorted(keep.items()))
+    return f"{bucket} < CASE cluster {cases} ELSE {int(buckets)} END"
 
 
 # The valid orders with their order id and the order's own customer id: in the scoring

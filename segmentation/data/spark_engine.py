@@ -56,7 +56,10 @@ class SparkEngine:
         return 1  # Spark shuffles by key and runs every step in parallel already
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str:
-        return f"PMOD(HASH({column}), {buckets}) = {bucket}"
+        return f"{self.bucket_of(column, buckets)} = {bucket}"
+
+    def bucket_of(self, column: str, buckets: int) -> str:
+        return f"PMOD(HASH({column}), {buckets})"
 
     def register(self, name: str, target: str, query: str | None) -> None:
         """Make ``name`` a view of a Parquet/Delta path, a table, or a query."""

@@ -324,7 +324,7 @@ def train(
         # orders: the training's peak, in the personas, 1.68 GB -> see the README)
         del assignments
         with timer.step("personas", "Describing what each segment buys and how it pays"):
-            trained = with_personas(trained, src.personas(trained, snapshot))
+            trained = with_personas(trained, src.personas(trained, snapshot, staged.path))
         src.close()  # the engine's memory handed back before the save
         with timer.step("save", "Saving the model"):
             trained = replace(trained, info=replace(trained.info, timings=dict(timer.timings)))
