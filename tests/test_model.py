@@ -119,12 +119,15 @@ def test_quantile_scores_without_ties_are_quintiles():
     assert quantile_scores(np.arange(100), higher_is_better=False)[0] == 5
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     st.one_of(
         st.lists(st.integers(0, 40), min_size=1, max_size=300),  # days, orders: counted
         st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=300),  # sorted
         st.lists(st.floats(0, 1e6, allow_nan=False).map(lambda x: round(x, 2)), min_size=1, max_size=300),
+        # blocks of ties, where a quintile step lies inside a block or right after one
+        st.lists(st.sampled_from([0.1, 0.2, 0.3, 2.5, 1e6]), min_size=1, max_size=300),
+        st.lists(st.integers(-3, 3), min_size=1, max_size=300),
     ),
     st.booleans(),
 )
