@@ -60,6 +60,7 @@ def prune(store: ModelStore) -> None:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     remove_temporary_files(store.models)
+    staging.remove_orphans(store.models)
 
 
 def remove_temporary_files(models: Path) -> None:

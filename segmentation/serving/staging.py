@@ -49,6 +49,7 @@ def staged(models: Path, assignments: pd.DataFrame) -> Iterator[StagedTable]:
         fd, name = tempfile.mkstemp(prefix=".staged.", suffix=".parquet", dir=models)
     path = Path(name)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the store's files are group-readable
         fcntl.flock(fd, fcntl.LOCK_EX)
         with disk_errors(models):
             write_assignments(path, assignments)
@@ -76,8 +77,8 @@ def remove_orphans(models: Path) -> None:
             if time.time() - p.stat().st_mtime < GRACE:
                 continue
             fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
+        except OSError:
+            continue  # gone, or another user's: left to its owner
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
