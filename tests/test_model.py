@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,6 +140,16 @@ def test_quantile_scores_are_pandas_average_rank_quintiles(values, higher_is_bet
     expected = np.clip(np.ceil(pct * 5), 1, 5).astype(int)
     got = quantile_scores(v, higher_is_better)
     np.testing.assert_array_equal(got, expected if higher_is_better else 6 - expected)
+
+
+def test_quantile_scores_take_booleans_and_number_objects_and_refuse_a_missing_value():
+    flags = np.array([True] * 70 + [False] * 30)
+    np.testing.assert_array_equal(quantile_scores(flags), quantile_scores(flags.astype(int)))
+    spend = np.array([decimal.Decimal("10.50"), 3, 7.25, decimal.Decimal("1e3")] * 5, dtype=object)
+    np.testing.assert_array_equal(quantile_scores(spend), quantile_scores(spend.astype(float)))
+    assert quantile_scores(spend).tolist()[:4] == [4, 1, 2, 5]  # average ranks 13, 3, 8, 18 of 20
+    with pytest.raises(ValueError, match="NaN"):
+        quantile_scores(np.array([1.0, np.nan, 3.0]))
 
 
 def test_rule_based_calls_one_time_buyers_champions():

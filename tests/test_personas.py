@@ -77,7 +77,7 @@ def test_large_segments_are_described_from_a_hash_sample_of_their_customers(tmp_
     served = _served(tmp_path)
     sizes = {s.cluster: s.customers for s in trained.all_segments}
     keep = persona_mod.sampled_buckets(sizes, 400)
-    assert keep and set(keep) != {s.cluster for s in trained.segments}  # some sampled, some whole
+    assert keep and any(s.cluster not in keep for s in trained.segments)  # some sampled, some whole
     labels = _labels(served, OlistSource(sample_folder))
     ids = list(labels)
     con = duckdb.connect()
@@ -90,7 +90,7 @@ def test_large_segments_are_described_from_a_hash_sample_of_their_customers(tmp_
     for s in trained.segments:
         _check(s.persona, want[s.cluster])
         if s.cluster in keep:
-            assert s.persona.sampled == counted[s.cluster] < s.customers
+            assert s.persona.sampled == counted[s.cluster] <= s.customers
             assert 250 <= s.persona.sampled <= 650  # about 400
             assert f"from a sample of {counted[s.cluster]:,} of its customers" in s.persona.line()
         else:
@@ -284,3 +284,49 @@ def test_a_training_that_fails_after_writing_its_table_leaves_the_served_version
         train(OlistSource(sample_folder), store, k=6)
     assert store.versions() == [first] and store.current_version() == first
     assert sorted(p.name for p in store.models.iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+def test_an_unreadable_per_customer_table_is_named_and_the_served_version_stays(tmp_path, sample_folder, monkeypatch):
+    """The personas read training's per-customer table back; when that file is damaged the
+    failure names it (the shop's files were read fine) and nothing is left behind."""
+    from segmentation.data import sources
+    from segmentation.errors import DataError
+
+    store = ModelStore(tmp_path)
+    first, _ = train(OlistSource(sample_folder), store, k=6)
+    real = sources.OpenSource.personas
+
+    def damaged(self, trained, snapshot, labels=None):
+        labels.write_bytes(b"not a parquet file")
+        return real(self, trained, snapshot, labels)
+
+    monkeypatch.setattr(sources.OpenSource, "personas", damaged)
+    with pytest.raises(DataError, match=r"per-customer table training has just written \(.*\.staged\..*\.parquet\)"):
+        train(OlistSource(sample_folder), store, k=6)
+    assert store.versions() == [first] and store.current_version() == first
+    assert sorted(p.name for p in store.models.iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+def test_personas_on_a_closed_pass_close_the_connection_they_open_even_when_scoring_fails(
+    olist_trained, sample_folder, monkeypatch
+):
+    from segmentation.data import plan as plan_mod
+    from segmentation.data import sources
+
+    _, trained = olist_trained
+    closed: list[bool] = []
+
+    def spied(source, **kw):
+        made = plan_mod._plan(source, **kw)
+        close = made.engine.close
+        made.engine.close = lambda: (closed.append(True), close())[1]
+        return made
+
+    with sources.opened(OlistSource(sample_folder), None, personas=True) as src:
+        src.rfm()
+    assert src.closed
+    monkeypatch.setattr(sources, "_plan", spied)
+    monkeypatch.setattr(sources, "scored_ctes", lambda *a: (_ for _ in ()).throw(RuntimeError("scoring failed")))
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        src.personas(trained, trained.info.snapshot_day)
+    assert closed == [True]

@@ -81,7 +81,7 @@ def test_failed_save_leaves_previous_model_serving(tmp_path, fitted, monkeypatch
     def crash(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(staging, "write_assignments", crash)  # where the store calls it
+    monkeypatch.setattr(staging, "write_assignments", crash)  # the save stages the table through it
     with pytest.raises(OSError):
         store.save(*fitted)
     monkeypatch.undo()

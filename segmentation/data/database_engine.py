@@ -96,13 +96,16 @@ class DatabaseEngine:
         one core: scoring splits the customers over this many connections at once."""
         return _sessions_setting() if self.dialect in _BUCKETS else 1
 
-    def bucket(self, column: str, buckets: int, bucket: int) -> str:
-        """A condition keeping one share of the customers, by a hash of their id."""
-        return _BUCKETS[self.dialect].format(x=column, n=buckets) + f" = {bucket}"
+    def bucket(self, column: str, buckets: int, bucket: int) -> str | None:
+        """A condition keeping one share of the customers, by a hash of their id; None (keep
+        them all) where the database has no hash function here. Only the windows' sample asks
+        such a database: scoring splits over several sessions only where there is a hash."""
+        form = self.bucket_of(column, buckets)
+        return None if form is None else f"{form} = {bucket}"
 
     def bucket_of(self, column: str, buckets: int) -> str | None:
         """Each customer's bucket, 0 to ``buckets`` - 1, by a hash of their id; None where the
-        database has no hash function (SQLite)."""
+        database has no hash function here (a warehouse reached by another SQLAlchemy driver)."""
         form = _BUCKETS.get(self.dialect)
         return None if form is None else form.format(x=column, n=buckets)
 

@@ -39,7 +39,9 @@ class Engine(Protocol):
 
     def sessions(self) -> int: ...
 
-    def bucket(self, column: str, buckets: int, bucket: int) -> str: ...
+    def bucket(self, column: str, buckets: int, bucket: int) -> str | None:
+        """A condition keeping bucket ``bucket`` of ``buckets`` (None: no hash, keep everyone)."""
+        ...
 
     def bucket_of(self, column: str, buckets: int) -> str | None:
         """Each customer's bucket, 0 to ``buckets`` - 1, by a hash of their id (None: no hash)."""

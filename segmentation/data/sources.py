@@ -186,42 +186,12 @@ class OpenSource:
             head = [*plan.valid, rel.valid_days(snapshot), rel.PER_DAY, rel.customers(snapshot)]
         sizes = {s.cluster: s.customers for s in trained.all_segments}
         keep = persona_mod.sampled_buckets(sizes)
-        bucket = plan.engine.bucket_of("customer_id", persona_mod.BUCKETS) if keep else None
-        where = "" if bucket is None else f" WHERE {rel.sampled_members(bucket, keep, persona_mod.BUCKETS)}"
-        scoring = [
-            *scored_ctes(trained.model, trained.rule, trained.terms, trained.chance),
-            ("members", f"SELECT customer_id, cluster FROM scored{where}"),
-        ]
-        if not self.closed:
-            with _diagnosed_open(plan) as engine:  # once: the facets read it several times
-                if labels is not None and engine.dialect == "duckdb":
-                    members = f"SELECT customer_id, cluster FROM read_parquet({sql_str(str(labels))}){where}"
-                else:
-                    engine.prepare_scoring()
-                    members = rel.with_ctes(
-                        [rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members"
-                    )
-                engine.materialise("segment_members", members)
-            scoring = [("members", "SELECT customer_id, cluster FROM segment_members")]
-        select = rel.FACETS_SELECT + (f" UNION ALL {rel.MEMBER_COUNTS}" if where else "")
-        try:
-            with _diagnosed_open(plan) as engine:
-                assert plan.persona is not None
-                facets = plan.persona(snapshot, orders)
-                if not facets:
-                    return {}
-                engine.prepare_scoring()
-                if plan.engine.dialect == "duckdb" and not head and facets[0][0] == rel.BOUGHT_ORDERS:
-                    # the orders with their segment, read by several facets, kept as a table of
-                    # their own first: inside the statement they took the buffer pool beside the
-                    # joins' hash tables, and one training of 10M orders failed at the 1GB limit
-                    engine.materialise(
-                        rel.BOUGHT_ORDERS, rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {rel.BOUGHT_ORDERS}")
-                    )
-                    facets = facets[1:]
-                table = engine.table(rel.with_ctes([*head, *scoring, *facets], select), plan.relation)
+        try:  # from here on the plan's connection is open: closed whatever happens
+            table = self._facets(plan, orders, head, trained, snapshot, labels, keep)
         finally:
             plan.engine.close()
+        if table is None:
+            return {}
         rows = table.to_pydict()
         counted = [f == "members" for f in rows["facet"]]
         sampled = {int(c): int(k) for c, k, m in zip(rows["cluster"], rows["n"], counted) if m and c in keep}
@@ -230,11 +200,61 @@ class OpenSource:
             rows["facet"], rows["cluster"], rows["label"], rows["amount"], rows["n"], sizes, sampled
         )
 
+    def _facets(self, plan: _Plan, orders: str, head: list, trained, snapshot: dt.date, labels: Path | None, keep):
+        """The persona facets' rows (``personas``) on ``plan``'s open connection, the segments
+        with a bucket in ``keep`` sampled; None when the source has no facet to count."""
+
+        bucket = plan.engine.bucket_of("customer_id", persona_mod.BUCKETS) if keep else None
+        where = "" if bucket is None else f" WHERE {rel.sampled_members(bucket, keep, persona_mod.BUCKETS)}"
+        scoring = [
+            *scored_ctes(trained.model, trained.rule, trained.terms, trained.chance),
+            ("members", f"SELECT customer_id, cluster FROM scored{where}"),
+        ]
+        if not self.closed:  # once: the facets read it several times
+            if labels is not None and plan.engine.dialect == "duckdb":
+                _staged_members(plan.engine, labels, where)
+            else:
+                with _diagnosed_open(plan) as engine:
+                    engine.prepare_scoring()
+                    members = rel.with_ctes(
+                        [rel.MATERIALISED[0], rel.customers(snapshot), *scoring], "SELECT * FROM members"
+                    )
+                    engine.materialise("segment_members", members)
+            scoring = [("members", "SELECT customer_id, cluster FROM segment_members")]
+        select = rel.FACETS_SELECT + (f" UNION ALL {rel.MEMBER_COUNTS}" if where else "")
+        with _diagnosed_open(plan) as engine:
+            assert plan.persona is not None
+            facets = plan.persona(snapshot, orders)
+            if not facets:
+                return None
+            engine.prepare_scoring()
+            if plan.engine.dialect == "duckdb" and not head and facets[0][0] == rel.BOUGHT_ORDERS:
+                # the orders with their segment, read by several facets, kept as a table of
+                # their own first: inside the statement they took the buffer pool beside the
+                # joins' hash tables, and one training of 10M orders failed at the 1GB limit
+                engine.materialise(
+                    rel.BOUGHT_ORDERS, rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {rel.BOUGHT_ORDERS}")
+                )
+                facets = facets[1:]
+            table = engine.table(rel.with_ctes([*head, *scoring, *facets], select), plan.relation)
+        return table
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             if self._plan is not None:
                 self._plan.engine.close()
+
+
+def _staged_members(engine: Engine, labels: Path, where: str) -> None:
+    """Training's segments, read from its per-customer table (a Parquet file) into the table
+    ``segment_members``; a failure names that file, not the shop's source, which was read."""
+    sql = f"SELECT customer_id, cluster FROM read_parquet({sql_str(str(labels))}){where}"
+    try:
+        engine.materialise("segment_members", sql)
+    except DataError as exc:
+        detail = str(exc).removeprefix(f"{getattr(engine, 'where', '')}: ")
+        raise DataError(f"the per-customer table training has just written ({labels}): {detail}") from exc
 
 
 def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetched:

@@ -52,8 +52,13 @@ def quantile_scores(values: np.ndarray | pd.Series, higher_is_better: bool = Tru
     (``method='average'``): with 97% of customers at one order, every one-time buyer gets
     F = 3, "average", which is exactly why the quantile grid then calls thousands of recent,
     big-basket one-time buyers Champions.
+
+    Booleans count as 0 and 1, other values (an object column of numbers, decimals) as floats;
+    a missing value (NaN) has no rank and is refused with a ValueError.
     """
     v = np.asarray(values)
+    if v.dtype.kind not in "iuf":
+        v = v.astype(np.int64 if v.dtype.kind == "b" else np.float64)
     n = len(v)
     if v.dtype.kind in "iu" and n and v.min() >= 0 and v.max() < 4 * n + 1_000_000:
         counts = np.bincount(v)  # small non-negative integers (days, orders): counting, no sort
