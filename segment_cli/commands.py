@@ -13,8 +13,6 @@ from typing import Any
 from segment_cli import text
 from segment_cli.as_json import backtest_json, model_json, train_json, validation_json
 from segmentation.data.kinds import describe_exclusions
-from segmentation.data.sample import TRANSACTIONS_COLUMNS, TRANSACTIONS_FILE, write_sample
-from segmentation.data.sources import load_rfm, opened
 from segmentation.data.spec import OpenedData, SourceOptions, open_data
 from segmentation.errors import InputError, SegmentationError
 from segmentation.model.segments import plural
@@ -204,6 +202,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
+    from segmentation.data.sample import TRANSACTIONS_COLUMNS, TRANSACTIONS_FILE, write_sample  # lazy: the generator
+
     def show(done: int, total: int) -> None:
         print(f"\r  {done:,} / {total:,} orders", end="", file=sys.stderr, flush=True)
 
@@ -310,6 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from segment_cli import checks_text  # lazy: it imports the checks (scikit-learn)
     from segmentation.analysis import validate  # lazy: scikit-learn takes seconds to import
+    from segmentation.data.sources import load_rfm  # lazy: SQLGlot and the engines
 
     source = resolve_source(args).source
     progress = _progress(args)
@@ -331,6 +332,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     args.out = output_file(args.out, "report.html")  # before minutes of work; ~ expanded
     progress = _progress(args)
     if args.data is not None:
+        from segmentation.data.sources import opened  # lazy: SQLGlot and the engines
         from segmentation.serving.training import fit, with_personas  # lazy: scikit-learn, seconds to import
 
         data = resolve_source(args)

@@ -25,7 +25,7 @@ from segment_cli.commands import (
     cmd_validate,
 )
 from segmentation import runtime
-from segmentation.data.sample import LAYOUTS
+from segmentation.data.kinds import LAYOUTS
 from segmentation.data.spec import add_options
 from segmentation.errors import SegmentationError
 from segmentation.serving.atomic import storage_error

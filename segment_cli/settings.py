@@ -13,7 +13,6 @@ from pathlib import Path
 from segmentation.data.urls import mask_text
 from segmentation.errors import InputError, SegmentationError
 from segmentation.runtime import DEFAULT_SESSIONS, Runtime
-from segmentation.serving.schedule_spec import parse
 from segmentation.serving.signing import KEY_ENV, KEY_FILE_ENV, PREVIOUS_KEY_ENV, ModelKey, load_key
 from segmentation.serving.store import KEEP_BYTES
 
@@ -176,6 +175,8 @@ def load(
     if digest_as_of not in ("auto", "today"):
         raise SettingsError(f"SEGMENT_DIGEST_AS_OF is auto or today, not '{digest_as_of[:40]}'")
     if digest_cron:
+        from segmentation.serving.schedule_spec import parse  # lazy: APScheduler, 45 ms, only for a digest
+
         try:
             parse(digest_cron, timezone)
         except InputError as exc:

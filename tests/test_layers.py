@@ -120,3 +120,19 @@ def test_the_readme_layout_names_every_module():
         if p.name not in ("__init__.py", "__main__.py") and p.name not in layout
     )
     assert not missing, f"README's Layout section does not name: {missing}"
+
+
+def test_a_lookup_from_the_command_line_imports_no_engine_scheduler_or_learner():
+    """`segment customer ID` starts cold in a fresh process: SQLGlot, DuckDB, APScheduler and
+    scikit-learn (together about 0.1 s of imports before the first answer) load only in the
+    commands that read a source, schedule a digest or train."""
+    import subprocess
+    import sys
+
+    heavy = ("sqlglot", "duckdb", "apscheduler", "sklearn", "sqlalchemy", "pyspark", "matplotlib")
+    code = (
+        "import sys, segment_cli.main, segmentation.serving.service, segmentation.serving.store; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

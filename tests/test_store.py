@@ -447,12 +447,12 @@ def test_a_first_save_stopped_before_current_says_which_version_to_serve(tmp_pat
 def test_the_cli_says_a_full_disk_in_one_line(tmp_path, monkeypatch):
     import errno
 
-    from segment_cli import commands
+    from segmentation.data import sample
 
     def full(out, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", f"{out}/olist_orders_dataset.csv")
 
-    monkeypatch.setattr(commands, "write_sample", full)
+    monkeypatch.setattr(sample, "write_sample", full)  # the command imports it when it runs
     r = run_cli("--artifacts", str(tmp_path), "sample-data", "--orders", "100", "--out", str(tmp_path / "s"))
     assert r.code == 1 and r.err.count("\n") == 1 and "unexpected" not in r.err
     assert "olist_orders_dataset.csv: the disk is full; free space there" in r.err

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from segmentation import runtime
-from segmentation.data.dialects import compile_sql, with_relation
 from segmentation.errors import DataError
 
 if TYPE_CHECKING:
@@ -59,6 +58,8 @@ class Engine(Protocol):
 
 def _sql(sql: str, dialect: str, relation: str | None) -> str:
     """The product's SQL in the engine's dialect."""
+    from segmentation.data.dialects import compile_sql, with_relation  # lazy: SQLGlot, 60 ms, not for a lookup
+
     return with_relation(compile_sql(sql, dialect), relation)
 
 

@@ -34,6 +34,7 @@ EXCLUSION_LABELS: dict[str, str] = {
 
 _REASON_ORDER = {key: i for i, key in enumerate(EXCLUSION_LABELS)}
 OLIST_FILES = rel.OLIST_TABLES
+LAYOUTS = ("olist", "transactions")  # what ``segment sample-data`` writes
 OLIST_COLUMNS = rel.OLIST_COLUMNS
 
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from segmentation.data import relations as rel
 from segmentation.data.database_engine import DatabaseEngine
-from segmentation.data.dialects import compile_sql
 from segmentation.data.duckdb_engine import DuckDBEngine
 from segmentation.data.engines import Engine
 from segmentation.data.file_loads import csv_header, load_files, reader
@@ -22,11 +21,6 @@ from segmentation.errors import DataError
 
 if TYPE_CHECKING:
     pass
-
-
-def _is_supported_file(p: Path) -> bool:
-    name = p.name.lower()
-    return name.endswith((".csv", ".csv.gz", ".parquet", ".pq"))
 
 
 def _resolve_column(available: list[str], wanted: str, where: object) -> str:
@@ -312,6 +306,7 @@ def _olist_tables_have(engine: DatabaseEngine, schema: str | None, refs: Mapping
 
 def _compiled_ref(ref: str, dialect: str) -> str:
     """A table reference written for DuckDB, as the engine spells it (quoting differs)."""
+    from segmentation.data.dialects import compile_sql  # lazy: SQLGlot, imported when a source is read
 
     compiled = compile_sql(f"SELECT * FROM {ref}", dialect)
     return compiled[len("SELECT * FROM ") :]

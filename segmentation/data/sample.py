@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from segmentation.data.kinds import OLIST_FILES
+from segmentation.data.kinds import LAYOUTS, OLIST_FILES
 from segmentation.data.relations import OLIST_PERSONA_TABLES
 from segmentation.data.sample_catalogue import _hex_ids, _items, catalogue
 from segmentation.errors import DataError, InputError
@@ -60,7 +60,6 @@ TRANSACTIONS_COLUMNS = {
     "date_col": "ordered_at",
     "amount_col": "amount",
 }
-LAYOUTS = ("olist", "transactions")
 
 
 def _orders_per_customer(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from segmentation.data import relations as rel
 from segmentation.data.kinds import DatabaseSource, OlistSource, Source, SparkSource, TransactionsSource
-from segmentation.data.plan import _is_supported_file
-from segmentation.data.sample import ensure_default_sample
 from segmentation.data.urls import is_url, mask, mask_text
 from segmentation.errors import DataError, InputError
+
+SUPPORTED_FILES = (".csv", ".csv.gz", ".parquet", ".pq")  # a transactions file DuckDB reads
 
 if TYPE_CHECKING:
     pass
@@ -102,7 +102,7 @@ def source_from_spec(
         if any(flags.values()):
             raise DataError(f"{p}: column flags apply to a single transactions file, not to an Olist folder")
         return OlistSource(p) if currency is None else OlistSource(p, currency)
-    if not _is_supported_file(p):
+    if not p.name.lower().endswith(SUPPORTED_FILES):
         raise DataError(f"{p}: unsupported file type; use .csv, .csv.gz or .parquet")
     cols = _columns_from_flags(str(p), flags)
     return TransactionsSource(
@@ -291,6 +291,8 @@ def open_data(
     if data is None:
         if announce is not None and not any(samples.glob("*/.complete")):
             announce("Generating the built-in sample data (100,000 orders, first use only)…")
+        from segmentation.data.sample import ensure_default_sample  # lazy: the generator, only when asked
+
         folder = ensure_default_sample(samples)
         return OpenedData(OlistSource(folder, label=BUILT_IN_SAMPLE), BUILT_IN_SAMPLE, "")
     local = not is_url(data) and os.path.exists(os.path.expanduser(data))

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segmentation.data.kinds import Source
-from segmentation.data.scoring import score_in_engine
 from segmentation.errors import InputError, ModelIntegrityError
 from segmentation.model import playbook as playbook_mod
 from segmentation.model.atrisk import AtRiskSummary, SegmentRisk, expected_value, summarise
@@ -255,6 +254,8 @@ class ServedModel:
     def score_source(self, source: Source, as_of: dt.date | None = None) -> SourceScore:
         """Score every customer of ``source`` inside its engine (DuckDB for files, the database,
         or Spark) with this model compiled to SQL; only totals and the at-risk rows come back."""
+
+        from segmentation.data.scoring import score_in_engine  # lazy: the engines, not for a lookup
 
         result = score_in_engine(
             source, as_of, scored_ctes(self.trained.model, self.trained.rule, self.terms, self.trained.chance)
