@@ -369,10 +369,41 @@ def test_one_connection_or_two_read_the_same(tables, tmp_path, monkeypatch):
         assert two.excluded and two.gaps.customers > 0
 
 
+def test_postgresql_reads_the_per_customer_table_back_byte_for_byte(server, tmp_path):
+    """PostgreSQL's personas read training's per-customer table by COPY instead of scoring every
+    customer again: ids with commas, quotes, new lines, spaces and accents arrive unchanged,
+    and compare byte by byte with the shop's own ids; MariaDB scores again (None)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from segmentation.data.database_engine import DatabaseEngine
+
+    kind, url, _ = server
+    ids = ["a,b", 'q"uote', "two\nlines", " spaced ", "çà", "NULL", "B", "b", "x" * 300]
+    path = tmp_path / "labels.parquet"
+    pq.write_table(
+        pa.table({"customer_id": ids, "cluster": list(range(len(ids))), "at_risk": [False] * len(ids)}), path
+    )
+    engine = DatabaseEngine(url)
+    try:
+        relation = engine.staged_relation(path)
+        if kind != "postgresql":
+            assert relation is None
+            return
+        back = engine.table(f"SELECT customer_id, cluster FROM {relation} ORDER BY cluster")
+        assert back.column("customer_id").to_pylist() == ids and back.column("cluster").to_pylist() == list(range(9))
+        # ordered byte by byte, as the ids of the shop's tables are (BINARY_TEXT)
+        ordered = engine.table(f"SELECT cluster FROM {relation} ORDER BY customer_id").column("cluster").to_pylist()
+        assert ordered == sorted(range(9), key=lambda i: ids[i].encode())
+    finally:
+        engine.close()
+
+
 def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp_path, monkeypatch):
     """The Olist layout's six tables in a schema, and a transactions table with --category-col:
-    the personas computed inside the database (one statement, the customers scored by the
-    compiled model) equal the file path's."""
+    the personas computed inside the database (one statement; the segments read back from
+    training's per-customer table on PostgreSQL, scored by the compiled model on MariaDB) equal
+    the file path's."""
     from segmentation.serving.store import ModelStore
     from segmentation.serving.training import train
 
@@ -393,6 +424,13 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
             frame = pd.read_csv(sample_folder / f"{stem}.csv", parse_dates=dates, encoding="utf-8-sig")
             frame.to_sql(stem, engine, schema=schema, index=False, chunksize=2_000, method="multi")
         _, from_folder = train(source_from_spec(sample_folder), ModelStore(tmp_path / "f"), k=8)
+        from segmentation.data.database_engine import DatabaseEngine
+
+        read_back: list[str | None] = []
+        staged = DatabaseEngine.staged_relation
+        monkeypatch.setattr(
+            DatabaseEngine, "staged_relation", lambda self, path: read_back.append(staged(self, path)) or read_back[-1]
+        )
         for sessions in ("2", "1"):
             monkeypatch.setattr(runtime, "_current", runtime.Runtime(db_sessions=int(sessions)))
             _, from_db = train(
@@ -408,6 +446,11 @@ def test_personas_from_the_database_equal_the_folders(tables, sample_folder, tmp
                 assert a.persona.payment.label == b.persona.payment.label
                 assert a.persona.payment.share == pytest.approx(b.persona.payment.share, rel=1e-12)
                 assert a.persona.instalments == b.persona.instalments and a.persona.states == b.persona.states
+        # PostgreSQL read training's labels back instead of scoring every customer again
+        if kind == "postgresql":
+            assert read_back == ["segment_staged_labels"] * 2
+        else:
+            assert not any(read_back)
     finally:
         with engine.begin() as con:
             con.exec_driver_sql(f"DROP SCHEMA {schema} {'CASCADE' if kind == 'postgresql' else ''}")

@@ -117,11 +117,15 @@ class DuckDBEngine:
         rows = self._run(sql, relation).fetchall()  # fetched to the end: DuckDB 2 refuses the next query otherwise
         return tuple(rows[0]) if rows else ()
 
-    def prepare_scoring(self, sessions: int = 1) -> None:
+    def prepare_scoring(self, sessions: int = 1, few_groups: bool = False) -> None:
         pass  # nothing to set
 
     def sessions(self) -> int:
         return 1  # DuckDB runs every step of a statement on every core already
+
+    def staged_relation(self, path: Path) -> str:
+        """Training's per-customer table, read where it lies (``Engine.staged_relation``)."""
+        return f"read_parquet({sql_str(str(path))})"
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str:
         return f"{self.bucket_of(column, buckets)} = {bucket}"

@@ -17,6 +17,8 @@ from segmentation import runtime
 from segmentation.errors import DataError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 FETCH_ROWS = 100_000
@@ -34,12 +36,20 @@ class Engine(Protocol):
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None: ...
 
-    def prepare_scoring(self, sessions: int = 1) -> None: ...
+    def prepare_scoring(self, sessions: int = 1, few_groups: bool = False) -> None:
+        """Session settings for the compiled model's statements; ``few_groups``: the next
+        statement groups millions of rows into a few hundred (the personas' histograms)."""
+        ...
 
     def sessions(self) -> int: ...
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str | None:
         """A condition keeping bucket ``bucket`` of ``buckets`` (None: no hash, keep everyone)."""
+        ...
+
+    def staged_relation(self, path: Path) -> str | None:
+        """A relation (for FROM) over training's per-customer table, the Parquet file at
+        ``path`` (``customer_id``, ``cluster``), or None where the engine cannot read it."""
         ...
 
     def bucket_of(self, column: str, buckets: int) -> str | None:

@@ -22,7 +22,6 @@ from segmentation.data.frames import _numbers, customer_ids, window_frame
 from segmentation.data.hints import hint
 from segmentation.data.kinds import _REASON_ORDER, RFMTable, Source, describe_exclusions
 from segmentation.data.plan import _diagnosed, _diagnosed_open, _Plan, _plan
-from segmentation.data.sqltext import sql_str
 from segmentation.errors import DataError
 from segmentation.model import personas as persona_mod
 from segmentation.model.compiled import scored_ctes
@@ -168,13 +167,12 @@ class OpenSource:
         """Every segment's persona (``personas``): in this pass's engine when it is still open
         (the per-day table, and the orders for an Olist layout, are there), else in one statement
         on a fresh connection, the customers scored by the compiled model (training's own labels:
-        ``SegmentModel.labels_`` is the nearest centre, as the compiled model scores). In DuckDB,
-        ``labels`` (training's per-customer table, a Parquet file) gives the segments instead of
-        scoring again: 4.4 s less at 10M Olist-layout orders. Segments of more than
-        ``personas.SAMPLE`` customers are described from a sample of them, by a hash of their ids.
-
-        Reading training's labels from this process instead (a registered Arrow table) saved
-        0.8 s of 27 at 3M Olist-layout orders but raised the peak by 80 MB: not done."""
+        ``SegmentModel.labels_`` is the nearest centre, as the compiled model scores). Where the
+        engine reads it (DuckDB; PostgreSQL by COPY), ``labels`` (training's per-customer table,
+        a Parquet file) gives the segments instead of scoring again: 4.4 s less at 10M
+        Olist-layout orders in DuckDB. Segments of more than ``personas.SAMPLE`` customers are
+        described from a sample of them, by a hash of their ids. (A registered Arrow table of
+        the labels saved 0.8 s of 27 at 3M orders but raised the peak by 80 MB: not done.)"""
 
         if self.plan.persona is None:
             return {}
@@ -211,9 +209,7 @@ class OpenSource:
             ("members", f"SELECT customer_id, cluster FROM scored{where}"),
         ]
         if not self.closed:  # once: the facets read it several times
-            if labels is not None and plan.engine.dialect == "duckdb":
-                _staged_members(plan.engine, labels, where)
-            else:
+            if labels is None or not _staged_members(plan.engine, labels, where):
                 with _diagnosed_open(plan) as engine:
                     engine.prepare_scoring()
                     members = rel.with_ctes(
@@ -227,7 +223,7 @@ class OpenSource:
             facets = plan.persona(snapshot, orders)
             if not facets:
                 return None
-            engine.prepare_scoring()
+            engine.prepare_scoring(few_groups=True)
             if plan.engine.dialect == "duckdb" and not head and facets[0][0] == rel.BOUGHT_ORDERS:
                 # the orders with their segment, read by several facets, kept as a table of
                 # their own first: inside the statement they took the buffer pool beside the
@@ -246,12 +242,16 @@ class OpenSource:
                 self._plan.engine.close()
 
 
-def _staged_members(engine: Engine, labels: Path, where: str) -> None:
+def _staged_members(engine: Engine, labels: Path, where: str) -> bool:
     """Training's segments, read from its per-customer table (a Parquet file) into the table
-    ``segment_members``; a failure names that file, not the shop's source, which was read."""
-    sql = f"SELECT customer_id, cluster FROM read_parquet({sql_str(str(labels))}){where}"
+    ``segment_members`` where the engine can (False: it cannot); a failure names that file,
+    not the shop's source, which was read."""
     try:
-        engine.materialise("segment_members", sql)
+        relation = engine.staged_relation(labels)
+        if relation is None:
+            return False
+        engine.materialise("segment_members", f"SELECT customer_id, cluster FROM {relation}{where}")
+        return True
     except DataError as exc:
         detail = str(exc).removeprefix(f"{getattr(engine, 'where', '')}: ")
         raise DataError(f"the per-customer table training has just written ({labels}): {detail}") from exc

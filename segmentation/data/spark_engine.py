@@ -11,6 +11,8 @@ from segmentation.data.engines import _sql, first_line, query_errors
 from segmentation.errors import DataError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 
@@ -49,11 +51,16 @@ class SparkEngine:
     def _errors(self):
         return query_errors(self.where, _spark_message)
 
-    def prepare_scoring(self, sessions: int = 1) -> None:
+    def prepare_scoring(self, sessions: int = 1, few_groups: bool = False) -> None:
         pass  # nothing to set
 
     def sessions(self) -> int:
         return 1  # Spark shuffles by key and runs every step in parallel already
+
+    def staged_relation(self, path: Path) -> None:
+        """None: the executors of a cluster may not see this machine's files; the segments are
+        scored again in Spark (``Engine.staged_relation``)."""
+        return None
 
     def bucket(self, column: str, buckets: int, bucket: int) -> str:
         return f"{self.bucket_of(column, buckets)} = {bucket}"
