@@ -395,6 +395,20 @@ def test_postgresql_reads_the_per_customer_table_back_byte_for_byte(server, tmp_
         # ordered byte by byte, as the ids of the shop's tables are (BINARY_TEXT)
         ordered = engine.table(f"SELECT cluster FROM {relation} ORDER BY customer_id").column("cluster").to_pylist()
         assert ordered == sorted(range(9), key=lambda i: ids[i].encode())
+        # and they meet the shop's own ids, read as training reads them, exactly once each
+        shop = pd.DataFrame({"customer_id": ids[::-1], "spend": range(9)})
+        shop.to_sql("staged_ids_shop", server[2], index=False, if_exists="replace")
+        try:
+            met = engine.table(
+                f"SELECT s.spend, l.cluster FROM (SELECT BINARY_TEXT(NULLIF(TRIM(CAST(customer_id AS VARCHAR)), '')) "
+                f"AS customer_id, spend FROM staged_ids_shop) AS s JOIN {relation} AS l ON s.customer_id = l.customer_id"
+            )
+            pairs = sorted(zip(met.column("spend").to_pylist(), met.column("cluster").to_pylist()))
+            # " spaced " is trimmed as every source's ids are: it meets no staged id, as training's own table has none
+            assert pairs == sorted((8 - i, i) for i in range(9) if ids[i] != " spaced ")
+        finally:
+            with server[2].begin() as con:
+                con.exec_driver_sql("DROP TABLE staged_ids_shop")
     finally:
         engine.close()
 

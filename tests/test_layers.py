@@ -122,17 +122,26 @@ def test_the_readme_layout_names_every_module():
     assert not missing, f"README's Layout section does not name: {missing}"
 
 
-def test_a_lookup_from_the_command_line_imports_no_engine_scheduler_or_learner():
+def test_a_lookup_from_the_command_line_imports_no_engine_scheduler_or_learner(trained):
     """`segment customer ID` starts cold in a fresh process: SQLGlot, DuckDB, APScheduler and
     scikit-learn (together about 0.1 s of imports before the first answer) load only in the
-    commands that read a source, schedule a digest or train."""
+    commands that read a source, schedule a digest or train. The command runs to its answer in a
+    process of its own, which then lists what it imported."""
     import subprocess
     import sys
 
+    import pyarrow.parquet as pq
+
+    table = next((trained / "models").glob("*.assignments.parquet"))
+    cid = pq.read_table(table, columns=["customer_id"]).column(0)[0].as_py()
     heavy = ("sqlglot", "duckdb", "apscheduler", "sklearn", "sqlalchemy", "pyspark", "matplotlib")
     code = (
-        "import sys, segment_cli.main, segmentation.serving.service, segmentation.serving.store; "
-        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+        "import sys, contextlib, io\n"
+        "from segment_cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['--artifacts', {str(trained)!r}, 'customer', {cid!r}])\n"
+        f"print(code, {cid!r} in out.getvalue(), sorted(m for m in {heavy!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0 True []", done.stdout + done.stderr

@@ -150,3 +150,28 @@ def test_the_wilson_interval():
     lo, hi = wilson(10, 100)
     assert lo == pytest.approx(0.0552, abs=1e-3) and hi == pytest.approx(0.1744, abs=1e-3)
     assert wilson(0, 0) == (0.0, 1.0) and wilson(0, 50)[0] == 0.0
+
+
+def test_a_history_too_large_to_read_whole_without_a_hash_learns_no_chance_instead_of_filling_memory(
+    tmp_path, monkeypatch
+):
+    """Past ``MAX_WINDOW_ROWS`` customer-windows the windows are read from a hash sample of the
+    customers; an engine without a known hash (a warehouse through another SQLAlchemy driver)
+    reads none rather than every customer at every cut-off, and training says why it has no
+    chance to buy again."""
+    from segmentation.data.duckdb_engine import DuckDBEngine
+    from segmentation.serving.store import ModelStore
+    from segmentation.serving.training import train
+
+    orders = shop_orders(43, customers=600, days=500)
+    path = tmp_path / "shop.csv"
+    orders.to_csv(path, index=False)
+    src = source_from_spec(path, customer_col="customer", order_col="order", date_col="date", amount_col="amount")
+    monkeypatch.setattr(outlook, "MAX_WINDOW_ROWS", 500)  # this shop's windows need a sample
+    _, sampled = train(src, ModelStore(tmp_path / "hashed"), k=4)
+    assert sampled.chance is not None and "hash" not in sampled.horizon_note
+    monkeypatch.setattr(DuckDBEngine, "bucket", lambda self, column, buckets, bucket: None)
+    monkeypatch.setattr(DuckDBEngine, "bucket_of", lambda self, column, buckets: None)
+    _, unhashed = train(src, ModelStore(tmp_path / "unhashed"), k=4)
+    assert unhashed.chance is None
+    assert "600 customers are too many to read at each cut-off without a hash sample" in unhashed.horizon_note

@@ -199,6 +199,7 @@ def run_cutoff(
     trained, assigned = fit(table, k=k, seed=seed, outlook=outlook, trained_by="backtest")
     say(f"Cut-off {cutoff.isoformat()}: reading the {horizon:,} days after it")
     later = src.windows([cutoff], horizon, cutoff + dt.timedelta(days=horizon))
+    assert later is not None  # one bucket: never sampled
     later = later.set_index("customer_id")
     ids = assigned["customer_id"].astype(str)
     missing = ~ids.isin(later.index)

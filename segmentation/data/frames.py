@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from segmentation.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,3 +56,20 @@ def window_frame(table: pa.Table) -> pd.DataFrame:
         )
     frame["returned"] = frame["later_days"].to_numpy() > 0
     return frame
+
+
+def staged_batches(path: Path, batch_size: int = 200_000) -> Iterator[pa.RecordBatch]:
+    """Training's per-customer table (``customer_id``, ``cluster``) batch by batch; a damaged
+    file is named as that file (a DataError), never taken for the shop's data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["customer_id", "cluster"])
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"the per-customer table training has just written ({path}) cannot be read: {exc}") from None
+
+
+def check_staged(path: Path) -> None:
+    """Raise ``staged_batches``' DataError now if the file cannot be opened as Parquet."""
+    next(iter(staged_batches(path, 1)), None)

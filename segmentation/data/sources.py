@@ -18,7 +18,7 @@ import numpy as np
 
 from segmentation.data import relations as rel
 from segmentation.data.engines import Engine
-from segmentation.data.frames import _numbers, customer_ids, window_frame
+from segmentation.data.frames import _numbers, check_staged, customer_ids, window_frame
 from segmentation.data.hints import hint
 from segmentation.data.kinds import _REASON_ORDER, RFMTable, Source, describe_exclusions
 from segmentation.data.plan import _diagnosed, _diagnosed_open, _Plan, _plan
@@ -65,10 +65,12 @@ class Reopened:
     def __init__(self, source: Source):
         self.source = source
 
-    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame:
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame | None:
         plan = _plan(self.source)
         with _diagnosed(plan) as engine:
             sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
+            if buckets > 1 and sample is None:
+                return None  # too many to read whole, and no hash to sample them by here
             ctes = [*plan.valid, rel.valid_days(until), rel.PER_DAY]
             table = engine.table(rel.with_ctes(ctes, rel.windows_select(cutoffs, horizon, sample)), plan.relation)
         return window_frame(table)
@@ -148,11 +150,11 @@ class OpenSource:
         table.history = self
         return table
 
-    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame:
+    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame | None:
         """Every customer as of each cut-off with what they did in the ``horizon`` days after it,
         reading no day after ``until`` (``relations.windows_select``); a share of the customers
-        when ``buckets`` > 1."""
-        if self.closed or not self.daily:
+        when ``buckets`` > 1 (None where the engine has no hash to choose it by)."""
+        if self.closed or not self.daily or buckets > 1 and self.plan.engine.bucket_of("customer_id", 2) is None:
             return Reopened(self.source).windows(cutoffs, horizon, until, buckets)
         with _diagnosed_open(self.plan) as engine:
             sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
@@ -167,12 +169,10 @@ class OpenSource:
         """Every segment's persona (``personas``): in this pass's engine when it is still open
         (the per-day table, and the orders for an Olist layout, are there), else in one statement
         on a fresh connection, the customers scored by the compiled model (training's own labels:
-        ``SegmentModel.labels_`` is the nearest centre, as the compiled model scores). Where the
-        engine reads it (DuckDB; PostgreSQL by COPY), ``labels`` (training's per-customer table,
-        a Parquet file) gives the segments instead of scoring again: 4.4 s less at 10M
-        Olist-layout orders in DuckDB. Segments of more than ``personas.SAMPLE`` customers are
-        described from a sample of them, by a hash of their ids. (A registered Arrow table of
-        the labels saved 0.8 s of 27 at 3M orders but raised the peak by 80 MB: not done.)"""
+        ``SegmentModel.labels_`` is the nearest centre). Where the engine reads it (DuckDB;
+        PostgreSQL by COPY), ``labels`` (training's per-customer table, a Parquet file) gives
+        the segments instead: 4.4 s less at 10M Olist-layout orders in DuckDB. Segments of more
+        than ``personas.SAMPLE`` customers are described from a sample, by a hash of their ids."""
 
         if self.plan.persona is None:
             return {}
@@ -244,17 +244,14 @@ class OpenSource:
 
 def _staged_members(engine: Engine, labels: Path, where: str) -> bool:
     """Training's segments, read from its per-customer table (a Parquet file) into the table
-    ``segment_members`` where the engine can (False: it cannot); a failure names that file,
-    not the shop's source, which was read."""
-    try:
-        relation = engine.staged_relation(labels)
-        if relation is None:
-            return False
-        engine.materialise("segment_members", f"SELECT customer_id, cluster FROM {relation}{where}")
-        return True
-    except DataError as exc:
-        detail = str(exc).removeprefix(f"{getattr(engine, 'where', '')}: ")
-        raise DataError(f"the per-customer table training has just written ({labels}): {detail}") from exc
+    ``segment_members`` where the engine can (False: it cannot); a damaged file is named as
+    that file, the engine's own failures as the engine's."""
+    check_staged(labels)
+    relation = engine.staged_relation(labels)
+    if relation is None:
+        return False
+    engine.materialise("segment_members", f"SELECT customer_id, cluster FROM {relation}{where}")
+    return True
 
 
 def _fetch_direct(source: Source, plan: _Plan, as_of: dt.date | None) -> _Fetched:

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 class History(Protocol):
     """Where the windows of a shop's history come from (a source read again)."""
 
-    def windows(self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1) -> pd.DataFrame: ...
+    def windows(
+        self, cutoffs: list[dt.date], horizon: int, until: dt.date, buckets: int = 1
+    ) -> pd.DataFrame | None: ...
 
 
 class RFMTable(Protocol):
@@ -197,7 +199,15 @@ def learn(table: RFMTable, terms: ShopTerms, horizon: int | None = None) -> Outl
     cutoffs = cutoffs_for(table.latest_purchase, first_day(table), horizon)
     if not cutoffs:
         return Outlook(horizon, None, None, "the history is too short to learn who comes back")
-    rows = table.history.windows(cutoffs, horizon, table.latest_purchase, sample_buckets(table.customers, len(cutoffs)))
+    buckets = sample_buckets(table.customers, len(cutoffs))
+    rows = table.history.windows(cutoffs, horizon, table.latest_purchase, buckets)
+    if rows is None:  # a warehouse whose hash the product does not know: reading everyone could fill memory
+        return Outlook(
+            horizon,
+            None,
+            None,
+            f"the history's {table.customers:,} customers are too many to read at each cut-off without a hash sample, which this database does not offer here",
+        )
     model = chance_mod.fit(
         rows["recency"].to_numpy(),
         rows["occasions"].to_numpy(),
