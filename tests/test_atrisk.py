@@ -49,6 +49,13 @@ def test_the_rule_matches_its_written_definition(rows, repeat, fall, spend, boun
     r, o, m, p, p0 = (np.array(c, dtype=float) for c in zip(*rows))
     flags = rule.flags(terms, r, o, m, p, p0)
     assert flags.tolist() == [reference.at_risk(rule, terms, *row) for row in zip(r, o, m, p, p0)]
+    from segmentation.model import atrisk as atrisk_mod
+
+    saved, atrisk_mod.FLAG_ROWS = atrisk_mod.FLAG_ROWS, 3  # a large shop is flagged a chunk at a time
+    try:
+        assert rule.flags(terms, r, o, m, p, p0).tolist() == flags.tolist()
+    finally:
+        atrisk_mod.FLAG_ROWS = saved
 
 
 def test_the_classic_cases():

@@ -160,3 +160,25 @@ def test_extreme_customers_get_a_finite_chance():
     model = _fit(_windows(rng, 5_000, CUTOFFS, _truth))
     p = model.predict([0, 1e6, 5], [1, 500, 2], [0.0, 1e9, 10], [0, 1e7, 5], [np.nan, 1.0, 0.0])
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+
+
+def test_the_chance_is_the_same_to_the_bit_whatever_the_rows_evaluated_at_once(monkeypatch):
+    """Large shops are evaluated a chunk of rows at a time (the inputs' temporaries of 9M
+    customers at once were the training's peak): every row gets exactly the value it gets alone."""
+    from segmentation.model import chance as chance_mod
+
+    rng = np.random.default_rng(12)
+    model = _fit(_windows(rng, 20_000, CUTOFFS, _truth))
+    n = 5_003
+    occasions = np.where(rng.random(n) < 0.7, 1, rng.integers(2, 12, n)).astype(np.int32)
+    gap = np.where(occasions > 1, rng.random(n) * 150, np.nan)
+    recency = rng.integers(0, 700, n).astype(np.int32)
+    monetary = np.round(rng.lognormal(4, 1, n), 2)
+    whole = model.now(recency, occasions, monetary, gap)
+    monkeypatch.setattr(chance_mod, "PREDICT_ROWS", 97)  # chunks that split repeat and one-time rows unevenly
+    chunked = model.now(recency, occasions, monetary, gap)
+    assert np.array_equal(whole.view(np.int64), chunked.view(np.int64))
+    one = [
+        model.now(recency[i : i + 1], occasions[i : i + 1], monetary[i : i + 1], gap[i : i + 1])[0] for i in (0, 4_999)
+    ]
+    assert one == [whole[0], whole[4_999]]

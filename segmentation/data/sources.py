@@ -138,6 +138,7 @@ class OpenSource:
             else:
                 days = rel.MATERIALISED
             fetched = _fetch(engine, days, days, None)
+            engine.release()  # its tables wait in the spill folder while the frame is built
         if not self.keep and not (self.want_personas and self.plan.persona is not None):
             self.close()  # its memory back before the frame is built
         return fetched

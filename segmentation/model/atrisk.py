@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 ONE_TIME_SPEND = ("high", "mid", "none")  # the spend that makes a customer worth keeping, besides returning
 
 
+FLAG_ROWS = 1 << 20  # customers flagged at once (``AtRiskRule.flags``)
+
+
 @dataclass(frozen=True)
 class AtRiskRule:
     repeat_buyers: bool = True
@@ -57,7 +60,19 @@ class AtRiskRule:
     floor_repeat: float | None = None  # set at training: the same for the lapsed repeat buyers
 
     def flags(self, terms: ShopTerms, recency, occasions, monetary, chance, chance_then) -> np.ndarray:
-        """True for every customer at risk. A NaN chance (no chance model) flags nobody."""
+        """True for every customer at risk. A NaN chance (no chance model) flags nobody. Worked
+        out a million rows at a time: the comparisons' temporaries of 9.3M customers at once
+        took 0.45 GB at the training's peak."""
+        columns = [np.asarray(v) for v in (recency, occasions, monetary, chance, chance_then)]
+        n, step = len(columns[0]), FLAG_ROWS
+        if n <= step:
+            return self._flags(terms, *columns)
+        out = np.empty(n, dtype=bool)
+        for start in range(0, n, step):
+            out[start : start + step] = self._flags(terms, *(c[start : start + step] for c in columns))
+        return out
+
+    def _flags(self, terms: ShopTerms, recency, occasions, monetary, chance, chance_then) -> np.ndarray:
         r = np.asarray(recency, dtype=np.float64)
         o = np.asarray(occasions, dtype=np.float64)
         m = np.asarray(monetary, dtype=np.float64)

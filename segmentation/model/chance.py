@@ -70,6 +70,9 @@ class Inputs:
         return Inputs(self.recency[keep], self.occasions[keep], self.monetary[keep], self.tenure[keep], self.gap[keep])
 
 
+PREDICT_ROWS = 1 << 20  # rows whose chance is worked out at once (``ChanceModel.predict``)
+
+
 def _ln1(x: np.ndarray) -> np.ndarray:
     return np.log(1.0 + x)  # as SQL's LN(1 + x), not log1p, so both agree to the last bit
 
@@ -195,6 +198,19 @@ class ChanceModel:
         return (self.one_time.returned + self.repeat.returned) / self.rows if self.rows else 0.0
 
     def predict(self, recency, occasions, monetary, tenure, gap) -> np.ndarray:
+        """The chance for each row, evaluated ``PREDICT_ROWS`` rows at a time: its inputs'
+        logarithms and terms are about ten arrays of the rows evaluated (9.3M customers: 0.7 GB
+        at once, the training's peak), and every row's value is the same whatever the chunk."""
+        columns = [np.asarray(v) for v in (recency, occasions, monetary, tenure, gap)]
+        n = len(columns[0])
+        if n <= PREDICT_ROWS:
+            return self._predict(*columns)
+        out = np.empty(n, dtype=np.float64)
+        for start in range(0, n, PREDICT_ROWS):
+            out[start : start + PREDICT_ROWS] = self._predict(*(c[start : start + PREDICT_ROWS] for c in columns))
+        return out
+
+    def _predict(self, recency, occasions, monetary, tenure, gap) -> np.ndarray:
         x = Inputs(*(np.asarray(v, dtype=np.float64) for v in (recency, occasions, monetary, tenure, gap)))
         repeat = x.occasions >= 2
         if repeat.all():  # one part only when one suffices (a lookup is one customer)

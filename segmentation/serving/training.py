@@ -113,6 +113,7 @@ def fit(
         terms = replace(terms, one_time_lost_after=one_lost, repeat_lost_after=repeat_lost)
     rule = with_floor(book.at_risk, terms, r, o, now)
     flags = rule.flags(terms, r, o, m, now, then)
+    del then  # 8 bytes a customer, not needed past the flags
     X = rfm[FEATURES].to_numpy(dtype=np.float64, copy=True)  # fit() standardises it in place
     on = f" (fitted on a stratified sample of {sample:,})" if sample is not None and len(X) > sample else ""
     with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands{on}"):
