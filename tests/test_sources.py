@@ -511,3 +511,27 @@ def test_a_shop_too_large_for_duckdbs_memory_limit_says_what_to_set(tmp_path, mo
         in r.err
     )
     assert not (tmp_path / "art" / "models").exists() or not any((tmp_path / "art" / "models").iterdir())
+
+
+@pytest.mark.parametrize("configured, while_small", [("1GB", 256), ("6GB", 256), ("300MB", 300)])
+def test_a_kept_table_is_read_back_through_a_small_buffer_then_the_limit_comes_back(
+    monkeypatch, configured, while_small
+):
+    """The windows read the per-day table back from the spill folder: meanwhile DuckDB's buffer
+    pool is held small (10M Olist-layout orders: +0.26 GB instead of +0.9), unless the limit set
+    is small already, and the next release puts the configured limit back."""
+    from segmentation import runtime
+    from segmentation.data.duckdb_engine import DuckDBEngine, _megabytes
+
+    monkeypatch.setattr(runtime, "_current", runtime.Runtime(duckdb_memory=configured))
+    engine = DuckDBEngine("test")
+    try:
+        limit = lambda: _megabytes(engine.one("SELECT current_setting('memory_limit')")[0])  # noqa: E731
+        full = limit()
+        assert full == pytest.approx(_megabytes(configured), rel=0.03)  # DuckDB shows it rounded: "5.4 GiB"
+        engine.release(small=True)
+        assert limit() == pytest.approx(while_small, rel=0.01)
+        engine.release()
+        assert limit() == full
+    finally:
+        engine.close()

@@ -271,7 +271,7 @@ class DatabaseEngine:
             result.close()
         return names
 
-    def release(self) -> None:
+    def release(self, small: bool = False) -> None:
         pass  # the kept tables live in the server, not in this process
 
     def close(self) -> None:

@@ -58,6 +58,19 @@ def limit_bytes(limit: str) -> float | None:
     return float(m.group(1)) * _UNITS[(m.group(2) or "").lower()] if m else None
 
 
+SMALL_MB = 256  # the buffer pool while a kept table is read back (``DuckDBEngine.release``)
+
+
+def _megabytes(size: str) -> float | None:
+    """A DuckDB size ("1GB", "953.6 MiB") in megabytes, or None when it is not one."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])(i?)B\s*", size, re.I)
+    if found is None:
+        return None
+    number, unit, binary = found.groups()
+    base = 1024 if binary else 1000
+    return float(number) * base ** ("KMGT".index(unit.upper()) + 1) / 1e6
+
+
 def _limit(con) -> str:
     return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
 
@@ -177,17 +190,23 @@ class DuckDBEngine:
         except duckdb.Error as exc:
             raise self._error(exc) from None
 
-    def release(self) -> None:
+    def release(self, small: bool = False) -> None:
         """The temporary tables leave the buffer pool for the spill folder: lowering the limit
-        below what they take evicts them (DuckDB has no other way to ask), then it is put back."""
+        below what they take evicts them (DuckDB has no other way to ask), then it is put back,
+        or (``small``) kept at ``SMALL_MB`` until the next release, for a statement that reads
+        a kept table back: the blocks it reads are then not all kept in memory (the windows of
+        10M Olist-layout orders read the per-day table: +0.26 GB instead of +0.9, as fast)."""
         import duckdb
 
         try:
             self.con.execute("SET memory_limit = '16MB'")
         except duckdb.Error:
             pass  # what could not be evicted stays in memory: slower to nothing, never wrong
+        limit = self.limit
+        if small and (_megabytes(self.limit) or 0) > 2 * SMALL_MB:  # a smaller limit set by hand stays
+            limit = f"{SMALL_MB}MB"
         try:
-            self.con.execute(f"SET memory_limit = {sql_str(self.limit)}")
+            self.con.execute(f"SET memory_limit = {sql_str(limit)}")
         except duckdb.Error as exc:  # never left at 16 MB without saying so
             raise self._error(exc) from None
 

@@ -58,9 +58,10 @@ class Engine(Protocol):
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
 
-    def release(self) -> None:
+    def release(self, small: bool = False) -> None:
         """Hand back the memory the kept tables take in this process (they are read back when
-        next used); a no-op where they live in a server."""
+        next used; ``small``: in a small buffer until the next release); a no-op where they live
+        in a server."""
         ...
 
     def close(self) -> None: ...

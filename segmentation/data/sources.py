@@ -160,10 +160,9 @@ class OpenSource:
         with _diagnosed_open(self.plan) as engine:
             sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None
             sql = rel.with_ctes([rel.per_day_until(until)], rel.windows_select(cutoffs, horizon, sample))
+            engine.release(small=True)  # the per-day table read back through a small buffer
             frame = window_frame(engine.table(sql))
-            # the fit and the naming come next, in this process, with nothing to ask the engine:
-            # its per-day table (0.7 GB at 9M customers) waits in the spill folder, not in memory
-            engine.release()
+            engine.release()  # the fit and the naming come next: the per-day table waits on disk
             return frame
 
     def personas(self, trained, snapshot: dt.date, labels: Path | None = None) -> dict:

@@ -101,7 +101,7 @@ class SparkEngine:
         with self._errors():
             return list(self.spark.sql(f"SELECT * FROM {relation_sql}").columns)
 
-    def release(self) -> None:
+    def release(self, small: bool = False) -> None:
         pass  # the kept tables live in the cluster, not in this process
 
     def close(self) -> None:
