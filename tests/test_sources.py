@@ -521,7 +521,10 @@ def test_a_kept_table_is_read_back_through_a_small_buffer_then_the_limit_comes_b
     pool is held small (10M Olist-layout orders: +0.26 GB instead of +0.9), unless the limit set
     is small already, and the next release puts the configured limit back."""
     from segmentation import runtime
-    from segmentation.data.duckdb_engine import DuckDBEngine, _megabytes
+    from segmentation.data.duckdb_engine import DuckDBEngine, limit_bytes
+
+    def _megabytes(size: str) -> float:
+        return (limit_bytes(size) or 0) / 1e6
 
     monkeypatch.setattr(runtime, "_current", runtime.Runtime(duckdb_memory=configured))
     engine = DuckDBEngine("test")

@@ -61,16 +61,6 @@ def limit_bytes(limit: str) -> float | None:
 SMALL_MB = 256  # the buffer pool while a kept table is read back (``DuckDBEngine.release``)
 
 
-def _megabytes(size: str) -> float | None:
-    """A DuckDB size ("1GB", "953.6 MiB") in megabytes, or None when it is not one."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])(i?)B\s*", size, re.I)
-    if found is None:
-        return None
-    number, unit, binary = found.groups()
-    base = 1024 if binary else 1000
-    return float(number) * base ** ("KMGT".index(unit.upper()) + 1) / 1e6
-
-
 def _limit(con) -> str:
     return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
 
@@ -203,7 +193,7 @@ class DuckDBEngine:
         except duckdb.Error:
             pass  # what could not be evicted stays in memory: slower to nothing, never wrong
         limit = self.limit
-        if small and (_megabytes(self.limit) or 0) > 2 * SMALL_MB:  # a smaller limit set by hand stays
+        if small and (limit_bytes(self.limit) or 0) > 2 * SMALL_MB * 1e6:  # a smaller limit set by hand stays
             limit = f"{SMALL_MB}MB"
         try:
             self.con.execute(f"SET memory_limit = {sql_str(limit)}")

@@ -155,7 +155,9 @@ class OpenSource:
         """Every customer as of each cut-off with what they did in the ``horizon`` days after it,
         reading no day after ``until`` (``relations.windows_select``); a share of the customers
         when ``buckets`` > 1 (None where the engine has no hash to choose it by)."""
-        if self.closed or not self.daily or buckets > 1 and self.plan.engine.bucket_of("customer_id", 2) is None:
+        if buckets > 1 and self.plan.engine.bucket_of("customer_id", buckets) is None:
+            return None  # too many to read whole, and no hash to sample them by here
+        if self.closed or not self.daily:
             return Reopened(self.source).windows(cutoffs, horizon, until, buckets)
         with _diagnosed_open(self.plan) as engine:
             sample = engine.bucket("customer_id", buckets, 0) if buckets > 1 else None

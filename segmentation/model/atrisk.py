@@ -29,12 +29,14 @@ per purchase day.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segmentation.model.chunks import ROWS, by_rows
 from segmentation.model.terms import NOT_LOW_SPENDERS, TOP_SPENDERS, ShopTerms
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 ONE_TIME_SPEND = ("high", "mid", "none")  # the spend that makes a customer worth keeping, besides returning
 
 
-FLAG_ROWS = 1 << 20  # customers flagged at once (``AtRiskRule.flags``)
+FLAG_ROWS = ROWS  # customers flagged at once (``AtRiskRule.flags``)
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,7 @@ class AtRiskRule:
         out a million rows at a time: the comparisons' temporaries of 9.3M customers at once
         took 0.45 GB at the training's peak."""
         columns = [np.asarray(v) for v in (recency, occasions, monetary, chance, chance_then)]
-        n, step = len(columns[0]), FLAG_ROWS
-        if n <= step:
-            return self._flags(terms, *columns)
-        out = np.empty(n, dtype=bool)
-        for start in range(0, n, step):
-            out[start : start + step] = self._flags(terms, *(c[start : start + step] for c in columns))
-        return out
+        return by_rows(functools.partial(self._flags, terms), columns, bool, FLAG_ROWS)
 
     def _flags(self, terms: ShopTerms, recency, occasions, monetary, chance, chance_then) -> np.ndarray:
         r = np.asarray(recency, dtype=np.float64)
@@ -105,15 +101,13 @@ class AtRiskRule:
     def frame_flags(self, terms: ShopTerms, frame: pd.DataFrame, model: ChanceModel | None) -> np.ndarray:
         """``flags`` for every row of an RFM frame, a million rows at a time (bounded temporaries)."""
         columns = [frame[c].to_numpy() for c in ("recency", "occasions", "monetary", "gap")]
-        out = np.zeros(len(frame), dtype=bool)
         if model is None:
-            return out
-        for start in range(0, len(frame), 1 << 20):
-            r, o, m, g = (c[start : start + (1 << 20)] for c in columns)
-            out[start : start + len(r)] = self.flags(
-                terms, r, o, m, model.now(r, o, m, g), model.right_after(r, o, m, g)
-            )
-        return out
+            return np.zeros(len(frame), dtype=bool)
+
+        def block(r, o, m, g):
+            return self._flags(terms, r, o, m, model.now(r, o, m, g), model.right_after(r, o, m, g))
+
+        return by_rows(block, columns, bool)
 
     def text(self, terms: ShopTerms, horizon: int | None = None) -> str:
         worth = []

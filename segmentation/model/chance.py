@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segmentation.model.chunks import ROWS, by_rows
+
 MIN_ROWS = 50  # fewer customer-windows than this teach a part nothing: it predicts their share
 
 
@@ -70,7 +72,7 @@ class Inputs:
         return Inputs(self.recency[keep], self.occasions[keep], self.monetary[keep], self.tenure[keep], self.gap[keep])
 
 
-PREDICT_ROWS = 1 << 20  # rows whose chance is worked out at once (``ChanceModel.predict``)
+PREDICT_ROWS = ROWS  # rows whose chance is worked out at once (``ChanceModel.predict``)
 
 
 def _ln1(x: np.ndarray) -> np.ndarray:
@@ -202,13 +204,7 @@ class ChanceModel:
         logarithms and terms are about ten arrays of the rows evaluated (9.3M customers: 0.7 GB
         at once, the training's peak), and every row's value is the same whatever the chunk."""
         columns = [np.asarray(v) for v in (recency, occasions, monetary, tenure, gap)]
-        n = len(columns[0])
-        if n <= PREDICT_ROWS:
-            return self._predict(*columns)
-        out = np.empty(n, dtype=np.float64)
-        for start in range(0, n, PREDICT_ROWS):
-            out[start : start + PREDICT_ROWS] = self._predict(*(c[start : start + PREDICT_ROWS] for c in columns))
-        return out
+        return by_rows(self._predict, columns, np.float64, PREDICT_ROWS)
 
     def _predict(self, recency, occasions, monetary, tenure, gap) -> np.ndarray:
         x = Inputs(*(np.asarray(v, dtype=np.float64) for v in (recency, occasions, monetary, tenure, gap)))
