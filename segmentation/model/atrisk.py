@@ -213,9 +213,14 @@ class AtRiskSummary:
 
 
 def expected_value(chance, monetary, occasions) -> np.ndarray:
-    """Each customer's chance to buy again times their typical spend per purchase day (0 without a chance)."""
-    p = np.nan_to_num(np.asarray(chance, dtype=np.float64), nan=0.0)
-    return p * np.asarray(monetary, dtype=np.float64) / np.maximum(np.asarray(occasions, dtype=np.float64), 1.0)
+    """Each customer's chance to buy again times their typical spend per purchase day (0 without
+    a chance), a million customers at a time (no wide temporaries)."""
+
+    def block(chance: np.ndarray, monetary: np.ndarray, occasions: np.ndarray) -> np.ndarray:
+        p = np.nan_to_num(np.asarray(chance, dtype=np.float64), nan=0.0)
+        return p * np.asarray(monetary, dtype=np.float64) / np.maximum(np.asarray(occasions, dtype=np.float64), 1.0)
+
+    return by_rows(block, [np.atleast_1d(np.asarray(v)) for v in (chance, monetary, occasions)], np.float64)
 
 
 def summarise(

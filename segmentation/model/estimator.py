@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from segmentation.model.allocation import allocate
-from segmentation.model.geometry import RANDOM_STATE, Standardiser, absorb_small
+from segmentation.model.geometry import FEATURES as GEOMETRY_FEATURES
+from segmentation.model.geometry import RANDOM_STATE, Standardiser, absorb_small, feature_columns, nearest_own, rows_of
 from segmentation.model.terms import recency_bands
 
 # scikit-learn is imported where a model is fitted, not here: a saved model predicts with NumPy
@@ -49,7 +50,7 @@ N_BANDS = 4
 MIN_K = N_BANDS
 MAX_K = 30  # more clusters than a marketer can act on, and slower to fit
 MAX_SEED = 2**32 - 1  # NumPy's seeds
-FEATURES = ["recency", "occasions", "monetary"]  # columns of the RFM frame the model reads
+FEATURES = list(GEOMETRY_FEATURES)  # columns of the RFM frame the model reads
 SMALL_STRATUM = 50_000  # customers x clusters under which a stratum gets more KMeans restarts
 # KMeans is fitted on a stratified sample of at most this many customers, then everyone is
 # scored; the scaler is fitted on everyone. See SegmentModel._sample.
@@ -71,11 +72,12 @@ Stratum = tuple[int, tuple[int, ...]]  # (band, kinds)
 
 def kinds_of(occasions, at_risk) -> np.ndarray:
     """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
-    o = np.asarray(occasions, dtype=np.float64)
-    return np.where(np.asarray(at_risk, dtype=bool), AT_RISK, np.where(o >= 2, REPEAT, ONE_TIME)).astype(np.int8)
+    kinds = (np.asarray(occasions) >= 2).astype(np.int8)  # one byte a customer, no wider temporary
+    kinds[np.asarray(at_risk, dtype=bool)] = AT_RISK
+    return kinds
 
 
-PARAMS = ("n_clusters", "cutoffs", "random_state", "n_init", "max_fit", "n_threads", "copy_x", "lost")
+PARAMS = ("n_clusters", "cutoffs", "random_state", "n_init", "max_fit", "n_threads", "lost")
 
 
 class SegmentModel:
@@ -91,7 +93,6 @@ class SegmentModel:
         n_init: int = 10,
         max_fit: int | None = FIT_SAMPLE,
         n_threads: int = 1,
-        copy_x: bool = True,
         lost: tuple[float, float] | None = None,
     ):
         self.n_clusters = n_clusters
@@ -101,7 +102,6 @@ class SegmentModel:
         self.n_init = n_init
         self.max_fit = max_fit  # customers KMeans is fitted on (a stratified sample); None: all
         self.n_threads = n_threads  # KMeans's OpenMP threads (see ``threads``)
-        self.copy_x = copy_x  # False: fit() overwrites a float64 X with its standardised values (as KMeans's copy_x)
 
     # -- scikit-learn's estimator protocol ----------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -130,8 +130,11 @@ class SegmentModel:
 
     def bands(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(X)
+        return self._bands(X[:, 0], X[:, 1])
+
+    def _bands(self, recency: np.ndarray, occasions: np.ndarray) -> np.ndarray:
         lost = self.__dict__.get("lost") or (self.cutoffs[-1], self.cutoffs[-1])
-        return recency_bands(X[:, 0], X[:, 1], self.cutoffs[0], self.cutoffs[1], lost)
+        return recency_bands(recency, occasions, self.cutoffs[0], self.cutoffs[1], lost)
 
     def strata(self, X: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """The stratum index of every row (after ``fit``)."""
@@ -139,35 +142,33 @@ class SegmentModel:
         return self.lookup_.astype(np.int16)[self.bands(X), np.asarray(kinds, dtype=np.intp)]
 
     def fit(
-        self, X: np.ndarray, y: None = None, kinds: np.ndarray | None = None, target: np.ndarray | None = None
+        self, X: Any, y: None = None, kinds: np.ndarray | None = None, target: np.ndarray | None = None
     ) -> SegmentModel:
-        """Fit on ``X`` (recency, purchase days, spend) and each row's kind (``kinds_of``; default:
-        from ``X``, nobody at risk). ``y`` is ignored (scikit-learn's clusterer signature).
-        ``target`` (optional, one number per row, e.g. the chance to buy again) decides where the
-        clusters beyond one per stratum go: to the stratum where one more KMeans cluster separates
-        the target most (its within-cluster sum of squares falls most); without it, where KMeans's
-        own inertia falls most."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim == 2 and X.shape[1] == 3 and kinds is None:
-            kinds = kinds_of(X[:, 1], np.zeros(len(X), dtype=bool))
+        """Fit on ``X`` (recency, purchase days, spend: an ``(n, 3)`` array, or a frame with those
+        columns, ``FEATURES``) and each row's kind (``kinds_of``; default: from ``X``, nobody at
+        risk). ``y`` is ignored (scikit-learn's clusterer signature). ``target`` (optional, one
+        number per row, e.g. the chance to buy again) decides where the clusters beyond one per
+        stratum go: to the stratum where one more KMeans cluster separates the target most (its
+        within-cluster sum of squares falls most); without it, where KMeans's own inertia falls
+        most. ``X`` is read a million rows at a time and never copied whole: the standardised
+        values of every customer are never held at once (9M customers: 220 MB less)."""
+        cols = feature_columns(X)
+        n = len(cols[0])
+        if kinds is None:
+            kinds = kinds_of(cols[1], np.zeros(n, dtype=bool))
         kinds = np.asarray(kinds)
-        if X.ndim != 2 or X.shape[1] != 3 or not len(X):
-            raise ValueError("X must be a non-empty (n, 3) array of recency, occasions, monetary")
-        if kinds.shape != (len(X),) or kinds.min() < 0 or kinds.max() >= N_KINDS:
+        if kinds.shape != (n,) or kinds.min() < 0 or kinds.max() >= N_KINDS:
             raise ValueError("kinds must give every row's kind: 0 one-time, 1 repeat, 2 at risk")
         if len(self.cutoffs) != N_BANDS - 1 or not np.all(np.diff(self.cutoffs) > 0):
             raise ValueError(f"cutoffs must be 3 increasing day counts, got {self.cutoffs}")
         from sklearn.preprocessing import StandardScaler
 
-        band = self.bands(X)
-        self.min_size_ = max(MIN_SEGMENT, int(np.ceil(MIN_SEGMENT_SHARE * len(X))))
-        Zs = np.log1p(X, out=None if self.copy_x else X)
+        band = self._bands(cols[0], cols[1])
+        self.min_size_ = max(MIN_SEGMENT, int(np.ceil(MIN_SEGMENT_SHARE * n)))
         fitted = StandardScaler()
-        for start in range(0, len(Zs), SCALER_CHUNK):  # in chunks: its temporaries stay small
-            fitted.partial_fit(Zs[start : start + SCALER_CHUNK])
+        for start in range(0, n, SCALER_CHUNK):  # in blocks: its temporaries stay small
+            fitted.partial_fit(np.log1p(rows_of(cols, slice(start, start + SCALER_CHUNK))))
         self.scaler_ = Standardiser(fitted.mean_, fitted.scale_)
-        Zs -= self.scaler_.mean_  # in place: the same values as transform(), without another copy
-        Zs /= self.scaler_.scale_
         keys = self._choose_strata(band, kinds)
         if len(keys) > self.n_clusters:
             raise ValueError(f"{self.n_clusters} clusters cannot keep {len(keys)} recency bands apart")
@@ -177,22 +178,25 @@ class SegmentModel:
         stratum = lookup.astype(np.int16)[band, kinds]
         members = [np.flatnonzero(stratum == s) for s in range(len(keys))]
         del stratum
-        sampled = self.max_fit is not None and len(X) > self.max_fit
+        sampled = self.max_fit is not None and n > self.max_fit
         fit_on = self._sample(members, keys) if sampled else members
         self.fit_size_ = int(sum(len(m) for m in fit_on))
+        parts = [self._standardised(cols, m) for m in fit_on]
         per = self._allocate(
-            [Zs[m] for m in fit_on],
+            parts,
             [len(m) for m in members],
             None if target is None else [np.asarray(target, dtype=np.float64)[m] for m in fit_on],
         )
         # the floor in each stratum's fitted counts (a sample keeps small strata whole, large ones not)
         floors = [max(1.0, self.min_size_ * len(f) / max(len(m), 1)) for f, m in zip(fit_on, members)]
+        del members, fit_on
         centers: list[np.ndarray] = []
         owner: list[int] = []
-        for s, (m, k) in enumerate(zip(fit_on, per)):
-            local_centers, _ = self._fit_stratum(Zs[m], k, floors[s])
+        for s, (P, k) in enumerate(zip(parts, per)):
+            local_centers, _ = self._fit_stratum(P, k, floors[s])
             centers.extend(local_centers)
             owner.extend([s] * len(local_centers))
+        del parts
         per = [owner.count(s) for s in range(len(keys))]  # after small clusters were absorbed
         reserved = []
         for b in range(N_BANDS):  # a reserved cluster for every (band, kind) not seen in training
@@ -214,13 +218,24 @@ class SegmentModel:
         self.center_stratum_ = np.asarray(owner, dtype=np.int64)
         self.clusters_per_stratum_ = tuple(int(k) for k in per)
         self.reserved_ = frozenset(reserved)
-        del members, fit_on
         # every row's nearest centre of its stratum, as ``predict`` gives it (K <= 30: 2 bytes a
         # customer): KMeans's own labels are not that once a small cluster was absorbed and the
         # centres moved to their members' means, and the segments described at training must be
         # the ones the served model assigns
-        self.labels_ = self._nearest(Zs, self.lookup_.astype(np.int16)[band, kinds], np.int16)
+        stratum_of = self.lookup_.astype(np.int16)
+        self.labels_ = np.empty(n, dtype=np.int16)
+        for start in range(0, n, SCALER_CHUNK):
+            block = slice(start, start + SCALER_CHUNK)
+            z = self._standardised(cols, block)
+            self.labels_[block] = self._nearest(z, stratum_of[band[block], kinds[block]], np.int16)
         return self
+
+    def _standardised(self, cols: tuple[np.ndarray, ...], where: slice | np.ndarray) -> np.ndarray:
+        """Rows ``where`` of the features in the standardised space (as ``transform``, the same bits)."""
+        Z = np.log1p(rows_of(cols, where))
+        Z -= self.scaler_.mean_
+        Z /= self.scaler_.scale_
+        return Z
 
     def _sample(self, members: list[np.ndarray], keys: list[Stratum]) -> list[np.ndarray]:
         """A stratified sample of about ``max_fit`` customers: uniform inside every stratum (so
@@ -338,17 +353,8 @@ class SegmentModel:
         return self._nearest(self.transform(X), self.strata(X, kinds))
 
     def _nearest(self, Z: np.ndarray, stratum: np.ndarray, dtype: type = np.int64) -> np.ndarray:
-        """Chunk by chunk: distances to every centre, those of other strata set to infinity, so
-        that the first minimum is the first nearest of the row's own centres."""
-        out: np.ndarray = np.empty(len(Z), dtype=dtype)
-        centers = self.cluster_centers_
-        foreign = self.center_stratum_[None, :] != np.arange(len(self.strata_))[:, None]  # [stratum, centre]
-        for start in range(0, len(Z), 65_536):
-            z = Z[start : start + 65_536]
-            d = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-            d[foreign[stratum[start : start + 65_536]]] = np.inf
-            out[start : start + len(z)] = d.argmin(axis=1)
-        return out
+        """Each row's first nearest centre of its own stratum (``geometry.nearest_own``)."""
+        return nearest_own(Z, stratum, self.cluster_centers_, self.center_stratum_, len(self.strata_), dtype)
 
     def predict_one(self, r: float, f: float, m: float, kind: int) -> int:
         band = int(self.bands(np.array([[r, f, m]], dtype=np.float64))[0])

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 RANDOM_STATE = 42  # the product's fixed seed: KMeans's default and the silhouette sample
+FEATURES = ("recency", "occasions", "monetary")  # the columns of the RFM frame the model reads
+
+
+def feature_columns(X: Any, features: Sequence[str] = FEATURES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X``'s recency, purchase days and spend as three 1-D arrays, without copying them: the
+    columns of an ``(n, 3)`` array, or of a frame by name (``features``)."""
+    if hasattr(X, "columns"):
+        missing = [c for c in features if c not in X.columns]
+        if missing or not len(X):
+            raise ValueError(f"X must be a non-empty frame with the columns {', '.join(features)}")
+        return tuple(np.asarray(X[c].to_numpy()) for c in features)  # type: ignore[return-value]
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != 3 or not len(X):
+        raise ValueError("X must be a non-empty (n, 3) array of recency, occasions, monetary")
+    return X[:, 0], X[:, 1], X[:, 2]
+
+
+def rows_of(cols: tuple[np.ndarray, ...], where: slice | np.ndarray) -> np.ndarray:
+    """Rows ``where`` (a slice or row numbers) of the feature columns as one float64 ``(m, 3)`` block."""
+    n = len(range(len(cols[0]))[where]) if isinstance(where, slice) else len(where)
+    out = np.empty((n, len(cols)), dtype=np.float64)
+    for j, c in enumerate(cols):
+        out[:, j] = c[where]
+    return out
 
 
 class Standardiser:
@@ -69,3 +96,35 @@ def absorb_small(
         for c in range(len(centers)):
             centers[c] = P[labels == c].mean(axis=0)
     return centers, labels
+
+
+NEAREST_ROWS = 65_536  # rows per block of distances to the centres
+
+
+def nearest_own(
+    Z: np.ndarray, stratum: np.ndarray, centers: np.ndarray, owner: np.ndarray, strata: int, dtype: type = np.int64
+) -> np.ndarray:
+    """Each row's first nearest centre (squared Euclidean distance) among those whose ``owner``
+    is the row's ``stratum``. Block by block: distances to every centre, those of other strata
+    set to infinity, so that the first minimum is the first nearest of the row's own. The
+    blocks reuse two buffers: fresh temporaries of this size fault their pages in again at every
+    block (3.7x slower inside training's fit). The sum runs over the coordinates in order, as
+    ``sum`` does."""
+    out: np.ndarray = np.empty(len(Z), dtype=dtype)
+    foreign = owner[None, :] != np.arange(strata)[:, None]  # [stratum, centre]
+    size = min(NEAREST_ROWS, len(Z))
+    d, term = np.empty((size, len(centers))), np.empty((size, len(centers)))
+    mask = np.empty((size, len(centers)), dtype=bool)
+    for start in range(0, len(Z), NEAREST_ROWS):
+        z = Z[start : start + NEAREST_ROWS]
+        n = len(z)
+        np.subtract(z[:, 0, None], centers[None, :, 0], out=d[:n])
+        np.square(d[:n], out=d[:n])
+        for j in range(1, centers.shape[1]):
+            np.subtract(z[:, j, None], centers[None, :, j], out=term[:n])
+            np.square(term[:n], out=term[:n])
+            d[:n] += term[:n]
+        np.take(foreign, stratum[start : start + n], axis=0, out=mask[:n])
+        np.copyto(d[:n], np.inf, where=mask[:n])
+        out[start : start + n] = d[:n].argmin(axis=1)
+    return out

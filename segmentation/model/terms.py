@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segmentation.model.chunks import by_rows
 from segmentation.model.survival import REFERENCE_DAYS, FirstReturns, estimate
 
 if TYPE_CHECKING:
@@ -84,11 +85,17 @@ def recency_bands(
     """Each customer's recency band (``Band``): active up to the return time, lapsing up to the
     return window, lapsed until the lost cut-off of their kind (``lost`` = one-time, repeat
     buyers'), lost beyond. The one definition: the terms, the estimator and (in SQL) the compiled
-    model use it."""
-    r = np.asarray(recency, dtype=np.float64)
-    band = np.searchsorted(np.array([return_time, return_window], dtype=np.float64), r, side="left")
-    cut = np.where(np.asarray(occasions, dtype=np.float64) >= 2, float(lost[1]), float(lost[0]))
-    return np.where(r > cut, Band.LOST, band).astype(np.int8)
+    model use it. Worked out a million customers at a time (one byte each, no wide temporaries)."""
+    edges = np.array([return_time, return_window], dtype=np.float64)
+    one, repeat = float(lost[0]), float(lost[1])
+
+    def block(recency: np.ndarray, occasions: np.ndarray) -> np.ndarray:
+        r = np.asarray(recency, dtype=np.float64)
+        band = np.searchsorted(edges, r, side="left")
+        cut = np.where(np.asarray(occasions, dtype=np.float64) >= 2, repeat, one)
+        return np.where(r > cut, Band.LOST, band).astype(np.int8)
+
+    return by_rows(block, [np.atleast_1d(np.asarray(recency)), np.atleast_1d(np.asarray(occasions))], np.int8)
 
 
 @dataclass(frozen=True)
@@ -136,16 +143,22 @@ class ShopTerms:
         )
 
     def freqs(self, occasions: np.ndarray | pd.Series) -> np.ndarray:
-        o = np.asarray(occasions, dtype=np.float64)
-        return np.where(o >= self.frequent_from, Freq.FREQUENT, np.where(o >= 2, Freq.REPEAT, Freq.ONE_TIME)).astype(
-            np.int8
-        )
+        def block(o: np.ndarray) -> np.ndarray:
+            o = np.asarray(o, dtype=np.float64)
+            return np.where(
+                o >= self.frequent_from, Freq.FREQUENT, np.where(o >= 2, Freq.REPEAT, Freq.ONE_TIME)
+            ).astype(np.int8)
+
+        return by_rows(block, [np.atleast_1d(np.asarray(occasions))], np.int8)
 
     def spends(self, monetary: np.ndarray | pd.Series) -> np.ndarray:
-        m = np.asarray(monetary, dtype=np.float64)
-        return np.where(
-            m >= self.spend_high_from, Spend.HIGH, np.where(m < self.spend_low_below, Spend.LOW, Spend.MID)
-        ).astype(np.int8)
+        def block(m: np.ndarray) -> np.ndarray:
+            m = np.asarray(m, dtype=np.float64)
+            return np.where(
+                m >= self.spend_high_from, Spend.HIGH, np.where(m < self.spend_low_below, Spend.LOW, Spend.MID)
+            ).astype(np.int8)
+
+        return by_rows(block, [np.atleast_1d(np.asarray(monetary))], np.int8)
 
     def band(self, recency: float, occasions: float) -> Band:
         return Band(int(self.bands(np.array([recency]), np.array([occasions]))[0]))

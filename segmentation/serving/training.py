@@ -22,7 +22,6 @@ from segmentation.model.atrisk import AtRiskRule, expected_value, summarise
 from segmentation.model.chance import ChanceModel
 from segmentation.model.estimator import (
     DEFAULT_K,
-    FEATURES,
     FIT_SAMPLE,
     MAX_K,
     MIN_K,
@@ -30,7 +29,7 @@ from segmentation.model.estimator import (
     SegmentModel,
     kinds_of,
 )
-from segmentation.model.geometry import silhouette, silhouette_rows
+from segmentation.model.geometry import feature_columns, rows_of, silhouette, silhouette_rows
 from segmentation.model.naming import changes
 from segmentation.model.outlook import Future, TierFutures, future_of
 from segmentation.model.personas import Persona
@@ -114,27 +113,24 @@ def fit(
     rule = with_floor(book.at_risk, terms, r, o, now)
     flags = rule.flags(terms, r, o, m, now, then)
     del then  # 8 bytes a customer, not needed past the flags
-    X = rfm[FEATURES].to_numpy(dtype=np.float64, copy=True)  # fit() standardises it in place
-    on = f" (fitted on a stratified sample of {sample:,})" if sample is not None and len(X) > sample else ""
-    with timer.step("fit", f"Clustering {len(X):,} customers into {k} segments within their recency bands{on}"):
+    on = f" (fitted on a stratified sample of {sample:,})" if sample is not None and len(rfm) > sample else ""
+    with timer.step("fit", f"Clustering {len(rfm):,} customers into {k} segments within their recency bands{on}"):
         model = SegmentModel(
             n_clusters=k,
             cutoffs=(terms.return_time, terms.return_window, terms.lost_after),
             random_state=seed,
             max_fit=sample,
-            copy_x=False,  # X is ours: standardised in place (9M customers: 220 MB less)
             n_threads=threads or runtime.current().threads or 1,
             lost=(terms.one_time_lost, terms.repeat_lost),
         )
-        try:
-            model.fit(X, kinds=kinds_of(rfm["occasions"], flags), target=None if chance_model is None else now)
+        try:  # the frame's own columns, read a block at a time: no float copy of every customer
+            model.fit(rfm, kinds=kinds_of(o, flags), target=None if chance_model is None else now)
         except ValueError as exc:
             hint = "use more data or a smaller --k" if k > MIN_K else "there is too little variety to segment"
             raise DataError(f"{table.source}: {exc}; {hint}") from None
         labels = model.labels_
-    rows = silhouette_rows(len(X))
-    sampled_z = X[rows]  # X now holds the standardised values (copy_x=False)
-    del X  # 24 bytes a customer, not needed any more
+    rows = silhouette_rows(len(rfm))
+    sampled_z = model.transform(rows_of(feature_columns(rfm), rows))
     with timer.step("silhouette", "Measuring cluster separation (silhouette on a sample)"):
         sil = silhouette(sampled_z, labels[rows])
     with timer.step("naming", "Naming segments from their definitions and comparing with the quantile rules"):
