@@ -23,6 +23,11 @@ class DataError(SegmentationError):
     """The order history cannot be read: missing file or column, nothing left after filtering."""
 
 
+class EngineMemoryError(DataError):
+    """The engine ran out of its memory limit on work it could not spill: a step that had
+    lowered the limit may try again with the whole of it."""
+
+
 class ModelNotFoundError(SegmentationError):
     """No model has been trained yet, or the requested version does not exist."""
 

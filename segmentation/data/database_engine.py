@@ -155,6 +155,16 @@ class DatabaseEngine:
             return pa.table({n: pa.array([], pa.null()) for n in names})
         return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
 
+    def limited(self, share: float) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # its memory is the server's own
+
+    def batches(self, sql: str, relation: str | None = None) -> pa.RecordBatchReader:
+        """The whole result (``table``), batch by batch."""
+        import pyarrow as pa
+
+        result = self.table(sql, relation)
+        return pa.RecordBatchReader.from_batches(result.schema, result.to_batches())
+
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
         """A temporary table of the query's result, private to this connection."""
         text = _sql(sql, self.dialect, relation)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from segmentation import runtime
 from segmentation.data.engines import _sql, first_line
 from segmentation.data.sqltext import sql_str
-from segmentation.errors import DataError
+from segmentation.errors import DataError, EngineMemoryError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -58,6 +58,7 @@ def limit_bytes(limit: str) -> float | None:
     return float(m.group(1)) * _UNITS[(m.group(2) or "").lower()] if m else None
 
 
+BATCH_ROWS = 1 << 20  # rows per batch of a streamed result (``DuckDBEngine.batches``)
 SMALL_MB = 256  # the buffer pool while a kept table is read back (``DuckDBEngine.release``)
 
 
@@ -81,7 +82,7 @@ class DuckDBEngine:
         if isinstance(exc, duckdb.OutOfMemoryException):
             # grouping tens of millions of customers by their ids needs more than the buffer pool
             # can spill (100M orders of 93M customers: failed at 1 GB and 2 GB, ran at 6 GB)
-            return DataError(
+            return EngineMemoryError(
                 f"{self.where}: too large for DuckDB's memory limit ({self.limit}); raise it with "
                 "SEGMENT_DUCKDB_MEMORY (93M customers need 6GB) or read it from a database or Spark"
             )
@@ -105,6 +106,25 @@ class DuckDBEngine:
             return fetch()
         except duckdb.Error as exc:
             raise self._error(exc) from None
+
+    def batches(self, sql: str, relation: str | None = None) -> pa.RecordBatchReader:
+        """The result streamed a million rows at a time; a failure mid-way is this engine's DataError."""
+        import duckdb
+        import pyarrow as pa
+
+        try:
+            result = self.con.sql(_sql(sql, self.dialect, relation))
+            reader = (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(BATCH_ROWS)
+        except duckdb.Error as exc:
+            raise self._error(exc) from None
+
+        def batches():
+            try:
+                yield from reader
+            except (duckdb.Error, pa.ArrowException) as exc:
+                raise self._error(exc) from None
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
         """Keep a query's result as a temporary table, so later queries do not recompute it."""

@@ -34,6 +34,10 @@ class Engine(Protocol):
 
     def table(self, sql: str, relation: str | None = None) -> pa.Table: ...
 
+    def batches(self, sql: str, relation: str | None = None) -> pa.RecordBatchReader:
+        """The result batch by batch: streamed where the engine streams, else its whole table."""
+        ...
+
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None: ...
 
     def prepare_scoring(self, sessions: int = 1, few_groups: bool = False) -> None:
@@ -57,6 +61,11 @@ class Engine(Protocol):
         ...
 
     def one(self, sql: str, relation: str | None = None) -> tuple[Any, ...]: ...
+
+    def limited(self, share: float) -> contextlib.AbstractContextManager[None]:
+        """The engine's memory limit lowered to ``share`` of itself meanwhile (where the process
+        sets it: DuckDB's buffer pool; a database's or Spark's memory is their own)."""
+        ...
 
     def release(self, small: bool = False) -> None:
         """Hand back the memory the kept tables take in this process (they are read back when

@@ -395,7 +395,7 @@ BOUGHT = "CASE WHEN orders > 0 THEN day END"
 # Two orders the same day are one purchase *occasion*: a split basket, not a return. A customer
 # with returns only (occasions 0) or a net spend that is not positive is left out by the reader,
 # who counts them (``NETTED_OUT``).
-RFM_SELECT = f"""
+RFM_GROUPED = f"""
 SELECT customer_id,
        CAST(DATE_DIFF('day', DATE '{EPOCH.isoformat()}', COALESCE(MAX({BOUGHT}), MAX(day))) AS INTEGER) AS last_day,
        CAST(SUM(orders) AS INTEGER) AS frequency,
@@ -404,8 +404,9 @@ SELECT customer_id,
        CAST(COALESCE(DATE_DIFF('day', MIN({BOUGHT}), MAX({BOUGHT})), 0) AS INTEGER) AS span
 FROM per_day
 GROUP BY customer_id
-ORDER BY customer_id
 """
+RFM_SELECT = RFM_GROUPED + "ORDER BY customer_id\n"
+RFM_KEPT = "segment_rfm"  # RFM_GROUPED kept in DuckDB, then handed over sorted (``sources._per_customer``)
 
 # The rows left out, per reason.
 EXCLUDED_SELECT = """

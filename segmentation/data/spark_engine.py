@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,16 @@ class SparkEngine:
         text = _sql(sql, self.dialect, relation)
         with self._errors():
             return self.spark.sql(text).toArrow()
+
+    def limited(self, share: float) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # its memory is the server's own
+
+    def batches(self, sql: str, relation: str | None = None) -> pa.RecordBatchReader:
+        """The whole result (``table``), batch by batch."""
+        import pyarrow as pa
+
+        result = self.table(sql, relation)
+        return pa.RecordBatchReader.from_batches(result.schema, result.to_batches())
 
     def materialise(self, name: str, sql: str, relation: str | None = None) -> None:
         """A cached temporary view: computed once, on first use, then read from memory."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segmentation.data.frames import customer_ids
+from segmentation.data.kinds import SetAsideIds
 from segmentation.errors import ModelIntegrityError
 from segmentation.serving.atomic import atomic_write_bytes, file_sha256
 from segmentation.serving.signing import SEAL, ModelKey
@@ -59,56 +61,121 @@ def seal_path(table: Path) -> Path:
     return table.with_name(table.name + ".verified")
 
 
-def write_assignments(path: Path, frame: pd.DataFrame) -> None:
+def write_assignments(path: Path, frame: pd.DataFrame, ids: SetAsideIds | None = None) -> None:
     """Every customer's row as one Parquet file sorted by customer id (zstd), so a lookup reads a
-    single row group and an export streams; written in bulk, not row by row."""
+    single row group and an export streams; written in bulk, not row by row. ``ids``: the frame
+    has no ``customer_id``, its ids wait in that file in the frame's order (training's read) and
+    are streamed in a row group at a time."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    gap = frame["gap"].astype(float)
-    chance = frame["chance"].astype(float) if "chance" in frame else gap * np.nan
-    ids = frame["customer_id"]
-    try:  # text already in Arrow memory (the usual case) goes across without a copy
-        id_column = pa.array(ids) if str(ids.dtype) != "object" else None
-        if id_column is not None and not (
-            pa.types.is_string(id_column.type) or pa.types.is_large_string(id_column.type)
-        ):
-            id_column = id_column.cast(pa.string())
+    if ids is not None and ids.rows != len(frame):
+        raise ValueError(f"{ids.rows} customer ids set aside for {len(frame)} rows")
+    if ids is not None and not ids.ordered:  # rare (engines hand RFM over sorted): whole, then sorted
+        frame, ids = frame.assign(customer_id=customer_ids(_read_ids(ids.path)).array), None
+    numbers = _numbers(frame)
+    if ids is None:
+        table = pa.table({"customer_id": _id_column(frame["customer_id"]), **_arrays(numbers, slice(None))})
+        n = table.num_rows
+        ordered = n < 2 or pc.all(pc.less_equal(table["customer_id"][: n - 1], table["customer_id"][1:])).as_py()
+        if not ordered:  # engines hand over RFM sorted by id already; sorting 9M ids would cost ~15 s
+            table = table.sort_by("customer_id")
+        pq.write_table(table, path, row_group_size=ROW_GROUP, **_PARQUET)
+        return
+    start = 0
+    with pa.OSFile(str(ids.path)) as source, pa.ipc.open_file(source) as reader:
+        batches = (reader.get_batch(i).column(0) for i in range(reader.num_record_batches))
+        writer = None
+        for block in _blocks(batches, ROW_GROUP):
+            table = pa.table({"customer_id": block, **_arrays(numbers, slice(start, start + len(block)))})
+            start += len(block)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, **_PARQUET)
+            writer.write_table(table, row_group_size=ROW_GROUP)
+        if writer is not None:
+            writer.close()
+
+
+# the sorted ids share their first characters: prefix-coded (DELTA_BYTE_ARRAY) they take 14.3
+# bytes each instead of 15.7 (32 hex characters; 93M customers: 1.33 GB of a 1.93 GB version)
+_PARQUET: dict[str, Any] = {
+    "compression": "zstd",
+    "write_statistics": True,
+    "use_dictionary": [c for c in ASSIGNMENT_COLUMNS if c != "customer_id"],
+    "column_encoding": {"customer_id": "DELTA_BYTE_ARRAY"},
+}
+
+
+def _numbers(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The table's columns after the id as NumPy arrays, each with its mask of missing values."""
+    gap = frame["gap"].to_numpy(np.float64)
+    # float32: seven significant digits for a share shown to four decimals; it is the largest
+    # column after the ids (83 of 285 MB at 9.3M customers as float64)
+    chance = frame["chance"].to_numpy(np.float32) if "chance" in frame else np.full(len(frame), np.nan, np.float32)
+    return {
+        "recency": (frame["recency"].to_numpy(np.int32), None),
+        "frequency": (frame["frequency"].to_numpy(np.int32), None),
+        "monetary": (frame["monetary"].to_numpy(np.float64), None),
+        "occasions": (frame["occasions"].to_numpy(np.int32), None),
+        "gap": (gap, np.isnan(gap)),
+        "cluster": (frame["cluster"].to_numpy(np.int32), None),
+        "at_risk": (frame["at_risk"].to_numpy(bool), None),
+        "chance": (chance, np.isnan(chance)),
+    }
+
+
+def _arrays(numbers: dict[str, tuple[np.ndarray, np.ndarray | None]], rows: slice) -> dict[str, Any]:
+    import pyarrow as pa
+
+    return {
+        name: pa.array(values[rows], mask=None if mask is None else mask[rows])
+        for name, (values, mask) in numbers.items()
+    }
+
+
+def _id_column(ids: pd.Series) -> Any:
+    """The ids as Arrow text: without a copy when already in Arrow memory (the usual case)."""
+    import pyarrow as pa
+
+    try:
+        column = pa.array(ids) if str(ids.dtype) != "object" else None
+        if column is not None and not pa.types.is_string(column.type):
+            column = column.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        id_column = None
-    if id_column is None:
-        id_column = pa.array(ids.astype(str).to_numpy(), pa.string())
-    table = pa.table(
-        {
-            "customer_id": id_column,
-            "recency": pa.array(frame["recency"].to_numpy(np.int32)),
-            "frequency": pa.array(frame["frequency"].to_numpy(np.int32)),
-            "monetary": pa.array(frame["monetary"].to_numpy(np.float64)),
-            "occasions": pa.array(frame["occasions"].to_numpy(np.int32)),
-            "gap": pa.array(gap.to_numpy(), pa.float64(), mask=gap.isna().to_numpy()),
-            "cluster": pa.array(frame["cluster"].to_numpy(np.int32)),
-            "at_risk": pa.array(frame["at_risk"].to_numpy(bool)),
-            # float32: seven significant digits for a share shown to four decimals; it is the
-            # largest column after the ids (83 of 285 MB at 9.3M customers as float64)
-            "chance": pa.array(chance.to_numpy(np.float32), pa.float32(), mask=chance.isna().to_numpy()),
-        }
-    )
-    n = table.num_rows
-    ordered = n < 2 or pc.all(pc.less_equal(table["customer_id"][: n - 1], table["customer_id"][1:])).as_py()
-    if not ordered:  # engines hand over RFM sorted by id already; sorting 9M ids would cost ~15 s
-        table = table.sort_by("customer_id")
-    # the sorted ids share their first characters: prefix-coded (DELTA_BYTE_ARRAY) they take 14.3
-    # bytes each instead of 15.7 (32 hex characters; 93M customers: 1.33 GB of a 1.93 GB version)
-    pq.write_table(
-        table,
-        path,
-        row_group_size=ROW_GROUP,
-        compression="zstd",
-        write_statistics=True,
-        use_dictionary=[c for c in table.column_names if c != "customer_id"],
-        column_encoding={"customer_id": "DELTA_BYTE_ARRAY"},
-    )
+        column = None
+    return column if column is not None else pa.array(ids.astype(str).to_numpy(), pa.string())
+
+
+def _read_ids(path: Path) -> Any:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path)) as source, pa.ipc.open_file(source) as reader:
+        return reader.read_all().column("customer_id").combine_chunks()
+
+
+def _blocks(arrays: Iterator[Any], size: int) -> Iterator[Any]:
+    """The arrays' values in blocks of ``size`` (the last one shorter); only a block spanning two
+    arrays is copied."""
+    import pyarrow as pa
+
+    carry = None
+    for array in arrays:
+        start = 0
+        if carry is not None:
+            start = min(size - len(carry), len(array))
+            carry = pa.concat_arrays([carry, array.slice(0, start)])
+            if len(carry) < size:
+                continue
+            yield carry
+            carry = None
+        while len(array) - start >= size:
+            yield array.slice(start, size)
+            start += size
+        if start < len(array):
+            carry = array.slice(start)
+    if carry is not None:
+        yield carry
 
 
 _COLUMNS = ", ".join(ASSIGNMENT_COLUMNS)

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segmentation.data.kinds import SetAsideIds
 from segmentation.serving.assignments import write_assignments
 from segmentation.serving.atomic import FILE_MODE, disk_errors, file_sha256, fsync_dir
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PATTERN = ".staged.*.parquet"
+PATTERN = ".staged.*"  # the tables (``.parquet``) and the ids set aside for them (``.arrow``)
 GRACE = 60.0  # seconds: a table this young may not be locked yet, so it is never an orphan
 
 
@@ -41,22 +42,31 @@ class StagedTable:
 
 
 @contextlib.contextmanager
-def staged(models: Path, assignments: pd.DataFrame) -> Iterator[StagedTable]:
-    """``assignments`` written in ``models`` and locked by this process meanwhile; removed at
-    the end unless ``move`` took it. Not under the store's lock: saves and rollbacks go on."""
-    with disk_errors(models):
-        models.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".staged.", suffix=".parquet", dir=models)
-    path = Path(name)
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the store's files are group-readable
-        fcntl.flock(fd, fcntl.LOCK_EX)
+def staged(models: Path, assignments: pd.DataFrame, ids: SetAsideIds | None = None) -> Iterator[StagedTable]:
+    """``assignments`` (with their ids set aside in ``ids``, if given) written in ``models`` and
+    locked by this process meanwhile; removed at the end unless ``move`` took it. Not under the
+    store's lock: saves and rollbacks go on."""
+    with scratch(models, ".parquet") as (path, fd):
         with disk_errors(models):
-            write_assignments(path, assignments)
+            write_assignments(path, assignments, ids)
             os.fsync(fd)
         del assignments  # this generator would keep the rows alive to the end of the block
         sha, size = file_sha256(path)
         yield StagedTable(path, sha, size)
+
+
+@contextlib.contextmanager
+def scratch(models: Path, suffix: str) -> Iterator[tuple[Path, int]]:
+    """A new empty file in ``models`` (and its descriptor), locked by this process meanwhile and
+    removed at the end unless moved: ``remove_orphans`` removes those whose process died."""
+    with disk_errors(models):
+        models.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".staged.", suffix=suffix, dir=models)
+    path = Path(name)
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the store's files are group-readable
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path, fd
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # gone already once its version took it

@@ -38,6 +38,7 @@ from segmentation.serving.staging import StagedTable
 if TYPE_CHECKING:
     import pandas as pd
 
+    from segmentation.data.kinds import SetAsideIds
     from segmentation.model.segments import TrainedModel
 
 SCHEMA_VERSION = 5  # 4: the per-customer table is Parquet; 5: terms from first returns, the chance to buy again
@@ -245,9 +246,12 @@ class ModelStore:
         return None
 
     # -- writing -----------------------------------------------------------------------
-    def staged(self, assignments: pd.DataFrame) -> contextlib.AbstractContextManager[StagedTable]:
-        """The per-customer table written now, ahead of the version ``save`` gives it (``staging``)."""
-        return staging.staged(self.models, assignments)
+    def staged(
+        self, assignments: pd.DataFrame, ids: SetAsideIds | None = None
+    ) -> contextlib.AbstractContextManager[StagedTable]:
+        """The per-customer table written now, ahead of the version ``save`` gives it (``staging``);
+        ``ids``: the rows' customer ids, set aside in a file (``RFMTable.ids``)."""
+        return staging.staged(self.models, assignments, ids)
 
     def save(self, trained: TrainedModel, assignments: pd.DataFrame | StagedTable, activate: bool = True) -> str:
         """Write a new version; make it current only once it is fully written and verified."""
