@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segmentation.data import sources as sources_mod
+from segmentation.data.duckdb_engine import DuckDBEngine
 from segmentation.data.kinds import OlistSource, SetAsideIds
 from segmentation.data.rfm_rows import net_rows
 from segmentation.data.sources import load_rfm
@@ -22,8 +23,8 @@ from segmentation.model import chunks
 from segmentation.model import estimator as estimator_mod
 from segmentation.model.atrisk import expected_value
 from segmentation.model.estimator import SegmentModel, kinds_of
-from segmentation.model.geometry import nearest_own
-from segmentation.model.terms import recency_bands
+from segmentation.model.geometry import NEAREST_ROWS, nearest_own
+from segmentation.model.terms import Freq, ShopTerms, Spend, recency_bands
 from segmentation.serving import assignments as assignments_mod
 from segmentation.serving import training as training_mod
 from segmentation.serving.store import ModelStore
@@ -271,3 +272,54 @@ def test_per_customer_rules_worked_out_in_blocks_equal_the_whole(monkeypatch):
     assert np.array_equal(recency_bands(r, o, 50, 120, (300, 500)), want)
     assert np.array_equal(expected_value(p, m, o), np.nan_to_num(p) * m / np.maximum(o, 1).astype(np.float64))
     assert np.array_equal(kinds_of(o, r > 800), np.where(r > 800, 2, np.where(o >= 2, 1, 0)))
+    terms = ShopTerms(50, 120, 300, 3, 40.0, 500.0, 10, n, True)
+    assert np.array_equal(terms.freqs(o), np.where(o >= 3, Freq.FREQUENT, np.where(o >= 2, Freq.REPEAT, Freq.ONE_TIME)))
+    assert np.array_equal(terms.spends(m), np.where(m >= 500, Spend.HIGH, np.where(m < 40, Spend.LOW, Spend.MID)))
+
+
+def test_nearest_own_centre_past_many_blocks_of_rows():
+    """The buffers are reused block after block, the last block shorter: every row's own."""
+    rng = np.random.default_rng(2)
+    n, k = 3 * NEAREST_ROWS + 1_234, 12
+    Z, centers = rng.normal(size=(n, 3)), rng.normal(size=(k, 3))
+    owner = np.arange(k) % 4
+    stratum = rng.integers(0, 4, n)
+    want = np.empty(n, dtype=np.int64)
+    for a in range(0, n, 50_000):
+        d = ((Z[a : a + 50_000, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        d[owner[None, :] != stratum[a : a + 50_000, None]] = np.inf
+        want[a : a + 50_000] = d.argmin(axis=1)
+    assert np.array_equal(nearest_own(Z, stratum, centers, owner, 4), want)
+
+
+def test_a_duckdb_failure_in_the_middle_of_a_stream_is_one_clear_line():
+    """A result that fails after its first batches (a text that is no number, far down) is this
+    source's DataError, not an OSError; running out of memory there is the error a step may
+    retry with more memory."""
+    engine = DuckDBEngine("test data")
+    sql = "SELECT (CASE WHEN i < 2500000 THEN i::VARCHAR ELSE 'x' END)::INTEGER AS v FROM range(3000000) r(i)"
+    with pytest.raises(DataError, match="test data: cannot be read") as caught:
+        for _ in engine.batches(sql):
+            pass
+    assert not isinstance(caught.value, EngineMemoryError)
+    assert isinstance(engine._error(OSError("Out of Memory Error: failed to allocate")), EngineMemoryError)
+    engine.close()
+
+
+def test_training_streams_many_small_batches_into_the_same_table(tmp_path, sample_folder, monkeypatch):
+    """The rows handed over 97 at a time: the same per-customer table as in one batch."""
+    store = ModelStore(tmp_path / "one")
+    version, _ = train(OlistSource(sample_folder), store, k=6)
+    whole = store.open(version)[2].frame()
+    plain = DuckDBEngine.batches
+
+    def small(self, sql, relation=None):
+        reader = plain(self, sql, relation)
+        return _reader(reader.read_all(), list(range(97, 100_000, 97)))
+
+    monkeypatch.setattr(DuckDBEngine, "batches", small)
+    monkeypatch.setattr(assignments_mod, "ROW_GROUP", 500)
+    store = ModelStore(tmp_path / "many")
+    version, _ = train(OlistSource(sample_folder), store, k=6)
+    pd.testing.assert_frame_equal(store.open(version)[2].frame(), whole)
+    assert pq.ParquetFile(store.models / f"{version}.assignments.parquet").metadata.num_row_groups > 1

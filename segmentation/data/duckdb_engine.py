@@ -58,7 +58,7 @@ def limit_bytes(limit: str) -> float | None:
     return float(m.group(1)) * _UNITS[(m.group(2) or "").lower()] if m else None
 
 
-BATCH_ROWS = 1 << 20  # rows per batch of a streamed result (``DuckDBEngine.batches``)
+BATCH_ROWS = 1 << 20  # rows per batch asked of a streamed result (an ORDER BY gives its own 122,880)
 SMALL_MB = 256  # the buffer pool while a kept table is read back (``DuckDBEngine.release``)
 
 
@@ -77,9 +77,11 @@ class DuckDBEngine:
     def _error(self, exc: BaseException) -> DataError:
         import duckdb
 
-        if isinstance(exc, duckdb.OutOfMemoryException) and "temp_directory" in str(exc):
+        # a streamed result's failure reaches Python as an OSError carrying DuckDB's message
+        memory = isinstance(exc, duckdb.OutOfMemoryException) or str(exc).startswith("Out of Memory Error")
+        if memory and "temp_directory" in str(exc):
             return DataError(f"{self.where}: the disk of the temporary folder is full ({first_line(exc)})")
-        if isinstance(exc, duckdb.OutOfMemoryException):
+        if memory:
             # grouping tens of millions of customers by their ids needs more than the buffer pool
             # can spill (100M orders of 93M customers: failed at 1 GB and 2 GB, ran at 6 GB)
             return EngineMemoryError(
@@ -108,7 +110,7 @@ class DuckDBEngine:
             raise self._error(exc) from None
 
     def batches(self, sql: str, relation: str | None = None) -> pa.RecordBatchReader:
-        """The result streamed a million rows at a time; a failure mid-way is this engine's DataError."""
+        """The result streamed batch by batch; a failure mid-way is this engine's DataError."""
         import duckdb
         import pyarrow as pa
 
@@ -121,7 +123,7 @@ class DuckDBEngine:
         def batches():
             try:
                 yield from reader
-            except (duckdb.Error, pa.ArrowException) as exc:
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:  # mid-stream: a plain OSError
                 raise self._error(exc) from None
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())

@@ -318,7 +318,11 @@ def _per_customer(engine: Engine, days: list[tuple[str, str]], relation: str | N
     engine.materialise(rel.RFM_KEPT, rel.with_ctes(days, rel.RFM_GROUPED), relation)
     engine.release()
     sorted_rows = f"SELECT * FROM {rel.RFM_KEPT} ORDER BY customer_id"
-    return sharing(engine, FETCH_SHARE, lambda: net_rows(engine.batches(sorted_rows), ids_to))
+    try:
+        return sharing(engine, FETCH_SHARE, lambda: net_rows(engine.batches(sorted_rows), ids_to))
+    finally:
+        with contextlib.suppress(DataError):  # a failure that got here is the one to say
+            engine.one(f"DROP TABLE IF EXISTS {rel.RFM_KEPT}")  # handed over: nothing reads it again
 
 
 def sharing(engine: Engine, share: float, work: Callable[[], T]) -> T:

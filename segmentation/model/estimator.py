@@ -72,7 +72,7 @@ Stratum = tuple[int, tuple[int, ...]]  # (band, kinds)
 
 def kinds_of(occasions, at_risk) -> np.ndarray:
     """Each customer's kind: at risk (by the churn rule), else repeat (2+ purchase days), else one-time."""
-    kinds = (np.asarray(occasions) >= 2).astype(np.int8)  # one byte a customer, no wider temporary
+    kinds = (np.asarray(occasions) >= 2).astype(np.int8)  # REPEAT (1) or ONE_TIME (0): one byte each
     kinds[np.asarray(at_risk, dtype=bool)] = AT_RISK
     return kinds
 

@@ -140,7 +140,7 @@ def _id_column(ids: pd.Series) -> Any:
 
     try:
         column = pa.array(ids) if str(ids.dtype) != "object" else None
-        if column is not None and not pa.types.is_string(column.type):
+        if column is not None and not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             column = column.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         column = None
@@ -151,7 +151,7 @@ def _read_ids(path: Path) -> Any:
     import pyarrow as pa
 
     with pa.OSFile(str(path)) as source, pa.ipc.open_file(source) as reader:
-        return reader.read_all().column("customer_id").combine_chunks()
+        return reader.read_all().column("customer_id")  # chunked: no 2 GB limit on one array
 
 
 def _blocks(arrays: Iterator[Any], size: int) -> Iterator[Any]:

@@ -6,7 +6,8 @@ saved after the personas, which the engine counts with its whole memory limit. W
 training's peak fell from 1.68 to 1.44 GB. The table waits in the models folder as
 ``.staged.*.parquet``, locked (``flock``) by the training that wrote it; ``move`` puts it in its
 version, a block that ends without that removes it, and ``remove_orphans`` (at start-up) removes
-those whose training died: their lock is free.
+those whose training died: their lock is free. The customer ids a training sets aside while it
+reads (``.staged.*.ids.arrow``, ``scratch``) are kept and cleaned the same way.
 """
 
 from __future__ import annotations
