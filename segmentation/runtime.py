@@ -31,17 +31,3 @@ def configure(runtime: Runtime) -> None:
 
 def current() -> Runtime:
     return _current
-
-
-def return_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere,
-    nothing). NumPy and pandas free a training's temporaries to the heap, which keeps them for
-    the process: at 9.3M customers 150 MB stayed there when the personas let the engine fill
-    its whole buffer pool beside it."""
-    import ctypes  # the standard library's; only training calls this
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return  # not glibc: its allocator decides alone
-    trim(0)

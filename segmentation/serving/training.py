@@ -325,7 +325,6 @@ def train(
         # written: the rows leave memory before the engine counts the personas (3M Olist-layout
         # orders: the training's peak, which was in the personas, 1.65 -> 1.29 GB)
         del assignments
-        runtime.return_freed_memory()  # the engine takes its whole buffer pool next
         with timer.step("personas", "Describing what each segment buys and how it pays"):
             trained = with_personas(trained, src.personas(trained, snapshot, staged.path))
         src.close()  # the engine's memory handed back before the save
