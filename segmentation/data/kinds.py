@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segmentation.data import olist_sql
 from segmentation.data import relations as rel
 from segmentation.data.urls import mask
 from segmentation.model.outlook import History
@@ -33,9 +34,9 @@ EXCLUSION_LABELS: dict[str, str] = {
 }
 
 _REASON_ORDER = {key: i for i, key in enumerate(EXCLUSION_LABELS)}
-OLIST_FILES = rel.OLIST_TABLES
+OLIST_FILES = olist_sql.OLIST_TABLES
 LAYOUTS = ("olist", "transactions")  # what ``segment sample-data`` writes
-OLIST_COLUMNS = rel.OLIST_COLUMNS
+OLIST_COLUMNS = olist_sql.OLIST_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segmentation.data import olist_sql
 from segmentation.data import relations as rel
 from segmentation.data.database_engine import DatabaseEngine
 from segmentation.data.duckdb_engine import DuckDBEngine
@@ -80,7 +81,7 @@ class _Plan:
     # is only called when personas are wanted; `persona_orders` says whether it reads the orders.
     persona: Callable[[dt.date, str], list[tuple[str, str]]] | None = None
     persona_orders: bool = False
-    carried: frozenset[str] = frozenset()  # persona labels the orders relation carries (``rel.CARRIED``)
+    carried: frozenset[str] = frozenset()  # persona labels the orders relation carries (``olist_sql.CARRIED``)
     # the orders relation joins and deduplicates several tables, and the database user may create
     # temporary tables: a training pass keeps it rather than have every statement compute it
     joined: bool = False
@@ -118,7 +119,7 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         # a training pass that describes personas carries the labels it can on each order (the
         # files' header lines say which facets there are: read once, here or for the personas)
         have = _olist_folder_have(source.folder) if keep_files else None
-        carried = have & rel.CARRIED if have is not None else frozenset()
+        carried = have & olist_sql.CARRIED if have is not None else frozenset()
 
         def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
             on_orders = carried if orders == rel.MATERIALISED_ORDERS else frozenset()
@@ -129,8 +130,8 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         # second on Olist): a query that fails is diagnosed
         return _Plan(
             engine,
-            rel.olist_orders(*olist, carried),
-            rel.olist_valid_orders(*olist),
+            olist_sql.olist_orders(*olist, carried, merged=True),
+            olist_sql.olist_valid_orders(*olist, merged=True),
             diagnose=lambda: _check_olist_columns(engine, refs, files),
             persona=persona,
             persona_orders=True,
@@ -180,18 +181,18 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
             # twice in one statement) and carries on each order what the personas can use
             keeps = keep_files and engine.dialect == "postgres" and engine.may_keep()
             have = _olist_tables_have(engine, source.schema, refs) if keeps else None
-            carried = have & rel.CARRIED if have is not None else frozenset()
+            carried = have & olist_sql.CARRIED if have is not None else frozenset()
 
             def persona(late: dt.date, orders: str) -> list[tuple[str, str]]:
                 on_orders = carried if orders == rel.MATERIALISED_ORDERS else frozenset()
                 facets = have if have is not None else _olist_tables_have(engine, source.schema, refs)
                 all_refs = _olist_table_refs(source.schema, refs)
-                return rel.olist_persona(all_refs, rel.Reading(), facets, orders, on_orders)
+                return olist_sql.olist_persona(all_refs, rel.Reading(), facets, orders, on_orders)
 
             return _Plan(
                 engine,
-                rel.olist_orders(*olist, carried),
-                rel.olist_valid_orders(*olist),
+                olist_sql.olist_orders(*olist, carried),
+                olist_sql.olist_valid_orders(*olist),
                 persona=persona,
                 persona_orders=True,
                 carried=carried,
@@ -261,7 +262,7 @@ def _olist_have(columns_of: Callable[[str], list[str] | None]) -> frozenset[str]
 def _olist_extras(folder: Path) -> dict[str, Path]:
     """The optional Olist files present in ``folder`` (items, products, translation)."""
     paths: dict[str, Path] = {}
-    for key, stem in rel.OLIST_PERSONA_TABLES.items():
+    for key, stem in olist_sql.OLIST_PERSONA_TABLES.items():
         for suffix in (".csv", ".csv.gz"):
             if (folder / f"{stem}{suffix}").exists():
                 paths[key] = folder / f"{stem}{suffix}"
@@ -283,12 +284,12 @@ def _olist_folder_persona(
     folder: Path, refs: Mapping[str, str], orders: str, have: frozenset[str], carried: frozenset[str]
 ) -> list[tuple[str, str]]:
     all_refs = {**{key: reader(path) for key, path in _olist_folder_paths(folder).items()}, **refs}
-    return rel.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders, carried)
+    return olist_sql.olist_persona(all_refs, rel.Reading("TRY_CAST"), have, orders, carried)
 
 
 def _olist_table_refs(schema: str | None, refs: Mapping[str, str]) -> dict[str, str]:
     prefix = ident(schema) + "." if schema else ""
-    return {**refs, **{key: prefix + ident(name) for key, name in rel.OLIST_PERSONA_TABLES.items()}}
+    return {**refs, **{key: prefix + ident(name) for key, name in olist_sql.OLIST_PERSONA_TABLES.items()}}
 
 
 def _olist_tables_have(engine: DatabaseEngine, schema: str | None, refs: Mapping[str, str]) -> frozenset[str]:

@@ -24,23 +24,6 @@ from segmentation.data.sqltext import ident, sql_str
 EPOCH = dt.date(1970, 1, 1)
 OLDEST = dt.date(1990, 1, 1)  # orders dated earlier are placeholders (1900-01-01 and friends)
 
-OLIST_TABLES = {
-    "orders": "olist_orders_dataset",
-    "payments": "olist_order_payments_dataset",
-    "customers": "olist_customers_dataset",
-}
-# Optional files of the Olist layout: what customers buy, for the segments' personas.
-OLIST_PERSONA_TABLES = {
-    "items": "olist_order_items_dataset",
-    "products": "olist_products_dataset",
-    "translation": "product_category_name_translation",
-}
-OLIST_COLUMNS = {
-    "orders": ("order_id", "customer_id", "order_status", "order_purchase_timestamp"),
-    "payments": ("order_id", "payment_value"),
-    "customers": ("customer_id", "customer_unique_id"),
-}
-
 
 @dataclass(frozen=True)
 class Reading:
@@ -107,13 +90,6 @@ TOTAL_CHECKS: tuple[Check, ...] = (("nonpositive_total", "amount <= 0"),)
 RETURN = "returned"
 NETTED_OUT = "net_nonpositive"
 NETTED_TOTAL_CHECKS: tuple[Check, ...] = ((RETURN, "amount < 0"), ("nonpositive_total", "amount = 0"))
-OLIST_CHECKS: tuple[Check, ...] = (
-    ("not_delivered", "o.status IS DISTINCT FROM 'delivered'"),
-    ("without_customer", "c.uid IS NULL"),
-    ("bad_date", "o.ordered_at IS NULL"),
-    ("without_payment", "p.order_id IS NULL"),
-    ("bad_amount", "p.n_ok < p.n_rows"),
-)
 
 
 def date_checks(late_after: dt.date, late_reason: str, day: str = "CAST(ordered_at AS DATE)") -> tuple[Check, ...]:
@@ -132,81 +108,6 @@ def reason_of(checks: tuple[Check, ...]) -> str:
 def passes(checks: tuple[Check, ...]) -> str:
     """True where no condition holds."""
     return " AND ".join(f"NOT ({cond})" for _, cond in checks)
-
-
-# Persona labels an Olist training pass can carry on each order from the joins it makes anyway
-# (the payments per order, the order's customer), so the personas need not join those files again.
-CARRIED = frozenset({"instalments", "state"})
-_CARRIED_FROM = {"instalments": "p", "state": "c"}  # the join each label comes from (``_olist_joined``)
-
-
-def _olist_joined(
-    orders: str, payments: str, customers: str, reading: Reading, carried: frozenset[str] = frozenset()
-) -> str:
-    """The Olist orders (one row per order id, should the table repeat one) with their summed
-    payments and their customer's ``customer_unique_id``; aliases o, p and c. ``carried``: the
-    order's most instalments (p.instalments) and its customer's state (c.state) too."""
-    amount = reading.money("payment_value")
-    most = f", MAX({reading.cast}(payment_installments AS INTEGER)) AS instalments" if "instalments" in carried else ""
-    state = f", MIN(UPPER({_label('customer_state')})) AS state" if "state" in carried else ""
-    return f"""
-    FROM (
-        SELECT order_id, MIN(cid) AS cid, MIN(status) AS status, MIN(ordered_at) AS ordered_at
-        FROM (
-            SELECT KEY_TEXT(order_id) AS order_id, KEY_TEXT(customer_id) AS cid,
-                   LOWER(TRIM(CAST(order_status AS VARCHAR))) AS status,
-                   {reading.timestamp("order_purchase_timestamp")} AS ordered_at
-            FROM {orders} AS oo
-        ) AS ooo
-        GROUP BY order_id
-    ) AS o
-    LEFT JOIN (
-        SELECT KEY_TEXT(order_id) AS order_id, SUM({amount}) AS amount,
-               COUNT(*) AS n_rows, COUNT({amount}) AS n_ok{most}
-        FROM {payments} AS pp
-        GROUP BY KEY_TEXT(order_id)
-    ) AS p ON o.order_id = p.order_id
-    LEFT JOIN (
-        SELECT KEY_TEXT(customer_id) AS customer_id, MIN({text_id("customer_unique_id")}) AS uid{state}
-        FROM {customers} AS cc
-        GROUP BY KEY_TEXT(customer_id)
-    ) AS c ON o.cid = c.customer_id"""
-
-
-def olist_orders(
-    orders: str, payments: str, customers: str, reading: Reading, carried: frozenset[str] = frozenset()
-) -> list[tuple[str, str]]:
-    """The Olist layout: delivered orders only, payments summed per order, customers identified
-    by ``customer_unique_id`` (``customer_id`` is per order in Olist). Orders paid entirely by
-    voucher (total 0) count. ``carried`` (of ``CARRIED``): persona labels kept on each order."""
-    extra = "".join(f", {_CARRIED_FROM[c]}.{c} AS {c}" for c in sorted(carried))
-    return [
-        (
-            "orders",
-            f"""
-    SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, p.amount AS amount,
-           1 AS n_rows, {reason_of(OLIST_CHECKS)} AS excluded,
-           o.cid AS order_customer{extra}{_olist_joined(orders, payments, customers, reading, carried)}""",
-        )
-    ]
-
-
-def olist_valid_orders(orders: str, payments: str, customers: str, reading: Reading) -> list[tuple[str, str]]:
-    """The valid orders of the Olist layout only (``valid_orders``: customer_id, order_id,
-    order_customer (the order's own customer_id), ordered_at, amount). ``OFFSET 0`` fences it
-    on PostgreSQL: the date checks of ``valid_days`` would otherwise be pushed into the grouped
-    orders, which PostgreSQL then takes for a single row and joins by nested loops (11 s for
-    6,000 orders)."""
-    return [
-        (
-            "valid_orders",
-            f"""
-    SELECT c.uid AS customer_id, o.order_id AS order_id, o.cid AS order_customer, o.ordered_at AS ordered_at,
-           p.amount AS amount{_olist_joined(orders, payments, customers, reading)}
-    WHERE {passes(OLIST_CHECKS)}
-    OFFSET 0""",
-        )
-    ]
 
 
 @dataclass(frozen=True)
@@ -234,14 +135,14 @@ def _transaction_rows(relation: str, cols: Columns, reading: Reading) -> str:
         )
     # without an order column every row is an order (the id is never read: there is no grouping)
     order = text_id(ident(cols.order)) if cols.order else "'row'"
-    category = f", {_label(ident(cols.category))} AS category" if cols.category else ""
+    category = f", {label_text(ident(cols.category))} AS category" if cols.category else ""
     return f"""
                 SELECT {text_id(ident(cols.customer))} AS customer_id, {order} AS order_id,
                        {reading.timestamp(cols.date)} AS ordered_at, {amount} AS amount{category}
                 FROM {relation} AS src"""
 
 
-def _label(expr: str) -> str:
+def label_text(expr: str) -> str:
     """A category, payment type or state as a label: trimmed text, NULL when blank."""
     return f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
 
@@ -565,121 +466,6 @@ def sampled_members(bucket: str, keep: Mapping[int, int], buckets: int) -> str:
 # statement (``valid_days``), or in the materialised orders of a training pass.
 VALID_DAYS = "valid_days"
 MATERIALISED_ORDERS = "(SELECT * FROM segment_classified WHERE excluded IS NULL)"
-
-
-BOUGHT_ORDERS = "bought"  # the valid orders with their customer's segment (the first of the Olist facets' CTEs)
-
-
-def olist_persona(
-    refs: Mapping[str, str],
-    reading: Reading,
-    have: frozenset[str],
-    orders: str = VALID_DAYS,
-    carried: frozenset[str] = frozenset(),
-) -> list[tuple[str, str]]:
-    """The Olist layout's facets, from whichever optional files or columns ``have`` names:
-    ``category`` (items, products and, for English names, the translation), ``payment`` and
-    ``instalments`` (payment_type, payment_installments) and ``state`` (customer_state);
-    ``orders`` holds the valid orders, and ``carried`` names the labels that are columns of it
-    already (``olist_orders``), read from there instead of joining their file again."""
-    parts = []
-    labels = "".join(f", v.{c} AS {c}" for c in sorted(carried & have))
-    bought = (
-        BOUGHT_ORDERS,
-        f"""
-        SELECT v.order_id AS order_id, v.order_customer AS order_customer, v.customer_id AS customer_id,
-               m.cluster AS cluster{labels}
-        FROM {orders} AS v JOIN members AS m ON v.customer_id = m.customer_id""",
-    )
-    # the item lines and the payments, each with its order id, meet the valid orders in one join
-    # (one hash table of the orders, not one per file: 10M orders, 11.3 s of join work become 8.1 s)
-    lines = []
-    if "category" in have:
-        english = "translation" in have
-        name = "COALESCE(t.en, pr.cat)" if english else "pr.cat"
-        join = (
-            f"""
-            LEFT JOIN (
-                SELECT {_label("product_category_name")} AS cat, MIN({_label("product_category_name_english")}) AS en
-                FROM {refs["translation"]} AS tt GROUP BY {_label("product_category_name")}
-            ) AS t ON t.cat = pr.cat"""
-            if english
-            else ""
-        )
-        lines.append(
-            f"""
-            SELECT i.order_id AS order_id, 'category' AS facet, COALESCE({name}, '(no category)') AS label,
-                   i.price AS amount
-            FROM (
-                SELECT KEY_TEXT(order_id) AS order_id, KEY_TEXT(product_id) AS product_id,
-                       {reading.money("price")} AS price
-                FROM {refs["items"]} AS ii
-            ) AS i
-            LEFT JOIN (
-                SELECT KEY_TEXT(product_id) AS product_id, MIN({_label("product_category_name")}) AS cat
-                FROM {refs["products"]} AS pp GROUP BY KEY_TEXT(product_id)
-            ) AS pr ON pr.product_id = i.product_id{join}"""
-        )
-    if "payment" in have:
-        lines.append(
-            f"""
-            SELECT KEY_TEXT(pay.order_id) AS order_id, 'payment' AS facet,
-                   COALESCE(LOWER({_label("pay.payment_type")}), 'not_defined') AS label,
-                   {reading.money("pay.payment_value")} AS amount
-            FROM {refs["payments"]} AS pay"""
-        )
-    if lines:
-        parts.append(
-            f"""
-            SELECT l.facet AS facet, b.cluster AS cluster, l.label AS label, l.amount AS amount, 1 AS n
-            FROM bought AS b
-            JOIN ({"            UNION ALL".join(lines)}
-            ) AS l ON l.order_id = b.order_id"""
-        )
-    payments = f"""
-            FROM bought AS b
-            JOIN {refs["payments"]} AS pay ON KEY_TEXT(pay.order_id) = b.order_id"""
-    if "instalments" in have and "instalments" in carried:
-        parts.append(
-            """
-            SELECT 'instalments' AS facet, cluster, CAST(instalments AS VARCHAR) AS label, 0 AS amount, 1 AS n
-            FROM bought
-            WHERE instalments IS NOT NULL"""
-        )
-    elif "instalments" in have:
-        instalments = f"{reading.cast}(pay.payment_installments AS INTEGER)"
-        parts.append(
-            f"""
-            SELECT 'instalments' AS facet, cluster, CAST(most AS VARCHAR) AS label, 0 AS amount, 1 AS n
-            FROM (
-                SELECT b.cluster AS cluster, b.order_id AS order_id, MAX({instalments}) AS most{payments}
-                GROUP BY b.cluster, b.order_id
-            ) AS per_order
-            WHERE most IS NOT NULL"""
-        )
-    if "state" in have and "state" in carried:
-        parts.append(
-            """
-            SELECT 'state' AS facet, cluster, state AS label, 0 AS amount, COUNT(DISTINCT customer_id) AS n
-            FROM bought
-            WHERE state IS NOT NULL
-            GROUP BY cluster, state"""
-        )
-    elif "state" in have:
-        parts.append(
-            f"""
-            SELECT 'state' AS facet, cluster, label, 0 AS amount, COUNT(DISTINCT customer_id) AS n
-            FROM (
-                SELECT b.cluster AS cluster, b.customer_id AS customer_id, UPPER({_label("cu.customer_state")}) AS label
-                FROM bought AS b
-                JOIN {refs["customers"]} AS cu ON KEY_TEXT(cu.customer_id) = b.order_customer
-            ) AS located
-            WHERE label IS NOT NULL
-            GROUP BY cluster, label"""
-        )
-    if not parts:
-        return []
-    return [bought, ("facet_rows", "\n            UNION ALL".join(parts))]
 
 
 def transactions_persona(relation: str, cols: Columns, reading: Reading, late_after: dt.date) -> list[tuple[str, str]]:

@@ -35,7 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from segmentation.data.kinds import LAYOUTS, OLIST_FILES
-from segmentation.data.relations import OLIST_PERSONA_TABLES
+from segmentation.data.olist_sql import OLIST_PERSONA_TABLES
 from segmentation.data.sample_catalogue import _hex_ids, _items, catalogue
 from segmentation.errors import DataError, InputError
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from segmentation.data import olist_sql
 from segmentation.data import relations as rel
 from segmentation.data.engines import Engine
 from segmentation.data.frames import check_staged, window_frame
@@ -232,12 +233,13 @@ class OpenSource:
             if not facets:
                 return None
             engine.prepare_scoring(few_groups=True)
-            if plan.engine.dialect == "duckdb" and not head and facets[0][0] == rel.BOUGHT_ORDERS:
+            if plan.engine.dialect == "duckdb" and not head and facets[0][0] == olist_sql.BOUGHT_ORDERS:
                 # the orders with their segment, read by several facets, kept as a table of
                 # their own first: inside the statement they took the buffer pool beside the
                 # joins' hash tables, and one training of 10M orders failed at the 1GB limit
                 engine.materialise(
-                    rel.BOUGHT_ORDERS, rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {rel.BOUGHT_ORDERS}")
+                    olist_sql.BOUGHT_ORDERS,
+                    rel.with_ctes([*scoring, facets[0]], f"SELECT * FROM {olist_sql.BOUGHT_ORDERS}"),
                 )
                 facets = facets[1:]
             table = engine.table(rel.with_ctes([*head, *scoring, *facets], select), plan.relation)

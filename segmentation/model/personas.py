@@ -1,6 +1,6 @@
 """Personas: what each segment's customers buy, how they pay and where they order from.
 
-Computed at training inside the source's engine (``relations.olist_persona`` and
+Computed at training inside the source's engine (``olist_sql.olist_persona`` and
 ``relations.transactions_persona``, run by ``sources.OpenSource.personas``): every customer is
 scored there by the compiled model, the same labels as training gives, and only a small
 histogram per segment comes back; a segment of more than ``SAMPLE`` customers is described from a
