@@ -17,7 +17,7 @@ from segmentation.errors import DataError
 from segmentation.model import chance, compiled
 from segmentation.model.compiled import scored_ctes
 
-SQL_FILES = [Path(rel.__file__), Path(compiled.__file__), Path(chance.__file__)]
+SQL_FILES = [Path(rel.__file__), Path(olist_sql.__file__), Path(compiled.__file__), Path(chance.__file__)]
 
 
 def _queries() -> dict[str, str]:

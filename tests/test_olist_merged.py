@@ -18,7 +18,7 @@ IDS = st.sampled_from(["o1", "o2", "o3", "o4", " o1 ", "", None])
 CUSTOMERS = st.sampled_from(["c1", "c2", "c3", "c9", None])
 STATUS = st.sampled_from(["delivered", " Delivered ", "shipped", None])
 WHEN = st.sampled_from(["2024-01-02 10:00:00", "2024-01-01", "2024-03-05T08:00:00+02:00", "not a date", None])
-AMOUNT = st.sampled_from(["10.50", "0", "-3.25", "abc", None, "99.99"])
+AMOUNT = st.sampled_from(["10.50", "0", "-3.25", "abc", None, "99.99", "", "1e3", "0.125"])
 INSTALMENTS = st.sampled_from(["1", "3", "x", None])
 
 
@@ -47,7 +47,12 @@ def _orders(con, merged: bool, carried: frozenset[str], valid: bool) -> list[tup
 
 
 @settings(max_examples=60, deadline=None)
-@given(orders_rows, payments_rows, customers_rows, st.sampled_from([frozenset(), olist_sql.CARRIED]))
+@given(
+    orders_rows,
+    payments_rows,
+    customers_rows,
+    st.sampled_from([frozenset(), frozenset({"instalments"}), frozenset({"state"}), olist_sql.CARRIED]),
+)
 def test_merged_payments_give_the_joined_orders(orders, payments, customers, carried):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")

@@ -463,7 +463,8 @@ def sampled_members(bucket: str, keep: Mapping[int, int], buckets: int) -> str:
 
 
 # The valid orders with their order id and the order's own customer id: in the scoring
-# statement (``valid_days``), or in the materialised orders of a training pass.
+# statement (``valid_days``), or in the materialised orders of a training pass (there the
+# own customer id is NULL where the orders carry the customer's state: ``olist_orders``).
 VALID_DAYS = "valid_days"
 MATERIALISED_ORDERS = "(SELECT * FROM segment_classified WHERE excluded IS NULL)"
 
