@@ -162,6 +162,18 @@ def test_quantity_and_price_and_no_order_column(tables, tmp_path):
     _same(load_rfm(source_from_spec(url, table=name, **flags)), load_rfm(source_from_spec(path, **flags)))
 
 
+def _keyed(url: str, schema: str) -> bool:
+    """Whether the Olist orders of that schema are read without grouping the orders and customers."""
+    from segmentation.data.plan import _plan  # lazy: the plan opens a connection
+
+    plan = _plan(source_from_spec(url, layout="olist", schema=schema))
+    try:
+        text = " ".join(body for _, body in plan.ctes)
+    finally:
+        plan.engine.close()
+    return "GROUP BY order_id" not in text and "GROUP BY KEY_TEXT(customer_id)" not in text
+
+
 def test_olist_layout_equals_the_folder(tables, sample_folder):
     kind, url, engine, load = tables
     schema = f"s_{uuid.uuid4().hex[:8]}"
@@ -182,6 +194,14 @@ def test_olist_layout_equals_the_folder(tables, sample_folder):
         from_folder = load_rfm(source_from_spec(folder_copy))
         _same(from_db, from_folder)
         assert from_db.excluded.get("not_delivered", 0) > 0
+        assert not _keyed(url, schema)
+        # ids declared primary keys are read as they are, not grouped (PostgreSQL): the same answer
+        length = "" if kind == "postgresql" else "(64)"  # MariaDB keys a text column by a prefix
+        with engine.begin() as con:
+            con.exec_driver_sql(f"ALTER TABLE {schema}.olist_orders_dataset ADD PRIMARY KEY (order_id{length})")
+            con.exec_driver_sql(f"ALTER TABLE {schema}.olist_customers_dataset ADD PRIMARY KEY (customer_id{length})")
+        assert _keyed(url, schema) == (kind == "postgresql")
+        _same(load_rfm(source_from_spec(url, layout="olist", schema=schema)), from_folder)
     finally:
         with engine.begin() as con:
             con.exec_driver_sql(f"DROP SCHEMA {schema} {'CASCADE' if kind == 'postgresql' else ''}")

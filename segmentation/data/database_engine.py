@@ -255,16 +255,19 @@ class DatabaseEngine:
         except Exception:
             return False
 
-    def is_key(self, table: str, schema: str | None, column: str) -> bool:
+    def is_key(self, table: str, schema: str | None, column: str, primary: bool = False) -> bool:
         """Whether the database declares ``column`` of ``table`` unique on its own (a primary
-        key, a unique constraint or a unique index): then every row is its own order. Only an
-        optimisation: any doubt (no such metadata, no permission) answers False."""
+        key, a unique constraint or a unique index; with ``primary``, its primary key only,
+        which also rules out NULLs): then every row is its own order. Only an optimisation: any
+        doubt (no such metadata, no permission) answers False."""
         import sqlalchemy as sa
 
         assert self.con is not None
         try:
             inspector = sa.inspect(self.con)
             keys: list[Any] = [inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
+            if primary:
+                return [column] in [list(k) for k in keys]
             keys += [u.get("column_names") or [] for u in inspector.get_unique_constraints(table, schema=schema)]
             keys += [
                 i.get("column_names") or [] for i in inspector.get_indexes(table, schema=schema) if i.get("unique")

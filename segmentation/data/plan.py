@@ -177,6 +177,13 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
             olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
+            # ids PostgreSQL declares primary keys need no GROUP BY to be counted once (MySQL's
+            # join key is the id's first 255 characters: two long ids may meet there)
+            keyed = frozenset(
+                key
+                for key, column in (("orders", "order_id"), ("customers", "customer_id"))
+                if engine.dialect == "postgres" and engine.is_key(OLIST_FILES[key], source.schema, column, primary=True)
+            )
             # a training pass keeps the join (PostgreSQL only: MySQL cannot read a temporary table
             # twice in one statement) and carries on each order what the personas can use
             keeps = keep_files and engine.dialect == "postgres" and engine.may_keep()
@@ -191,8 +198,8 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
 
             return _Plan(
                 engine,
-                olist_sql.olist_orders(*olist, carried),
-                olist_sql.olist_valid_orders(*olist),
+                olist_sql.olist_orders(*olist, carried, keyed=keyed),
+                olist_sql.olist_valid_orders(*olist, keyed=keyed),
                 persona=persona,
                 persona_orders=True,
                 carried=carried,
