@@ -202,9 +202,51 @@ def test_olist_layout_equals_the_folder(tables, sample_folder):
             con.exec_driver_sql(f"ALTER TABLE {schema}.olist_customers_dataset ADD PRIMARY KEY (customer_id{length})")
         assert _keyed(url, schema) == (kind == "postgresql")
         _same(load_rfm(source_from_spec(url, layout="olist", schema=schema)), from_folder)
+        if kind == "postgresql":  # a child table's rows are read too, and the key does not cover them
+            with engine.begin() as con:
+                con.exec_driver_sql(f"CREATE TABLE {schema}.more_orders () INHERITS ({schema}.olist_orders_dataset)")
+                con.exec_driver_sql(
+                    f"INSERT INTO {schema}.more_orders SELECT * FROM {schema}.olist_orders_dataset LIMIT 5"
+                )
+            assert not _keyed(url, schema)
+            _same(load_rfm(source_from_spec(url, layout="olist", schema=schema)), from_folder)
     finally:
         with engine.begin() as con:
             con.exec_driver_sql(f"DROP SCHEMA {schema} {'CASCADE' if kind == 'postgresql' else ''}")
+
+
+def test_ids_never_repeat_only_under_a_plain_primary_key(tables):
+    kind, url, engine, load = tables
+    names = {case: f"k_{case}_{uuid.uuid4().hex[:8]}" for case in ("pk", "unique", "float", "pair", "parent")}
+    text = "TEXT" if kind == "postgresql" else "VARCHAR(40)"
+    statements = [
+        f"CREATE TABLE {names['pk']} (order_id {text} PRIMARY KEY, x INTEGER)",
+        f"CREATE TABLE {names['unique']} (order_id {text} UNIQUE, x INTEGER)",
+        f"CREATE TABLE {names['float']} (order_id DOUBLE PRECISION PRIMARY KEY, x INTEGER)",
+        f"CREATE TABLE {names['pair']} (order_id {text}, x INTEGER, PRIMARY KEY (order_id, x))",
+        f"CREATE TABLE {names['parent']} (order_id {text} PRIMARY KEY, x INTEGER)",
+    ]
+    if kind == "postgresql":
+        statements.append(f"CREATE TABLE {names['parent']}_child () INHERITS ({names['parent']})")
+    with engine.begin() as con:
+        for sql in statements:
+            con.exec_driver_sql(sql)
+    try:
+        from segmentation.data.database_engine import DatabaseEngine  # lazy: opens a connection
+
+        db = DatabaseEngine(url)
+        try:
+            found = {case: db.ids_never_repeat(name, None, "order_id") for case, name in names.items()}
+        finally:
+            db.close()
+        expected = {"pk": kind == "postgresql", "unique": False, "float": False, "pair": False, "parent": False}
+        assert found == expected
+    finally:
+        with engine.begin() as con:
+            if kind == "postgresql":
+                con.exec_driver_sql(f"DROP TABLE IF EXISTS {names['parent']}_child")
+            for name in names.values():
+                con.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
 
 def test_bad_sources_are_one_clear_line(tables):

@@ -33,14 +33,16 @@ customers_rows = st.lists(
 )
 
 
-def _orders(con, merged: bool, carried: frozenset[str], valid: bool) -> list[tuple]:
+def _orders(
+    con, merged: bool, carried: frozenset[str], valid: bool, keyed: frozenset[str] = frozenset()
+) -> list[tuple]:
     reading = rel.Reading("TRY_CAST")
     tables = ("orders_t", "payments_t", "customers_t")
     if valid:
-        ctes = olist_sql.olist_valid_orders(*tables, reading, merged=merged)
+        ctes = olist_sql.olist_valid_orders(*tables, reading, merged=merged, keyed=keyed)
         select = "SELECT * FROM valid_orders"
     else:
-        ctes = olist_sql.olist_orders(*tables, reading, carried, merged=merged)
+        ctes = olist_sql.olist_orders(*tables, reading, carried, merged=merged, keyed=keyed)
         select = "SELECT * FROM orders"
     rows = con.execute(_sql(rel.with_ctes(ctes, select), "duckdb", None)).fetchall()
     return sorted(rows, key=repr)
@@ -54,6 +56,29 @@ def _orders(con, merged: bool, carried: frozenset[str], valid: bool) -> list[tup
     st.sampled_from([frozenset(), frozenset({"instalments"}), frozenset({"state"}), olist_sql.CARRIED]),
 )
 def test_merged_payments_give_the_joined_orders(orders, payments, customers, carried):
+    con = _tables(orders, payments, customers)
+    for valid in (False, True):
+        assert _orders(con, True, carried, valid) == _orders(con, False, carried, valid)
+
+
+CARRIED_SETS = st.sampled_from([frozenset(), frozenset({"instalments"}), frozenset({"state"}), olist_sql.CARRIED])
+
+
+@settings(max_examples=40, deadline=None)
+@given(orders_rows, payments_rows, customers_rows, CARRIED_SETS)
+def test_tables_keyed_by_their_ids_need_no_grouping(orders, payments, customers, carried):
+    """Where no id repeats nor is NULL (a primary key), reading the rows as they are gives the
+    grouped orders (``keyed``, for PostgreSQL's declared keys)."""
+    orders = list({o[0]: o for o in orders if o[0] is not None}.values())
+    customers = list({c[0]: c for c in customers if c[0] is not None}.values())
+    con = _tables(orders, payments, customers)
+    for valid in (False, True):
+        grouped = _orders(con, False, carried, valid)
+        for keyed in (frozenset({"orders"}), frozenset({"customers"}), frozenset({"orders", "customers"})):
+            assert _orders(con, False, carried, valid, keyed) == grouped
+
+
+def _tables(orders, payments, customers):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     frames = {
@@ -65,8 +90,7 @@ def test_merged_payments_give_the_joined_orders(orders, payments, customers, car
         con.register(f"{name}_df", frame)
         casts = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in frame.columns)
         con.execute(f"CREATE TABLE {name} AS SELECT {casts} FROM {name}_df")
-    for valid in (False, True):
-        assert _orders(con, True, carried, valid) == _orders(con, False, carried, valid)
+    return con
 
 
 def test_an_order_without_payments_and_a_payment_without_an_order():

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from segmentation.data.engines import FETCH_ROWS, _sessions_setting, _sql, first_line, query_errors
 from segmentation.data.frames import staged_batches
+from segmentation.data.sqltext import ident
 from segmentation.data.urls import SCHEMES, mask, mask_text, resolve_url
 from segmentation.errors import DataError
 
@@ -24,6 +25,10 @@ _BUCKETS = {
     "postgres": "(HASHTEXT({x}) & 2147483647) % {n}",
     "mysql": "CRC32({x}) % {n}",
 }
+
+
+# the id types whose text is the value: two different ids are two different texts
+_PLAIN_KEY_TYPES = frozenset({"text", "character varying", "character", "integer", "bigint", "smallint", "uuid"})
 
 
 class DatabaseEngine:
@@ -258,8 +263,8 @@ class DatabaseEngine:
     def is_key(self, table: str, schema: str | None, column: str, primary: bool = False) -> bool:
         """Whether the database declares ``column`` of ``table`` unique on its own (a primary
         key, a unique constraint or a unique index; with ``primary``, its primary key only,
-        which also rules out NULLs): then every row is its own order. Only an optimisation: any
-        doubt (no such metadata, no permission) answers False."""
+        which also rules out NULLs). Only an optimisation: any doubt (no such metadata, no
+        permission) answers False."""
         import sqlalchemy as sa
 
         assert self.con is not None
@@ -275,6 +280,29 @@ class DatabaseEngine:
         except Exception:
             return False
         return [column] in [list(k) for k in keys]
+
+    def ids_never_repeat(self, table: str, schema: str | None, column: str) -> bool:
+        """PostgreSQL: ``column`` is ``table``'s primary key on its own, ``table`` is a plain
+        table without child tables (a query reads the rows of tables that INHERIT it, which its
+        key does not cover) and the id is of a type whose text is the value itself (text,
+        integers, uuid: not a float, printed to fewer digits than it holds). Then no two rows of
+        ``table`` give the same id as text. Any doubt answers False."""
+        if self.dialect != "postgres" or not self.is_key(table, schema, column, primary=True):
+            return False
+        import sqlalchemy as sa
+
+        assert self.con is not None
+        name = f"{ident(schema)}.{ident(table)}" if schema else ident(table)
+        sql = """
+            SELECT c.relkind, format_type(a.atttypid, NULL),
+                   EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhparent = c.oid)
+            FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
+            WHERE c.oid = to_regclass(:name) AND a.attname = :col AND NOT a.attisdropped"""
+        try:
+            row = self.con.execute(sa.text(sql), {"name": name, "col": column}).first()
+        except Exception:
+            return False
+        return row is not None and row[0] == "r" and row[1] in _PLAIN_KEY_TYPES and not row[2]
 
     def columns(self, relation_sql: str) -> list[str]:
         assert self.con is not None

@@ -75,8 +75,9 @@ def _olist_joined(
     10M orders in DuckDB within 1 GB, 27 s instead of 35 s. Databases keep the join: PostgreSQL
     reads 3M orders slower merged (the RFM read 42-43 s instead of 37).
 
-    ``keyed`` (of "orders", "customers"): the tables whose id the database declares its primary
-    key, never NULL nor repeated; their rows are read as they are, not grouped by the id.
+    ``keyed`` (of "orders", "customers"): the tables whose id never repeats nor is NULL (a
+    primary key: ``DatabaseEngine.ids_never_repeat``); their rows are read as they are, not
+    grouped by the id.
     PostgreSQL, 3M orders with both keys: the RFM read 29.3-29.8 s
     instead of 36.6-36.7 s."""
     amount = reading.money("payment_value")

@@ -177,12 +177,12 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
             olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
-            # ids PostgreSQL declares primary keys need no GROUP BY to be counted once (MySQL's
-            # join key is the id's first 255 characters: two long ids may meet there)
+            # ids that never repeat need no GROUP BY to be counted once (PostgreSQL: a primary
+            # key; MySQL's join key is the id's first 255 characters, where two long ids may meet)
             keyed = frozenset(
                 key
                 for key, column in (("orders", "order_id"), ("customers", "customer_id"))
-                if engine.dialect == "postgres" and engine.is_key(OLIST_FILES[key], source.schema, column, primary=True)
+                if engine.ids_never_repeat(OLIST_FILES[key], source.schema, column)
             )
             # a training pass keeps the join (PostgreSQL only: MySQL cannot read a temporary table
             # twice in one statement) and carries on each order what the personas can use
