@@ -22,10 +22,10 @@ SQL_FILES = [Path(rel.__file__), Path(olist_sql.__file__), Path(compiled.__file_
 
 def _queries() -> dict[str, str]:
     files = rel.transactions_orders('"s"."t"', rel.Columns("c", "d", None, None, "q", "p"), rel.Reading())
-    olist = olist_sql.olist_orders('"o"', '"p"', '"c"', rel.Reading())
+    olist = olist_sql.olist_orders(olist_sql.OlistTables('"o"', '"p"', '"c"', rel.Reading()))
     day = dt.date(2024, 1, 1)
     valid_files = rel.transactions_valid_orders('"s"."t"', rel.Columns("c", "d", "o", "a"), rel.Reading())
-    valid_olist = olist_sql.olist_valid_orders('"o"', '"p"', '"c"', rel.Reading())
+    valid_olist = olist_sql.olist_valid_orders(olist_sql.OlistTables('"o"', '"p"', '"c"', rel.Reading()))
     scoring = [rel.valid_days(day, "x = 1"), rel.PER_DAY, rel.customers(day)]
     return {
         "valid transactions": rel.with_ctes([*valid_files, *scoring], "SELECT * FROM customers"),

@@ -37,12 +37,12 @@ def _orders(
     con, merged: bool, carried: frozenset[str], valid: bool, keyed: frozenset[str] = frozenset()
 ) -> list[tuple]:
     reading = rel.Reading("TRY_CAST")
-    tables = ("orders_t", "payments_t", "customers_t")
+    tables = olist_sql.OlistTables("orders_t", "payments_t", "customers_t", reading, merged, keyed)
     if valid:
-        ctes = olist_sql.olist_valid_orders(*tables, reading, merged=merged, keyed=keyed)
+        ctes = olist_sql.olist_valid_orders(tables)
         select = "SELECT * FROM valid_orders"
     else:
-        ctes = olist_sql.olist_orders(*tables, reading, carried, merged=merged, keyed=keyed)
+        ctes = olist_sql.olist_orders(tables, carried)
         select = "SELECT * FROM orders"
     rows = con.execute(_sql(rel.with_ctes(ctes, select), "duckdb", None)).fetchall()
     return sorted(rows, key=repr)

@@ -5,6 +5,7 @@ segments' personas. DuckDB dialect, compiled for every engine by ``dialects``.""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from segmentation.data.relations import VALID_DAYS, Check, Reading, label_text, passes, reason_of, text_id
 
@@ -48,6 +49,27 @@ OLIST_MERGED_CHECKS: tuple[Check, ...] = (
 CARRIED = frozenset({"instalments", "state"})
 
 
+@dataclass(frozen=True)
+class OlistTables:
+    """The Olist layout's three tables as a source reads them (``_olist_joined`` says how)."""
+
+    orders: str
+    payments: str
+    customers: str
+    reading: Reading
+    merged: bool = False  # the payments summed in the orders' own GROUP BY (files)
+    keyed: frozenset[str] = frozenset()  # "orders", "customers": their ids never repeat nor are NULL
+
+    @property
+    def paid(self) -> str:
+        """The alias that holds the payments' columns."""
+        return "o" if self.merged else "p"
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return OLIST_MERGED_CHECKS if self.merged else OLIST_CHECKS
+
+
 def _olist_order_columns(reading: Reading) -> str:
     """The order lines' columns, typed: the caller adds the FROM."""
     return f"""SELECT KEY_TEXT(order_id) AS order_id, KEY_TEXT(customer_id) AS cid,
@@ -55,31 +77,24 @@ def _olist_order_columns(reading: Reading) -> str:
                    {reading.timestamp("order_purchase_timestamp")} AS ordered_at"""
 
 
-def _olist_joined(
-    orders: str,
-    payments: str,
-    customers: str,
-    reading: Reading,
-    carried: frozenset[str] = frozenset(),
-    merged: bool = False,
-    keyed: frozenset[str] = frozenset(),
-) -> str:
+def _olist_joined(tables: OlistTables, carried: frozenset[str] = frozenset()) -> str:
     """The Olist orders (one row per order id, should the table repeat one) with their summed
     payments and their customer's ``customer_unique_id``; aliases o (the order), p (its payments)
     and c (its customer). ``carried``: the order's most instalments (p.instalments) and its
     customer's state (c.state) too.
 
-    ``merged``: the payments are summed in the orders' own GROUP BY (one hash table of the
+    ``tables.merged``: the payments are summed in the orders' own GROUP BY (one hash table of the
     order ids instead of two and a join; there is no alias p: o carries its columns, hence
     ``OLIST_MERGED_CHECKS``):
     10M orders in DuckDB within 1 GB, 27 s instead of 35 s. Databases keep the join: PostgreSQL
     reads 3M orders slower merged (the RFM read 42-43 s instead of 37).
 
-    ``keyed`` (of "orders", "customers"): the tables whose id never repeats nor is NULL (a
+    ``tables.keyed`` (of "orders", "customers"): the tables whose id never repeats nor is NULL (a
     primary key: ``DatabaseEngine.ids_never_repeat``); their rows are read as they are, not
-    grouped by the id.
-    PostgreSQL, 3M orders with both keys: the RFM read 29.3-29.8 s
-    instead of 36.6-36.7 s."""
+    grouped by the id. PostgreSQL, 3M orders with both keys: the RFM read 29.3-29.8 s instead
+    of 36.6-36.7 s."""
+    orders, payments, customers, reading = tables.orders, tables.payments, tables.customers, tables.reading
+    merged, keyed = tables.merged, tables.keyed
     amount = reading.money("payment_value")
     instalments = f"{reading.cast}(payment_installments AS INTEGER)"
     state = f", MIN(UPPER({label_text('customer_state')})) AS state" if "state" in carried else ""
@@ -141,59 +156,40 @@ def _olist_joined(
     ) AS p ON o.order_id = p.order_id{customer}"""
 
 
-def olist_orders(
-    orders: str,
-    payments: str,
-    customers: str,
-    reading: Reading,
-    carried: frozenset[str] = frozenset(),
-    merged: bool = False,
-    keyed: frozenset[str] = frozenset(),
-) -> list[tuple[str, str]]:
+def olist_orders(tables: OlistTables, carried: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """The Olist layout: delivered orders only, payments summed per order, customers identified
     by ``customer_unique_id`` (``customer_id`` is per order in Olist). Orders paid entirely by
     voucher (total 0) count. ``carried`` (of ``CARRIED``): persona labels kept on each order;
     the order's own customer id (``order_customer``, for the personas' state when it is not
-    carried) is NULL where the state is carried.
-    ``merged``, ``keyed``: see ``_olist_joined``."""
-    pay = "o" if merged else "p"
+    carried) is NULL where the state is carried."""
+    pay = tables.paid
     labels = {"instalments": f"{pay}.instalments", "state": "c.state"}
     extra = "".join(f", {labels[c]} AS {c}" for c in sorted(carried))
     own = "CAST(NULL AS VARCHAR)" if "state" in carried else "o.cid"
-    checks = OLIST_MERGED_CHECKS if merged else OLIST_CHECKS
     return [
         (
             "orders",
             f"""
     SELECT o.order_id AS order_id, c.uid AS customer_id, o.ordered_at AS ordered_at, {pay}.amount AS amount,
-           1 AS n_rows, {reason_of(checks)} AS excluded,
-           {own} AS order_customer{extra}{_olist_joined(orders, payments, customers, reading, carried, merged, keyed)}""",
+           1 AS n_rows, {reason_of(tables.checks)} AS excluded,
+           {own} AS order_customer{extra}{_olist_joined(tables, carried)}""",
         )
     ]
 
 
-def olist_valid_orders(
-    orders: str,
-    payments: str,
-    customers: str,
-    reading: Reading,
-    merged: bool = False,
-    keyed: frozenset[str] = frozenset(),
-) -> list[tuple[str, str]]:
+def olist_valid_orders(tables: OlistTables) -> list[tuple[str, str]]:
     """The valid orders of the Olist layout only (``valid_orders``: customer_id, order_id,
     order_customer (the order's own customer_id), ordered_at, amount). ``OFFSET 0`` fences it
     on PostgreSQL: the date checks of ``valid_days`` would otherwise be pushed into the grouped
     orders, which PostgreSQL then takes for a single row and joins by nested loops (11 s for
-    6,000 orders). ``merged``, ``keyed``: see ``_olist_joined``."""
-    pay = "o" if merged else "p"
-    checks = OLIST_MERGED_CHECKS if merged else OLIST_CHECKS
+    6,000 orders)."""
     return [
         (
             "valid_orders",
             f"""
     SELECT c.uid AS customer_id, o.order_id AS order_id, o.cid AS order_customer, o.ordered_at AS ordered_at,
-           {pay}.amount AS amount{_olist_joined(orders, payments, customers, reading, merged=merged, keyed=keyed)}
-    WHERE {passes(checks)}
+           {tables.paid}.amount AS amount{_olist_joined(tables)}
+    WHERE {passes(tables.checks)}
     OFFSET 0""",
         )
     ]

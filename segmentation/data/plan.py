@@ -115,7 +115,9 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         refs.update({key: reader(path) for key, path in extras.items()})
         loaded = load_files(engine, {**files, **extras})
         refs.update(loaded)
-        olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"))
+        olist = olist_sql.OlistTables(
+            refs["orders"], refs["payments"], refs["customers"], rel.Reading("TRY_CAST"), merged=True
+        )
         # a training pass that describes personas carries the labels it can on each order (the
         # files' header lines say which facets there are: read once, here or for the personas)
         have = _olist_folder_have(source.folder) if keep_files else None
@@ -130,8 +132,8 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         # second on Olist): a query that fails is diagnosed
         return _Plan(
             engine,
-            olist_sql.olist_orders(*olist, carried, merged=True),
-            olist_sql.olist_valid_orders(*olist, merged=True),
+            olist_sql.olist_orders(olist, carried),
+            olist_sql.olist_valid_orders(olist),
             diagnose=lambda: _check_olist_columns(engine, refs, files),
             persona=persona,
             persona_orders=True,
@@ -176,13 +178,15 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
                 available = engine.columns(compiled_refs[key])
                 for col in OLIST_COLUMNS[key]:
                     _resolve_column(available, col, names[key])
-            olist = (refs["orders"], refs["payments"], refs["customers"], rel.Reading())
             # ids that never repeat need no GROUP BY to be counted once (PostgreSQL: a primary
             # key; MySQL's join key is the id's first 255 characters, where two long ids may meet)
             keyed = frozenset(
                 key
                 for key, column in (("orders", "order_id"), ("customers", "customer_id"))
                 if engine.ids_never_repeat(OLIST_FILES[key], source.schema, column)
+            )
+            olist = olist_sql.OlistTables(
+                refs["orders"], refs["payments"], refs["customers"], rel.Reading(), keyed=keyed
             )
             # a training pass keeps the join (PostgreSQL only: MySQL cannot read a temporary table
             # twice in one statement) and carries on each order what the personas can use
@@ -198,8 +202,8 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
 
             return _Plan(
                 engine,
-                olist_sql.olist_orders(*olist, carried, keyed=keyed),
-                olist_sql.olist_valid_orders(*olist, keyed=keyed),
+                olist_sql.olist_orders(olist, carried),
+                olist_sql.olist_valid_orders(olist),
                 persona=persona,
                 persona_orders=True,
                 carried=carried,
