@@ -260,19 +260,16 @@ class DatabaseEngine:
         except Exception:
             return False
 
-    def is_key(self, table: str, schema: str | None, column: str, primary: bool = False) -> bool:
+    def is_key(self, table: str, schema: str | None, column: str) -> bool:
         """Whether the database declares ``column`` of ``table`` unique on its own (a primary
-        key, a unique constraint or a unique index; with ``primary``, its primary key only,
-        which also rules out NULLs). Only an optimisation: any doubt (no such metadata, no
-        permission) answers False."""
+        key, a unique constraint or a unique index): then every row is its own order. Only an
+        optimisation: any doubt (no such metadata, no permission) answers False."""
         import sqlalchemy as sa
 
         assert self.con is not None
         try:
             inspector = sa.inspect(self.con)
             keys: list[Any] = [inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
-            if primary:
-                return [column] in [list(k) for k in keys]
             keys += [u.get("column_names") or [] for u in inspector.get_unique_constraints(table, schema=schema)]
             keys += [
                 i.get("column_names") or [] for i in inspector.get_indexes(table, schema=schema) if i.get("unique")
@@ -286,8 +283,8 @@ class DatabaseEngine:
         table without child tables (a query reads the rows of tables that INHERIT it, which its
         key does not cover) and the id is of a type whose text is the value itself (text,
         integers, uuid: not a float, printed to fewer digits than it holds). Then no two rows of
-        ``table`` give the same id as text. Any doubt answers False."""
-        if self.dialect != "postgres" or not self.is_key(table, schema, column, primary=True):
+        ``table`` give the same id as text. One catalogue query; any doubt answers False."""
+        if self.dialect != "postgres":
             return False
         import sqlalchemy as sa
 
@@ -295,14 +292,17 @@ class DatabaseEngine:
         name = f"{ident(schema)}.{ident(table)}" if schema else ident(table)
         sql = """
             SELECT c.relkind, format_type(a.atttypid, NULL),
-                   EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhparent = c.oid)
+                   EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhparent = c.oid),
+                   EXISTS (SELECT 1 FROM pg_index AS x
+                           WHERE x.indrelid = c.oid AND x.indisprimary AND x.indnkeyatts = 1
+                             AND x.indkey[0] = a.attnum)
             FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
             WHERE c.oid = to_regclass(:name) AND a.attname = :col AND NOT a.attisdropped"""
         try:
             row = self.con.execute(sa.text(sql), {"name": name, "col": column}).first()
         except Exception:
             return False
-        return row is not None and row[0] == "r" and row[1] in _PLAIN_KEY_TYPES and not row[2]
+        return row is not None and row[0] == "r" and row[1] in _PLAIN_KEY_TYPES and not row[2] and row[3]
 
     def columns(self, relation_sql: str) -> list[str]:
         assert self.con is not None
