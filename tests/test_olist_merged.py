@@ -107,3 +107,14 @@ def test_an_order_without_payments_and_a_payment_without_an_order():
     )
     rows = _orders(con, True, frozenset(), False)
     assert [(r[0], r[1], r[3], r[5]) for r in rows] == [("o1", "u1", None, "without_payment")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(orders_rows, payments_rows, customers_rows, CARRIED_SETS)
+def test_customers_keyed_beside_merged_orders_give_the_grouped_orders(orders, payments, customers, carried):
+    """Files whose customer ids are counted unique but whose order ids repeat: the orders merged
+    with their payments, the customers read as they are (``plan``: keyed by counting)."""
+    customers = list({c[0]: c for c in customers if c[0] is not None}.values())
+    con = _tables(orders, payments, customers)
+    for valid in (False, True):
+        assert _orders(con, True, carried, valid, frozenset({"customers"})) == _orders(con, False, carried, valid)

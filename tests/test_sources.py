@@ -12,6 +12,8 @@ import pytest
 import reference
 from conftest import run_cli
 
+from segmentation.data.duckdb_engine import DuckDBEngine
+from segmentation.data.file_loads import reader
 from segmentation.data.kinds import OlistSource, describe_exclusions
 from segmentation.data.sources import load_rfm
 from segmentation.data.spec import source_from_spec
@@ -106,6 +108,51 @@ def test_olist_orders_without_payment_and_bad_dates_are_counted(sample_folder, t
     assert table.excluded["without_payment"] == baseline.excluded.get("without_payment", 0) + 5
     assert table.excluded["bad_date"] == 3
     assert table.orders == baseline.orders - 8
+
+
+@pytest.mark.parametrize("repeated", [("orders",), ("customers",), ("orders", "customers")])
+def test_olist_files_whose_ids_repeat_are_grouped_and_count_each_order_once(sample_folder, tmp_path, repeated):
+    """Files declare no key: where the order or customer ids are counted unique their rows are
+    read as they are, and where one repeats (a row exported twice) that table is grouped by
+    its id, so the answer is the same as without the repeat."""
+    frames = _copy_olist(sample_folder, tmp_path)
+    for key in repeated:
+        frames[key] = pd.concat([frames[key], frames[key].iloc[[3, 3, 40]]], ignore_index=True)
+    _write_olist(frames, tmp_path)
+
+    engine = DuckDBEngine(str(tmp_path))
+    try:
+        for key, column in (("orders", "order_id"), ("customers", "customer_id")):
+            path = tmp_path / f"olist_{key}_dataset.csv"
+            assert engine.ids_counted_unique(reader(path), column) is (key not in repeated)
+            assert engine.ids_counted_unique(reader(sample_folder / path.name), column)
+    finally:
+        engine.close()
+    table, baseline = load_rfm(OlistSource(tmp_path)), load_rfm(OlistSource(sample_folder))
+    _assert_same(_frame(table), _frame(baseline))
+    assert (table.orders, table.excluded) == (baseline.orders, baseline.excluded)
+
+
+@pytest.mark.parametrize(
+    "ids, unique",
+    [
+        (["a", "b", "c"], True),
+        (["a", "b", "a"], False),  # a row exported twice
+        (["a", None, "b"], False),  # a row without its id: grouped, as an id of its own
+        (["a", "", "b"], True),  # a blank id is an id of its own, as the joins compare them
+        ([" a", "a", "b"], True),  # ids are compared as they are written, as the joins do
+    ],
+)
+def test_ids_are_counted_unique_only_when_every_row_has_one_and_none_repeats(ids, unique):
+    engine = DuckDBEngine("ids")
+    try:
+        engine.con.execute("CREATE TABLE t (order_id VARCHAR)")
+        engine.con.executemany("INSERT INTO t VALUES (?)", [[i] for i in ids])
+        assert engine.ids_counted_unique("t", "order_id") is unique
+        assert engine.ids_counted_unique("t", "no_such_column") is False  # the orders' query says why
+        assert engine.ids_counted_unique("read_csv('/no/such/file.csv')", "order_id") is False
+    finally:
+        engine.close()
 
 
 def test_olist_missing_file_and_column(sample_folder, tmp_path):

@@ -57,8 +57,10 @@ class OlistTables:
     payments: str
     customers: str
     reading: Reading
-    merged: bool = False  # the payments summed in the orders' own GROUP BY (files)
-    keyed: frozenset[str] = frozenset()  # "orders", "customers": their ids never repeat nor are NULL
+    merged: bool = False  # the payments summed in the orders' own GROUP BY (files whose order ids repeat)
+    # "orders", "customers": their ids never repeat nor are NULL (a declared or counted key); the
+    # merged form groups the orders whatever this says
+    keyed: frozenset[str] = frozenset()
 
     @property
     def paid(self) -> str:
@@ -90,9 +92,9 @@ def _olist_joined(tables: OlistTables, carried: frozenset[str] = frozenset()) ->
     reads 3M orders slower merged (the RFM read 42-43 s instead of 37).
 
     ``tables.keyed`` (of "orders", "customers"): the tables whose id never repeats nor is NULL (a
-    primary key: ``DatabaseEngine.ids_never_repeat``); their rows are read as they are, not
-    grouped by the id. PostgreSQL, 3M orders with both keys: the RFM read 29.3-29.8 s instead
-    of 36.6-36.7 s."""
+    primary key: ``DatabaseEngine.ids_never_repeat``; a file's rows counted:
+    ``DuckDBEngine.ids_counted_unique``); their rows are read as they are, not grouped by the id.
+    PostgreSQL, 3M orders with both keys: the RFM read 29.3-29.8 s instead of 36.6-36.7 s."""
     orders, payments, customers, reading = tables.orders, tables.payments, tables.customers, tables.reading
     merged, keyed = tables.merged, tables.keyed
     amount = reading.money("payment_value")
