@@ -57,7 +57,8 @@ class OlistTables:
     payments: str
     customers: str
     reading: Reading
-    merged: bool = False  # the payments summed in the orders' own GROUP BY (plain files whose order ids repeat)
+    # the payments summed in the orders' own GROUP BY (files whose order ids repeat, unless gzipped and read from disk)
+    merged: bool = False
     # "orders", "customers": their ids never repeat nor are NULL (a declared or counted key); the
     # merged form groups the orders whatever this says
     keyed: frozenset[str] = frozenset()

@@ -116,7 +116,8 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         loaded = load_files(engine, {**files, **extras})
         refs.update(loaded)
         # ids counted unique need no GROUP BY to be counted once (10M orders within 1 GB: the
-        # orders read in 16-17 s with the count instead of 20-22). A gzipped file is not counted:
+        # orders read in 16-17 s with the count instead of 20-22). A gzipped file read from disk
+        # (not loaded into memory as a small folder's are) is not counted:
         # that is one more decompression of it (10M orders and customers: 8.9 s instead of 2.8),
         # as much as it saves. Orders whose ids repeat have their payments summed in their own
         # GROUP BY (``OlistTables.merged``), unless read from gzipped files: DuckDB's two gzip
