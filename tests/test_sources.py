@@ -136,32 +136,40 @@ def test_olist_files_whose_ids_repeat_are_grouped_and_count_each_order_once(samp
     assert (table.orders, table.excluded) == (baseline.orders, baseline.excluded)
 
 
+ALL_THREE = ("orders", "payments", "customers")
+STEMS = {"orders": "orders", "payments": "order_payments", "customers": "customers"}
+
+
 @pytest.mark.parametrize(
-    "gzipped, repeated, union, groups",
+    "gzipped, repeated, from_disk, union, groups",
     [
-        (False, False, False, 1),  # ids counted unique: only the payments are grouped
-        (False, True, True, 1),  # the payments summed in the orders' own GROUP BY, the customers keyed
-        (True, False, False, 3),  # gzipped: not counted (a second decompression), grouped apart and joined
-        (True, True, False, 3),  # never merged: DuckDB's two gzip readers under one GROUP BY ran out of 1 GB
+        ((), False, True, False, 1),  # ids counted unique: only the payments are grouped
+        ((), True, True, True, 1),  # the payments summed in the orders' own GROUP BY, the customers keyed
+        (ALL_THREE, False, True, False, 3),  # gzipped: not counted (a second decompression), grouped, joined
+        (ALL_THREE, True, True, False, 3),  # never merged: DuckDB's two gzip readers under one GROUP BY ran out of 1 GB
+        (("orders",), True, True, False, 2),  # the plain customers counted and keyed
+        (("payments",), True, True, False, 2),  # a gzipped payments file alone keeps the orders from merging
+        (ALL_THREE, False, False, False, 1),  # a small gzipped folder is loaded into memory, then counted
     ],
 )
-def test_large_olist_files_are_read_in_the_form_their_ids_and_compression_allow(
-    sample_folder, tmp_path, monkeypatch, gzipped, repeated, union, groups
+def test_olist_files_are_read_in_the_form_their_ids_and_compression_allow(
+    sample_folder, tmp_path, monkeypatch, gzipped, repeated, from_disk, union, groups
 ):
-    """Read from the files (as a large folder is, not loaded into memory first), every form
-    counts each order once and leaves an unreadable amount's order out as bad_amount (DuckDB 2.0
-    made that TRY_CAST a strict cast inside the CSV reader: the whole read failed)."""
+    """Every form counts each order once and leaves an unreadable amount's order out as
+    bad_amount (DuckDB 2.0 made that TRY_CAST a strict cast inside the CSV reader, and the whole
+    read failed). ``from_disk``: read as a large folder is, not loaded into memory first."""
     frames = _copy_olist(sample_folder, tmp_path)
     if repeated:
         frames["orders"] = pd.concat([frames["orders"], frames["orders"].iloc[[5]]], ignore_index=True)
     delivered = frames["orders"]["order_id"][frames["orders"]["order_status"] == "delivered"].iloc[20]
     frames["payments"].loc[frames["payments"]["order_id"] == delivered, "payment_value"] = "abc"
     _write_olist(frames, tmp_path)
-    if gzipped:
-        for path in tmp_path.glob("*.csv"):
-            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes(), 1))
-            path.unlink()
-    monkeypatch.setattr(file_loads, "LOAD_LIMIT", 0)
+    for key in gzipped:
+        path = tmp_path / f"olist_{STEMS[key]}_dataset.csv"
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes(), 1))
+        path.unlink()
+    if from_disk:
+        monkeypatch.setattr(file_loads, "LOAD_LIMIT", 0)
     plan = _open_plan(OlistSource(tmp_path), [])
     try:
         sql = plan.ctes[-1][1]
@@ -171,6 +179,19 @@ def test_large_olist_files_are_read_in_the_form_their_ids_and_compression_allow(
     table, baseline = load_rfm(OlistSource(tmp_path)), load_rfm(OlistSource(sample_folder))
     assert table.orders == baseline.orders - 1
     assert table.excluded == {**baseline.excluded, "bad_amount": baseline.excluded.get("bad_amount", 0) + 1}
+
+
+def test_personas_read_from_disk_leave_an_unreadable_item_price_out(sample_folder, tmp_path, monkeypatch):
+    """The personas' TRY_CAST of an item's price over the file, as a large folder is read: a
+    strict cast in DuckDB 2.0's CSV reader unless that optimizer is off."""
+    folder = tmp_path / "shop"
+    shutil.copytree(sample_folder, folder)
+    items = pd.read_csv(folder / "olist_order_items_dataset.csv", dtype=str, keep_default_na=False)
+    items.loc[3, "price"] = "abc"
+    items.to_csv(folder / "olist_order_items_dataset.csv", index=False)
+    monkeypatch.setattr(file_loads, "LOAD_LIMIT", 0)
+    r = run_cli("--artifacts", str(tmp_path / "art"), "-q", "train", "--data", str(folder))
+    assert r.code == 0, r.err
 
 
 def test_a_try_cast_over_a_file_gives_null_for_an_unreadable_value(tmp_path):
