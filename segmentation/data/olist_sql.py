@@ -44,6 +44,9 @@ OLIST_MERGED_CHECKS: tuple[Check, ...] = (
 )
 
 
+# The tables whose id a source may find never repeats (a declared or counted key: ``OlistTables.keyed``).
+KEYABLE: tuple[tuple[str, str], ...] = (("orders", "order_id"), ("customers", "customer_id"))
+
 # Persona labels an Olist training pass can carry on each order from the joins it makes anyway
 # (the payments per order, the order's customer), so the personas need not join those files again.
 CARRIED = frozenset({"instalments", "state"})

@@ -117,16 +117,16 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
         refs.update(loaded)
         # ids counted unique need no GROUP BY to be counted once (10M orders within 1 GB: the
         # orders read in 16-17 s with the count instead of 20-22). A gzipped file read from disk
-        # (not loaded into memory as a small folder's are) is not counted:
-        # that is one more decompression of it (10M orders and customers: 8.9 s instead of 2.8),
-        # as much as it saves. Orders whose ids repeat have their payments summed in their own
-        # GROUP BY (``OlistTables.merged``), unless read from gzipped files: DuckDB's two gzip
-        # readers under that one GROUP BY ran out of 1 GB after 2 s at 3M and at 10M orders, where
+        # (not loaded into memory as a small folder's are) is not counted: that is one more
+        # decompression of it (10M orders and customers: 8.9 s instead of 2.8), as much as it
+        # saves. Orders whose ids repeat have their payments summed in their own GROUP BY
+        # (``OlistTables.merged``), unless read from gzipped files: DuckDB's two gzip readers
+        # under that one GROUP BY ran out of 1 GB after 2 s at 3M and at 10M orders, where
         # grouped apart and joined they read within 600 MB (3M: 7-8 s; 10M: 31-32 s)
         gzipped = {key for key, path in files.items() if path.suffix == ".gz" and key not in loaded}
         keyed = frozenset(
             key
-            for key, column in (("orders", "order_id"), ("customers", "customer_id"))
+            for key, column in olist_sql.KEYABLE
             if key not in gzipped and engine.ids_counted_unique(refs[key], column)
         )
         olist = olist_sql.OlistTables(
@@ -201,7 +201,7 @@ def _open_plan(source: Source, opened: list[Engine], keep_files: bool = False) -
             # key; MySQL's join key is the id's first 255 characters, where two long ids may meet)
             keyed = frozenset(
                 key
-                for key, column in (("orders", "order_id"), ("customers", "customer_id"))
+                for key, column in olist_sql.KEYABLE
                 if engine.ids_never_repeat(OLIST_FILES[key], source.schema, column)
             )
             olist = olist_sql.OlistTables(
